@@ -1,0 +1,202 @@
+//! A loaded model: a small pool of ONNX Runtime sessions (created once; in
+//! `ort` rc.15 `Session::run` takes `&mut self`) plus its preprocessing.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use fast_image_resize::Resizer;
+use image::RgbImage;
+use ndarray::ArrayView4;
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::TensorRef;
+
+use super::decode::{decode_image, DecodeLimits};
+use super::model::{InputLayout, ModelManifest};
+use super::preprocess::Preprocessor;
+use super::runtime::init_runtime;
+use super::EmbedError;
+
+/// How a model is run.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Threads ONNX Runtime uses inside one inference (intra-op).
+    pub intra_threads: usize,
+    /// Number of sessions in the pool (concurrent inferences).
+    pub sessions: usize,
+    pub limits: DecodeLimits,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            sessions: 1,
+            limits: DecodeLimits::default(),
+        }
+    }
+}
+
+/// Turns images into L2-normalised embeddings with one model.
+pub struct Embedder {
+    manifest: ModelManifest,
+    pre: Preprocessor,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+    limits: DecodeLimits,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder").field("model", &self.manifest.name).field("sessions", &self.sessions.len()).finish()
+    }
+}
+
+impl Embedder {
+    /// Verifies the model file against its sha256 and builds the session pool.
+    pub fn load(manifest: &ModelManifest, opts: &EmbedOptions) -> Result<Self, EmbedError> {
+        let path = manifest.verify_file()?;
+        let env = init_runtime()?;
+        let mut sessions = Vec::new();
+        for _ in 0..opts.sessions.max(1) {
+            sessions.push(Mutex::new(build_session(env, &path, opts.intra_threads.max(1))?));
+        }
+        let emb = Embedder {
+            manifest: manifest.clone(),
+            pre: Preprocessor::for_model(manifest),
+            sessions,
+            next: AtomicUsize::new(0),
+            limits: opts.limits,
+        };
+        emb.check_io()?;
+        Ok(emb)
+    }
+
+    fn check_io(&self) -> Result<(), EmbedError> {
+        let s = self.sessions[0].lock().unwrap_or_else(|p| p.into_inner());
+        let bad = |detail: String| EmbedError::Manifest { path: self.manifest.dir.join("model.toml"), detail };
+        if !s.inputs().iter().any(|i| i.name() == self.manifest.input.name) {
+            let names: Vec<_> = s.inputs().iter().map(|i| i.name().to_string()).collect();
+            return Err(bad(format!("input '{}' is not in the model (it has {names:?})", self.manifest.input.name)));
+        }
+        if !s.outputs().iter().any(|o| o.name() == self.manifest.output.name) {
+            let names: Vec<_> = s.outputs().iter().map(|o| o.name().to_string()).collect();
+            return Err(bad(format!("output '{}' is not in the model (it has {names:?})", self.manifest.output.name)));
+        }
+        Ok(())
+    }
+
+    pub fn manifest(&self) -> &ModelManifest {
+        &self.manifest
+    }
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    pub fn dim(&self) -> usize {
+        self.manifest.output.dim
+    }
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.pre
+    }
+    pub fn limits(&self) -> DecodeLimits {
+        self.limits
+    }
+
+    /// Decodes and preprocesses one encoded image into a tensor slot.
+    pub fn prepare(&self, bytes: &[u8], source_name: &str, resizer: &mut Resizer) -> Result<Vec<f32>, EmbedError> {
+        let img = decode_image(bytes, source_name, self.limits)?;
+        Ok(self.pre.run(&img.rgb, resizer))
+    }
+
+    /// Runs the model on `n` preprocessed images laid out back to back in
+    /// `batch`, returning one unit vector per image.
+    pub fn embed_tensors(&self, batch: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (w, h) = (self.manifest.input.width as usize, self.manifest.input.height as usize);
+        assert_eq!(batch.len(), n * 3 * w * h, "batch buffer does not hold n tensors");
+        let shape = match self.manifest.input.layout {
+            InputLayout::Nchw => (n, 3, h, w),
+            InputLayout::Nhwc => (n, h, w, 3),
+        };
+        let shape_err = |e: ndarray::ShapeError| EmbedError::Runtime(e.to_string());
+        // A u8 model gets the same pixel values (exact integers, mean 0 / std 1).
+        let bytes: Vec<u8>;
+        let input: ort::session::SessionInputValue<'_> = if self.manifest.input.dtype == "u8" {
+            bytes = batch.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+            TensorRef::from_array_view(ArrayView4::from_shape(shape, &bytes[..]).map_err(shape_err)?)?.into()
+        } else {
+            TensorRef::from_array_view(ArrayView4::from_shape(shape, batch).map_err(shape_err)?)?.into()
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        // Prefer an idle session; otherwise wait for the round-robin one.
+        let mut guard = self
+            .sessions
+            .iter()
+            .cycle()
+            .skip(i)
+            .take(self.sessions.len())
+            .find_map(|m| m.try_lock().ok())
+            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(|p| p.into_inner()));
+        let outputs = guard.run(ort::inputs![self.manifest.input.name.as_str() => input])?;
+        let (oshape, data) = outputs[self.manifest.output.name.as_str()].try_extract_tensor::<f32>()?;
+        let dim = self.manifest.output.dim;
+        let dims: Vec<i64> = oshape.iter().copied().collect();
+        let flat: i64 = dims.iter().skip(1).product();
+        if dims.first() != Some(&(n as i64)) || flat != dim as i64 {
+            return Err(EmbedError::OutputShape { shape: dims, dim });
+        }
+        Ok(data.chunks_exact(dim).map(|v| l2_normalize(v.to_vec())).collect())
+    }
+
+    /// Embeds already-decoded images in one model call.
+    pub fn embed_batch(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let len = self.pre.tensor_len();
+        let mut batch = vec![0f32; len * images.len()];
+        let mut resizer = Resizer::new();
+        for (img, slot) in images.iter().zip(batch.chunks_exact_mut(len)) {
+            let resized = self.pre.resize.apply(img, &mut resizer);
+            self.pre.to_tensor.apply(&resized, slot);
+        }
+        self.embed_tensors(&batch, images.len())
+    }
+
+    /// Decodes and embeds one encoded image.
+    pub fn embed_bytes(&self, bytes: &[u8], source_name: &str) -> Result<Vec<f32>, EmbedError> {
+        let t = self.prepare(bytes, source_name, &mut Resizer::new())?;
+        Ok(self.embed_tensors(&t, 1)?.remove(0))
+    }
+
+    /// Reads, decodes and embeds one file.
+    pub fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| EmbedError::Io { source_name: name.clone(), error })?;
+        self.embed_bytes(&bytes, &name)
+    }
+}
+
+fn build_session(env: &ort::environment::Environment, path: &Path, threads: usize) -> Result<Session, EmbedError> {
+    let err = |e: ort::Error<ort::session::builder::SessionBuilder>| EmbedError::Runtime(e.to_string());
+    let session = Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(err)?
+        .with_intra_threads(threads)
+        .map_err(err)?
+        .with_inter_threads(1)
+        .map_err(err)?
+        // Idle ORT threads must not spin: decode workers share the cores.
+        .with_intra_op_spinning(false)
+        .map_err(err)?
+        .commit_from_file(path)?;
+    Ok(session)
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn l2_normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
