@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::catalog::{Catalog, CatalogOptions, Filter, IndexParams, Label, Store};
 use crate::embed::{self, EmbedError, EmbedOptions, Embedder, ModelRegistry, PipelineOptions, Prepared};
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,77 @@ pub enum Command {
     },
     /// List installed models and whether each one loads.
     Models,
+    /// Index a catalog: a manifest (CSV / JSON Lines) or a folder with one sub-folder per product.
+    Index {
+        source: PathBuf,
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Label for rows (or folders) that do not give one.
+        #[arg(long)]
+        label: Option<Label>,
+        /// Brand for rows (or folders) that do not give one.
+        #[arg(long)]
+        brand: Option<String>,
+        /// Images per model call.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Decode workers (default: half the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Errors file (CSV); default <index>/ingest-errors.csv.
+        #[arg(long)]
+        errors: Option<PathBuf>,
+        /// HNSW M, for a new index.
+        #[arg(long, default_value_t = IndexParams::default().m)]
+        m: usize,
+        /// HNSW ef_construction, for a new index.
+        #[arg(long, default_value_t = IndexParams::default().ef_construction)]
+        ef_construction: usize,
+    },
+    /// Find the catalog products nearest to a photo.
+    Search {
+        image: PathBuf,
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Number of products.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// HNSW ef for this query.
+        #[arg(long)]
+        ef: Option<usize>,
+        #[arg(long)]
+        brand: Option<String>,
+        #[arg(long)]
+        label: Option<Label>,
+        #[arg(long)]
+        category: Option<String>,
+        /// Also show each product's second-best image.
+        #[arg(long)]
+        second: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the vector graph without deleted images.
+    Compact {
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// Counts, index parameters and disk use.
+    Stats {
+        #[command(flatten)]
+        index: IndexArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a product (all its images) or one image.
+    Delete {
+        #[command(flatten)]
+        index: IndexArgs,
+        #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+        product: Option<String>,
+        #[arg(long)]
+        image: Option<i64>,
+    },
     /// Benchmark: end-to-end embedding throughput on image files (prints JSON).
     #[command(hide = true)]
     BenchEmbed {
@@ -59,6 +131,23 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         sessions: usize,
     },
+}
+
+/// Where the index lives and which model it uses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IndexArgs {
+    /// Index folder.
+    #[arg(long = "index", env = "KNOCKOFF_INDEX", default_value = "index")]
+    pub dir: PathBuf,
+    /// Model (a new index uses the default model; an existing one keeps its own).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// HNSW ef_search default for queries.
+    #[arg(long, default_value_t = IndexParams::default().ef_search)]
+    pub ef_search: usize,
+    /// Compact by itself when deleted images pass this share of the graph.
+    #[arg(long, default_value_t = 0.2)]
+    pub auto_compact: f64,
 }
 
 pub fn main() -> i32 {
@@ -109,6 +198,108 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             cmd_embed(&embedder, images, *batch)
         }
         Command::Models => cmd_models(&cli),
+        Command::Index { source, index, label, brand, batch, workers, errors, m, ef_construction } => {
+            let params = IndexParams { m: *m, ef_construction: *ef_construction, ef_search: index.ef_search };
+            let (catalog, embedder) = open_catalog(&cli, index, params, true)?;
+            let embedder = embedder.expect("asked for an embedder");
+            let defaults = crate::ingest::SourceDefaults { label: *label, brand: brand.clone() };
+            let (items, row_errors) = crate::ingest::read_source(source, &defaults)?;
+            let mut opts = crate::ingest::IngestOptions::default();
+            opts.pipeline.batch_size = *batch;
+            if let Some(w) = workers {
+                opts.pipeline.workers = *w;
+            }
+            opts.pipeline.inference_threads = embedder_sessions();
+            opts.errors_file = Some(errors.clone().unwrap_or_else(|| index.dir.join("ingest-errors.csv")));
+            let r = crate::ingest::ingest(&catalog, &embedder, items, row_errors, &opts, |_| {})?;
+            eprintln!(
+                "indexed {} new images, skipped {} already indexed, {} failed, in {:.1}s ({:.1} images/s)",
+                r.counts.indexed,
+                r.counts.skipped,
+                r.counts.failed,
+                r.seconds,
+                (r.counts.indexed + r.counts.skipped) as f64 / r.seconds.max(1e-9)
+            );
+            for e in r.errors.iter().take(10) {
+                eprintln!("  failed: {}", e.reason);
+            }
+            if let Some(f) = &r.errors_file {
+                eprintln!("all {} errors are listed in {}", r.errors.len(), f.display());
+            }
+            Ok(if r.counts.failed > 0 { 1 } else { 0 })
+        }
+        Command::Search { image, index, k, ef, brand, label, category, second, json } => {
+            let (catalog, embedder) = open_catalog(&cli, index, IndexParams::default(), true)?;
+            let embedder = embedder.expect("asked for an embedder");
+            let q = embedder.embed_file(image)?;
+            let req = crate::search::SearchRequest {
+                k: *k,
+                ef: *ef,
+                filter: Filter { brand: brand.clone(), label: *label, category: category.clone() },
+                second_best: *second,
+            };
+            let matches = crate::search::search_products(&catalog, &q, &req);
+            if *json {
+                println!("{}", serde_json::to_string(&serde_json::json!({ "image": image.display().to_string(), "model": catalog.model(), "matches": matches }))?);
+            } else if matches.is_empty() {
+                println!("no match (the index is empty or nothing passes the filters)");
+            } else {
+                for (i, m) in matches.iter().enumerate() {
+                    let p = &m.product;
+                    print!(
+                        "{:>2}. {:<36} {:<11} sim {:.3}  image {}",
+                        i + 1, p.product_id, p.label.as_str(), m.best.similarity, m.best.image_id
+                    );
+                    if let Some(s) = &m.second {
+                        print!("  (2nd image {} sim {:.3})", s.image_id, s.similarity);
+                    }
+                    println!("  {}", [p.brand.as_deref(), p.name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" / "));
+                }
+            }
+            Ok(0)
+        }
+        Command::Compact { index } => {
+            let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            let purged = catalog.compact()?;
+            eprintln!("compacted: removed {purged} deleted images; graph now holds {} vectors", catalog.stats()?.graph_points);
+            Ok(0)
+        }
+        Command::Stats { index, json } => {
+            let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            let s = catalog.stats()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("index      {}", catalog.dir().display());
+                println!("model      {} ({}-d)", s.model, s.dim);
+                println!("products   {}", s.counts.products);
+                println!("images     {} (graph {}, tombstones {})", s.counts.images, s.graph_points, s.counts.tombstones);
+                for (l, n) in &s.counts.per_label {
+                    println!("  {l:<12} {n} products");
+                }
+                for (b, n) in s.counts.per_brand.iter().take(20) {
+                    println!("  brand {:<20} {n} products", if b.is_empty() { "(none)" } else { b });
+                }
+                println!("hnsw       M {} ef_construction {} ef_search {}", s.params.m, s.params.ef_construction, s.params.ef_search);
+                println!("disk       {:.1} MB", s.disk_bytes as f64 / 1e6);
+            }
+            Ok(0)
+        }
+        Command::Delete { index, product, image } => {
+            let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            match (product, image) {
+                (Some(p), _) => {
+                    let n = catalog.delete_product(p)?;
+                    eprintln!("deleted product {p} ({n} images)");
+                }
+                (None, Some(id)) => {
+                    catalog.delete_image(*id)?;
+                    eprintln!("deleted image {id}");
+                }
+                (None, None) => unreachable!("clap requires one"),
+            }
+            Ok(0)
+        }
         Command::BenchEmbed { images, model, batch, workers, sessions } => {
             let reg = open_registry(&cli.models)?;
             let opts = EmbedOptions { sessions: *sessions, ..embed_options(&cli) };
@@ -253,4 +444,53 @@ fn cmd_bench_embed(embedder: &Embedder, images: &[PathBuf], batch: usize, worker
     });
     println!("{report}");
     Ok(0)
+}
+
+fn embedder_sessions() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Opens the catalog in `args.dir`. The model is the one the index was built
+/// with (an explicit `--model` must agree), or `--model` / the default for a
+/// new index. With `with_embedder`, also loads that model (bulk settings:
+/// one single-threaded session per core).
+pub fn open_catalog(
+    cli: &Cli,
+    args: &IndexArgs,
+    params: IndexParams,
+    with_embedder: bool,
+) -> anyhow::Result<(Catalog, Option<Embedder>)> {
+    let existing = if args.dir.join(crate::catalog::store::STORE_FILE).exists() {
+        Store::open(&args.dir)?.meta("model")?
+    } else {
+        None
+    };
+    let model = match (&existing, &args.model) {
+        (Some(found), Some(wanted)) if found != wanted => {
+            return Err(crate::catalog::CatalogError::ModelMismatch { path: args.dir.clone(), found: found.clone(), wanted: wanted.clone() }.into());
+        }
+        (Some(found), _) => Some(found.clone()),
+        (None, m) => m.clone(),
+    };
+    let reg = open_registry(&cli.models)?;
+    let manifest = reg.get(model.as_deref())?;
+    let embedder = if with_embedder {
+        let opts = EmbedOptions { sessions: embedder_sessions(), intra_threads: cli.threads.unwrap_or(1), ..embed_options(cli) };
+        Some(Embedder::load(manifest, &opts)?)
+    } else {
+        None
+    };
+    let opts = CatalogOptions {
+        model: manifest.name.clone(),
+        dim: manifest.output.dim,
+        params: IndexParams { ef_search: args.ef_search, ..params },
+        auto_compact_share: args.auto_compact,
+    };
+    let (catalog, report) = Catalog::open(&args.dir, opts)?;
+    if let crate::catalog::OpenReport::Rebuilt { points, reason } = &report {
+        if *points > 0 {
+            eprintln!("note: {reason}; rebuilt the vector index from the store ({points} vectors)");
+        }
+    }
+    Ok((catalog, embedder))
 }

@@ -6,6 +6,9 @@
 //! Brand catalogs are loaded in bulk by [`ingest`]. The `knockoff` binary
 //! ([`cli`]) drives all of it.
 
+pub mod catalog;
 pub mod cli;
 pub mod embed;
+pub mod ingest;
+pub mod search;
 pub mod util;

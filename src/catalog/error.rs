@@ -1,0 +1,29 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog store {path}: {detail}")]
+    Store { path: PathBuf, detail: String },
+    #[error("catalog store {path} is corrupt ({detail}); restore it from a backup, or move it away and re-index")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the index in {path} was built with model '{found}', not '{wanted}'; use another --index folder")]
+    ModelMismatch { path: PathBuf, found: String, wanted: String },
+    #[error("vector dimension {got} does not match the index dimension {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("unknown product '{0}'")]
+    UnknownProduct(String),
+    #[error("unknown image {0}")]
+    UnknownImage(i64),
+    #[error("invalid {field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+    #[error("index folder {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("vector index dump: {0}")]
+    Dump(String),
+}
+
+impl CatalogError {
+    pub(crate) fn store(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        CatalogError::Store { path: path.to_path_buf(), detail: e.to_string() }
+    }
+}

@@ -1,0 +1,96 @@
+//! The catalog: products, their reference photos, and the vectors that make
+//! them searchable.
+//!
+//! SQLite ([`store`]) is the source of truth: product metadata, image
+//! records and the embeddings themselves. The HNSW graph ([`vectors`]) is a
+//! derived, rebuildable structure, persisted as an atomic dump tagged with the
+//! store state it reflects. [`Catalog`] ties the two together and keeps a small
+//! in-memory table of image → product metadata so that searches can filter on
+//! brand, label, category and tombstones inside the graph walk.
+
+mod catalog;
+mod error;
+pub mod store;
+pub mod vectors;
+
+pub use catalog::{Catalog, CatalogOptions, CatalogStats, OpenReport};
+pub use error::CatalogError;
+pub use store::{ImageRecord, NewImage, Store};
+pub use vectors::{IndexParams, VectorIndex};
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a product's reference photos show the genuine article or a known fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Authentic,
+    Counterfeit,
+}
+
+impl Label {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Label::Authentic => "authentic",
+            Label::Counterfeit => "counterfeit",
+        }
+    }
+}
+
+impl std::str::FromStr for Label {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "authentic" => Ok(Label::Authentic),
+            "counterfeit" => Ok(Label::Counterfeit),
+            other => Err(format!("label must be 'authentic' or 'counterfeit', not '{other}'")),
+        }
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A catalog product (the caller's `product_id` is its key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub product_id: String,
+    pub label: Label,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Free-form attributes.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Product {
+    pub fn new(product_id: impl Into<String>, label: Label) -> Self {
+        Product { product_id: product_id.into(), label, brand: None, name: None, category: None, attributes: Default::default() }
+    }
+}
+
+/// Search-time restrictions, applied inside the graph walk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub brand: Option<String>,
+    pub label: Option<Label>,
+    pub category: Option<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.brand.is_none() && self.label.is_none() && self.category.is_none()
+    }
+    pub fn matches(&self, p: &Product) -> bool {
+        self.brand.as_ref().is_none_or(|b| p.brand.as_deref() == Some(b.as_str()))
+            && self.label.is_none_or(|l| p.label == l)
+            && self.category.as_ref().is_none_or(|c| p.category.as_deref() == Some(c.as_str()))
+    }
+}

@@ -1,0 +1,422 @@
+//! SQLite store (WAL): the source of truth for products, images and embeddings.
+//!
+//! Schema (version 1):
+//! - `meta(key, value)`: `schema_version`, `generation` (bumped by every
+//!   committed change to the searchable set), index settings.
+//! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at)`
+//! - `images(id, product, source, sha256, width, height, added_at, deleted)`;
+//!   a deleted image is a tombstone until compaction purges it.
+//! - `embeddings(image, model, vector)`: little-endian `f32` blobs.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{CatalogError, Label, Product};
+
+pub const SCHEMA_VERSION: i64 = 1;
+pub const STORE_FILE: &str = "catalog.sqlite3";
+
+const MIGRATIONS: &[&str] = &[
+    // v1
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        product_id TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL CHECK (label IN ('authentic', 'counterfeit')),
+        brand TEXT, name TEXT, category TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        product INTEGER NOT NULL REFERENCES products(id),
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL, height INTEGER NOT NULL,
+        added_at TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0);
+     CREATE UNIQUE INDEX images_live_sha ON images(product, sha256) WHERE deleted = 0;
+     CREATE INDEX images_product ON images(product);
+     CREATE TABLE embeddings (
+        image INTEGER NOT NULL REFERENCES images(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (image, model));",
+];
+
+/// An image to add, with its embedding for the index's model.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub product: Product,
+    pub source: String,
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub embedding: Vec<f32>,
+}
+
+/// A stored image record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageRecord {
+    pub id: i64,
+    pub product_id: String,
+    pub source: String,
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub added_at: String,
+    pub deleted: bool,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    // RFC 3339 in UTC without pulling in a date crate.
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, dd) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn vec_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn blob_to_vec(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, checks its integrity and migrates it.
+    pub fn open(dir: &Path) -> Result<Store, CatalogError> {
+        std::fs::create_dir_all(dir).map_err(|error| CatalogError::Io { path: dir.into(), error })?;
+        let path = dir.join(STORE_FILE);
+        let corrupt = |e: &dyn std::fmt::Display| CatalogError::Corrupt { path: path.clone(), detail: e.to_string() };
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(|e| CatalogError::store(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| CatalogError::store(&path, e))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| corrupt(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(CatalogError::store(&path, format!("could not enable WAL (journal_mode={mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| corrupt(&e))?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(&e))?;
+        if check != "ok" {
+            return Err(corrupt(&check));
+        }
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> CatalogError {
+        CatalogError::store(&self.path, e)
+    }
+
+    fn migrate(&mut self) -> Result<(), CatalogError> {
+        self.conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").map_err(|e| self.err(e))?;
+        let version: i64 = self.meta("schema_version")?.map(|v| v.parse().unwrap_or(-1)).unwrap_or(0);
+        if version > SCHEMA_VERSION || version < 0 {
+            return Err(self.err(format!("schema version {version} is newer than this knockoff understands ({SCHEMA_VERSION})")));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| CatalogError::store(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| CatalogError::store(&self.path, e))?;
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)", [(i + 1).to_string()])
+                .map_err(|e| CatalogError::store(&self.path, e))?;
+            tx.commit().map_err(|e| CatalogError::store(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, CatalogError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), CatalogError> {
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", [key, value]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Counter bumped by every committed change to the searchable set.
+    pub fn generation(&self) -> Result<u64, CatalogError> {
+        Ok(self.meta("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0))
+    }
+
+    fn bump_generation(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            [],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_product_tx(tx: &rusqlite::Transaction<'_>, p: &Product, ts: &str) -> rusqlite::Result<i64> {
+        let attrs = serde_json::Value::Object(p.attributes.clone()).to_string();
+        tx.execute(
+            "INSERT INTO products(product_id, label, brand, name, category, attributes, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT(product_id) DO UPDATE SET label = excluded.label,
+                brand = COALESCE(excluded.brand, brand), name = COALESCE(excluded.name, name),
+                category = COALESCE(excluded.category, category),
+                attributes = CASE WHEN excluded.attributes = '{}' THEN attributes ELSE excluded.attributes END,
+                updated_at = excluded.updated_at, deleted = 0",
+            params![p.product_id, p.label.as_str(), p.brand, p.name, p.category, attrs, ts],
+        )?;
+        tx.query_row("SELECT id FROM products WHERE product_id = ?1", [&p.product_id], |r| r.get(0))
+    }
+
+    /// Creates or updates a product's metadata (empty fields keep their old value).
+    pub fn upsert_product(&mut self, p: &Product) -> Result<(), CatalogError> {
+        let ts = now();
+        let tx = self.conn.transaction().map_err(|e| CatalogError::store(&self.path, e))?;
+        Self::upsert_product_tx(&tx, p, &ts).map_err(|e| CatalogError::store(&self.path, e))?;
+        Self::bump_generation(&tx).map_err(|e| CatalogError::store(&self.path, e))?;
+        tx.commit().map_err(|e| CatalogError::store(&self.path, e))
+    }
+
+    /// Adds images (and their products) in one transaction. Returns, per input,
+    /// `Some((image id, product row id))` or `None` when that product already
+    /// has a live image with the same bytes (a re-run skips it).
+    pub fn add_images(&mut self, model: &str, items: &[NewImage]) -> Result<Vec<Option<(i64, i64)>>, CatalogError> {
+        let ts = now();
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            let prod = Self::upsert_product_tx(&tx, &it.product, &ts).map_err(e)?;
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO images(product, source, sha256, width, height, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![prod, it.source, it.sha256, it.width, it.height, ts],
+                )
+                .map_err(e)?;
+            if inserted == 0 {
+                out.push(None);
+                continue;
+            }
+            let id = tx.last_insert_rowid();
+            tx.execute("INSERT INTO embeddings(image, model, vector) VALUES (?1, ?2, ?3)", params![id, model, vec_to_blob(&it.embedding)])
+                .map_err(e)?;
+            out.push(Some((id, prod)));
+        }
+        Self::bump_generation(&tx).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
+    /// All live (product_id, sha256) pairs, to skip what is already indexed.
+    pub fn live_hashes(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT p.product_id, i.sha256 FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn product_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
+        let label: String = r.get(1)?;
+        let attrs: String = r.get(5)?;
+        Ok(Product {
+            product_id: r.get(0)?,
+            label: label.parse().unwrap_or(Label::Authentic),
+            brand: r.get(2)?,
+            name: r.get(3)?,
+            category: r.get(4)?,
+            attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+        })
+    }
+
+    pub fn product(&self, product_id: &str) -> Result<Option<Product>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT product_id, label, brand, name, category, attributes FROM products WHERE product_id = ?1 AND deleted = 0",
+                [product_id],
+                Self::product_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every product, keyed by its row id.
+    pub fn products(&self) -> Result<Vec<(i64, Product)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT product_id, label, brand, name, category, attributes, id FROM products")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(6)?, Self::product_from_row(r)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// (image id, product row id, deleted) for every image.
+    pub fn image_owners(&self) -> Result<Vec<(i64, i64, bool)>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT id, product, deleted FROM images").map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn images_of(&self, product_id: &str) -> Result<Vec<ImageRecord>, CatalogError> {
+        self.query_images("WHERE p.product_id = ?1 AND i.deleted = 0 ORDER BY i.id", params![product_id])
+    }
+
+    pub fn image(&self, id: i64) -> Result<Option<ImageRecord>, CatalogError> {
+        Ok(self.query_images("WHERE i.id = ?1", params![id])?.pop())
+    }
+
+    fn query_images(&self, clause: &str, p: impl rusqlite::Params) -> Result<Vec<ImageRecord>, CatalogError> {
+        let sql = format!(
+            "SELECT i.id, p.product_id, i.source, i.sha256, i.width, i.height, i.added_at, i.deleted
+             FROM images i JOIN products p ON p.id = i.product {clause}"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(p, |r| {
+                Ok(ImageRecord {
+                    id: r.get(0)?,
+                    product_id: r.get(1)?,
+                    source: r.get(2)?,
+                    sha256: r.get(3)?,
+                    width: r.get(4)?,
+                    height: r.get(5)?,
+                    added_at: r.get(6)?,
+                    deleted: r.get::<_, i64>(7)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Live embeddings of `model` with image id greater than `after`, in id order.
+    pub fn live_vectors_after(&self, model: &str, after: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
+                 WHERE e.model = ?1 AND i.deleted = 0 AND e.image > ?2 ORDER BY e.image",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map(params![model, after], |r| Ok((r.get(0)?, blob_to_vec(&r.get::<_, Vec<u8>>(1)?)))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Marks the product and all its images deleted. Returns the image ids tombstoned.
+    pub fn delete_product(&mut self, product_id: &str) -> Result<Vec<i64>, CatalogError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let prod: Option<i64> =
+            tx.query_row("SELECT id FROM products WHERE product_id = ?1 AND deleted = 0", [product_id], |r| r.get(0)).optional().map_err(e)?;
+        let Some(prod) = prod else { return Err(CatalogError::UnknownProduct(product_id.into())) };
+        let ids: Vec<i64> = {
+            let mut st = tx.prepare("SELECT id FROM images WHERE product = ?1 AND deleted = 0").map_err(e)?;
+            let ids = st.query_map([prod], |r| r.get(0)).map_err(e)?.collect::<Result<_, _>>().map_err(e)?;
+            ids
+        };
+        tx.execute("UPDATE images SET deleted = 1 WHERE product = ?1", [prod]).map_err(e)?;
+        tx.execute("UPDATE products SET deleted = 1 WHERE id = ?1", [prod]).map_err(e)?;
+        Self::bump_generation(&tx).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(ids)
+    }
+
+    pub fn delete_image(&mut self, id: i64) -> Result<(), CatalogError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let n = tx.execute("UPDATE images SET deleted = 1 WHERE id = ?1 AND deleted = 0", [id]).map_err(e)?;
+        if n == 0 {
+            return Err(CatalogError::UnknownImage(id));
+        }
+        Self::bump_generation(&tx).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Removes tombstoned images (and products left without images) for good.
+    pub fn purge_deleted(&mut self) -> Result<usize, CatalogError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute("DELETE FROM embeddings WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
+        let n = tx.execute("DELETE FROM images WHERE deleted = 1", []).map_err(e)?;
+        tx.execute(
+            "DELETE FROM products WHERE deleted = 1
+             AND NOT EXISTS (SELECT 1 FROM images WHERE images.product = products.id)",
+            [],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n)
+    }
+
+    /// Counts: (products, live images, tombstones, per label, per brand).
+    pub fn counts(&self) -> Result<StoreCounts, CatalogError> {
+        let one = |sql: &str| -> Result<i64, CatalogError> { self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.err(e)) };
+        let group = |sql: &str| -> Result<Vec<(String, i64)>, CatalogError> {
+            let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))).map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        };
+        const LIVE: &str = "FROM products p WHERE EXISTS (SELECT 1 FROM images i WHERE i.product = p.id AND i.deleted = 0)";
+        Ok(StoreCounts {
+            products: one(&format!("SELECT COUNT(*) {LIVE}"))?,
+            images: one("SELECT COUNT(*) FROM images WHERE deleted = 0")?,
+            tombstones: one("SELECT COUNT(*) FROM images WHERE deleted = 1")?,
+            per_label: group(&format!("SELECT p.label, COUNT(*) {LIVE} GROUP BY p.label ORDER BY p.label"))?,
+            per_brand: group(&format!("SELECT p.brand, COUNT(*) {LIVE} GROUP BY p.brand ORDER BY COUNT(*) DESC, p.brand"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreCounts {
+    pub products: i64,
+    pub images: i64,
+    pub tombstones: i64,
+    pub per_label: Vec<(String, i64)>,
+    pub per_brand: Vec<(String, i64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_697), (2026, 9, 1));
+    }
+
+    #[test]
+    fn blob_round_trip() {
+        let v = vec![0.5f32, -1.25, 3.0e-8];
+        assert_eq!(blob_to_vec(&vec_to_blob(&v)), v);
+    }
+}

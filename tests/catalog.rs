@@ -1,0 +1,296 @@
+//! Catalog and vector index: durability, deletes, compaction, filters and
+//! concurrency, on synthetic vectors (no model needed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, IndexParams, Label, NewImage, OpenReport, Product};
+use knockoff::search::{search_products, SearchRequest};
+
+const DIM: usize = 32;
+
+fn opts() -> CatalogOptions {
+    CatalogOptions { model: "test-model".into(), dim: DIM, params: IndexParams::default(), auto_compact_share: 0.2 }
+}
+
+/// Deterministic pseudo-random unit vector.
+fn vector(seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut v: Vec<f32> = (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 20_000) as f32 / 10_000.0 - 1.0
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
+/// A vector close to `vector(center)`.
+fn near(center: u64, seed: u64) -> Vec<f32> {
+    let c = vector(center);
+    let noise = vector(seed + 1_000_000);
+    let mut v: Vec<f32> = c.iter().zip(&noise).map(|(a, b)| a + 0.15 * b).collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
+fn product(i: u64) -> Product {
+    let mut p = Product::new(format!("p{i}"), if i % 3 == 0 { Label::Counterfeit } else { Label::Authentic });
+    p.brand = Some(if i % 2 == 0 { "Acme".into() } else { "Globex".into() });
+    p.category = Some(format!("cat{}", i % 4));
+    p
+}
+
+/// `per` images for each of `n` products, image j of product i near vector(i).
+fn images(n: u64, per: u64) -> Vec<NewImage> {
+    (0..n)
+        .flat_map(|i| {
+            (0..per).map(move |j| NewImage {
+                product: product(i),
+                source: format!("mem://{i}/{j}"),
+                sha256: format!("{:064x}", i * 1000 + j),
+                width: 10,
+                height: 10,
+                embedding: near(i, i * 1000 + j),
+            })
+        })
+        .collect()
+}
+
+fn top_ids(cat: &Catalog, q: &[f32], k: usize) -> Vec<String> {
+    search_products(cat, q, &SearchRequest { k, ..Default::default() }).iter().map(|m| m.product.product_id.clone()).collect()
+}
+
+#[test]
+fn products_are_grouped_and_filters_apply_inside_the_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    cat.add_images(&images(40, 3)).unwrap();
+    let q = vector(7);
+    let res = search_products(&cat, &q, &SearchRequest { k: 5, second_best: true, ..Default::default() });
+    assert_eq!(res.len(), 5);
+    assert_eq!(res[0].product.product_id, "p7");
+    let mut ids: Vec<_> = res.iter().map(|m| m.product.product_id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "one entry per product");
+    assert!(res[0].second.is_some() && res[0].second.as_ref().unwrap().similarity <= res[0].best.similarity);
+    assert!(res.windows(2).all(|w| w[0].best.similarity >= w[1].best.similarity));
+
+    // Filters: the best Globex match for a query near p7 (Globex) is p7; for Acme it is not.
+    let acme = Filter { brand: Some("Acme".into()), ..Default::default() };
+    let res = search_products(&cat, &q, &SearchRequest { k: 10, filter: acme, ..Default::default() });
+    assert_eq!(res.len(), 10, "a filter still fills k");
+    assert!(res.iter().all(|m| m.product.brand.as_deref() == Some("Acme")));
+    let fake = Filter { label: Some(Label::Counterfeit), category: Some("cat2".into()), ..Default::default() };
+    let res = search_products(&cat, &q, &SearchRequest { k: 3, filter: fake, ..Default::default() });
+    assert!(!res.is_empty());
+    assert!(res.iter().all(|m| m.product.label == Label::Counterfeit && m.product.category.as_deref() == Some("cat2")));
+}
+
+#[test]
+fn re_adding_the_same_bytes_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    let imgs = images(3, 2);
+    assert!(cat.add_images(&imgs).unwrap().iter().all(|i| i.is_some()));
+    assert!(cat.add_images(&imgs).unwrap().iter().all(|i| i.is_none()));
+    assert_eq!(cat.stats().unwrap().counts.images, 6);
+}
+
+#[test]
+fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+        assert!(matches!(report, OpenReport::Rebuilt { points: 0, .. }));
+        cat.add_images(&images(20, 2)).unwrap();
+        cat.persist().unwrap();
+        // Committed after the dump: must be caught up from the store.
+        cat.add_images(&images(25, 2)[40..]).unwrap();
+    }
+    let expected = {
+        let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+        assert_eq!(report, OpenReport::Loaded { points: 50, caught_up: 10 });
+        top_ids(&cat, &vector(22), 5)
+    };
+    assert_eq!(expected[0], "p22");
+
+    let vdir = dir.path().join("vectors/test-model");
+    let data = std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.data")).unwrap();
+    // Damage the data file: detected by checksum, rebuilt from the store, same answers.
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&data, &bytes).unwrap();
+    {
+        let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+        match report {
+            OpenReport::Rebuilt { points: 50, reason } => assert!(reason.contains("damaged"), "{reason}"),
+            other => panic!("expected a rebuild, got {other:?}"),
+        }
+        assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+    }
+    // The rebuild wrote a fresh dump; now truncate the graph file.
+    let graph = std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.graph")).unwrap();
+    let len = std::fs::metadata(&graph).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(len / 3).unwrap();
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    assert!(matches!(report, OpenReport::Rebuilt { points: 50, .. }), "{report:?}");
+    assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+    drop(cat);
+    // A missing marker is a rebuild too.
+    std::fs::remove_file(vdir.join("CURRENT.json")).unwrap();
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    assert!(matches!(report, OpenReport::Rebuilt { points: 50, .. }));
+    assert_eq!(cat.stats().unwrap().counts.images, 50, "no data lost");
+}
+
+#[test]
+fn corrupt_store_is_a_clear_error_not_silent_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+        cat.add_images(&images(30, 4)).unwrap();
+    }
+    let path = dir.path().join("catalog.sqlite3");
+    // Fold the WAL into the main file first so the damage hits real pages.
+    {
+        let c = rusqlite_checkpoint(&path);
+        drop(c);
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192);
+    let end = bytes.len() - 1024;
+    for b in &mut bytes[4096..end] {
+        *b = b.wrapping_mul(17).wrapping_add(91);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = Catalog::open(dir.path(), opts()).err().expect("a corrupt store must not open");
+    assert!(matches!(err, CatalogError::Corrupt { .. } | CatalogError::Store { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("catalog.sqlite3"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the damaged store is left as it was");
+}
+
+fn rusqlite_checkpoint(path: &std::path::Path) -> knockoff::catalog::Store {
+    let s = knockoff::catalog::Store::open(path.parent().unwrap()).unwrap();
+    s.set_meta("checkpoint", "1").unwrap();
+    drop(s);
+    // Closing the last connection checkpoints the WAL into the database file.
+    knockoff::catalog::Store::open(path.parent().unwrap()).unwrap()
+}
+
+#[test]
+fn model_mismatch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Catalog::open(dir.path(), opts()).unwrap());
+    let other = CatalogOptions { model: "other".into(), ..opts() };
+    assert!(matches!(Catalog::open(dir.path(), other), Err(CatalogError::ModelMismatch { .. })));
+}
+
+#[test]
+fn deleted_products_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = CatalogOptions { auto_compact_share: 0.9, ..opts() };
+    let (cat, _) = Catalog::open(dir.path(), o.clone()).unwrap();
+    cat.add_images(&images(30, 3)).unwrap();
+    let q = vector(5);
+    assert_eq!(top_ids(&cat, &q, 1), vec!["p5"]);
+    assert_eq!(cat.delete_product("p5").unwrap(), 3);
+    let gone = |cat: &Catalog| {
+        let ids = top_ids(cat, &q, 30);
+        assert_eq!(ids.len(), 29);
+        assert!(!ids.contains(&"p5".to_string()));
+    };
+    gone(&cat);
+    assert!(cat.stats().unwrap().counts.tombstones == 3);
+    // Deleting one image hides exactly that image.
+    let img = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() })[0].best.image_id;
+    cat.delete_image(img).unwrap();
+    let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() });
+    assert_eq!(again[0].product.product_id, "p6");
+    assert_ne!(again[0].best.image_id, img);
+    assert!(matches!(cat.delete_product("p5"), Err(CatalogError::UnknownProduct(_))));
+    assert!(matches!(cat.delete_image(img), Err(CatalogError::UnknownImage(_))));
+    cat.persist().unwrap();
+    drop(cat);
+    // After restart (dump loaded), still gone.
+    let (cat, _) = Catalog::open(dir.path(), o.clone()).unwrap();
+    gone(&cat);
+    // After compaction, still gone, and the tombstones are purged.
+    assert_eq!(cat.compact().unwrap(), 4);
+    gone(&cat);
+    let s = cat.stats().unwrap();
+    assert_eq!((s.counts.tombstones, s.graph_points, s.counts.images), (0, 86, 86));
+    drop(cat);
+    let (cat, report) = Catalog::open(dir.path(), o).unwrap();
+    assert!(matches!(report, OpenReport::Loaded { points: 86, caught_up: 0 }), "{report:?}");
+    gone(&cat);
+}
+
+#[test]
+fn compaction_runs_by_itself_past_the_tombstone_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    cat.add_images(&images(10, 2)).unwrap();
+    cat.delete_product("p1").unwrap(); // 2 of 20 = 10%: stays
+    assert_eq!(cat.stats().unwrap().graph_points, 20);
+    cat.delete_product("p2").unwrap();
+    cat.delete_product("p3").unwrap(); // 6 of 20 = 30% > 20%: compacts
+    let s = cat.stats().unwrap();
+    assert_eq!((s.graph_points, s.counts.tombstones), (14, 0));
+}
+
+#[test]
+fn searches_run_during_writes_and_see_consistent_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    let cat = Arc::new(cat);
+    cat.add_images(&images(10, 2)).unwrap();
+    let all = images(300, 4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let (cat, stop, reads) = (cat.clone(), stop.clone(), reads.clone());
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            let mut n = 0;
+            let mut seen_max = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let res = search_products(&cat, &vector(3), &SearchRequest { k: 5, ..Default::default() });
+                worst = worst.max(t.elapsed());
+                n += 1;
+                assert_eq!(res[0].product.product_id, "p3", "the committed best match never disappears");
+                assert!(res.windows(2).all(|w| w[0].best.similarity >= w[1].best.similarity));
+                let count = cat.stats().unwrap().counts.images as usize;
+                assert!(count >= seen_max, "the catalog never shrinks while adding");
+                seen_max = count;
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+            (worst, n)
+        })
+    };
+    let t = Instant::now();
+    for (i, chunk) in all[20..].chunks(16).enumerate() {
+        cat.add_images(chunk).unwrap();
+        // Interleave: let a search or two run against each state.
+        while reads.load(Ordering::Relaxed) < i {
+            std::thread::yield_now();
+        }
+    }
+    let write_time = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (worst, n) = reader.join().unwrap();
+    assert!(n > 10, "searches ran during the writes ({n})");
+    assert!(worst < write_time / 2 || worst < Duration::from_millis(50), "a search waited {worst:?} while writes took {write_time:?}");
+    // 20 first + 1180 more, of which p5..p9's first two images repeat bytes already indexed.
+    assert_eq!(cat.stats().unwrap().counts.images, 1190);
+}

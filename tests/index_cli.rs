@@ -1,0 +1,212 @@
+//! `knockoff index / search / stats / delete / compact` end to end with the
+//! real model, including a SIGKILL in the middle of indexing.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use knockoff::catalog::Store;
+
+/// Writes `products` × `per` distinct JPEGs cut from the fixture photos, and a manifest.
+fn make_catalog(dir: &Path, products: usize, per: usize) -> PathBuf {
+    let photos: Vec<image::RgbImage> = photos().iter().map(|p| image::open(p).unwrap().to_rgb8()).collect();
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("image,product_id,label,brand,name,category\n");
+    for p in 0..products {
+        let src = &photos[p % photos.len()];
+        let (w, h) = src.dimensions();
+        // Each product is its own region of a photo; its images jitter around it.
+        let slot = (p / photos.len()) as u32;
+        let (cw, ch) = (w / 2, h / 2);
+        let (bx, by) = ((slot * 37) % (w - cw - 12), (slot * 53) % (h - ch - 12));
+        for j in 0..per {
+            let (dx, dy) = ((j as u32 * 7) % 12, (j as u32 * 5) % 12);
+            let mut crop = image::imageops::crop_imm(src, bx + dx, by + dy, cw, ch).to_image();
+            let gain = 0.9 + 0.02 * j as f32;
+            crop.pixels_mut().for_each(|px| px.0.iter_mut().for_each(|c| *c = (*c as f32 * gain).min(255.0) as u8));
+            let name = format!("img/p{p:03}-{j:02}.jpg");
+            let mut buf = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85).encode_image(&crop).unwrap();
+            std::fs::write(dir.join(&name), buf).unwrap();
+            let (label, brand) = if p % 5 == 0 { ("counterfeit", "Acme") } else { ("authentic", "Acme") };
+            csv.push_str(&format!("{name},prod-{p:03},{label},{brand},Product {p},Cat/{}\n", p % 3));
+        }
+    }
+    let manifest = dir.join("catalog.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    manifest
+}
+
+fn knockoff(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).current_dir(root()).args(args).output().unwrap()
+}
+
+fn pairs(index: &Path) -> Vec<(String, String)> {
+    let s = Store::open(index).unwrap();
+    let mut v: Vec<(String, String)> = s.live_hashes().unwrap().into_iter().collect();
+    v.sort();
+    v
+}
+
+fn search_json(index: &Path, image: &Path) -> serde_json::Value {
+    let out = knockoff(&["search", "--json", "-k", "5", "--index", index.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 40, 10);
+    let total = 400;
+
+    // Reference: one uninterrupted run.
+    let a = work.path().join("a");
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pairs(&a).len(), total);
+
+    // Interrupted run: SIGKILL once some transactions are committed.
+    let b = work.path().join("b");
+    let mut child = Command::new(bin())
+        .current_dir(root())
+        .args(["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap(), "--batch", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let committed = loop {
+        assert!(Instant::now() < deadline, "indexing never committed anything");
+        if b.join("catalog.sqlite3").exists() {
+            if let Ok(s) = Store::open(&b) {
+                if s.meta("model").ok().flatten().is_some() {
+                    let n = s.counts().unwrap().images;
+                    if n > 0 {
+                        break n;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run must have been killed, not finished");
+    let before: HashSet<(String, String)> = pairs(&b).into_iter().collect();
+    assert!(before.len() as i64 >= committed && before.len() < total, "killed mid-run: {} of {total} committed", before.len());
+
+    // Resume: the same command completes the run.
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("skipped {} already indexed", before.len())), "{stderr}");
+    let after = pairs(&b);
+    assert_eq!(after.len(), total, "every image present");
+    assert_eq!(after.iter().collect::<HashSet<_>>().len(), total, "each exactly once");
+    assert!(before.iter().all(|p| after.contains(p)), "everything committed before the kill survived");
+    assert_eq!(after, pairs(&a));
+
+    // Same answers as the uninterrupted run.
+    for q in ["img/p003-04.jpg", "img/p017-09.jpg", "img/p030-00.jpg"] {
+        let (ra, rb) = (search_json(&a, &work.path().join(q)), search_json(&b, &work.path().join(q)));
+        let ids = |r: &serde_json::Value| -> Vec<String> {
+            r["matches"].as_array().unwrap().iter().map(|m| m["product"]["product_id"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(ids(&ra), ids(&rb), "query {q}");
+        assert_eq!(ids(&ra).len(), 5);
+        let sims = |r: &serde_json::Value| -> Vec<f64> { r["matches"].as_array().unwrap().iter().map(|m| m["best"]["similarity"].as_f64().unwrap()).collect() };
+        for (x, y) in sims(&ra).iter().zip(sims(&rb)) {
+            assert!((x - y).abs() < 1e-4);
+        }
+    }
+    // And the query image's own product comes first.
+    let r = search_json(&a, &work.path().join("img/p017-09.jpg"));
+    assert_eq!(r["matches"][0]["product"]["product_id"], "prod-017");
+    assert!(r["matches"][0]["best"]["similarity"].as_f64().unwrap() > 0.99);
+}
+
+#[test]
+fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 6, 3);
+    std::fs::write(work.path().join("img/empty.jpg"), b"").unwrap();
+    std::fs::write(work.path().join("img/notes.jpg"), b"not an image at all").unwrap();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("img/empty.jpg,prod-900,authentic,,,\n");
+    text.push_str("img/notes.jpg,prod-901,authentic,,,\n");
+    text.push_str("img/missing.jpg,prod-902,authentic,,,\n");
+    text.push_str("img/p000-00.jpg,prod-903,genuine,,,\n");
+    std::fs::write(&manifest, text).unwrap();
+    let idx = work.path().join("idx");
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "failures give a non-zero exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("indexed 18 new images") && stderr.contains("4 failed"), "{stderr}");
+    let errors = std::fs::read_to_string(idx.join("ingest-errors.csv")).unwrap();
+    assert!(errors.contains("empty.jpg") && errors.contains("file is empty"), "{errors}");
+    assert!(errors.contains("notes.jpg") && errors.contains("not an image"), "{errors}");
+    assert!(errors.contains("missing.jpg") && errors.contains("cannot read"), "{errors}");
+    assert!(errors.contains("line 23") && errors.contains("genuine"), "{errors}");
+
+    let stats = |idx: &Path| -> serde_json::Value {
+        let out = knockoff(&["stats", "--json", "--index", idx.to_str().unwrap()]);
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = stats(&idx);
+    assert_eq!((s["products"].as_i64(), s["images"].as_i64(), s["tombstones"].as_i64()), (Some(6), Some(18), Some(0)));
+    assert_eq!(s["model"], "efficientnet-lite0");
+
+    // Delete a product: gone from search, before and after compaction.
+    let q = work.path().join("img/p002-01.jpg");
+    assert_eq!(search_json(&idx, &q)["matches"][0]["product"]["product_id"], "prod-002");
+    let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-002"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = search_json(&idx, &q);
+    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product"]["product_id"] != "prod-002"));
+    // 3 of 18 = 17% tombstones: below the 20% default, so not compacted yet.
+    assert_eq!(stats(&idx)["tombstones"].as_i64(), Some(3));
+    let out = knockoff(&["compact", "--index", idx.to_str().unwrap()]);
+    assert!(out.status.success());
+    let s = stats(&idx);
+    assert_eq!((s["tombstones"].as_i64(), s["graph_points"].as_i64()), (Some(0), Some(15)));
+    let r = search_json(&idx, &q);
+    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product"]["product_id"] != "prod-002"));
+    let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-002"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown product"));
+    // A folder source: one sub-folder per product.
+    let folder = work.path().join("folder");
+    for p in ["shoe-a", "shoe-b"] {
+        std::fs::create_dir_all(folder.join(p)).unwrap();
+    }
+    std::fs::copy(work.path().join("img/p000-00.jpg"), folder.join("shoe-a/1.jpg")).unwrap();
+    std::fs::copy(work.path().join("img/p001-00.jpg"), folder.join("shoe-b/1.jpg")).unwrap();
+    let idx2 = work.path().join("idx2");
+    let out = knockoff(&["index", folder.to_str().unwrap(), "--index", idx2.to_str().unwrap(), "--label", "counterfeit", "--brand", "Fake"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = search_json(&idx2, &work.path().join("img/p001-00.jpg"));
+    assert_eq!(r["matches"][0]["product"]["product_id"], "shoe-b");
+    assert_eq!(r["matches"][0]["product"]["label"], "counterfeit");
+    assert_eq!(r["matches"][0]["product"]["brand"], "Fake");
+}
+
+#[test]
+fn unreadable_sources_fail_clearly_and_write_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let idx = work.path().join("idx");
+    let bad = work.path().join("bad.csv");
+    std::fs::write(&bad, "path,sku\na.jpg,1\n").unwrap();
+    let out = knockoff(&["index", bad.to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CSV header lacks 'image'"));
+    let out = knockoff(&["index", work.path().join("nope.csv").to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let s = Store::open(&idx).unwrap();
+    assert_eq!(s.counts().unwrap().images, 0);
+}
