@@ -94,6 +94,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the HTTP API on the index.
+    Serve {
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Address to listen on (non-loopback needs API keys).
+        #[arg(long, env = "KNOCKOFF_ADDR", default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// API keys: name:role:secret,... (role read or admin).
+        #[arg(long, env = "KNOCKOFF_API_KEYS", hide_env_values = true)]
+        api_keys: Option<String>,
+        /// Largest request body, bytes.
+        #[arg(long, env = "KNOCKOFF_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
+        max_body_bytes: usize,
+        /// Lookups waiting for inference before new ones get 503.
+        #[arg(long, env = "KNOCKOFF_QUEUE_DEPTH", default_value_t = 64)]
+        queue_depth: usize,
+    },
     /// Rebuild the vector graph without deleted images.
     Compact {
         #[command(flatten)]
@@ -114,6 +131,24 @@ pub enum Command {
         product: Option<String>,
         #[arg(long)]
         image: Option<i64>,
+    },
+    /// Benchmark: HNSW build / query / persistence on raw little-endian f32 files (prints JSON).
+    #[command(hide = true)]
+    BenchAnn {
+        /// Base vectors (n × dim f32).
+        base: PathBuf,
+        /// Query vectors (q × dim f32).
+        queries: PathBuf,
+        /// Exact neighbours (q × 10 i32), for recall@10.
+        truth: PathBuf,
+        #[arg(long)]
+        dim: usize,
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        #[arg(long, default_value_t = 200)]
+        ef_construction: usize,
+        #[arg(long, default_value_t = 64)]
+        ef_search: usize,
     },
     /// Benchmark: end-to-end embedding throughput on image files (prints JSON).
     #[command(hide = true)]
@@ -258,6 +293,28 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Serve { index, addr, api_keys, max_body_bytes, queue_depth } => {
+            let keys = crate::api::Keys::from_env_value(api_keys.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
+            crate::api::check_bind(addr, &keys).map_err(anyhow::Error::msg)?;
+            let (catalog, embedder) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            // Serving favours latency: each inference thread gets a session with all cores.
+            let reg = open_registry(&cli.models)?;
+            let config = crate::api::ServiceConfig { max_body_bytes: *max_body_bytes, queue_depth: *queue_depth, ..Default::default() };
+            let threads = config.inference_threads;
+            let opts = EmbedOptions { sessions: threads, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
+            drop(embedder);
+            let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
+            let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
+            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config });
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                eprintln!("knockoff serving on http://{} (index {}, model {})", listener.local_addr()?, index.dir.display(), state.embedder.name());
+                crate::api::serve(listener, state).await
+            })?;
+            eprintln!("knockoff stopped; index persisted");
+            Ok(0)
+        }
         Command::Compact { index } => {
             let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
             let purged = catalog.compact()?;
@@ -298,6 +355,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 (None, None) => unreachable!("clap requires one"),
             }
+            Ok(0)
+        }
+        Command::BenchAnn { base, queries, truth, dim, m, ef_construction, ef_search } => {
+            let params = IndexParams { m: *m, ef_construction: *ef_construction, ef_search: *ef_search };
+            let report = crate::catalog::vectors::bench_ann(base, queries, truth, *dim, params)?;
+            println!("{report}");
             Ok(0)
         }
         Command::BenchEmbed { images, model, batch, workers, sessions } => {

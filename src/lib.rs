@@ -6,6 +6,7 @@
 //! Brand catalogs are loaded in bulk by [`ingest`]. The `knockoff` binary
 //! ([`cli`]) drives all of it.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod embed;

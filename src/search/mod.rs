@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+mod verdict;
+
+pub use verdict::{decide, Verdict, VerdictConfig, VerdictKind};
+
 use crate::catalog::{Catalog, Filter, Product};
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,76 @@
+//! API keys: `read` (lookup) and `admin` (catalog); an admin key may also
+//! look up. Keys are held only as sha256 hashes and compared in constant time.
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Read,
+    Admin,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Keys(Vec<ApiKey>);
+
+impl Keys {
+    /// Parses `name:role:secret,name:role:secret`.
+    pub fn from_env_value(v: &str) -> Result<Keys, String> {
+        let mut keys = Vec::new();
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut parts = item.splitn(3, ':');
+            let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("API key entry '{}' is not name:role:secret", item.split(':').next().unwrap_or("")));
+            };
+            let role = match role {
+                "read" => Role::Read,
+                "admin" => Role::Admin,
+                other => return Err(format!("API key '{name}': role must be read or admin, not '{other}'")),
+            };
+            if secret.len() < 8 {
+                return Err(format!("API key '{name}': secret must be at least 8 characters"));
+            }
+            keys.push(ApiKey { name: name.into(), role, hash: Sha256::digest(secret.as_bytes()).into() });
+        }
+        Ok(Keys(keys))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The key matching a bearer secret, comparing every key in constant time.
+    pub fn check(&self, secret: &str) -> Option<&ApiKey> {
+        let h: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let mut found = None;
+        for k in &self.0 {
+            let diff = k.hash.iter().zip(h.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(k);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_check() {
+        let k = Keys::from_env_value("shop:read:secret-read-1, ops:admin:secret-admin-1").unwrap();
+        assert_eq!(k.check("secret-read-1").map(|k| k.role), Some(Role::Read));
+        assert_eq!(k.check("secret-admin-1").map(|k| k.name.as_str()), Some("ops"));
+        assert!(k.check("nope").is_none());
+        assert!(Keys::from_env_value("a:root:12345678").is_err());
+        assert!(Keys::from_env_value("a:read:short").is_err());
+        assert!(Keys::from_env_value("garbage").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The one place where errors become HTTP: `application/problem+json`
+//! (RFC 9457) with a stable `type`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::catalog::CatalogError;
+use crate::embed::EmbedError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("this API key's role may not {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("unsupported media type {0}; send an image (image/*), multipart/form-data with a file, or JSON {{\"image_base64\": ...}}")]
+    UnsupportedMedia(String),
+    #[error(transparent)]
+    Image(EmbedError),
+    #[error("the inference queue is full; retry shortly")]
+    Busy,
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large"),
+            ApiError::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let kind = match &self {
+            ApiError::Image(e) => format!("https://knockoff.dev/problems/invalid-image/{}", e.kind()),
+            _ => format!("https://knockoff.dev/problems/{kind}"),
+        };
+        let body = serde_json::to_vec(&Problem { kind, title, status: status.as_u16(), detail: self.to_string() }).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if matches!(self, ApiError::Busy) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(e: EmbedError) -> Self {
+        if e.is_input_error() {
+            ApiError::Image(e)
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::UnknownProduct(_) | CatalogError::UnknownImage(_) => ApiError::NotFound(e.to_string()),
+            CatalogError::Invalid { .. } | CatalogError::Dimension { .. } => ApiError::BadRequest(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

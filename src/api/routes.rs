@@ -1,0 +1,271 @@
+//! Route handlers: parse, check the key, call the library, shape the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+
+use super::auth::Role;
+use super::error::ApiError;
+use super::types::*;
+use super::AppState;
+use crate::catalog::{Filter, Label, NewImage, Product};
+use crate::search::{decide, search_products, SearchRequest};
+
+type St = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/lookup", post(lookup))
+        .route("/v1/stats", get(stats))
+        .route("/v1/products/{id}", get(get_product).put(put_product).delete(delete_product))
+        .route("/v1/products/{id}/images", post(add_image))
+        .route("/v1/images/{id}", delete(delete_image))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+fn require(state: &AppState, headers: &HeaderMap, role: Role, what: &'static str) -> Result<(), ApiError> {
+    if state.keys.is_empty() {
+        return Ok(()); // open, loopback only (enforced at start)
+    }
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    let key = state.keys.check(secret.trim()).ok_or(ApiError::Unauthorized)?;
+    if key.role < role {
+        return Err(ApiError::Forbidden(what));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// The image bytes of a request: a raw `image/*` (or octet-stream) body, a
+/// multipart file, or JSON `{"image_base64": ...}`.
+async fn image_bytes(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let too_large = |_| ApiError::TooLarge(limit);
+    if ctype.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(e.to_string(), limit))? {
+            if field.file_name().is_some() || matches!(field.name(), Some("image" | "file")) {
+                return field.bytes().await.map_err(|e| multipart_error(e.to_string(), limit));
+            }
+        }
+        return Err(ApiError::BadRequest("multipart body has no file field".into()));
+    }
+    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(too_large)?;
+    if ctype.starts_with("application/json") {
+        let j: ImageJson = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+        return match (j.image_base64, j.url) {
+            (Some(b), None) => base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map(Bytes::from)
+                .map_err(|e| ApiError::BadRequest(format!("image_base64 is not valid base64: {e}"))),
+            (None, Some(_)) => Err(ApiError::BadRequest("lookups by URL are not enabled in this version; send the image bytes".into())),
+            _ => Err(ApiError::BadRequest("give exactly one of image_base64 or url".into())),
+        };
+    }
+    if ctype.starts_with("image/") || ctype.starts_with("application/octet-stream") {
+        return Ok(body);
+    }
+    Err(ApiError::UnsupportedMedia(if ctype.is_empty() { "(none)".into() } else { ctype }))
+}
+
+fn multipart_error(msg: String, limit: usize) -> ApiError {
+    if msg.to_ascii_lowercase().contains("limit") {
+        ApiError::TooLarge(limit)
+    } else {
+        ApiError::BadRequest(format!("invalid multipart body: {msg}"))
+    }
+}
+
+/// Checks that may fail before the body is used; the body is read either way,
+/// so that a client still sending it gets the error instead of a broken pipe.
+async fn checked_body(state: &AppState, req: Request, checks: Result<(), ApiError>) -> Result<Bytes, ApiError> {
+    let body = image_bytes(state, req).await;
+    checks?;
+    body
+}
+
+fn lookup_filter(state: &AppState, headers: &HeaderMap, q: LookupParams) -> Result<(usize, Filter), ApiError> {
+    require(state, headers, Role::Read, "look up")?;
+    let k = q.k.unwrap_or(5);
+    if k == 0 || k > state.config.max_k {
+        return Err(ApiError::BadRequest(format!("k must be between 1 and {}", state.config.max_k)));
+    }
+    let label = match q.label.as_deref() {
+        Some(l) => Some(l.parse::<Label>().map_err(ApiError::BadRequest)?),
+        None => None,
+    };
+    Ok((k, Filter { brand: q.brand, label, category: q.category }))
+}
+
+async fn lookup(State(state): St, Query(q): Query<LookupParams>, req: Request) -> Result<Json<LookupResponse>, ApiError> {
+    let t0 = Instant::now();
+    let checked = lookup_filter(&state, req.headers(), q);
+    let (k, filter) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = checked_body(&state, req, Ok(())).await;
+            return Err(e);
+        }
+    };
+    let bytes = image_bytes(&state, req).await?;
+    let sha256 = crate::util::sha256_hex(&bytes);
+    let n = bytes.len();
+    let t_embed = Instant::now();
+    let v = state.pool.embed(bytes.to_vec(), format!("upload {}", &sha256[..12])).await?;
+    let embed_ms = t_embed.elapsed().as_secs_f64() * 1e3;
+    let t_search = Instant::now();
+    let st = state.clone();
+    let matches = blocking(move || Ok(search_products(&st.catalog, &v, &SearchRequest { k, ef: None, filter, second_best: false }))).await?;
+    let search_ms = t_search.elapsed().as_secs_f64() * 1e3;
+    let verdict = decide(&matches, &state.config.verdict);
+    let matches = matches
+        .iter()
+        .map(|m| MatchOut {
+            product_id: m.product.product_id.clone(),
+            label: m.product.label,
+            brand: m.product.brand.clone(),
+            name: m.product.name.clone(),
+            category: m.product.category.clone(),
+            image_id: m.best.image_id,
+            similarity: m.best.similarity,
+            confidence: state.config.verdict.confidence(m.best.similarity),
+        })
+        .collect();
+    Ok(Json(LookupResponse {
+        query: QueryInfo {
+            sha256,
+            bytes: n,
+            model: state.embedder.name().to_string(),
+            timing: Timing { embed_ms, search_ms, total_ms: t0.elapsed().as_secs_f64() * 1e3 },
+        },
+        matches,
+        verdict: verdict.verdict,
+        reason: verdict.reason,
+    }))
+}
+
+async fn readyz(State(state): St) -> impl IntoResponse {
+    let st = state.clone();
+    match blocking(move || Ok(st.catalog.stats()?)).await {
+        Ok(s) => (StatusCode::OK, Json(serde_json::json!({ "ready": true, "model": state.embedder.name(), "images": s.graph_points }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stats(State(state): St, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Read, "read stats")?;
+    let st = state.clone();
+    Ok(Json(blocking(move || Ok(st.catalog.stats()?)).await?))
+}
+
+async fn get_product(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ProductOut>, ApiError> {
+    require(&state, &headers, Role::Admin, "read the catalog")?;
+    let st = state.clone();
+    blocking(move || {
+        let p = st.catalog.product(&id)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{id}'")))?;
+        let images = st.catalog.images_of(&id)?;
+        Ok(product_out(p, images))
+    })
+    .await
+    .map(Json)
+}
+
+fn product_out(p: Product, images: Vec<crate::catalog::ImageRecord>) -> ProductOut {
+    ProductOut {
+        product_id: p.product_id,
+        label: p.label,
+        brand: p.brand,
+        name: p.name,
+        category: p.category,
+        attributes: p.attributes,
+        images: images
+            .into_iter()
+            .map(|i| ImageOut { image_id: i.id, sha256: i.sha256, width: i.width, height: i.height, source: i.source, added_at: i.added_at })
+            .collect(),
+    }
+}
+
+fn valid_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_control()) {
+        return Err(ApiError::BadRequest("product id must be 1-200 printable characters".into()));
+    }
+    Ok(())
+}
+
+async fn put_product(State(state): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<ProductOut>, ApiError> {
+    require(&state, &headers, Role::Admin, "change the catalog")?;
+    valid_id(&id)?;
+    let p: ProductIn = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let label = p.label.parse::<Label>().map_err(ApiError::BadRequest)?;
+    let product = Product { product_id: id.clone(), label, brand: p.brand, name: p.name, category: p.category, attributes: p.attributes };
+    let st = state.clone();
+    blocking(move || {
+        st.catalog.upsert_product(&product)?;
+        let p = st.catalog.product(&id)?.ok_or_else(|| ApiError::Internal("product vanished".into()))?;
+        Ok(product_out(p, st.catalog.images_of(&id)?))
+    })
+    .await
+    .map(Json)
+}
+
+async fn delete_product(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Admin, "change the catalog")?;
+    let st = state.clone();
+    let n = blocking(move || Ok(st.catalog.delete_product(&id)?)).await?;
+    Ok(Json(serde_json::json!({ "deleted_images": n })))
+}
+
+async fn add_image(State(state): St, Path(id): Path<String>, req: Request) -> Result<impl IntoResponse, ApiError> {
+    let auth = require(&state, req.headers(), Role::Admin, "change the catalog");
+    let bytes = checked_body(&state, req, auth).await?;
+    let st = state.clone();
+    let pid = id.clone();
+    let product = blocking(move || st.catalog.product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))).await?;
+    let sha256 = crate::util::sha256_hex(&bytes);
+    // Decode once here for the size; the pool embeds.
+    let limits = state.embedder.limits();
+    let b2 = bytes.clone();
+    let (w, h) = blocking(move || {
+        let img = crate::embed::decode_image(&b2, "upload", limits)?;
+        Ok((img.width(), img.height()))
+    })
+    .await?;
+    let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?;
+    let st = state.clone();
+    let item = NewImage { product, source: format!("upload:{sha256}"), sha256, width: w, height: h, embedding };
+    let ids = blocking(move || Ok(st.catalog.add_images(&[item])?)).await?;
+    let image_id = ids.first().copied().flatten();
+    let code = if image_id.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(AddImageOut { product_id: id, image_id, already_indexed: image_id.is_none() })))
+}
+
+async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Admin, "change the catalog")?;
+    let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))?;
+    let st = state.clone();
+    blocking(move || Ok(st.catalog.delete_image(id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[allow(dead_code)]
+fn _assert_body_is_send(b: Body) -> Body {
+    b
+}

@@ -1,0 +1,219 @@
+//! The HTTP service against a real server on loopback: lookup in every body
+//! form, catalog routes, both roles and no key, and bad input.
+
+mod common;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Indexes the four fixture photos (two authentic products, two counterfeit) and serves them.
+fn start(keys: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.csv");
+    let p = |n: &str| fixture(&format!("photos/{n}.jpg")).display().to_string();
+    std::fs::write(
+        &manifest,
+        format!(
+            "image,product_id,label,brand,name,category\n{},coffee-cup,authentic,Acme,Coffee,Kitchen\n{},cat-poster,counterfeit,Acme,Cat,Posters\n{},astro-print,authentic,Nasa,Astronaut,Posters\n{},rocket-toy,counterfeit,Nasa,Rocket,Toys\n",
+            p("coffee"), p("chelsea"), p("astronaut"), p("rocket")
+        ),
+    )
+    .unwrap();
+    let idx = dir.path().join("idx");
+    let out = Command::new(bin()).current_dir(root()).args(["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string(), "--max-body-bytes", "2000000"]);
+    cmd.env_remove("KNOCKOFF_API_KEYS");
+    if let Some(k) = keys {
+        cmd.env("KNOCKOFF_API_KEYS", k);
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let server = Server { child, addr, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if ureq::get(&format!("http://{addr}/healthz")).call().is_ok() {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn url(s: &Server, path: &str) -> String {
+    format!("http://{}{}", s.addr, path)
+}
+
+/// (status, content-type, body as JSON or null).
+fn send(req: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, String, serde_json::Value) {
+    let res = match body {
+        Some((ctype, b)) => req.set("Content-Type", ctype).send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let ctype = resp.header("content-type").unwrap_or("").to_string();
+    let mut buf = Vec::new();
+    resp.into_reader().read_to_end(&mut buf).unwrap();
+    (status, ctype, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null))
+}
+
+fn jpeg(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(&format!("photos/{name}.jpg"))).unwrap()
+}
+
+#[test]
+fn lookup_answers_products_with_confidence_and_verdict_in_every_body_form() {
+    let s = start(None);
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["matches"][0]["product_id"], "rocket-toy");
+    assert_eq!(j["matches"][0]["label"], "counterfeit");
+    assert!(j["matches"][0]["similarity"].as_f64().unwrap() > 0.99);
+    let c = j["matches"][0]["confidence"].as_f64().unwrap();
+    assert!(c > 0.9 && c <= 1.0);
+    assert_eq!(j["verdict"], "likely_counterfeit");
+    assert!(j["reason"].as_str().unwrap().starts_with("nearest counterfeit reference 1.00 vs nearest authentic"));
+    assert_eq!(j["query"]["model"], "efficientnet-lite0");
+    assert_eq!(j["query"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(j["matches"].as_array().unwrap().len(), 4);
+
+    // JSON base64, with filters and k.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(jpeg("coffee"));
+    let body = serde_json::json!({ "image_base64": b64 }).to_string();
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup?k=1&label=authentic")), Some(("application/json", body.as_bytes())));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(j["matches"][0]["product_id"], "coffee-cup");
+    assert_eq!(j["verdict"], "likely_authentic");
+    let (_, _, j) = send(ureq::post(&url(&s, "/v1/lookup?brand=Nasa")), Some(("image/jpeg", &jpeg("coffee"))));
+    assert!(j["matches"].as_array().unwrap().iter().all(|m| m["brand"] == "Nasa"));
+
+    // Multipart upload.
+    let boundary = "XyZkNoCkOfF";
+    let mut mp = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
+    mp.extend(jpeg("astronaut"));
+    mp.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some((&format!("multipart/form-data; boundary={boundary}"), &mp)));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["matches"][0]["product_id"], "astro-print");
+}
+
+#[test]
+fn bad_input_gets_clear_4xx_and_the_server_stays_healthy() {
+    let s = start(None);
+    let post = || ureq::post(&url(&s, "/v1/lookup"));
+    let check = |(st, ct, j): (u16, String, serde_json::Value), want: u16, kind: &str| {
+        assert_eq!(st, want, "{j}");
+        assert_eq!(ct, "application/problem+json");
+        assert!(j["type"].as_str().unwrap().ends_with(kind), "{j}");
+        assert_eq!(j["status"], want);
+        assert!(!j["detail"].as_str().unwrap().is_empty());
+    };
+    check(send(post(), Some(("image/jpeg", b""))), 422, "invalid-image/empty");
+    let j = jpeg("coffee");
+    check(send(post(), Some(("image/jpeg", &j[..j.len() / 2]))), 422, "invalid-image/truncated");
+    check(send(post(), Some(("image/png", &std::fs::read(fixture("bad/bomb.png")).unwrap()))), 422, "invalid-image/too-large");
+    check(send(post(), Some(("image/jpeg", b"hello world"))), 422, "invalid-image/not-an-image");
+    check(send(post(), Some(("text/plain", b"hello"))), 415, "unsupported-media-type");
+    check(send(post(), Some(("application/json", b"{not json"))), 400, "bad-request");
+    check(send(post(), Some(("application/json", br#"{"image_base64": "!!!"}"#))), 400, "bad-request");
+    check(send(ureq::post(&url(&s, "/v1/lookup?k=0")), Some(("image/jpeg", &j))), 400, "bad-request");
+    check(send(ureq::post(&url(&s, "/v1/lookup?label=genuine")), Some(("image/jpeg", &j))), 400, "bad-request");
+    // Just over the 2,000,000-byte limit.
+    let big = vec![0xFFu8; 2_000_001];
+    check(send(post(), Some(("image/jpeg", &big))), 413, "too-large");
+    check(send(ureq::get(&url(&s, "/v1/products/nope")), None), 404, "not-found");
+    check(send(ureq::get(&url(&s, "/no/such/route")), None), 404, "not-found");
+    check(send(ureq::put(&url(&s, "/v1/products/x")), Some(("application/json", br#"{"label": "maybe"}"#))), 400, "bad-request");
+    // Still healthy, and nothing was written.
+    let (st, _, j) = send(ureq::get(&url(&s, "/readyz")), None);
+    assert_eq!((st, j["images"].as_i64()), (200, Some(4)));
+    let (st, _, j) = send(ureq::get(&url(&s, "/v1/stats")), None);
+    assert_eq!((st, j["products"].as_i64(), j["images"].as_i64()), (200, Some(4), Some(4)));
+}
+
+#[test]
+fn roles_guard_catalog_routes_and_catalog_changes_are_searchable() {
+    let s = start(Some("shop:read:read-secret-123,ops:admin:admin-secret-456"));
+    let read = |r: ureq::Request| r.set("Authorization", "Bearer read-secret-123");
+    let admin = |r: ureq::Request| r.set("Authorization", "Bearer admin-secret-456");
+    let img = jpeg("chelsea");
+    // No key / wrong key: 401. Read key on an admin route: 403.
+    assert_eq!(send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &img))).0, 401);
+    assert_eq!(send(ureq::post(&url(&s, "/v1/lookup")).set("Authorization", "Bearer wrong-secret"), Some(("image/jpeg", &img))).0, 401);
+    assert_eq!(send(read(ureq::post(&url(&s, "/v1/lookup"))), Some(("image/jpeg", &img))).0, 200);
+    assert_eq!(send(admin(ureq::post(&url(&s, "/v1/lookup"))), Some(("image/jpeg", &img))).0, 200, "admin may look up");
+    assert_eq!(send(read(ureq::delete(&url(&s, "/v1/products/cat-poster"))), None).0, 403);
+    assert_eq!(send(read(ureq::get(&url(&s, "/v1/products/cat-poster"))), None).0, 403);
+    assert_eq!(send(ureq::get(&url(&s, "/healthz")), None).0, 200, "health needs no key");
+
+    // Admin: create a product, add a photo, find it, delete it.
+    let body = br#"{"label": "counterfeit", "brand": "Fakeco", "name": "Knock-off mug", "category": "Kitchen"}"#;
+    let (st, _, j) = send(admin(ureq::put(&url(&s, "/v1/products/fake-mug"))), Some(("application/json", body)));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["images"].as_array().unwrap().len(), 0);
+    // A cropped copy of the coffee photo as the fake's reference.
+    let coffee = image::open(fixture("photos/coffee.jpg")).unwrap();
+    let crop = coffee.crop_imm(10, 10, coffee.width() - 20, coffee.height() - 20);
+    let mut png = std::io::Cursor::new(Vec::new());
+    crop.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let (st, _, j) = send(admin(ureq::post(&url(&s, "/v1/products/fake-mug/images"))), Some(("image/png", png.get_ref())));
+    assert_eq!(st, 201, "{j}");
+    let image_id = j["image_id"].as_i64().unwrap();
+    let (st, _, j) = send(admin(ureq::post(&url(&s, "/v1/products/fake-mug/images"))), Some(("image/png", png.get_ref())));
+    assert_eq!((st, j["already_indexed"].as_bool()), (200, Some(true)));
+    assert_eq!(send(admin(ureq::post(&url(&s, "/v1/products/ghost/images"))), Some(("image/png", png.get_ref()))).0, 404);
+    let (_, _, j) = send(admin(ureq::get(&url(&s, "/v1/products/fake-mug"))), None);
+    assert_eq!(j["images"][0]["image_id"].as_i64(), Some(image_id));
+    let (_, _, j) = send(read(ureq::post(&url(&s, "/v1/lookup?label=counterfeit"))), Some(("image/jpeg", &jpeg("coffee"))));
+    assert_eq!(j["matches"][0]["product_id"], "fake-mug");
+
+    assert_eq!(send(admin(ureq::delete(&url(&s, &format!("/v1/images/{image_id}")))), None).0, 204);
+    assert_eq!(send(admin(ureq::delete(&url(&s, &format!("/v1/images/{image_id}")))), None).0, 404);
+    let (st, _, j) = send(admin(ureq::delete(&url(&s, "/v1/products/cat-poster"))), None);
+    assert_eq!((st, j["deleted_images"].as_i64()), (200, Some(1)));
+    let (_, _, j) = send(read(ureq::post(&url(&s, "/v1/lookup"))), Some(("image/jpeg", &img)));
+    assert!(j["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "cat-poster" && m["product_id"] != "fake-mug"));
+    assert_eq!(send(admin(ureq::get(&url(&s, "/v1/products/cat-poster"))), None).0, 404);
+}
+
+#[test]
+fn refuses_public_bind_without_keys() {
+    let out = Command::new(bin())
+        .current_dir(root())
+        .env_remove("KNOCKOFF_API_KEYS")
+        .args(["serve", "--index", "/tmp/knockoff-never-created", "--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without API keys"));
+    assert!(!std::path::Path::new("/tmp/knockoff-never-created").exists(), "nothing written");
+}
