@@ -98,18 +98,30 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         index: IndexArgs,
-        /// Address to listen on (non-loopback needs API keys).
-        #[arg(long, env = "KNOCKOFF_ADDR", default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
+        /// TOML configuration file (flags and KNOCKOFF_* variables override it).
+        #[arg(long, env = "KNOCKOFF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8080; non-loopback needs API keys).
+        #[arg(long, env = "KNOCKOFF_ADDR")]
+        addr: Option<std::net::SocketAddr>,
         /// API keys: name:role:secret,... (role read or admin).
         #[arg(long, env = "KNOCKOFF_API_KEYS", hide_env_values = true)]
         api_keys: Option<String>,
-        /// Largest request body, bytes.
-        #[arg(long, env = "KNOCKOFF_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
-        max_body_bytes: usize,
-        /// Lookups waiting for inference before new ones get 503.
-        #[arg(long, env = "KNOCKOFF_QUEUE_DEPTH", default_value_t = 64)]
-        queue_depth: usize,
+        /// Largest request body in bytes (default 20 MB).
+        #[arg(long, env = "KNOCKOFF_MAX_BODY_BYTES")]
+        max_body_bytes: Option<usize>,
+        /// Lookups waiting for inference before new ones get 503 (default 64).
+        #[arg(long, env = "KNOCKOFF_QUEUE_DEPTH")]
+        queue_depth: Option<usize>,
+        /// Most photos in one batch lookup (default 32).
+        #[arg(long, env = "KNOCKOFF_MAX_BATCH")]
+        max_batch: Option<usize>,
+        /// Per-request timeout in milliseconds (default 30000).
+        #[arg(long, env = "KNOCKOFF_REQUEST_TIMEOUT_MS")]
+        request_timeout_ms: Option<u64>,
+        /// Let URL lookups and jobs fetch from private, loopback and link-local addresses.
+        #[arg(long, env = "KNOCKOFF_ALLOW_PRIVATE_URLS")]
+        allow_private_urls: Option<bool>,
     },
     /// Rebuild the vector graph without deleted images.
     Compact {
@@ -240,6 +252,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let defaults = crate::ingest::SourceDefaults { label: *label, brand: brand.clone() };
             let (items, row_errors) = crate::ingest::read_source(source, &defaults)?;
             let mut opts = crate::ingest::IngestOptions::default();
+            // The operator's own manifest may point at intranet hosts.
+            opts.fetch.allow_private = true;
             opts.pipeline.batch_size = *batch;
             if let Some(w) = workers {
                 opts.pipeline.workers = *w;
@@ -293,19 +307,38 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Serve { index, addr, api_keys, max_body_bytes, queue_depth } => {
-            let keys = crate::api::Keys::from_env_value(api_keys.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
-            crate::api::check_bind(addr, &keys).map_err(anyhow::Error::msg)?;
-            let (catalog, embedder) = open_catalog(&cli, index, IndexParams::default(), false)?;
-            // Serving favours latency: each inference thread gets a session with all cores.
+        Command::Serve { index, config, addr, api_keys, max_body_bytes, queue_depth, max_batch, request_timeout_ms, allow_private_urls } => {
+            let file = match config {
+                Some(p) => crate::api::config::ConfigFile::load(p).map_err(anyhow::Error::msg)?,
+                None => Default::default(),
+            };
+            let mut keys = crate::api::Keys::from_env_value(api_keys.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
+            for k in &file.api_keys {
+                keys.add_hashed(&k.name, &k.role, &k.sha256).map_err(anyhow::Error::msg)?;
+            }
+            let addr = addr.or(file.addr).unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+            crate::api::check_bind(&addr, &keys).map_err(anyhow::Error::msg)?;
+            let d = crate::api::ServiceConfig::default();
+            let config = crate::api::ServiceConfig {
+                max_body_bytes: max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
+                queue_depth: queue_depth.or(file.queue_depth).unwrap_or(d.queue_depth),
+                max_batch: max_batch.or(file.max_batch).unwrap_or(d.max_batch),
+                request_timeout: request_timeout_ms.or(file.request_timeout_ms).map(std::time::Duration::from_millis).unwrap_or(d.request_timeout),
+                allow_private_urls: allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
+                verdict: file.verdict.unwrap_or(d.verdict),
+                ..d
+            };
+            let mut index = index.clone();
+            if let (Some(dir), true) = (&file.index, std::env::var_os("KNOCKOFF_INDEX").is_none() && index.dir == std::path::Path::new("index")) {
+                index.dir = dir.clone();
+            }
+            let (catalog, _) = open_catalog(&cli, &index, IndexParams::default(), false)?;
             let reg = open_registry(&cli.models)?;
-            let config = crate::api::ServiceConfig { max_body_bytes: *max_body_bytes, queue_depth: *queue_depth, ..Default::default() };
             let threads = config.inference_threads;
             let opts = EmbedOptions { sessions: threads, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
-            drop(embedder);
             let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
-            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config });
+            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default() });
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(addr).await?;

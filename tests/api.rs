@@ -27,8 +27,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Indexes the four fixture photos (two authentic products, two counterfeit) and serves them.
 fn start(keys: Option<&str>) -> Server {
+    start_with(keys, &[])
+}
+
+/// Indexes the four fixture photos (two authentic products, two counterfeit) and serves them.
+fn start_with(keys: Option<&str>, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.csv");
     let p = |n: &str| fixture(&format!("photos/{n}.jpg")).display().to_string();
@@ -45,7 +49,7 @@ fn start(keys: Option<&str>) -> Server {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(bin());
-    cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string(), "--max-body-bytes", "2000000"]);
+    cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string(), "--max-body-bytes", "2000000"]).args(extra);
     cmd.env_remove("KNOCKOFF_API_KEYS");
     if let Some(k) = keys {
         cmd.env("KNOCKOFF_API_KEYS", k);
@@ -216,4 +220,96 @@ fn refuses_public_bind_without_keys() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without API keys"));
     assert!(!std::path::Path::new("/tmp/knockoff-never-created").exists(), "nothing written");
+}
+
+/// A tiny HTTP server on loopback that serves one file, then a redirect chain.
+fn file_server(bytes: Vec<u8>) -> SocketAddr {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(50) {
+            let mut s = stream;
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if let Some(rest) = path.strip_prefix("/hop/") {
+                let k: usize = rest.parse().unwrap_or(0);
+                let next = if k == 0 { "/img.jpg".to_string() } else { format!("/hop/{}", k - 1) };
+                let _ = write!(s, "HTTP/1.1 302 Found\r\nLocation: {next}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            } else {
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bytes.len());
+                let _ = s.write_all(&bytes);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn batch_lookup_gives_one_result_or_error_per_item_in_order() {
+    let s = start(None);
+    use base64::Engine;
+    let enc = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let body = serde_json::json!({ "images": [
+        { "image_base64": enc(&jpeg("rocket")) },
+        { "image_base64": enc(b"not an image") },
+        { "image_base64": enc(&jpeg("coffee")) },
+    ]})
+    .to_string();
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup/batch?k=2")), Some(("application/json", body.as_bytes())));
+    assert_eq!(st, 200, "{j}");
+    let r = j["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["result"]["matches"][0]["product_id"], "rocket-toy");
+    assert_eq!(r[0]["result"]["matches"].as_array().unwrap().len(), 2);
+    assert_eq!(r[1]["error"]["status"], 422);
+    assert!(r[1]["error"]["type"].as_str().unwrap().ends_with("not-an-image"));
+    assert_eq!(r[2]["result"]["matches"][0]["product_id"], "coffee-cup");
+    // Over the batch limit (default 32): 400.
+    let many = serde_json::json!({ "images": vec![serde_json::json!({"image_base64": enc(&jpeg("rocket"))}); 33] }).to_string();
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup/batch")), Some(("application/json", many.as_bytes())));
+    assert_eq!(st, 400, "{j}");
+    assert!(j["detail"].as_str().unwrap().contains("at most 32"));
+    // Metrics saw the routes, with latency histograms, embed/search timings and the index size.
+    let resp = ureq::get(&url(&s, "/metrics")).call().unwrap();
+    assert!(resp.content_type().starts_with("text/plain"));
+    let text = resp.into_string().unwrap();
+    assert!(text.contains(r#"knockoff_http_requests_total{method="POST",route="/v1/lookup/batch",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"knockoff_http_requests_total{method="POST",route="/v1/lookup/batch",status="400"} 1"#), "{text}");
+    assert!(text.contains(r#"knockoff_http_request_duration_seconds_bucket{method="POST",route="/v1/lookup/batch",le="+Inf"} 2"#), "{text}");
+    assert!(text.contains("knockoff_embed_duration_seconds_count 2"), "{text}");
+    assert!(text.contains("knockoff_search_duration_seconds_count 2"), "{text}");
+    assert!(text.contains("knockoff_index_images 4"), "{text}");
+}
+
+#[test]
+fn url_lookups_refuse_private_targets_unless_allowed() {
+    let s = start(None);
+    let files = file_server(jpeg("rocket"));
+    let body = serde_json::json!({ "url": format!("http://{files}/img.jpg") }).to_string();
+    let (st, ct, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
+    assert_eq!((st, ct.as_str()), (400, "application/problem+json"), "{j}");
+    assert!(j["detail"].as_str().unwrap().contains("loopback"), "{j}");
+    for bad in ["file:///etc/passwd", "http://169.254.169.254/latest/meta-data", "not a url"] {
+        let body = serde_json::json!({ "url": bad }).to_string();
+        let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
+        assert_eq!(st, 400, "{bad}: {j}");
+    }
+    drop(s);
+
+    // Allowed by configuration: the photo is fetched, following up to 3 redirects.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("knockoff.toml");
+    std::fs::write(&cfg, "allow_private_urls = true\n").unwrap();
+    let s = start_with(None, &["--config", cfg.to_str().unwrap()]);
+    let body = serde_json::json!({ "url": format!("http://{files}/hop/2") }).to_string();
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["matches"][0]["product_id"], "rocket-toy");
+    let body = serde_json::json!({ "url": format!("http://{files}/hop/3") }).to_string();
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
+    assert_eq!(st, 400, "{j}");
+    assert!(j["detail"].as_str().unwrap().contains("more than 3 redirects"), "{j}");
 }

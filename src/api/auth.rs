@@ -41,6 +41,19 @@ impl Keys {
         Ok(Keys(keys))
     }
 
+    /// Adds a key given as the hex sha256 of its secret (config files).
+    pub fn add_hashed(&mut self, name: &str, role: &str, sha256_hex: &str) -> Result<(), String> {
+        let role = match role {
+            "read" => Role::Read,
+            "admin" => Role::Admin,
+            other => return Err(format!("API key '{name}': role must be read or admin, not '{other}'")),
+        };
+        let bytes = hex::decode(sha256_hex.trim()).map_err(|_| format!("API key '{name}': sha256 is not hex"))?;
+        let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("API key '{name}': sha256 must be 64 hex digits"))?;
+        self.0.push(ApiKey { name: name.into(), role, hash });
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -26,6 +26,8 @@ pub enum ApiError {
     Image(EmbedError),
     #[error("the inference queue is full; retry shortly")]
     Busy,
+    #[error("the request took longer than {0} ms")]
+    Timeout(u128),
     #[error("{0}")]
     Internal(String),
 }
@@ -50,22 +52,31 @@ impl ApiError {
             ApiError::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document (also used for per-item errors in batch answers).
+    pub fn problem(&self) -> serde_json::Value {
         let (status, kind, title) = self.parts();
-        let kind = match &self {
+        let kind = match self {
             ApiError::Image(e) => format!("https://knockoff.dev/problems/invalid-image/{}", e.kind()),
             _ => format!("https://knockoff.dev/problems/{kind}"),
         };
-        let body = serde_json::to_vec(&Problem { kind, title, status: status.as_u16(), detail: self.to_string() }).unwrap_or_default();
+        serde_json::to_value(Problem { kind, title, status: status.as_u16(), detail: self.to_string() }).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.parts();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if matches!(self, ApiError::Busy) {
+        if matches!(self, ApiError::Busy | ApiError::Timeout(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if matches!(self, ApiError::Unauthorized) {

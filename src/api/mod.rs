@@ -5,13 +5,16 @@
 //! from the storage types.
 
 mod auth;
+pub mod config;
 mod error;
+mod metrics;
 mod pool;
 mod routes;
 pub mod types;
 
 pub use auth::{Keys, Role};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use pool::InferencePool;
 
 use std::net::SocketAddr;
@@ -28,6 +31,9 @@ pub struct ServiceConfig {
     pub inference_threads: usize,
     pub queue_depth: usize,
     pub max_k: usize,
+    pub max_batch: usize,
+    pub request_timeout: std::time::Duration,
+    pub allow_private_urls: bool,
     pub verdict: VerdictConfig,
 }
 
@@ -38,6 +44,9 @@ impl Default for ServiceConfig {
             inference_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             queue_depth: 64,
             max_k: 100,
+            max_batch: 32,
+            request_timeout: std::time::Duration::from_secs(30),
+            allow_private_urls: false,
             verdict: VerdictConfig::default(),
         }
     }
@@ -49,6 +58,7 @@ pub struct AppState {
     pub pool: InferencePool,
     pub keys: Keys,
     pub config: ServiceConfig,
+    pub metrics: Metrics,
 }
 
 /// Refuses to expose an unauthenticated service beyond loopback.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -25,11 +25,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/v1/lookup", post(lookup))
+        .route("/v1/lookup/batch", post(lookup_batch))
+        .route("/metrics", get(metrics))
         .route("/v1/stats", get(stats))
         .route("/v1/products/{id}", get(get_product).put(put_product).delete(delete_product))
         .route("/v1/products/{id}/images", post(add_image))
         .route("/v1/images/{id}", delete(delete_image))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -53,8 +56,37 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// Fetches an image by URL for a lookup: http(s) only, SSRF-checked, same
+/// size and time limits as uploads.
+async fn fetch_url(state: &AppState, url: String) -> Result<Bytes, ApiError> {
+    let opts = crate::ingest::FetchOptions {
+        max_bytes: state.config.max_body_bytes as u64,
+        timeout: state.config.request_timeout,
+        retries: 1,
+        allow_private: state.config.allow_private_urls,
+        allow_files: false,
+    };
+    let res = tokio::task::spawn_blocking(move || crate::ingest::fetch(&url, &opts)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    match res {
+        Ok(b) => Ok(Bytes::from(b)),
+        Err(crate::ingest::IngestError::Fetch { detail, source_name }) => Err(ApiError::BadRequest(format!("cannot fetch {source_name}: {detail}"))),
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
+}
+
+async fn decode_image_json(state: &AppState, j: ImageJson) -> Result<Bytes, ApiError> {
+    match (j.image_base64, j.url) {
+        (Some(b), None) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map(Bytes::from)
+            .map_err(|e| ApiError::BadRequest(format!("image_base64 is not valid base64: {e}"))),
+        (None, Some(u)) => fetch_url(state, u).await,
+        _ => Err(ApiError::BadRequest("give exactly one of image_base64 or url".into())),
+    }
+}
+
 /// The image bytes of a request: a raw `image/*` (or octet-stream) body, a
-/// multipart file, or JSON `{"image_base64": ...}`.
+/// multipart file, or JSON `{"image_base64": ...}` / `{"url": ...}`.
 async fn image_bytes(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -71,14 +103,7 @@ async fn image_bytes(state: &AppState, req: Request) -> Result<Bytes, ApiError> 
     let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(too_large)?;
     if ctype.starts_with("application/json") {
         let j: ImageJson = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-        return match (j.image_base64, j.url) {
-            (Some(b), None) => base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .map(Bytes::from)
-                .map_err(|e| ApiError::BadRequest(format!("image_base64 is not valid base64: {e}"))),
-            (None, Some(_)) => Err(ApiError::BadRequest("lookups by URL are not enabled in this version; send the image bytes".into())),
-            _ => Err(ApiError::BadRequest("give exactly one of image_base64 or url".into())),
-        };
+        return decode_image_json(state, j).await;
     }
     if ctype.starts_with("image/") || ctype.starts_with("application/octet-stream") {
         return Ok(body);
@@ -126,15 +151,22 @@ async fn lookup(State(state): St, Query(q): Query<LookupParams>, req: Request) -
         }
     };
     let bytes = image_bytes(&state, req).await?;
+    lookup_one(&state, bytes, k, filter, t0).await.map(Json)
+}
+
+/// Embeds one photo (inference pool), searches, scores and decides.
+async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, k: usize, filter: Filter, t0: Instant) -> Result<LookupResponse, ApiError> {
     let sha256 = crate::util::sha256_hex(&bytes);
     let n = bytes.len();
     let t_embed = Instant::now();
     let v = state.pool.embed(bytes.to_vec(), format!("upload {}", &sha256[..12])).await?;
-    let embed_ms = t_embed.elapsed().as_secs_f64() * 1e3;
+    let embed_s = t_embed.elapsed().as_secs_f64();
+    state.metrics.embed(embed_s);
     let t_search = Instant::now();
     let st = state.clone();
     let matches = blocking(move || Ok(search_products(&st.catalog, &v, &SearchRequest { k, ef: None, filter, second_best: false }))).await?;
-    let search_ms = t_search.elapsed().as_secs_f64() * 1e3;
+    let search_s = t_search.elapsed().as_secs_f64();
+    state.metrics.search(search_s);
     let verdict = decide(&matches, &state.config.verdict);
     let matches = matches
         .iter()
@@ -149,17 +181,117 @@ async fn lookup(State(state): St, Query(q): Query<LookupParams>, req: Request) -
             confidence: state.config.verdict.confidence(m.best.similarity),
         })
         .collect();
-    Ok(Json(LookupResponse {
+    Ok(LookupResponse {
         query: QueryInfo {
             sha256,
             bytes: n,
             model: state.embedder.name().to_string(),
-            timing: Timing { embed_ms, search_ms, total_ms: t0.elapsed().as_secs_f64() * 1e3 },
+            timing: Timing { embed_ms: embed_s * 1e3, search_ms: search_s * 1e3, total_ms: t0.elapsed().as_secs_f64() * 1e3 },
         },
         matches,
         verdict: verdict.verdict,
         reason: verdict.reason,
+    })
+}
+
+/// Up to `max_batch` photos: multipart files, or JSON `{"images": [{"image_base64"|"url": ...}, ...]}`.
+/// One result or one error per item, in order.
+async fn lookup_batch(State(state): St, Query(q): Query<LookupParams>, req: Request) -> Result<Json<BatchResponse>, ApiError> {
+    let t0 = Instant::now();
+    let checked = lookup_filter(&state, req.headers(), q);
+    let limit = state.config.max_body_bytes;
+    let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    // Collect the items (reading the whole body even if the checks failed).
+    let mut items: Vec<Result<Bytes, ApiError>> = Vec::new();
+    let mut too_many = false;
+    if ctype.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(e.to_string(), limit))? {
+            let b = field.bytes().await.map_err(|e| multipart_error(e.to_string(), limit))?;
+            if items.len() < state.config.max_batch {
+                items.push(Ok(b));
+            } else {
+                too_many = true;
+            }
+        }
+    } else if ctype.starts_with("application/json") {
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::TooLarge(limit))?;
+        checked.as_ref().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let j: BatchRequest = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+        too_many = j.images.len() > state.config.max_batch;
+        if !too_many {
+            for im in j.images {
+                items.push(decode_image_json(&state, im).await);
+            }
+        }
+    } else {
+        let _ = axum::body::to_bytes(req.into_body(), limit).await;
+        checked?;
+        return Err(ApiError::UnsupportedMedia(ctype));
+    }
+    let (k, filter) = checked?;
+    if too_many {
+        return Err(ApiError::BadRequest(format!("a batch holds at most {} photos", state.config.max_batch)));
+    }
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("the batch is empty".into()));
+    }
+    let futures = items.into_iter().map(|item| {
+        let (state, filter) = (state.clone(), filter.clone());
+        async move {
+            match item {
+                Ok(bytes) => lookup_one(&state, bytes, k, filter, t0).await,
+                Err(e) => Err(e),
+            }
+        }
+    });
+    let mut results = Vec::new();
+    for f in futures {
+        results.push(f);
+    }
+    let done = futures_join_all(results).await;
+    Ok(Json(BatchResponse {
+        results: done
+            .into_iter()
+            .map(|r| match r {
+                Ok(ok) => BatchItem { result: Some(ok), error: None },
+                Err(e) => BatchItem { result: None, error: Some(e.problem()) },
+            })
+            .collect(),
     }))
+}
+
+/// Runs the futures concurrently (each embeds through the bounded pool).
+async fn futures_join_all<T: Send + 'static>(fs: Vec<impl std::future::Future<Output = T> + Send + 'static>) -> Vec<T> {
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
+    let st = state.clone();
+    let s = blocking(move || Ok(st.catalog.stats()?)).await?;
+    let body = state.metrics.render(s.counts.images, s.graph_points, s.counts.products, s.counts.tombstones);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}
+
+/// Per-request timeout and metrics.
+async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let t = Instant::now();
+    let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout(state.config.request_timeout.as_millis()).into_response(),
+    };
+    state.metrics.request(&method, &route, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    resp
 }
 
 async fn readyz(State(state): St) -> impl IntoResponse {
@@ -265,7 +397,3 @@ async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[allow(dead_code)]
-fn _assert_body_is_send(b: Body) -> Body {
-    b
-}

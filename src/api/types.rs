@@ -93,3 +93,22 @@ pub struct AddImageOut {
     pub image_id: Option<i64>,
     pub already_indexed: bool,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub images: Vec<ImageJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<LookupResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItem>,
+}
