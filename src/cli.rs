@@ -338,7 +338,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let opts = EmbedOptions { sessions: threads, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
             let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
-            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default() });
+            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default(), jobs: Default::default() });
+            let resumed = state.start_jobs()?;
+            if resumed > 0 {
+                eprintln!("resuming {resumed} unfinished indexing job(s)");
+            }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(addr).await?;

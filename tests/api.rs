@@ -14,6 +14,33 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
+    idx: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// SIGKILLs the server and starts it again on the same index and port.
+    fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn_server(&self.idx, self.addr, &self.args);
+        wait_up(self.addr);
+    }
+}
+
+fn spawn_server(idx: &std::path::Path, addr: SocketAddr, args: &[String]) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string()]).args(args);
+    cmd.env_remove("KNOCKOFF_API_KEYS");
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+fn wait_up(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Drop for Server {
@@ -48,22 +75,15 @@ fn start_with(keys: Option<&str>, extra: &[&str]) -> Server {
     let out = Command::new(bin()).current_dir(root()).args(["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string(), "--max-body-bytes", "2000000"]).args(extra);
-    cmd.env_remove("KNOCKOFF_API_KEYS");
+    let mut args: Vec<String> = vec!["--max-body-bytes".into(), "2000000".into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     if let Some(k) = keys {
-        cmd.env("KNOCKOFF_API_KEYS", k);
+        args.push("--api-keys".into());
+        args.push(k.into());
     }
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let server = Server { child, addr, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if ureq::get(&format!("http://{addr}/healthz")).call().is_ok() {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = spawn_server(&idx, addr, &args);
+    wait_up(addr);
+    Server { child, addr, _dir: dir, idx, args }
 }
 
 fn url(s: &Server, path: &str) -> String {
@@ -312,4 +332,66 @@ fn url_lookups_refuse_private_targets_unless_allowed() {
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
     assert_eq!(st, 400, "{j}");
     assert!(j["detail"].as_str().unwrap().contains("more than 3 redirects"), "{j}");
+}
+
+fn wait_job(s: &Server, id: &str, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (st, _, j) = send(ureq::get(&url(s, &format!("/v1/jobs/{id}"))), None);
+        assert_eq!(st, 200, "{j}");
+        if until(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job stuck: {j}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn index_job_survives_a_crash_and_resumes() {
+    let mut s = start(None);
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 40, 10);
+    // Uploaded manifests need absolute paths or URLs.
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("img/", &format!("{}/img/", work.path().display()));
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", text.as_bytes())));
+    assert_eq!(st, 202, "{j}");
+    let id = j["id"].as_str().unwrap().to_string();
+    let j = wait_job(&s, &id, |j| j["counts"]["indexed"].as_u64().unwrap_or(0) > 0);
+    assert_ne!(j["status"], "done", "killed mid-run: {j}");
+    s.crash_and_restart();
+    let j = wait_job(&s, &id, |j| j["status"] == "done" || j["status"] == "failed");
+    assert_eq!(j["status"], "done", "{j}");
+    let c = &j["counts"];
+    assert_eq!(c["total"], 400);
+    assert_eq!(c["failed"], 0);
+    assert!(c["skipped"].as_u64().unwrap() > 0, "the resumed run skipped what was committed: {j}");
+    assert_eq!(c["indexed"].as_u64().unwrap() + c["skipped"].as_u64().unwrap(), 400);
+    let (_, _, stats) = send(ureq::get(&url(&s, "/v1/stats")), None);
+    assert_eq!(stats["images"], 404, "every image once: {stats}");
+
+    // Thumbnails of matched images.
+    let (_, _, r) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &std::fs::read(work.path().join("img/p007-03.jpg")).unwrap())));
+    assert_eq!(r["matches"][0]["product_id"], "prod-007");
+    let resp = ureq::get(&url(&s, &format!("/v1/images/{}/thumbnail", r["matches"][0]["image_id"]))).call().unwrap();
+    assert_eq!(resp.content_type(), "image/jpeg");
+    let mut jpg = Vec::new();
+    resp.into_reader().read_to_end(&mut jpg).unwrap();
+    let t = image::load_from_memory(&jpg).unwrap();
+    assert!(t.width() <= 256 && t.height() <= 256 && t.width().max(t.height()) >= 100);
+    assert_eq!(send(ureq::get(&url(&s, "/v1/images/999999/thumbnail")), None).0, 404);
+
+    // Bad jobs.
+    assert_eq!(send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", b"path,sku\nx,y\n"))).0, 400);
+    assert_eq!(send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("application/json", b"{}"))).0, 400);
+    assert_eq!(send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("image/png", b"x"))).0, 415);
+    assert_eq!(send(ureq::get(&url(&s, "/v1/jobs/job-nope")), None).0, 404);
+    // A URL-list job whose rows are invalid: completes, with per-item errors.
+    let body = br#"{"urls": ["relative/a.jpg", "http://127.0.0.1:9/x.jpg"], "product_id": "x", "label": "authentic"}"#;
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("application/json", body)));
+    assert_eq!(st, 202, "{j}");
+    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] == "done");
+    assert_eq!(j["counts"]["failed"], 2, "{j}");
+    let reasons = j["errors"].to_string();
+    assert!(reasons.contains("relative path") && reasons.contains("loopback"), "{reasons}");
 }

@@ -58,6 +58,7 @@ fn images(n: u64, per: u64) -> Vec<NewImage> {
                 width: 10,
                 height: 10,
                 embedding: near(i, i * 1000 + j),
+                thumbnail: None,
             })
         })
         .collect()

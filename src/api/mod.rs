@@ -7,6 +7,7 @@
 mod auth;
 pub mod config;
 mod error;
+pub mod jobs;
 mod metrics;
 mod pool;
 mod routes;
@@ -59,6 +60,19 @@ pub struct AppState {
     pub keys: Keys,
     pub config: ServiceConfig,
     pub metrics: Metrics,
+    pub jobs: std::sync::OnceLock<jobs::Jobs>,
+}
+
+impl AppState {
+    /// Starts the job worker and queues jobs left unfinished by an earlier run.
+    pub fn start_jobs(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let jobs = self.jobs.get_or_init(|| jobs::Jobs::start(Arc::downgrade(self)));
+        jobs.resume(self)
+    }
+
+    pub fn jobs(&self) -> Result<&jobs::Jobs, ApiError> {
+        self.jobs.get().ok_or_else(|| ApiError::Internal("job worker not started".into()))
+    }
 }
 
 /// Refuses to expose an unauthenticated service beyond loopback.

@@ -31,6 +31,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/products/{id}", get(get_product).put(put_product).delete(delete_product))
         .route("/v1/products/{id}/images", post(add_image))
         .route("/v1/images/{id}", delete(delete_image))
+        .route("/v1/images/{id}/thumbnail", get(thumbnail))
+        .route("/v1/jobs/index", post(submit_job))
+        .route("/v1/jobs/{id}", get(get_job))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -375,18 +378,83 @@ async fn add_image(State(state): St, Path(id): Path<String>, req: Request) -> Re
     // Decode once here for the size; the pool embeds.
     let limits = state.embedder.limits();
     let b2 = bytes.clone();
-    let (w, h) = blocking(move || {
+    let (w, h, thumb) = blocking(move || {
         let img = crate::embed::decode_image(&b2, "upload", limits)?;
-        Ok((img.width(), img.height()))
+        Ok((img.width(), img.height(), crate::catalog::thumbnail(&img.rgb)))
     })
     .await?;
     let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?;
     let st = state.clone();
-    let item = NewImage { product, source: format!("upload:{sha256}"), sha256, width: w, height: h, embedding };
+    let item = NewImage { product, source: format!("upload:{sha256}"), sha256, width: w, height: h, embedding, thumbnail: Some(thumb) };
     let ids = blocking(move || Ok(st.catalog.add_images(&[item])?)).await?;
     let image_id = ids.first().copied().flatten();
     let code = if image_id.is_some() { StatusCode::CREATED } else { StatusCode::OK };
     Ok((code, Json(AddImageOut { product_id: id, image_id, already_indexed: image_id.is_none() })))
+}
+
+/// A manifest upload (`text/csv`, `application/x-ndjson`) or JSON:
+/// `{"items": [{"image", "product_id", "label", ...}]}` or
+/// `{"urls": [...], "product_id": ..., "label": ..., "brand"?, "name"?, "category"?}`.
+async fn submit_job(State(state): St, req: Request) -> Result<impl IntoResponse, ApiError> {
+    let auth = require(&state, req.headers(), Role::Admin, "start indexing jobs");
+    let limit = state.config.max_body_bytes;
+    let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::TooLarge(limit));
+    auth?;
+    let body = body?;
+    let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("manifest is not UTF-8".into()))?;
+    let (format, text) = if ctype.starts_with("text/csv") {
+        ("csv", text)
+    } else if ctype.starts_with("application/x-ndjson") || ctype.starts_with("application/jsonl") {
+        ("jsonl", text)
+    } else if ctype.starts_with("application/json") {
+        ("jsonl", json_job_to_jsonl(&text)?)
+    } else {
+        return Err(ApiError::UnsupportedMedia(ctype));
+    };
+    let st = state.clone();
+    let id = blocking(move || st.jobs()?.submit(&st, format, text)).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "status": "queued" }))))
+}
+
+fn json_job_to_jsonl(text: &str) -> Result<String, ApiError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let rows: Vec<serde_json::Value> = if let Some(items) = v.get("items").and_then(|i| i.as_array()) {
+        items.clone()
+    } else if let Some(urls) = v.get("urls").and_then(|u| u.as_array()) {
+        urls.iter()
+            .map(|u| {
+                let mut row = serde_json::Map::new();
+                row.insert("image".into(), u.clone());
+                for k in ["product_id", "label", "brand", "name", "category"] {
+                    if let Some(x) = v.get(k) {
+                        row.insert(k.into(), x.clone());
+                    }
+                }
+                serde_json::Value::Object(row)
+            })
+            .collect()
+    } else {
+        return Err(ApiError::BadRequest("expected {\"items\": [...]} or {\"urls\": [...], \"product_id\": ..., \"label\": ...}".into()));
+    };
+    if rows.is_empty() {
+        return Err(ApiError::BadRequest("the job has no items".into()));
+    }
+    Ok(rows.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n"))
+}
+
+async fn get_job(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Admin, "see indexing jobs")?;
+    let st = state.clone();
+    Ok(Json(blocking(move || st.jobs()?.view(&st, &id)).await?))
+}
+
+async fn thumbnail(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    require(&state, &headers, Role::Read, "see thumbnails")?;
+    let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))?;
+    let st = state.clone();
+    let jpeg = blocking(move || st.catalog.thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
 }
 
 async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {

@@ -152,6 +152,20 @@ impl Catalog {
         self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Live (product_id, source) pairs already indexed.
+    pub fn live_sources(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
+        self.store().live_sources()
+    }
+
+    pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
+        self.store().thumbnail(id)
+    }
+
+    /// Runs `f` with the store (jobs bookkeeping).
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
+        f(&self.store())
+    }
+
     /// Live (product_id, sha256) pairs already indexed.
     pub fn live_hashes(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
         self.store().live_hashes()

@@ -15,7 +15,18 @@ pub mod vectors;
 
 pub use catalog::{Catalog, CatalogOptions, CatalogStats, OpenReport};
 pub use error::CatalogError;
-pub use store::{ImageRecord, NewImage, Store};
+pub use store::{ImageRecord, JobRow, NewImage, Store};
+
+/// A small JPEG (at most 256 px on a side) for display.
+pub fn thumbnail(rgb: &image::RgbImage) -> Vec<u8> {
+    let (w, h) = rgb.dimensions();
+    let scale = (256.0 / w.max(h) as f32).min(1.0);
+    let (tw, th) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
+    let small = image::imageops::resize(rgb, tw, th, image::imageops::FilterType::Triangle);
+    let mut out = Vec::new();
+    let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&small);
+    out
+}
 pub use vectors::{IndexParams, VectorIndex};
 
 use serde::{Deserialize, Serialize};

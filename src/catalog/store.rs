@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{CatalogError, Label, Product};
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 pub const STORE_FILE: &str = "catalog.sqlite3";
 
 const MIGRATIONS: &[&str] = &[
@@ -43,6 +43,14 @@ const MIGRATIONS: &[&str] = &[
         model TEXT NOT NULL,
         vector BLOB NOT NULL,
         PRIMARY KEY (image, model));",
+    // v2: thumbnails for the web page and API; persistent indexing jobs.
+    "CREATE TABLE thumbnails (image INTEGER PRIMARY KEY REFERENCES images(id), jpeg BLOB NOT NULL);
+     CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        format TEXT NOT NULL, source TEXT NOT NULL,
+        counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', message TEXT);",
 ];
 
 /// An image to add, with its embedding for the index's model.
@@ -54,6 +62,8 @@ pub struct NewImage {
     pub width: u32,
     pub height: u32,
     pub embedding: Vec<f32>,
+    /// A small JPEG for display.
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 /// A stored image record.
@@ -225,6 +235,9 @@ impl Store {
             let id = tx.last_insert_rowid();
             tx.execute("INSERT INTO embeddings(image, model, vector) VALUES (?1, ?2, ?3)", params![id, model, vec_to_blob(&it.embedding)])
                 .map_err(e)?;
+            if let Some(t) = &it.thumbnail {
+                tx.execute("INSERT INTO thumbnails(image, jpeg) VALUES (?1, ?2)", params![id, t]).map_err(e)?;
+            }
             out.push(Some((id, prod)));
         }
         Self::bump_generation(&tx).map_err(e)?;
@@ -239,6 +252,79 @@ impl Store {
             .prepare("SELECT p.product_id, i.sha256 FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0")
             .map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Live (product_id, source) pairs: lets a resumed run skip items without fetching them.
+    pub fn live_sources(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT p.product_id, i.source FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The thumbnail of a live image.
+    pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT t.jpeg FROM thumbnails t JOIN images i ON i.id = t.image WHERE t.image = ?1 AND i.deleted = 0",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn create_job(&self, id: &str, format: &str, source: &str) -> Result<(), CatalogError> {
+        let ts = now();
+        self.conn
+            .execute(
+                "INSERT INTO jobs(id, status, created_at, updated_at, format, source) VALUES (?1, 'queued', ?2, ?2, ?3, ?4)",
+                params![id, ts, format, source],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn update_job(&self, id: &str, status: &str, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET status = ?2, counts = ?3, errors = ?4, message = ?5, updated_at = ?6 WHERE id = ?1",
+                params![id, status, counts, errors, message, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT id, status, created_at, updated_at, format, source, counts, errors, message FROM jobs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(JobRow {
+                        id: r.get(0)?,
+                        status: r.get(1)?,
+                        created_at: r.get(2)?,
+                        updated_at: r.get(3)?,
+                        format: r.get(4)?,
+                        source: r.get(5)?,
+                        counts: r.get(6)?,
+                        errors: r.get(7)?,
+                        message: r.get(8)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Jobs that were queued or running when the service stopped.
+    pub fn unfinished_jobs(&self) -> Result<Vec<String>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at").map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -365,6 +451,7 @@ impl Store {
         let e = |e: rusqlite::Error| CatalogError::store(&path, e);
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute("DELETE FROM embeddings WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
+        tx.execute("DELETE FROM thumbnails WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
         let n = tx.execute("DELETE FROM images WHERE deleted = 1", []).map_err(e)?;
         tx.execute(
             "DELETE FROM products WHERE deleted = 1
@@ -393,6 +480,20 @@ impl Store {
             per_brand: group(&format!("SELECT p.brand, COUNT(*) {LIVE} GROUP BY p.brand ORDER BY COUNT(*) DESC, p.brand"))?,
         })
     }
+}
+
+/// A stored indexing job (counts and errors as JSON text).
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub format: String,
+    pub source: String,
+    pub counts: String,
+    pub errors: String,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

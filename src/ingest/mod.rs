@@ -11,7 +11,7 @@ mod source;
 
 pub use error::IngestError;
 pub use fetch::{fetch, FetchOptions};
-pub use source::{is_url, read_source, SourceDefaults, SourceItem};
+pub use source::{is_url, parse_manifest, read_source, SourceDefaults, SourceItem};
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
@@ -91,7 +91,7 @@ pub struct IngestReport {
 }
 
 enum Outcome {
-    Embed(SourceItem, String, u32, u32),
+    Embed(SourceItem, String, u32, u32, Vec<u8>),
     Skipped,
     Failed(SourceItem, IngestError),
 }
@@ -116,6 +116,7 @@ pub fn ingest(
     }
     let started = Instant::now();
     let known: HashSet<(String, String)> = catalog.live_hashes()?;
+    let known_sources: HashSet<(String, String)> = catalog.live_sources()?;
     let mut counts = IngestCounts { total: items.len() + row_errors.len(), ..Default::default() };
     let mut errors: Vec<ItemError> = row_errors
         .iter()
@@ -145,6 +146,10 @@ pub fn ingest(
         items,
         &opts.pipeline,
         |item: SourceItem, resizer| {
+            // Already indexed from this very source (a resumed run): no need to fetch it again.
+            if known_sources.contains(&(item.product.product_id.clone(), item.image.clone())) {
+                return Prepared::Done(Outcome::Skipped);
+            }
             let bytes = match fetch(&item.image, &opts.fetch) {
                 Ok(b) => b,
                 Err(e) => return Prepared::Done(Outcome::Failed(item, e)),
@@ -157,7 +162,8 @@ pub fn ingest(
                 Ok(img) => {
                     let (w, h) = (img.width(), img.height());
                     let t = pre.run(&img.rgb, resizer);
-                    Prepared::Tensor(Outcome::Embed(item, sha, w, h), t)
+                    let thumb = crate::catalog::thumbnail(&img.rgb);
+                    Prepared::Tensor(Outcome::Embed(item, sha, w, h, thumb), t)
                 }
                 Err(e) => Prepared::Done(Outcome::Failed(item, e.into())),
             }
@@ -172,8 +178,8 @@ pub fn ingest(
                     counts.failed += 1;
                     errors.push(ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() });
                 }
-                (Outcome::Embed(item, sha256, width, height), Some(Ok(embedding))) => {
-                    pending.push(NewImage { product: item.product, source: item.image, sha256, width, height, embedding });
+                (Outcome::Embed(item, sha256, width, height, thumb), Some(Ok(embedding))) => {
+                    pending.push(NewImage { product: item.product, source: item.image, sha256, width, height, embedding, thumbnail: Some(thumb) });
                 }
                 (Outcome::Embed(item, ..), Some(Err(e))) => {
                     counts.failed += 1;

@@ -53,6 +53,18 @@ pub fn read_source(path: &Path, defaults: &SourceDefaults) -> Result<(Vec<Source
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let jsonl = matches!(ext.as_str(), "jsonl" | "ndjson" | "json") || text.trim_start().starts_with('{');
+    parse_manifest(&text, path, Some(&base), jsonl, defaults)
+}
+
+/// Parses manifest text. `base` resolves relative image paths; without one
+/// (an uploaded manifest) only URLs and absolute paths are accepted.
+pub fn parse_manifest(
+    text: &str,
+    path: &Path,
+    base: Option<&Path>,
+    jsonl: bool,
+    defaults: &SourceDefaults,
+) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
     let rows: Vec<(usize, Result<Row, String>)> = if jsonl {
         text.lines()
             .enumerate()
@@ -110,7 +122,14 @@ pub fn read_source(path: &Path, defaults: &SourceDefaults) -> Result<(Vec<Source
                 }
             },
         };
-        let image = if is_url(&image) || Path::new(&image).is_absolute() { image } else { base.join(&image).display().to_string() };
+        let image = if is_url(&image) || Path::new(&image).is_absolute() {
+            image
+        } else if let Some(base) = base {
+            base.join(&image).display().to_string()
+        } else {
+            errors.push(bad(format!("'{image}' is a relative path; an uploaded manifest needs URLs or absolute paths")));
+            continue;
+        };
         let mut product = Product::new(product_id, label);
         product.brand = nonempty(row.brand).or_else(|| defaults.brand.clone());
         product.name = nonempty(row.name);

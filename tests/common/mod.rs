@@ -45,3 +45,34 @@ pub fn python() -> Option<PathBuf> {
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_knockoff"))
 }
+
+/// Writes `products` × `per` distinct JPEGs cut from the fixture photos, and a manifest.
+pub fn make_catalog(dir: &Path, products: usize, per: usize) -> PathBuf {
+    let photos: Vec<image::RgbImage> = photos().iter().map(|p| image::open(p).unwrap().to_rgb8()).collect();
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("image,product_id,label,brand,name,category\n");
+    for p in 0..products {
+        let src = &photos[p % photos.len()];
+        let (w, h) = src.dimensions();
+        // Each product is its own region of a photo; its images jitter around it.
+        let slot = (p / photos.len()) as u32;
+        let (cw, ch) = (w / 2, h / 2);
+        let (bx, by) = ((slot * 37) % (w - cw - 12), (slot * 53) % (h - ch - 12));
+        for j in 0..per {
+            let (dx, dy) = ((j as u32 * 7) % 12, (j as u32 * 5) % 12);
+            let mut crop = image::imageops::crop_imm(src, bx + dx, by + dy, cw, ch).to_image();
+            let gain = 0.9 + 0.02 * j as f32;
+            crop.pixels_mut().for_each(|px| px.0.iter_mut().for_each(|c| *c = (*c as f32 * gain).min(255.0) as u8));
+            let name = format!("img/p{p:03}-{j:02}.jpg");
+            let mut buf = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85).encode_image(&crop).unwrap();
+            std::fs::write(dir.join(&name), buf).unwrap();
+            let (label, brand) = if p % 5 == 0 { ("counterfeit", "Acme") } else { ("authentic", "Acme") };
+            csv.push_str(&format!("{name},prod-{p:03},{label},{brand},Product {p},Cat/{}\n", p % 3));
+        }
+    }
+    let manifest = dir.join("catalog.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    manifest
+}
+
