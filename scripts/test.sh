@@ -3,5 +3,5 @@
 #   ./scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --with-browser
 cargo test --release "$@"

@@ -395,3 +395,37 @@ fn index_job_survives_a_crash_and_resumes() {
     let reasons = j["errors"].to_string();
     assert!(reasons.contains("relative path") && reasons.contains("loopback"), "{reasons}");
 }
+
+#[test]
+fn web_page_in_headless_chromium_shows_the_expected_product_first() {
+    let modules = root().join(".cache/e2e/node_modules");
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !modules.join("playwright-core").is_dir() || !chromium.exists() {
+        // ./scripts/test.sh installs both (setup.sh --with-browser); a bare `cargo test` may not have them.
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must run the browser test: run ./scripts/setup.sh --with-browser");
+        }
+        eprintln!("SKIPPED web page e2e: run ./scripts/setup.sh --with-browser (chromium + playwright-core)");
+        return;
+    }
+    let s = start(None);
+    let shot = tempfile::tempdir().unwrap();
+    let out = Command::new("node")
+        .arg(root().join("tests/e2e/lookup.mjs"))
+        .arg(format!("http://{}", s.addr))
+        .arg(fixture("photos/astronaut.jpg"))
+        .env("KNOCKOFF_E2E_MODULES", &modules)
+        .env("KNOCKOFF_E2E_SCREENSHOT", shot.path().join("page.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["errors"].as_array().unwrap().len(), 0, "{j}");
+    assert!(j["rows"][0]["product"].as_str().unwrap().starts_with("astro-print"), "{j}");
+    assert_eq!(j["rows"][0]["label"], "authentic");
+    assert!(j["rows"][0]["thumbnail"].as_u64().unwrap() > 0, "thumbnail shown: {j}");
+    assert_eq!(j["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(j["verdict"], "likely authentic");
+    assert!(j["reason"].as_str().unwrap().contains("nearest counterfeit reference"));
+    assert!(std::fs::metadata(shot.path().join("page.png")).unwrap().len() > 1000);
+}

@@ -22,6 +22,7 @@ type St = State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/v1/lookup", post(lookup))
@@ -295,6 +296,11 @@ async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> 
     };
     state.metrics.request(&method, &route, resp.status().as_u16(), t.elapsed().as_secs_f64());
     resp
+}
+
+/// The analyst's page, embedded in the binary (no CDN).
+async fn page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("web/index.html"))
 }
 
 async fn readyz(State(state): St) -> impl IntoResponse {
