@@ -429,3 +429,21 @@ fn web_page_in_headless_chromium_shows_the_expected_product_first() {
     assert!(j["reason"].as_str().unwrap().contains("nearest counterfeit reference"));
     assert!(std::fs::metadata(shot.path().join("page.png")).unwrap().len() > 1000);
 }
+
+#[test]
+fn openapi_json_describes_every_served_route() {
+    let s = start(None);
+    let (st, ct, doc) = send(ureq::get(&url(&s, "/openapi.json")), None);
+    assert_eq!((st, ct.as_str()), (200, "application/json"));
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in knockoff::api::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} undocumented");
+        // ...and the server really serves it (not the fallback, not 405).
+        let concrete = path.replace("{id}", "1");
+        let req = ureq::request(&method.to_uppercase(), &url(&s, &concrete));
+        let (st, _, j) = send(req, if *method == "get" || *method == "delete" { None } else { Some(("application/json", b"{}")) });
+        assert_ne!(st, 405, "{method} {path}");
+        assert_ne!(j["detail"], "no such route", "{method} {path}");
+    }
+    assert_eq!(doc["components"]["schemas"]["LookupResponse"]["properties"]["verdict"]["$ref"], "#/components/schemas/VerdictKind");
+}

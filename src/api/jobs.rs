@@ -15,13 +15,17 @@ use super::error::ApiError;
 use super::AppState;
 use crate::ingest::{ingest, parse_manifest, IngestCounts, IngestOptions, ProgressMode, SourceDefaults};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
+    /// `{total, indexed, skipped, failed}`.
+    #[schema(value_type = Object)]
     pub counts: serde_json::Value,
+    /// Per-item errors `[{image, product_id, kind, reason}]` (first 1000).
+    #[schema(value_type = Vec<Object>)]
     pub errors: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -85,6 +85,8 @@ pub fn check_bind(addr: &SocketAddr, keys: &Keys) -> Result<(), String> {
     Ok(())
 }
 
+pub use routes::{ApiDoc, ROUTES};
+
 pub fn router(state: Arc<AppState>) -> axum::Router {
     routes::router(state)
 }

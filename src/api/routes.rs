@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use utoipa::OpenApi;
 
 use super::auth::Role;
 use super::error::ApiError;
@@ -23,7 +24,8 @@ type St = State<Arc<AppState>>;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
         .route("/v1/lookup", post(lookup))
         .route("/v1/lookup/batch", post(lookup_batch))
@@ -144,6 +146,9 @@ fn lookup_filter(state: &AppState, headers: &HeaderMap, q: LookupParams) -> Resu
     Ok((k, Filter { brand: q.brand, label, category: q.category }))
 }
 
+#[utoipa::path(post, path = "/v1/lookup", tag = "lookup", params(LookupParams),
+    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo: a raw image body, multipart/form-data with a file, or application/json {\"image_base64\"} / {\"url\"} (ImageJson)."),
+    responses((status = 200, body = LookupResponse), (status = 400, description = "invalid parameters or JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over the limit", body = Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported media type", body = Problem, content_type = "application/problem+json"), (status = 422, description = "undecodable, truncated, empty or over-pixel-limit image", body = Problem, content_type = "application/problem+json"), (status = 503, description = "inference queue full or timeout (Retry-After)", body = Problem, content_type = "application/problem+json")))]
 async fn lookup(State(state): St, Query(q): Query<LookupParams>, req: Request) -> Result<Json<LookupResponse>, ApiError> {
     let t0 = Instant::now();
     let checked = lookup_filter(&state, req.headers(), q);
@@ -200,6 +205,9 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, k: usize, filter: Filte
 
 /// Up to `max_batch` photos: multipart files, or JSON `{"images": [{"image_base64"|"url": ...}, ...]}`.
 /// One result or one error per item, in order.
+#[utoipa::path(post, path = "/v1/lookup/batch", tag = "lookup", params(LookupParams),
+    request_body(content = BatchRequest, description = "Up to max_batch photos (default 32), as JSON or as multipart/form-data files."),
+    responses((status = 200, description = "one result or one error per item, in order", body = BatchResponse), (status = 400, description = "invalid parameters or JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over the limit", body = Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported media type", body = Problem, content_type = "application/problem+json"), (status = 422, description = "undecodable, truncated, empty or over-pixel-limit image", body = Problem, content_type = "application/problem+json"), (status = 503, description = "inference queue full or timeout (Retry-After)", body = Problem, content_type = "application/problem+json")))]
 async fn lookup_batch(State(state): St, Query(q): Query<LookupParams>, req: Request) -> Result<Json<BatchResponse>, ApiError> {
     let t0 = Instant::now();
     let checked = lookup_filter(&state, req.headers(), q);
@@ -278,6 +286,7 @@ async fn futures_join_all<T: Send + 'static>(fs: Vec<impl std::future::Future<Ou
     out
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
     let st = state.clone();
     let s = blocking(move || Ok(st.catalog.stats()?)).await?;
@@ -298,11 +307,64 @@ async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> 
     resp
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// The OpenAPI document, generated from the handlers' annotations and the request/response types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "knockoff", description = "Counterfeit detector: match listing photos against brand catalogs."),
+    paths(page, healthz, readyz, metrics, openapi, lookup, lookup_batch, stats, get_product, put_product, delete_product, add_image, delete_image, thumbnail, submit_job, get_job),
+    components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, super::jobs::JobView)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// Every route the router serves, as (method, path); the OpenAPI test checks each is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("post", "/v1/lookup"),
+    ("post", "/v1/lookup/batch"),
+    ("get", "/v1/stats"),
+    ("get", "/v1/products/{id}"),
+    ("put", "/v1/products/{id}"),
+    ("delete", "/v1/products/{id}"),
+    ("post", "/v1/products/{id}/images"),
+    ("delete", "/v1/images/{id}"),
+    ("get", "/v1/images/{id}/thumbnail"),
+    ("post", "/v1/jobs/index"),
+    ("get", "/v1/jobs/{id}"),
+];
+
 /// The analyst's page, embedded in the binary (no CDN).
+#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, description = "the analyst web page", body = String, content_type = "text/html")))]
 async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("web/index.html"))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "model and index loaded", body = Object)))]
 async fn readyz(State(state): St) -> impl IntoResponse {
     let st = state.clone();
     match blocking(move || Ok(st.catalog.stats()?)).await {
@@ -311,12 +373,14 @@ async fn readyz(State(state): St) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, path = "/v1/stats", tag = "operations", responses((status = 200, description = "catalog counts, index parameters, disk use", body = Object), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn stats(State(state): St, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Read, "read stats")?;
     let st = state.clone();
     Ok(Json(blocking(move || Ok(st.catalog.stats()?)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = ProductOut), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn get_product(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ProductOut>, ApiError> {
     require(&state, &headers, Role::Admin, "read the catalog")?;
     let st = state.clone();
@@ -351,6 +415,7 @@ fn valid_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(put, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), request_body = ProductIn, responses((status = 200, body = ProductOut), (status = 400, description = "invalid parameters or JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn put_product(State(state): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<ProductOut>, ApiError> {
     require(&state, &headers, Role::Admin, "change the catalog")?;
     valid_id(&id)?;
@@ -367,6 +432,7 @@ async fn put_product(State(state): St, headers: HeaderMap, Path(id): Path<String
     .map(Json)
 }
 
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, description = "{\"deleted_images\": n}", body = Object), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn delete_product(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Admin, "change the catalog")?;
     let st = state.clone();
@@ -374,6 +440,9 @@ async fn delete_product(State(state): St, headers: HeaderMap, Path(id): Path<Str
     Ok(Json(serde_json::json!({ "deleted_images": n })))
 }
 
+#[utoipa::path(post, path = "/v1/products/{id}/images", tag = "catalog", params(("id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo, in any form /v1/lookup accepts."),
+    responses((status = 201, body = AddImageOut), (status = 200, description = "already indexed", body = AddImageOut), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over the limit", body = Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported media type", body = Problem, content_type = "application/problem+json"), (status = 422, description = "undecodable, truncated, empty or over-pixel-limit image", body = Problem, content_type = "application/problem+json"), (status = 503, description = "inference queue full or timeout (Retry-After)", body = Problem, content_type = "application/problem+json")))]
 async fn add_image(State(state): St, Path(id): Path<String>, req: Request) -> Result<impl IntoResponse, ApiError> {
     let auth = require(&state, req.headers(), Role::Admin, "change the catalog");
     let bytes = checked_body(&state, req, auth).await?;
@@ -401,6 +470,9 @@ async fn add_image(State(state): St, Path(id): Path<String>, req: Request) -> Re
 /// A manifest upload (`text/csv`, `application/x-ndjson`) or JSON:
 /// `{"items": [{"image", "product_id", "label", ...}]}` or
 /// `{"urls": [...], "product_id": ..., "label": ..., "brand"?, "name"?, "category"?}`.
+#[utoipa::path(post, path = "/v1/jobs/index", tag = "jobs",
+    request_body(content = String, content_type = "text/csv", description = "A manifest (text/csv or application/x-ndjson), or application/json {\"items\": [...]} / {\"urls\": [...], \"product_id\", \"label\"}."),
+    responses((status = 202, description = "{\"id\", \"status\": \"queued\"}", body = Object), (status = 400, description = "invalid parameters or JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported media type", body = Problem, content_type = "application/problem+json")))]
 async fn submit_job(State(state): St, req: Request) -> Result<impl IntoResponse, ApiError> {
     let auth = require(&state, req.headers(), Role::Admin, "start indexing jobs");
     let limit = state.config.max_body_bytes;
@@ -449,12 +521,14 @@ fn json_job_to_jsonl(text: &str) -> Result<String, ApiError> {
     Ok(rows.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n"))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)), responses((status = 200, body = super::jobs::JobView), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn get_job(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Admin, "see indexing jobs")?;
     let st = state.clone();
     Ok(Json(blocking(move || st.jobs()?.view(&st, &id)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/images/{id}/thumbnail", tag = "catalog", params(("id" = i64, Path)), responses((status = 200, description = "JPEG, at most 256 px", body = Vec<u8>, content_type = "image/jpeg"), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn thumbnail(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Read, "see thumbnails")?;
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))?;
@@ -463,6 +537,7 @@ async fn thumbnail(State(state): St, headers: HeaderMap, Path(id): Path<String>)
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
 }
 
+#[utoipa::path(delete, path = "/v1/images/{id}", tag = "catalog", params(("id" = i64, Path)), responses((status = 204, description = "deleted"), (status = 404, description = "unknown product, image or job", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing or wrong API key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "key lacks the role", body = Problem, content_type = "application/problem+json")))]
 async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     require(&state, &headers, Role::Admin, "change the catalog")?;
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))?;
@@ -471,3 +546,18 @@ async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (method, path) in ROUTES {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the OpenAPI document");
+        }
+        let n: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(n, ROUTES.len(), "the document lists routes the router does not serve");
+    }
+}

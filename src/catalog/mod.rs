@@ -32,7 +32,7 @@ pub use vectors::{IndexParams, VectorIndex};
 use serde::{Deserialize, Serialize};
 
 /// Whether a product's reference photos show the genuine article or a known fake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
     Authentic,
