@@ -447,3 +447,57 @@ fn openapi_json_describes_every_served_route() {
     }
     assert_eq!(doc["components"]["schemas"]["LookupResponse"]["properties"]["verdict"]["$ref"], "#/components/schemas/VerdictKind");
 }
+
+#[test]
+fn full_queue_answers_503_with_retry_after_and_timeouts_are_503_too() {
+    let s = start_with(None, &["--queue-depth", "1"]);
+    let img = jpeg("rocket");
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let (u, img) = (url(&s, "/v1/lookup"), img.clone());
+            std::thread::spawn(move || match ureq::post(&u).set("Content-Type", "image/jpeg").send_bytes(&img) {
+                Ok(r) => (r.status(), None),
+                Err(ureq::Error::Status(code, r)) => (code, r.header("retry-after").map(str::to_string)),
+                Err(e) => panic!("{e}"),
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert!(ok >= 1, "{results:?}");
+    assert!(!busy.is_empty(), "24 concurrent lookups with a queue of 1 must shed load: {results:?}");
+    assert!(busy.iter().all(|r| r.1.as_deref() == Some("1")), "503 carries Retry-After");
+    assert_eq!(ok + busy.len(), 24, "only 200s and deliberate 503s: {results:?}");
+    drop(s);
+
+    let s = start_with(None, &["--request-timeout-ms", "1"]);
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &img)));
+    assert_eq!(st, 503, "{j}");
+    assert!(j["type"].as_str().unwrap().ends_with("timeout"));
+}
+
+#[test]
+fn sigterm_drains_and_persists_the_index() {
+    let mut s = start(None);
+    let (st, _, _) = send(ureq::put(&url(&s, "/v1/products/new-one")), Some(("application/json", br#"{"label":"authentic"}"#)));
+    assert_eq!(st, 200);
+    let (st, _, _) = send(ureq::post(&url(&s, "/v1/products/new-one/images")), Some(("image/jpeg", &jpeg("chelsea"))));
+    assert_eq!(st, 201);
+    let marker = s.idx.join("vectors/efficientnet-lite0/CURRENT.json");
+    let before: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    assert_eq!(before["points"], 4, "the upload is not in the dump yet");
+    let pid = s.child.id() as i32;
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "graceful exit: {status:?}");
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    assert_eq!(after["points"], 5, "the index was persisted on shutdown");
+}
