@@ -162,6 +162,20 @@ pub enum Command {
         #[arg(long, default_value_t = 64)]
         ef_search: usize,
     },
+    /// Benchmark: library lookup throughput (read + decode + embed + search), no HTTP (prints JSON).
+    #[command(hide = true)]
+    BenchLookup {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Concurrent lookups (threads), each with its own single-threaded session.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Lookups in total.
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+    },
     /// Benchmark: end-to-end embedding throughput on image files (prints JSON).
     #[command(hide = true)]
     BenchEmbed {
@@ -398,6 +412,47 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let params = IndexParams { m: *m, ef_construction: *ef_construction, ef_search: *ef_search };
             let report = crate::catalog::vectors::bench_ann(base, queries, truth, *dim, params)?;
             println!("{report}");
+            Ok(0)
+        }
+        Command::BenchLookup { images, index, concurrency, requests } => {
+            let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            let reg = open_registry(&cli.models)?;
+            let c = (*concurrency).max(1);
+            let opts = EmbedOptions { sessions: c, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
+            let embedder = Embedder::load(reg.get(Some(catalog.model()))?, &opts)?;
+            let bodies: Vec<Vec<u8>> = images.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let t0 = std::time::Instant::now();
+            let per: Vec<f64> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..c)
+                    .map(|_| {
+                        sc.spawn(|| {
+                            let mut lat = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                if i >= *requests {
+                                    break lat;
+                                }
+                                let t = std::time::Instant::now();
+                                if let Ok(v) = embedder.embed_bytes(&bodies[i % bodies.len()], "bench") {
+                                    let _ = crate::search::search_products(&catalog, &v, &Default::default());
+                                }
+                                lat.push(t.elapsed().as_secs_f64());
+                            }
+                        })
+                    })
+                    .collect();
+                hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            });
+            let secs = t0.elapsed().as_secs_f64();
+            let mut sorted = per.clone();
+            sorted.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({ "concurrency": c, "requests": per.len(), "per_s": per.len() as f64 / secs,
+                    "p50_ms": sorted.get(sorted.len() / 2).copied().unwrap_or(0.0) * 1e3,
+                    "mean_ms": per.iter().sum::<f64>() / per.len().max(1) as f64 * 1e3 })
+            );
             Ok(0)
         }
         Command::BenchEmbed { images, model, batch, workers, sessions } => {
