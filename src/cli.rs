@@ -19,8 +19,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "KNOCKOFF_THREADS")]
     pub threads: Option<usize>,
     /// Largest image accepted, in pixels (width × height), checked before decoding.
-    #[arg(long, global = true, env = "KNOCKOFF_MAX_PIXELS", default_value_t = embed::decode_default_max_pixels())]
-    pub max_pixels: u64,
+    /// (Default 40,000,000; `knockoff serve` also reads `max_pixels` from its config file.)
+    #[arg(long, global = true, env = "KNOCKOFF_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -246,7 +247,7 @@ fn embed_options(cli: &Cli) -> EmbedOptions {
     if let Some(t) = cli.threads {
         o.intra_threads = t;
     }
-    o.limits.max_pixels = cli.max_pixels;
+    o.limits.max_pixels = cli.max_pixels.unwrap_or(embed::decode_default_max_pixels());
     o
 }
 
@@ -349,7 +350,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let (catalog, _) = open_catalog(&cli, &index, IndexParams::default(), false)?;
             let reg = open_registry(&cli.models)?;
             let threads = config.inference_threads;
-            let opts = EmbedOptions { sessions: threads, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
+            let mut opts = EmbedOptions { sessions: threads, intra_threads: cli.threads.unwrap_or(1), ..embed_options(&cli) };
+            if let (None, Some(p)) = (cli.max_pixels, file.max_pixels) {
+                opts.limits.max_pixels = p;
+            }
             let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
             let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default(), jobs: Default::default() });

@@ -501,3 +501,31 @@ fn sigterm_drains_and_persists_the_index() {
     let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
     assert_eq!(after["points"], 5, "the index was persisted on shutdown");
 }
+
+#[test]
+fn config_file_sets_limits_and_hashed_keys() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("knockoff.toml");
+    let hash = hex::encode(sha2::Sha256::digest(b"from-the-config-file"));
+    std::fs::write(
+        &cfg,
+        format!("max_pixels = 1000\nmax_batch = 2\n[[api_keys]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let s = start_with(None, &["--config", cfg.to_str().unwrap()]);
+    let key = |r: ureq::Request| r.set("Authorization", "Bearer from-the-config-file");
+    assert_eq!(send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("coffee")))).0, 401);
+    let (st, _, j) = send(key(ureq::post(&url(&s, "/v1/lookup"))), Some(("image/jpeg", &jpeg("coffee"))));
+    assert_eq!(st, 422, "max_pixels from the file: {j}");
+    assert!(j["type"].as_str().unwrap().ends_with("too-large"));
+    let body = br#"{"images": [{"image_base64": "AA=="}, {"image_base64": "AA=="}, {"image_base64": "AA=="}]}"#;
+    let (st, _, j) = send(key(ureq::post(&url(&s, "/v1/lookup/batch"))), Some(("application/json", body)));
+    assert_eq!(st, 400);
+    assert!(j["detail"].as_str().unwrap().contains("at most 2"), "{j}");
+    // A bad config file is a clear start-up error.
+    std::fs::write(&cfg, "max_pixelz = 5\n").unwrap();
+    let out = Command::new(bin()).current_dir(root()).args(["serve", "--config", cfg.to_str().unwrap(), "--index", dir.path().join("i").to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_pixelz`"), "{}", String::from_utf8_lossy(&out.stderr));
+}

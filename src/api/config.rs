@@ -8,6 +8,7 @@
 //! max_batch = 32
 //! request_timeout_ms = 30000
 //! allow_private_urls = false
+//! max_pixels = 40000000
 //! [verdict]
 //! slope = 20.0
 //! midpoint = 0.75
@@ -35,6 +36,7 @@ pub struct ConfigFile {
     pub max_batch: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub allow_private_urls: Option<bool>,
+    pub max_pixels: Option<u64>,
     pub verdict: Option<VerdictConfig>,
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
