@@ -124,6 +124,25 @@ pub enum Command {
         #[arg(long, env = "KNOCKOFF_ALLOW_PRIVATE_URLS")]
         allow_private_urls: Option<bool>,
     },
+    /// Evaluate retrieval, calibration and verdicts: index CATALOG, look up every QUERIES photo,
+    /// print one JSON object (progress on stderr).
+    Eval {
+        /// Catalog manifest(s); rows of several are combined.
+        #[arg(long = "catalog", required_unless_present = "use_index")]
+        catalogs: Vec<PathBuf>,
+        /// Query manifest(s); rows with an empty product_id are distractors.
+        #[arg(long = "queries", required = true)]
+        queries: Vec<PathBuf>,
+        /// Use this existing index instead of indexing --catalog into a temporary one.
+        #[arg(long = "index")]
+        use_index: Option<PathBuf>,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Matches considered for the verdict (and recall@k uses 1 and 5).
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+    },
     /// Rebuild the vector graph without deleted images.
     Compact {
         #[command(flatten)]
@@ -264,7 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let params = IndexParams { m: *m, ef_construction: *ef_construction, ef_search: index.ef_search };
             let (catalog, embedder) = open_catalog(&cli, index, params, true)?;
             let embedder = embedder.expect("asked for an embedder");
-            let defaults = crate::ingest::SourceDefaults { label: *label, brand: brand.clone() };
+            let defaults = crate::ingest::SourceDefaults { label: *label, brand: brand.clone(), ..Default::default() };
             let (items, row_errors) = crate::ingest::read_source(source, &defaults)?;
             let mut opts = crate::ingest::IngestOptions::default();
             // The operator's own manifest may point at intranet hosts.
@@ -368,6 +387,52 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::api::serve(listener, state).await
             })?;
             eprintln!("knockoff stopped; index persisted");
+            Ok(0)
+        }
+        Command::Eval { catalogs, queries, use_index, json, k } => {
+            let tmp = tempfile::tempdir()?;
+            let args = IndexArgs {
+                dir: use_index.clone().unwrap_or_else(|| tmp.path().join("index")),
+                model: None,
+                ef_search: IndexParams::default().ef_search,
+                auto_compact: 0.2,
+            };
+            let (catalog, embedder) = open_catalog(&cli, &args, IndexParams::default(), true)?;
+            let embedder = embedder.expect("asked for an embedder");
+            if use_index.is_none() {
+                let (mut items, mut errs) = (Vec::new(), Vec::new());
+                for c in catalogs {
+                    let (i, e) = crate::ingest::read_source(c, &Default::default())?;
+                    items.extend(i);
+                    errs.extend(e);
+                }
+                let mut opts = crate::ingest::IngestOptions::default();
+                opts.fetch.allow_private = true;
+                opts.pipeline.inference_threads = embedder_sessions();
+                let r = crate::ingest::ingest(&catalog, &embedder, items, errs, &opts, |_| {})?;
+                eprintln!("[eval] indexed {} catalog images ({} failed)", r.counts.indexed + r.counts.skipped, r.counts.failed);
+            }
+            let defaults = crate::ingest::SourceDefaults { allow_missing_product: true, ..Default::default() };
+            let mut qs = Vec::new();
+            for q in queries {
+                let (items, errs) = crate::ingest::read_source(q, &defaults)?;
+                for e in errs {
+                    eprintln!("[eval] skipped query row: {e}");
+                }
+                qs.extend(items.into_iter().map(|it| crate::eval::Query {
+                    image: it.image,
+                    product_id: Some(it.product.product_id).filter(|p| !p.is_empty()),
+                    category: it.product.category,
+                }));
+            }
+            eprintln!("[eval] looking up {} queries", qs.len());
+            let opts = crate::eval::EvalOptions { k: *k, verdict: Default::default(), concurrency: embedder_sessions() };
+            let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
+            let text = serde_json::to_string_pretty(&report)?;
+            if let Some(p) = json {
+                std::fs::write(p, &text)?;
+            }
+            println!("{text}");
             Ok(0)
         }
         Command::Compact { index } => {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod embed;
+pub mod eval;
 pub mod ingest;
 pub mod search;
 pub mod util;

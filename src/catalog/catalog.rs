@@ -157,6 +157,10 @@ impl Catalog {
         self.store().live_sources()
     }
 
+    pub fn image_counts(&self) -> Result<HashMap<String, usize>, CatalogError> {
+        self.store().image_counts()
+    }
+
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
         self.store().thumbnail(id)
     }

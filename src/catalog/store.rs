@@ -265,6 +265,16 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Live images per product.
+    pub fn image_counts(&self) -> Result<std::collections::HashMap<String, usize>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0 GROUP BY p.product_id")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The thumbnail of a live image.
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
         self.conn

@@ -22,6 +22,8 @@ pub struct SourceItem {
 pub struct SourceDefaults {
     pub label: Option<Label>,
     pub brand: Option<String>,
+    /// Accept rows without `product_id` / `label` (evaluation queries: distractors).
+    pub allow_missing_product: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,9 +104,13 @@ pub fn parse_manifest(
             errors.push(bad("'image' is empty".into()));
             continue;
         };
-        let Some(product_id) = nonempty(row.product_id) else {
-            errors.push(bad("'product_id' is empty".into()));
-            continue;
+        let product_id = match nonempty(row.product_id) {
+            Some(p) => p,
+            None if defaults.allow_missing_product => String::new(),
+            None => {
+                errors.push(bad("'product_id' is empty".into()));
+                continue;
+            }
         };
         let label = match nonempty(row.label) {
             Some(l) => match l.parse::<Label>() {
@@ -116,6 +122,7 @@ pub fn parse_manifest(
             },
             None => match defaults.label {
                 Some(l) => l,
+                None if defaults.allow_missing_product => Label::Authentic,
                 None => {
                     errors.push(bad("'label' is empty (give --label to set a default)".into()));
                     continue;

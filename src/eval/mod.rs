@@ -1,0 +1,243 @@
+//! Evaluation harness behind `knockoff eval`: looks every query up through
+//! the same path as the HTTP service (decode + embed one photo, grouped
+//! product search, confidence, verdict) and measures retrieval quality,
+//! calibration, verdicts and latency.
+
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Filter, Label};
+use crate::embed::Embedder;
+use crate::ingest::{fetch, FetchOptions};
+use crate::search::{decide, search_products, SearchRequest, VerdictConfig, VerdictKind};
+use metrics::*;
+
+/// One query photo; `product_id: None` marks a distractor (right answer: `no_match`).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub image: String,
+    pub product_id: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub k: usize,
+    pub verdict: VerdictConfig,
+    pub concurrency: usize,
+}
+
+/// What one query produced.
+#[derive(Debug, Clone)]
+struct Outcome {
+    truth: Option<String>,
+    truth_label: Option<Label>,
+    group: String,
+    /// Product ids, best first (all products).
+    ranked: Vec<(String, f32)>,
+    image_relevant: Vec<bool>,
+    total_relevant_images: usize,
+    confidence: f32,
+    verdict: VerdictKind,
+    embed_ms: f64,
+    search_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    pub n_queries: usize,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub map: f64,
+    pub mrr: f64,
+    pub auc: Option<f64>,
+    pub tpr_at_fpr_1pct: Option<f64>,
+    pub ece: f64,
+    pub verdict_accuracy: Option<f64>,
+    pub distractor_false_match_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageLatency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub n_catalog_images: i64,
+    pub n_failed_queries: usize,
+    #[serde(flatten)]
+    pub overall: Metrics,
+    /// The same metrics per top-level category (`Packages`, `Fruit`, …).
+    pub by_group: std::collections::BTreeMap<String, Metrics>,
+    /// Rows: truth label → predicted verdict → count.
+    pub verdict_confusion: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+    pub latency: std::collections::BTreeMap<String, StageLatency>,
+    /// (true product, predicted top-1, count), most frequent first.
+    pub most_confused: Vec<(String, String, usize)>,
+    pub failures: Vec<String>,
+}
+
+fn group_of(category: Option<&str>) -> String {
+    category.and_then(|c| c.split('/').next()).filter(|c| !c.is_empty()).unwrap_or("other").to_string()
+}
+
+/// Runs every query and computes the report.
+pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts: &EvalOptions) -> Result<EvalReport, crate::catalog::CatalogError> {
+    let stats = catalog.stats()?;
+    let n_products = stats.counts.products.max(1) as usize;
+    let n_images = stats.counts.images.max(1) as usize;
+    let has_both_labels = stats.counts.per_label.len() >= 2;
+    // Images per product, for image-level AP.
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let fetch_opts = FetchOptions { allow_private: true, ..Default::default() };
+    let product_sizes: HashMap<String, usize> = catalog.image_counts()?;
+    std::thread::scope(|s| {
+        for _ in 0..opts.concurrency.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(q) = queries.get(i) else { break };
+                let t0 = Instant::now();
+                let v = match fetch(&q.image, &fetch_opts).map_err(|e| e.to_string()).and_then(|b| embedder.embed_bytes(&b, &q.image).map_err(|e| e.to_string())) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                        continue;
+                    }
+                };
+                let embed_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let t1 = Instant::now();
+                let all = search_products(catalog, &v, &SearchRequest { k: n_products, ..Default::default() });
+                let search_ms = t1.elapsed().as_secs_f64() * 1e3;
+                let top: Vec<_> = all.iter().take(opts.k).cloned().collect();
+                let verdict = decide(&top, &opts.verdict).verdict;
+                let images = catalog.search_images(&v, n_images.min(2000), Some(n_images.min(2000).max(64)), &Filter::default());
+                let image_relevant: Vec<bool> = images.iter().map(|(_, _, p)| Some(&p.product_id) == q.product_id.as_ref()).collect();
+                let truth_label = q.product_id.as_ref().and_then(|t| all.iter().find(|m| &m.product.product_id == t)).map(|m| m.product.label);
+                let o = Outcome {
+                    truth: q.product_id.clone(),
+                    truth_label,
+                    group: group_of(q.category.as_deref()),
+                    ranked: all.iter().map(|m| (m.product.product_id.clone(), m.best.similarity)).collect(),
+                    image_relevant,
+                    total_relevant_images: q.product_id.as_ref().and_then(|t| product_sizes.get(t)).copied().unwrap_or(0),
+                    confidence: all.first().map(|m| opts.verdict.confidence(m.best.similarity)).unwrap_or(0.0),
+                    verdict,
+                    embed_ms,
+                    search_ms,
+                };
+                outcomes.lock().unwrap_or_else(|p| p.into_inner()).push((i, o));
+            });
+        }
+    });
+    let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcomes.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+
+    let overall = compute(&outcomes, has_both_labels);
+    let mut by_group = std::collections::BTreeMap::new();
+    let mut groups: Vec<String> = outcomes.iter().map(|o| o.group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    for g in groups {
+        let sub: Vec<Outcome> = outcomes.iter().filter(|o| o.group == g).cloned().collect();
+        by_group.insert(g, compute(&sub, has_both_labels));
+    }
+    let mut verdict_confusion: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> = Default::default();
+    for o in &outcomes {
+        let row = match (&o.truth, o.truth_label) {
+            (None, _) => "distractor".to_string(),
+            (Some(_), Some(l)) => l.as_str().to_string(),
+            (Some(_), None) => "unknown-product".to_string(),
+        };
+        let col = serde_json::to_value(o.verdict).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        *verdict_confusion.entry(row).or_default().entry(col).or_default() += 1;
+    }
+    let lat = |f: fn(&Outcome) -> f64| {
+        let mut v: Vec<f64> = outcomes.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        StageLatency { p50_ms: percentile(&v, 0.5), p95_ms: percentile(&v, 0.95), p99_ms: percentile(&v, 0.99) }
+    };
+    let mut latency = std::collections::BTreeMap::new();
+    latency.insert("embed".to_string(), lat(|o| o.embed_ms));
+    latency.insert("search".to_string(), lat(|o| o.search_ms));
+    let mut confused: HashMap<(String, String), usize> = HashMap::new();
+    for o in &outcomes {
+        if let (Some(t), Some((p, _))) = (&o.truth, o.ranked.first()) {
+            if t != p {
+                *confused.entry((t.clone(), p.clone())).or_default() += 1;
+            }
+        }
+    }
+    let mut most_confused: Vec<(String, String, usize)> = confused.into_iter().map(|((a, b), n)| (a, b, n)).collect();
+    most_confused.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
+    most_confused.truncate(10);
+    Ok(EvalReport {
+        model: catalog.model().to_string(),
+        n_catalog_images: stats.counts.images,
+        n_failed_queries: failures.len(),
+        overall,
+        by_group,
+        verdict_confusion,
+        latency,
+        most_confused,
+        failures: failures.into_iter().take(50).collect(),
+    })
+}
+
+fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
+    let with_truth: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_some()).collect();
+    let ranks: Vec<Option<usize>> = with_truth.iter().map(|o| o.ranked.iter().position(|(p, _)| Some(p) == o.truth.as_ref())).collect();
+    let aps: Vec<f64> = with_truth.iter().map(|o| average_precision(&o.image_relevant, o.total_relevant_images)).collect();
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for o in &with_truth {
+        for (p, s) in &o.ranked {
+            if Some(p) == o.truth.as_ref() {
+                pos.push(*s);
+            } else {
+                neg.push(*s);
+            }
+        }
+    }
+    let conf: Vec<f32> = outcomes.iter().map(|o| o.confidence).collect();
+    let correct: Vec<bool> = outcomes.iter().map(|o| o.truth.is_some() && o.ranked.first().map(|(p, _)| p) == o.truth.as_ref()).collect();
+    let expected = |o: &Outcome| match (&o.truth, o.truth_label) {
+        (None, _) => Some(VerdictKind::NoMatch),
+        (Some(_), Some(Label::Authentic)) => Some(VerdictKind::LikelyAuthentic),
+        (Some(_), Some(Label::Counterfeit)) => Some(VerdictKind::LikelyCounterfeit),
+        (Some(_), None) => None,
+    };
+    let verdict_accuracy = if has_both_labels {
+        let judged: Vec<bool> = outcomes.iter().filter_map(|o| expected(o).map(|e| e == o.verdict)).collect();
+        (!judged.is_empty()).then(|| judged.iter().filter(|b| **b).count() as f64 / judged.len() as f64)
+    } else {
+        None
+    };
+    let distractors: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_none()).collect();
+    let distractor_false_match_rate = (!distractors.is_empty())
+        .then(|| distractors.iter().filter(|o| o.verdict != VerdictKind::NoMatch).count() as f64 / distractors.len() as f64);
+    Metrics {
+        n_queries: outcomes.len(),
+        recall_at_1: recall_at_k(&ranks, 1),
+        recall_at_5: recall_at_k(&ranks, 5),
+        map: if aps.is_empty() { 0.0 } else { aps.iter().sum::<f64>() / aps.len() as f64 },
+        mrr: mrr(&ranks),
+        auc: roc_auc(&pos, &neg),
+        tpr_at_fpr_1pct: tpr_at_fpr(&pos, &neg, 0.01),
+        ece: ece(&conf, &correct, 10),
+        verdict_accuracy,
+        distractor_false_match_rate,
+    }
+}
