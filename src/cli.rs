@@ -143,6 +143,17 @@ pub enum Command {
         #[arg(short, default_value_t = 5)]
         k: usize,
     },
+    /// Fit the confidence calibration of an index from labelled query photos; lookups then use it.
+    Calibrate {
+        /// Query manifest(s) (labelled photos not in the index).
+        #[arg(long = "queries", required = true)]
+        queries: Vec<PathBuf>,
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Write here instead of <index>/calibration.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Rebuild the vector graph without deleted images.
     Compact {
         #[command(flatten)]
@@ -359,7 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 max_batch: max_batch.or(file.max_batch).unwrap_or(d.max_batch),
                 request_timeout: request_timeout_ms.or(file.request_timeout_ms).map(std::time::Duration::from_millis).unwrap_or(d.request_timeout),
                 allow_private_urls: allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
-                verdict: file.verdict.unwrap_or(d.verdict),
+                verdict: file.verdict.unwrap_or(d.verdict.clone()),
                 ..d
             };
             let mut index = index.clone();
@@ -374,6 +385,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 opts.limits.max_pixels = p;
             }
             let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
+            let mut config = config;
+            config.verdict.calibration = verdict_for(&catalog, embedder.manifest()).calibration;
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
             let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default(), jobs: Default::default() });
             let resumed = state.start_jobs()?;
@@ -412,27 +425,41 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let r = crate::ingest::ingest(&catalog, &embedder, items, errs, &opts, |_| {})?;
                 eprintln!("[eval] indexed {} catalog images ({} failed)", r.counts.indexed + r.counts.skipped, r.counts.failed);
             }
-            let defaults = crate::ingest::SourceDefaults { allow_missing_product: true, ..Default::default() };
-            let mut qs = Vec::new();
-            for q in queries {
-                let (items, errs) = crate::ingest::read_source(q, &defaults)?;
-                for e in errs {
-                    eprintln!("[eval] skipped query row: {e}");
-                }
-                qs.extend(items.into_iter().map(|it| crate::eval::Query {
-                    image: it.image,
-                    product_id: Some(it.product.product_id).filter(|p| !p.is_empty()),
-                    category: it.product.category,
-                }));
-            }
+            let qs = read_queries(queries)?;
             eprintln!("[eval] looking up {} queries", qs.len());
-            let opts = crate::eval::EvalOptions { k: *k, verdict: Default::default(), concurrency: embedder_sessions() };
+            let verdict = verdict_for(&catalog, embedder.manifest());
+            let opts = crate::eval::EvalOptions { k: *k, verdict, concurrency: embedder_sessions() };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(p) = json {
                 std::fs::write(p, &text)?;
             }
             println!("{text}");
+            Ok(0)
+        }
+        Command::Calibrate { queries, index, out } => {
+            let (catalog, embedder) = open_catalog(&cli, index, IndexParams::default(), true)?;
+            let embedder = embedder.expect("asked for an embedder");
+            if catalog.stats()?.counts.images == 0 {
+                anyhow::bail!("index {} is empty: index a catalog first", index.dir.display());
+            }
+            let qs = read_queries(queries)?;
+            let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions() };
+            let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
+            let (mapping, heldout_ece) = crate::eval::fit_calibration(&report.samples);
+            let cal = crate::search::Calibration {
+                mapping,
+                model: catalog.model().to_string(),
+                fitted_at: crate::catalog::store::now(),
+                n_queries: report.samples.len(),
+                n_correct: report.samples.iter().filter(|s| s.2).count(),
+                heldout_ece,
+                queries: queries.iter().map(|q| q.display().to_string()).collect(),
+            };
+            let path = out.clone().unwrap_or_else(|| index.dir.join(crate::search::calibration::CALIBRATION_FILE));
+            crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
+            eprintln!("wrote {}", path.display());
+            println!("{}", serde_json::to_string_pretty(&cal)?);
             Ok(0)
         }
         Command::Compact { index } => {
@@ -668,6 +695,36 @@ fn cmd_bench_embed(embedder: &Embedder, images: &[PathBuf], batch: usize, worker
     });
     println!("{report}");
     Ok(0)
+}
+
+/// Query manifests for eval / calibrate (rows without product_id are distractors).
+fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
+    let defaults = crate::ingest::SourceDefaults { allow_missing_product: true, ..Default::default() };
+    let mut qs = Vec::new();
+    for q in paths {
+        let (items, errs) = crate::ingest::read_source(q, &defaults)?;
+        for e in errs {
+            eprintln!("skipped query row: {e}");
+        }
+        qs.extend(items.into_iter().map(|it| crate::eval::Query {
+            image: it.image,
+            product_id: Some(it.product.product_id).filter(|p| !p.is_empty()),
+            category: it.product.category,
+        }));
+    }
+    Ok(qs)
+}
+
+/// Verdict settings with the index's calibration (or the model's shipped default).
+fn verdict_for(catalog: &Catalog, manifest: &crate::embed::ModelManifest) -> crate::search::VerdictConfig {
+    let mut v = crate::search::VerdictConfig::default();
+    if let Some((cal, path)) = crate::search::Calibration::find(catalog.dir(), &manifest.dir) {
+        if cal.model == catalog.model() {
+            tracing::info!("confidence calibration from {}", path.display());
+            v.calibration = Some(cal.mapping);
+        }
+    }
+    v
 }
 
 fn embedder_sessions() -> usize {

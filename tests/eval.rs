@@ -58,3 +58,52 @@ fn eval_reports_every_metric_in_range() {
     assert_eq!(vc["distractor"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(vc["counterfeit"].is_object() && vc["authentic"].is_object(), "{vc}");
 }
+
+#[test]
+fn calibration_round_trips_through_the_index_folder_and_is_used() {
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 8, 4);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (mut cat, mut qs) = (vec![header.to_string()], vec![header.to_string()]);
+    for l in lines {
+        if l.contains("-00.jpg") || l.contains("-01.jpg") { cat.push(l.to_string()) } else { qs.push(l.to_string()) }
+    }
+    std::fs::write(work.path().join("cat.csv"), cat.join("\n") + "\n").unwrap();
+    std::fs::write(work.path().join("q.csv"), qs.join("\n") + "\n").unwrap();
+    let idx = work.path().join("idx");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin()).current_dir(root()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    run(&["index", work.path().join("cat.csv").to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    let printed: serde_json::Value = serde_json::from_slice(&run(&["calibrate", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()])).unwrap();
+    let stored = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("calibration.json in the index folder");
+    assert_eq!(serde_json::to_value(&stored).unwrap(), printed);
+    assert_eq!(stored.model, "efficientnet-lite0");
+    assert_eq!(stored.n_queries, 16);
+    assert!(stored.heldout_ece.contains_key("logistic") && stored.heldout_ece.contains_key("isotonic"));
+    // The index's own calibration wins over the model's shipped default.
+    let (found, path) = knockoff::search::Calibration::find(&idx, &root().join("models/efficientnet-lite0")).unwrap();
+    assert_eq!(path, idx.join("calibration.json"));
+    assert_eq!(found, stored);
+    // ...and eval on that index uses it: its ECE is that of the fitted mapping.
+    let r: serde_json::Value = serde_json::from_slice(&run(&["eval", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()])).unwrap();
+    assert!(r["ece"].as_f64().unwrap() <= 0.25, "{r}");
+    // A calibrate on an empty index is a clear error.
+    let out = Command::new(bin()).current_dir(root()).args(["calibrate", "--index", work.path().join("empty").to_str().unwrap(), "--queries", "q.csv"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+}
+
+#[test]
+fn shipped_default_calibration_loads_for_the_default_model() {
+    let (cal, _) = knockoff::search::Calibration::find(std::path::Path::new("/nonexistent"), &root().join("models/efficientnet-lite0")).unwrap();
+    assert_eq!(cal.model, "efficientnet-lite0");
+    // Monotone in similarity and within [0, 1].
+    let ps: Vec<f32> = (0..=20).map(|i| cal.mapping.apply(i as f32 / 20.0, 0.05)).collect();
+    assert!(ps.windows(2).all(|w| w[1] >= w[0] - 1e-6) && ps.iter().all(|p| (0.0..=1.0).contains(p)), "{ps:?}");
+    assert!(ps[20] > ps[0]);
+}

@@ -177,9 +177,11 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, k: usize, filter: Filte
     let search_s = t_search.elapsed().as_secs_f64();
     state.metrics.search(search_s);
     let verdict = decide(&matches, &state.config.verdict);
+    let conf = crate::search::confidences(&matches, &state.config.verdict);
     let matches = matches
         .iter()
-        .map(|m| MatchOut {
+        .zip(conf)
+        .map(|(m, confidence)| MatchOut {
             product_id: m.product.product_id.clone(),
             label: m.product.label,
             brand: m.product.brand.clone(),
@@ -187,7 +189,7 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, k: usize, filter: Filte
             category: m.product.category.clone(),
             image_id: m.best.image_id,
             similarity: m.best.similarity,
-            confidence: state.config.verdict.confidence(m.best.similarity),
+            confidence,
         })
         .collect();
     Ok(LookupResponse {

@@ -44,6 +44,7 @@ struct Outcome {
     image_relevant: Vec<bool>,
     total_relevant_images: usize,
     confidence: f32,
+    top_margin: f32,
     verdict: VerdictKind,
     embed_ms: f64,
     search_ms: f64,
@@ -85,6 +86,9 @@ pub struct EvalReport {
     /// (true product, predicted top-1, count), most frequent first.
     pub most_confused: Vec<(String, String, usize)>,
     pub failures: Vec<String>,
+    /// (top similarity, margin to the next product, top-1 correct) per query, for calibration.
+    #[serde(skip)]
+    pub samples: Vec<(f32, f32, bool)>,
 }
 
 fn group_of(category: Option<&str>) -> String {
@@ -132,7 +136,12 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                     ranked: all.iter().map(|m| (m.product.product_id.clone(), m.best.similarity)).collect(),
                     image_relevant,
                     total_relevant_images: q.product_id.as_ref().and_then(|t| product_sizes.get(t)).copied().unwrap_or(0),
-                    confidence: all.first().map(|m| opts.verdict.confidence(m.best.similarity)).unwrap_or(0.0),
+                    confidence: crate::search::confidences(&top, &opts.verdict).first().copied().unwrap_or(0.0),
+                    top_margin: match (all.first(), all.get(1)) {
+                        (Some(a), Some(b)) => a.best.similarity - b.best.similarity,
+                        (Some(a), None) => a.best.similarity,
+                        _ => 0.0,
+                    },
                     verdict,
                     embed_ms,
                     search_ms,
@@ -194,6 +203,10 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
         latency,
         most_confused,
         failures: failures.into_iter().take(50).collect(),
+        samples: outcomes
+            .iter()
+            .map(|o| (o.ranked.first().map(|r| r.1).unwrap_or(0.0), o.top_margin, o.truth.is_some() && o.ranked.first().map(|r| &r.0) == o.truth.as_ref()))
+            .collect(),
     })
 }
 
@@ -240,4 +253,35 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
         verdict_accuracy,
         distractor_false_match_rate,
     }
+}
+
+/// Fits both candidate mappings, compares them by 2-fold held-out ECE, and
+/// refits the better one on all samples.
+pub fn fit_calibration(samples: &[(f32, f32, bool)]) -> (crate::search::Mapping, std::collections::BTreeMap<String, f64>) {
+    use crate::search::calibration::{fit_isotonic, fit_logistic};
+    let fit = |method: &str, idx: &[usize]| -> crate::search::Mapping {
+        let y: Vec<bool> = idx.iter().map(|i| samples[*i].2).collect();
+        if method == "logistic" {
+            fit_logistic(&idx.iter().map(|i| (samples[*i].0, samples[*i].1)).collect::<Vec<_>>(), &y)
+        } else {
+            fit_isotonic(&idx.iter().map(|i| samples[*i].0).collect::<Vec<_>>(), &y)
+        }
+    };
+    let even: Vec<usize> = (0..samples.len()).step_by(2).collect();
+    let odd: Vec<usize> = (1..samples.len()).step_by(2).collect();
+    let mut heldout = std::collections::BTreeMap::new();
+    for method in ["logistic", "isotonic"] {
+        let (mut conf, mut ok) = (Vec::new(), Vec::new());
+        for (train, test) in [(&even, &odd), (&odd, &even)] {
+            let m = fit(method, train);
+            for i in test.iter() {
+                conf.push(m.apply(samples[*i].0, samples[*i].1));
+                ok.push(samples[*i].2);
+            }
+        }
+        heldout.insert(method.to_string(), ece(&conf, &ok, 10));
+    }
+    let best = if heldout["logistic"] <= heldout["isotonic"] { "logistic" } else { "isotonic" };
+    let all: Vec<usize> = (0..samples.len()).collect();
+    (fit(best, &all), heldout)
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub mod calibration;
 mod verdict;
 
-pub use verdict::{decide, Verdict, VerdictConfig, VerdictKind};
+pub use calibration::{Calibration, Mapping};
+pub use verdict::{confidences, decide, Verdict, VerdictConfig, VerdictKind};
 
 use crate::catalog::{Catalog, Filter, Product};
 

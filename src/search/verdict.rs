@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::ProductMatch;
 use crate::catalog::Label;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictConfig {
     /// Logistic slope of the default confidence mapping.
     pub slope: f32,
@@ -21,18 +21,42 @@ pub struct VerdictConfig {
     pub min_confidence: f32,
     /// Authentic and counterfeit evidence closer than this (in confidence): `uncertain`.
     pub margin: f32,
+    /// A fitted calibration; when absent, the logistic default above is used.
+    #[serde(skip)]
+    pub calibration: Option<super::Mapping>,
 }
 
 impl Default for VerdictConfig {
     fn default() -> Self {
-        VerdictConfig { slope: 20.0, midpoint: 0.75, min_confidence: 0.5, margin: 0.05 }
+        VerdictConfig { slope: 20.0, midpoint: 0.75, min_confidence: 0.5, margin: 0.05, calibration: None }
     }
 }
 
 impl VerdictConfig {
-    pub fn confidence(&self, similarity: f32) -> f32 {
-        1.0 / (1.0 + (-(self.slope * (similarity - self.midpoint))).exp())
+    /// Probability that a match is right, from its similarity and its margin to the next product.
+    pub fn confidence_of(&self, similarity: f32, margin_to_next: f32) -> f32 {
+        match &self.calibration {
+            Some(m) => m.apply(similarity, margin_to_next),
+            None => 1.0 / (1.0 + (-(self.slope * (similarity - self.midpoint))).exp()),
+        }
     }
+
+    /// The default mapping (similarity only).
+    pub fn confidence(&self, similarity: f32) -> f32 {
+        self.confidence_of(similarity, 0.0)
+    }
+}
+
+/// The confidence of each match (sorted best first).
+pub fn confidences(matches: &[ProductMatch], cfg: &VerdictConfig) -> Vec<f32> {
+    matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let next = matches.get(i + 1).map(|n| n.best.similarity).unwrap_or(0.0);
+            cfg.confidence_of(m.best.similarity, m.best.similarity - next)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -55,7 +79,8 @@ pub fn decide(matches: &[ProductMatch], cfg: &VerdictConfig) -> Verdict {
     let Some(best) = matches.first() else {
         return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
     };
-    let best_conf = cfg.confidence(best.best.similarity);
+    let conf = confidences(matches, cfg);
+    let best_conf = conf[0];
     if best_conf < cfg.min_confidence {
         return Verdict {
             verdict: VerdictKind::NoMatch,
@@ -65,11 +90,11 @@ pub fn decide(matches: &[ProductMatch], cfg: &VerdictConfig) -> Verdict {
             ),
         };
     }
-    let nearest = |l: Label| matches.iter().find(|m| m.product.label == l).map(|m| m.best.similarity);
+    let nearest = |l: Label| matches.iter().position(|m| m.product.label == l);
     let (auth, fake) = (nearest(Label::Authentic), nearest(Label::Counterfeit));
-    let f = |s: Option<f32>| s.map(|s| format!("{s:.2}")).unwrap_or_else(|| "none".into());
+    let f = |i: Option<usize>| i.map(|i| format!("{:.2}", matches[i].best.similarity)).unwrap_or_else(|| "none".into());
     let reason = format!("nearest counterfeit reference {} vs nearest authentic {}", f(fake), f(auth));
-    let (ca, cf) = (auth.map(|s| cfg.confidence(s)).unwrap_or(0.0), fake.map(|s| cfg.confidence(s)).unwrap_or(0.0));
+    let (ca, cf) = (auth.map(|i| conf[i]).unwrap_or(0.0), fake.map(|i| conf[i]).unwrap_or(0.0));
     let verdict = if (ca - cf).abs() < cfg.margin {
         VerdictKind::Uncertain
     } else if cf > ca {
