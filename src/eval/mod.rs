@@ -121,10 +121,12 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                     }
                 };
                 let embed_ms = t0.elapsed().as_secs_f64() * 1e3;
+                // Timed: the service's own search (k products). Untimed: the full
+                // product ranking that recall, MRR and AUC need.
                 let t1 = Instant::now();
-                let all = search_products(catalog, &v, &SearchRequest { k: n_products, ..Default::default() });
+                let top = search_products(catalog, &v, &SearchRequest { k: opts.k, ..Default::default() });
                 let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-                let top: Vec<_> = all.iter().take(opts.k).cloned().collect();
+                let all = search_products(catalog, &v, &SearchRequest { k: n_products, ..Default::default() });
                 let verdict = decide(&top, &opts.verdict).verdict;
                 let images = catalog.search_images(&v, n_images.min(2000), Some(n_images.min(2000).max(64)), &Filter::default());
                 let image_relevant: Vec<bool> = images.iter().map(|(_, _, p)| Some(&p.product_id) == q.product_id.as_ref()).collect();
