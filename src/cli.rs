@@ -142,6 +142,9 @@ pub enum Command {
         /// Matches considered for the verdict (and recall@k uses 1 and 5).
         #[arg(short, default_value_t = 5)]
         k: usize,
+        /// Product ranking score: best (best image) or topN (mean of its best N images).
+        #[arg(long, default_value = "best")]
+        product_score: crate::search::ProductScore,
     },
     /// Fit the confidence calibration of an index from labelled query photos; lookups then use it.
     Calibrate {
@@ -331,6 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ef: *ef,
                 filter: Filter { brand: brand.clone(), label: *label, category: category.clone() },
                 second_best: *second,
+                ..Default::default()
             };
             let matches = crate::search::search_products(&catalog, &q, &req);
             if *json {
@@ -402,7 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("knockoff stopped; index persisted");
             Ok(0)
         }
-        Command::Eval { catalogs, queries, use_index, json, k } => {
+        Command::Eval { catalogs, queries, use_index, json, k, product_score } => {
             let tmp = tempfile::tempdir()?;
             let args = IndexArgs {
                 dir: use_index.clone().unwrap_or_else(|| tmp.path().join("index")),
@@ -428,7 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let qs = read_queries(queries)?;
             eprintln!("[eval] looking up {} queries", qs.len());
             let verdict = verdict_for(&catalog, embedder.manifest());
-            let opts = crate::eval::EvalOptions { k: *k, verdict, concurrency: embedder_sessions() };
+            let opts = crate::eval::EvalOptions { k: *k, verdict, concurrency: embedder_sessions(), product_score: *product_score };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(p) = json {
@@ -444,7 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 anyhow::bail!("index {} is empty: index a catalog first", index.dir.display());
             }
             let qs = read_queries(queries)?;
-            let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions() };
+            let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions(), product_score: Default::default() };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
             let (mapping, heldout_ece) = crate::eval::fit_calibration(&report.samples);
             let cal = crate::search::Calibration {

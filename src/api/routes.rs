@@ -173,7 +173,7 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, k: usize, filter: Filte
     state.metrics.embed(embed_s);
     let t_search = Instant::now();
     let st = state.clone();
-    let matches = blocking(move || Ok(search_products(&st.catalog, &v, &SearchRequest { k, ef: None, filter, second_best: false }))).await?;
+    let matches = blocking(move || Ok(search_products(&st.catalog, &v, &SearchRequest { k, filter, ..Default::default() }))).await?;
     let search_s = t_search.elapsed().as_secs_f64();
     state.metrics.search(search_s);
     let verdict = decide(&matches, &state.config.verdict);

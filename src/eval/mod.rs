@@ -31,6 +31,7 @@ pub struct EvalOptions {
     pub k: usize,
     pub verdict: VerdictConfig,
     pub concurrency: usize,
+    pub product_score: crate::search::ProductScore,
 }
 
 /// What one query produced.
@@ -124,9 +125,9 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                 // Timed: the service's own search (k products). Untimed: the full
                 // product ranking that recall, MRR and AUC need.
                 let t1 = Instant::now();
-                let top = search_products(catalog, &v, &SearchRequest { k: opts.k, ..Default::default() });
+                let top = search_products(catalog, &v, &SearchRequest { k: opts.k, product_score: opts.product_score, ..Default::default() });
                 let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-                let all = search_products(catalog, &v, &SearchRequest { k: n_products, ..Default::default() });
+                let all = search_products(catalog, &v, &SearchRequest { k: n_products, product_score: opts.product_score, ..Default::default() });
                 let verdict = decide(&top, &opts.verdict).verdict;
                 let images = catalog.search_images(&v, n_images.min(2000), Some(n_images.min(2000).max(64)), &Filter::default());
                 let image_relevant: Vec<bool> = images.iter().map(|(_, _, p)| Some(&p.product_id) == q.product_id.as_ref()).collect();
@@ -135,7 +136,7 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                     truth: q.product_id.clone(),
                     truth_label,
                     group: group_of(q.category.as_deref()),
-                    ranked: all.iter().map(|m| (m.product.product_id.clone(), m.best.similarity)).collect(),
+                    ranked: all.iter().map(|m| (m.product.product_id.clone(), m.score)).collect(),
                     image_relevant,
                     total_relevant_images: q.product_id.as_ref().and_then(|t| product_sizes.get(t)).copied().unwrap_or(0),
                     confidence: crate::search::confidences(&top, &opts.verdict).first().copied().unwrap_or(0.0),

@@ -24,11 +24,38 @@ pub struct SearchRequest {
     pub filter: Filter,
     /// Also report each product's second-best image.
     pub second_best: bool,
+    /// How a product's images combine into its ranking score.
+    pub product_score: ProductScore,
+}
+
+/// How a product's matching images combine into the score that ranks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProductScore {
+    /// Its best image's similarity.
+    #[default]
+    Best,
+    /// The mean similarity of its best `n` images among the hits (fewer if it has fewer).
+    MeanTop(usize),
+}
+
+impl std::str::FromStr for ProductScore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "best" => Ok(ProductScore::Best),
+            _ => s
+                .strip_prefix("top")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n >= 1)
+                .map(ProductScore::MeanTop)
+                .ok_or_else(|| format!("product score must be 'best' or 'topN', not '{s}'")),
+        }
+    }
 }
 
 impl Default for SearchRequest {
     fn default() -> Self {
-        SearchRequest { k: 5, ef: None, filter: Filter::default(), second_best: false }
+        SearchRequest { k: 5, ef: None, filter: Filter::default(), second_best: false, product_score: ProductScore::Best }
     }
 }
 
@@ -42,6 +69,8 @@ pub struct ImageHit {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProductMatch {
     pub product: Arc<Product>,
+    /// The ranking score (the best image's similarity unless another product score was asked for).
+    pub score: f32,
     pub best: ImageHit,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub second: Option<ImageHit>,
@@ -58,7 +87,7 @@ pub fn search_products(catalog: &Catalog, query: &[f32], req: &SearchRequest) ->
         let ef = req.ef.map(|e| e.max(n));
         let hits = catalog.search_images(query, n, ef.or(Some(n)), &req.filter);
         let exhausted = hits.len() < n;
-        let groups = group(hits, req.second_best);
+        let groups = group(hits, req.second_best, req.product_score);
         if groups.len() >= req.k || exhausted || n >= 4096 {
             return groups.into_iter().take(req.k).collect();
         }
@@ -66,27 +95,41 @@ pub fn search_products(catalog: &Catalog, query: &[f32], req: &SearchRequest) ->
     }
 }
 
-fn group(hits: Vec<(i64, f32, Arc<Product>)>, second_best: bool) -> Vec<ProductMatch> {
-    let mut by_product: HashMap<String, ProductMatch> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+fn group(hits: Vec<(i64, f32, Arc<Product>)>, second_best: bool, score: ProductScore) -> Vec<ProductMatch> {
+    let mut by_product: HashMap<String, (ProductMatch, Vec<f32>)> = HashMap::new();
     for (id, sim, product) in hits {
         let hit = ImageHit { image_id: id, similarity: sim };
         match by_product.get_mut(&product.product_id) {
             None => {
-                order.push(product.product_id.clone());
-                by_product.insert(product.product_id.clone(), ProductMatch { product, best: hit, second: None });
+                let key = product.product_id.clone();
+                by_product.insert(key, (ProductMatch { product, score: sim, best: hit, second: None }, vec![sim]));
             }
-            Some(m) => {
+            Some((m, sims)) => {
                 if second_best && m.second.is_none() {
                     m.second = Some(hit);
                 }
+                sims.push(sim);
             }
         }
     }
-    // Hits arrive best first, so `order` is already sorted by best similarity;
-    // sort anyway so that ties and approximate ordering are deterministic.
-    let mut out: Vec<ProductMatch> = order.into_iter().filter_map(|p| by_product.remove(&p)).collect();
-    out.sort_by(|a, b| b.best.similarity.total_cmp(&a.best.similarity).then_with(|| a.product.product_id.cmp(&b.product.product_id)));
+    let mut out: Vec<ProductMatch> = by_product
+        .into_values()
+        .map(|(mut m, mut sims)| {
+            if let ProductScore::MeanTop(n) = score {
+                sims.sort_by(|a, b| b.total_cmp(a));
+                let top = &sims[..n.min(sims.len())];
+                m.score = top.iter().sum::<f32>() / top.len() as f32;
+            }
+            m
+        })
+        .collect();
+    // Deterministic order: score, then best similarity, then id.
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| b.best.similarity.total_cmp(&a.best.similarity))
+            .then_with(|| a.product.product_id.cmp(&b.product.product_id))
+    });
     out
 }
 
@@ -100,13 +143,22 @@ mod tests {
         let a = Arc::new(Product::new("a", Label::Authentic));
         let b = Arc::new(Product::new("b", Label::Counterfeit));
         let hits = vec![(1, 0.9, a.clone()), (2, 0.8, b.clone()), (3, 0.7, a.clone()), (4, 0.6, a.clone())];
-        let g = group(hits, true);
+        let g = group(hits.clone(), true, ProductScore::Best);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].product.product_id, "a");
         assert_eq!(g[0].best, ImageHit { image_id: 1, similarity: 0.9 });
         assert_eq!(g[0].second, Some(ImageHit { image_id: 3, similarity: 0.7 }));
         assert_eq!(g[1].second, None);
-        let g = group(vec![(1, 0.9, a)], false);
+        // Mean of the best two: a = (0.9 + 0.7) / 2 = 0.8 ties b's 0.8; b wins on best similarity? No: a's best is 0.9.
+        let g2 = group(hits.clone(), false, ProductScore::MeanTop(2));
+        assert!((g2[0].score - 0.8).abs() < 1e-6 && (g2[1].score - 0.8).abs() < 1e-6);
+        assert_eq!(g2[0].product.product_id, "a", "ties break on best similarity");
+        let g3 = group(hits, false, ProductScore::MeanTop(3));
+        assert_eq!(g3[0].product.product_id, "b", "a's third image (0.6) pulls it below b");
+        assert!((g3[1].score - (0.9 + 0.7 + 0.6) / 3.0).abs() < 1e-6);
+        let g = group(vec![(1, 0.9, a)], false, ProductScore::Best);
         assert_eq!(g[0].second, None);
+        assert_eq!("top3".parse::<ProductScore>(), Ok(ProductScore::MeanTop(3)));
+        assert!("top0".parse::<ProductScore>().is_err());
     }
 }
