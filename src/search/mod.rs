@@ -149,13 +149,15 @@ mod tests {
         assert_eq!(g[0].best, ImageHit { image_id: 1, similarity: 0.9 });
         assert_eq!(g[0].second, Some(ImageHit { image_id: 3, similarity: 0.7 }));
         assert_eq!(g[1].second, None);
-        // Mean of the best two: a = (0.9 + 0.7) / 2 = 0.8 ties b's 0.8; b wins on best similarity? No: a's best is 0.9.
-        let g2 = group(hits.clone(), false, ProductScore::MeanTop(2));
-        assert!((g2[0].score - 0.8).abs() < 1e-6 && (g2[1].score - 0.8).abs() < 1e-6);
+        // Mean of the best two: a = (0.75 + 0.25) / 2 = 0.5 ties b's 0.5 exactly; a's best image wins the tie.
+        let h2 = vec![(1, 0.75, a.clone()), (2, 0.5, b.clone()), (3, 0.25, a.clone()), (4, 0.125, a.clone())];
+        let g2 = group(h2.clone(), false, ProductScore::MeanTop(2));
+        assert_eq!((g2[0].score, g2[1].score), (0.5, 0.5));
         assert_eq!(g2[0].product.product_id, "a", "ties break on best similarity");
-        let g3 = group(hits, false, ProductScore::MeanTop(3));
-        assert_eq!(g3[0].product.product_id, "b", "a's third image (0.6) pulls it below b");
-        assert!((g3[1].score - (0.9 + 0.7 + 0.6) / 3.0).abs() < 1e-6);
+        let g3 = group(h2, false, ProductScore::MeanTop(3));
+        assert_eq!(g3[0].product.product_id, "b", "a's third image pulls it below b");
+        assert_eq!(g3[1].score, (0.75 + 0.25 + 0.125) / 3.0);
+        assert_eq!(g3[1].best.similarity, 0.75, "similarity stays the best image's");
         let g = group(vec![(1, 0.9, a)], false, ProductScore::Best);
         assert_eq!(g[0].second, None);
         assert_eq!("top3".parse::<ProductScore>(), Ok(ProductScore::MeanTop(3)));
