@@ -139,6 +139,9 @@ pub enum Command {
         /// Also write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write an HTML report with plots and the worst mistakes (self-contained).
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Matches considered for the verdict (and recall@k uses 1 and 5).
         #[arg(short, default_value_t = 5)]
         k: usize,
@@ -406,7 +409,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("knockoff stopped; index persisted");
             Ok(0)
         }
-        Command::Eval { catalogs, queries, use_index, json, k, product_score } => {
+        Command::Eval { catalogs, queries, use_index, json, report: html, k, product_score } => {
             let tmp = tempfile::tempdir()?;
             let args = IndexArgs {
                 dir: use_index.clone().unwrap_or_else(|| tmp.path().join("index")),
@@ -437,6 +440,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(p) = json {
                 std::fs::write(p, &text)?;
+            }
+            if let Some(p) = html {
+                std::fs::write(p, crate::eval::report::render(&report, &catalog))?;
+                eprintln!("[eval] report written to {}", p.display());
             }
             println!("{text}");
             Ok(0)

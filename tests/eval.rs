@@ -37,6 +37,8 @@ fn eval_reports_every_metric_in_range() {
         .arg(work.path().join("q.csv"))
         .arg("--json")
         .arg(&json_file)
+        .arg("--report")
+        .arg(work.path().join("report.html"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -57,6 +59,11 @@ fn eval_reports_every_metric_in_range() {
     let vc = &r["verdict_confusion"];
     assert_eq!(vc["distractor"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(vc["counterfeit"].is_object() && vc["authentic"].is_object(), "{vc}");
+    // The HTML report: self-contained, three plots, the gallery.
+    let html = std::fs::read_to_string(work.path().join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "reliability, ROC, histograms");
+    assert!(html.contains("Reliability diagram") && html.contains("ROC") && html.contains("Worst mistakes"));
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
 }
 
 #[test]

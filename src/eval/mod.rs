@@ -4,6 +4,7 @@
 //! calibration, verdicts and latency.
 
 pub mod metrics;
+pub mod report;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +43,8 @@ struct Outcome {
     group: String,
     /// Product ids, best first (all products).
     ranked: Vec<(String, f32)>,
+    query_image: String,
+    top_image: Option<(i64, f32)>,
     image_relevant: Vec<bool>,
     total_relevant_images: usize,
     confidence: f32,
@@ -90,6 +93,25 @@ pub struct EvalReport {
     /// (top similarity, margin to the next product, top-1 correct) per query, for calibration.
     #[serde(skip)]
     pub samples: Vec<(f32, f32, bool)>,
+    /// (confidence, correct) per query, for the reliability diagram.
+    #[serde(skip)]
+    pub reliability: Vec<(f32, bool)>,
+    /// Similarities of same-product and different-product pairs (ROC, histograms).
+    #[serde(skip)]
+    pub pair_scores: (Vec<f32>, Vec<f32>),
+    /// Wrong top-1 answers, most confident first.
+    #[serde(skip)]
+    pub mistakes: Vec<Mistake>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mistake {
+    pub query_image: String,
+    pub truth: Option<String>,
+    pub predicted: String,
+    pub predicted_image: i64,
+    pub similarity: f32,
+    pub confidence: f32,
 }
 
 fn group_of(category: Option<&str>) -> String {
@@ -137,6 +159,8 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                     truth_label,
                     group: group_of(q.category.as_deref()),
                     ranked: all.iter().map(|m| (m.product.product_id.clone(), m.score)).collect(),
+                    query_image: q.image.clone(),
+                    top_image: all.first().map(|m| (m.best.image_id, m.best.similarity)),
                     image_relevant,
                     total_relevant_images: q.product_id.as_ref().and_then(|t| product_sizes.get(t)).copied().unwrap_or(0),
                     confidence: crate::search::confidences(&top, &opts.verdict).first().copied().unwrap_or(0.0),
@@ -196,7 +220,27 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
     let mut most_confused: Vec<(String, String, usize)> = confused.into_iter().map(|((a, b), n)| (a, b, n)).collect();
     most_confused.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     most_confused.truncate(10);
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for o in outcomes.iter().filter(|o| o.truth.is_some()) {
+        for (p, sc) in &o.ranked {
+            if Some(p) == o.truth.as_ref() { pos.push(*sc) } else { neg.push(*sc) }
+        }
+    }
+    let mut mistakes: Vec<Mistake> = outcomes
+        .iter()
+        .filter(|o| o.ranked.first().map(|r| &r.0) != o.truth.as_ref())
+        .filter_map(|o| {
+            let (pid, _) = o.ranked.first()?;
+            let (img, sim) = o.top_image?;
+            Some(Mistake { query_image: o.query_image.clone(), truth: o.truth.clone(), predicted: pid.clone(), predicted_image: img, similarity: sim, confidence: o.confidence })
+        })
+        .collect();
+    mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| b.similarity.total_cmp(&a.similarity)));
+    mistakes.truncate(24);
     Ok(EvalReport {
+        reliability: outcomes.iter().map(|o| (o.confidence, o.truth.is_some() && o.ranked.first().map(|r| &r.0) == o.truth.as_ref())).collect(),
+        pair_scores: (pos, neg),
+        mistakes,
         model: catalog.model().to_string(),
         n_catalog_images: stats.counts.images,
         n_failed_queries: failures.len(),
