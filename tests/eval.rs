@@ -7,27 +7,35 @@ use std::process::Command;
 
 use common::*;
 
-#[test]
-fn eval_reports_every_metric_in_range() {
-    let work = tempfile::tempdir().unwrap();
-    let manifest = make_catalog(work.path(), 12, 4);
+/// Generates `products` × `per` images and writes `cat.csv` and `q.csv`, putting
+/// each row whose image name satisfies `is_query` in the queries.
+fn split_catalog(dir: &std::path::Path, products: usize, per: usize, is_query: impl Fn(&str) -> bool, extra_queries: &[String]) {
+    let manifest = make_catalog(dir, products, per);
     let text = std::fs::read_to_string(&manifest).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     let (mut cat, mut qs) = (vec![header.to_string()], vec![header.to_string()]);
     for l in lines {
-        // Image 03 of each product is the query; 00..02 are the catalog.
-        if l.contains("-03.jpg") { qs.push(l.to_string()) } else { cat.push(l.to_string()) }
+        if is_query(l) { qs.push(l.to_string()) } else { cat.push(l.to_string()) }
     }
+    qs.extend(extra_queries.iter().cloned());
+    std::fs::write(dir.join("cat.csv"), cat.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("q.csv"), qs.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn eval_reports_every_metric_in_range() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("img")).unwrap();
     // Two distractors: pictures of nothing in the catalog, no product_id.
+    let mut distractors = Vec::new();
     for (i, seed) in [3u32, 7].iter().enumerate() {
         let img = image::RgbImage::from_fn(160, 120, |x, y| image::Rgb([((x * seed) % 256) as u8, ((y * 3 + x) % 256) as u8, ((x ^ y) * seed % 256) as u8]));
-        let p = work.path().join(format!("img/noise-{i}.png"));
-        img.save(&p).unwrap();
-        qs.push(format!("img/noise-{i}.png,,,,,"));
+        img.save(work.path().join(format!("img/noise-{i}.png"))).unwrap();
+        distractors.push(format!("img/noise-{i}.png,,,,,"));
     }
-    std::fs::write(work.path().join("cat.csv"), cat.join("\n") + "\n").unwrap();
-    std::fs::write(work.path().join("q.csv"), qs.join("\n") + "\n").unwrap();
+    // Image 03 of each product is the query; 00..02 are the catalog.
+    split_catalog(work.path(), 12, 4, |l| l.contains("-03.jpg"), &distractors);
     let json_file = work.path().join("report.json");
     let out = Command::new(bin())
         .current_dir(root())
@@ -71,16 +79,7 @@ fn eval_reports_every_metric_in_range() {
 #[test]
 fn calibration_round_trips_through_the_index_folder_and_is_used() {
     let work = tempfile::tempdir().unwrap();
-    let manifest = make_catalog(work.path(), 8, 4);
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let (mut cat, mut qs) = (vec![header.to_string()], vec![header.to_string()]);
-    for l in lines {
-        if l.contains("-00.jpg") || l.contains("-01.jpg") { cat.push(l.to_string()) } else { qs.push(l.to_string()) }
-    }
-    std::fs::write(work.path().join("cat.csv"), cat.join("\n") + "\n").unwrap();
-    std::fs::write(work.path().join("q.csv"), qs.join("\n") + "\n").unwrap();
+    split_catalog(work.path(), 8, 4, |l| !(l.contains("-00.jpg") || l.contains("-01.jpg")), &[]);
     let idx = work.path().join("idx");
     let run = |args: &[&str]| {
         let out = Command::new(bin()).current_dir(root()).args(args).output().unwrap();
