@@ -225,6 +225,15 @@ fn roles_guard_catalog_routes_and_catalog_changes_are_searchable() {
     let (_, _, j) = send(read(ureq::post(&url(&s, "/v1/lookup?label=counterfeit"))), Some(("image/jpeg", &jpeg("coffee"))));
     assert_eq!(j["matches"][0]["product_id"], "fake-mug");
 
+    // Updating a product's metadata shows in lookups at once (label and brand filter).
+    let body = br#"{"label": "counterfeit", "brand": "Rebranded"}"#;
+    assert_eq!(send(admin(ureq::put(&url(&s, "/v1/products/astro-print"))), Some(("application/json", body))).0, 200);
+    let (_, _, j) = send(read(ureq::post(&url(&s, "/v1/lookup?brand=Rebranded"))), Some(("image/jpeg", &jpeg("astronaut"))));
+    assert_eq!(j["matches"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["matches"][0]["product_id"], "astro-print");
+    assert_eq!(j["matches"][0]["label"], "counterfeit");
+    assert_eq!(j["matches"][0]["name"], "Astronaut", "fields not given keep their value");
+
     assert_eq!(send(admin(ureq::delete(&url(&s, &format!("/v1/images/{image_id}")))), None).0, 204);
     assert_eq!(send(admin(ureq::delete(&url(&s, &format!("/v1/images/{image_id}")))), None).0, 404);
     let (st, _, j) = send(admin(ureq::delete(&url(&s, "/v1/products/cat-poster"))), None);

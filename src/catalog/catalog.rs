@@ -205,10 +205,9 @@ impl Catalog {
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
         let mut store = self.store();
         store.upsert_product(p)?;
-        let rows = store.products()?;
-        let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
-        for (row, prod) in rows.into_iter().filter(|(_, prod)| prod.product_id == p.product_id) {
-            meta.products.insert(row, Arc::new(prod));
+        // Refresh the in-memory copy that searches filter and answer with.
+        if let Some((row, prod)) = store.product_row(&p.product_id)? {
+            self.meta.write().unwrap_or_else(|p| p.into_inner()).products.insert(row, Arc::new(prod));
         }
         Ok(())
     }

@@ -362,6 +362,18 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// One live product with its row id.
+    pub fn product_row(&self, product_id: &str) -> Result<Option<(i64, Product)>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT product_id, label, brand, name, category, attributes, id FROM products WHERE product_id = ?1 AND deleted = 0",
+                [product_id],
+                |r| Ok((r.get(6)?, Self::product_from_row(r)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every product, keyed by its row id.
     pub fn products(&self) -> Result<Vec<(i64, Product)>, CatalogError> {
         let mut st = self
