@@ -152,15 +152,10 @@ fn lookup_filter(state: &AppState, headers: &HeaderMap, q: LookupParams) -> Resu
 async fn lookup(State(state): St, Query(q): Query<LookupParams>, req: Request) -> Result<Json<LookupResponse>, ApiError> {
     let t0 = Instant::now();
     let checked = lookup_filter(&state, req.headers(), q);
-    let (k, filter) = match checked {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = checked_body(&state, req, Ok(())).await;
-            return Err(e);
-        }
-    };
-    let bytes = image_bytes(&state, req).await?;
-    lookup_one(&state, bytes, k, filter, t0).await.map(Json)
+    // Read the body even when the checks failed (see `checked_body`).
+    let bytes = image_bytes(&state, req).await;
+    let (k, filter) = checked?;
+    lookup_one(&state, bytes?, k, filter, t0).await.map(Json)
 }
 
 /// Embeds one photo (inference pool), searches, scores and decides.

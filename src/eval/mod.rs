@@ -114,6 +114,28 @@ pub struct Mistake {
     pub confidence: f32,
 }
 
+impl Outcome {
+    /// Whether the top-ranked product is the query's product (never for distractors).
+    fn top1_correct(&self) -> bool {
+        self.truth.is_some() && self.ranked.first().map(|r| &r.0) == self.truth.as_ref()
+    }
+}
+
+/// Scores of (query, its product) pairs and of (query, another product) pairs.
+fn pair_scores<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> (Vec<f32>, Vec<f32>) {
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for o in outcomes.into_iter().filter(|o| o.truth.is_some()) {
+        for (p, s) in &o.ranked {
+            if Some(p) == o.truth.as_ref() {
+                pos.push(*s);
+            } else {
+                neg.push(*s);
+            }
+        }
+    }
+    (pos, neg)
+}
+
 fn group_of(category: Option<&str>) -> String {
     category.and_then(|c| c.split('/').next()).filter(|c| !c.is_empty()).unwrap_or("other").to_string()
 }
@@ -220,15 +242,9 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
     let mut most_confused: Vec<(String, String, usize)> = confused.into_iter().map(|((a, b), n)| (a, b, n)).collect();
     most_confused.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     most_confused.truncate(10);
-    let (mut pos, mut neg) = (Vec::new(), Vec::new());
-    for o in outcomes.iter().filter(|o| o.truth.is_some()) {
-        for (p, sc) in &o.ranked {
-            if Some(p) == o.truth.as_ref() { pos.push(*sc) } else { neg.push(*sc) }
-        }
-    }
     let mut mistakes: Vec<Mistake> = outcomes
         .iter()
-        .filter(|o| o.ranked.first().map(|r| &r.0) != o.truth.as_ref())
+        .filter(|o| !o.top1_correct())
         .filter_map(|o| {
             let (pid, _) = o.ranked.first()?;
             let (img, sim) = o.top_image?;
@@ -238,8 +254,8 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
     mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| b.similarity.total_cmp(&a.similarity)));
     mistakes.truncate(24);
     Ok(EvalReport {
-        reliability: outcomes.iter().map(|o| (o.confidence, o.truth.is_some() && o.ranked.first().map(|r| &r.0) == o.truth.as_ref())).collect(),
-        pair_scores: (pos, neg),
+        reliability: outcomes.iter().map(|o| (o.confidence, o.top1_correct())).collect(),
+        pair_scores: pair_scores(&outcomes),
         mistakes,
         model: catalog.model().to_string(),
         n_catalog_images: stats.counts.images,
@@ -252,7 +268,7 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
         failures: failures.into_iter().take(50).collect(),
         samples: outcomes
             .iter()
-            .map(|o| (o.ranked.first().map(|r| r.1).unwrap_or(0.0), o.top_margin, o.truth.is_some() && o.ranked.first().map(|r| &r.0) == o.truth.as_ref()))
+            .map(|o| (o.top_image.map(|t| t.1).unwrap_or(0.0), o.top_margin, o.top1_correct()))
             .collect(),
     })
 }
@@ -261,18 +277,9 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let with_truth: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_some()).collect();
     let ranks: Vec<Option<usize>> = with_truth.iter().map(|o| o.ranked.iter().position(|(p, _)| Some(p) == o.truth.as_ref())).collect();
     let aps: Vec<f64> = with_truth.iter().map(|o| average_precision(&o.image_relevant, o.total_relevant_images)).collect();
-    let (mut pos, mut neg) = (Vec::new(), Vec::new());
-    for o in &with_truth {
-        for (p, s) in &o.ranked {
-            if Some(p) == o.truth.as_ref() {
-                pos.push(*s);
-            } else {
-                neg.push(*s);
-            }
-        }
-    }
+    let (pos, neg) = pair_scores(outcomes);
     let conf: Vec<f32> = outcomes.iter().map(|o| o.confidence).collect();
-    let correct: Vec<bool> = outcomes.iter().map(|o| o.truth.is_some() && o.ranked.first().map(|(p, _)| p) == o.truth.as_ref()).collect();
+    let correct: Vec<bool> = outcomes.iter().map(Outcome::top1_correct).collect();
     let expected = |o: &Outcome| match (&o.truth, o.truth_label) {
         (None, _) => Some(VerdictKind::NoMatch),
         (Some(_), Some(Label::Authentic)) => Some(VerdictKind::LikelyAuthentic),
