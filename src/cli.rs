@@ -136,6 +136,9 @@ pub enum Command {
         /// Use this existing index instead of indexing --catalog into a temporary one.
         #[arg(long = "index")]
         use_index: Option<PathBuf>,
+        /// Model for the temporary index (default: the default model; `--index` keeps its own).
+        #[arg(long)]
+        model: Option<String>,
         /// Also write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -148,6 +151,11 @@ pub enum Command {
         /// Product ranking score: best (best image) or topN (mean of its best N images).
         #[arg(long, default_value = "best")]
         product_score: crate::search::ProductScore,
+        /// Run `knockoff tune` on the temporary index before the lookups.
+        #[arg(long, conflicts_with = "use_index")]
+        tune: bool,
+        #[command(flatten)]
+        tune_args: TuneArgs,
     },
     /// Fit the confidence calibration of an index from labelled query photos; lookups then use it.
     Calibrate {
@@ -159,6 +167,17 @@ pub enum Command {
         /// Write here instead of <index>/calibration.json.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Learn a projection from the catalog's own labelled photos (several per product), check it by
+    /// cross-validation, apply it to the index and calibrate confidence in the new space.
+    Tune {
+        #[command(flatten)]
+        index: IndexArgs,
+        #[command(flatten)]
+        tune: TuneArgs,
+        /// Remove the projection instead (the graph goes back to the model's own vectors).
+        #[arg(long, conflicts_with = "force")]
+        off: bool,
     },
     /// Rebuild the vector graph without deleted images.
     Compact {
@@ -246,6 +265,23 @@ pub struct IndexArgs {
     /// Compact by itself when deleted images pass this share of the graph.
     #[arg(long, default_value_t = 0.2)]
     pub auto_compact: f64,
+}
+
+/// Settings of `knockoff tune` (and `eval --tune`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TuneArgs {
+    /// Shrinkage of the within-product covariance towards the identity.
+    #[arg(long, default_value_t = crate::catalog::FitOptions::default().shrinkage)]
+    pub shrinkage: f64,
+    /// Output dimensions (default: max(products - 1, 128), at most the model's).
+    #[arg(long)]
+    pub dims: Option<usize>,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Apply the projection even when cross-validation says it does not help.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn main() -> i32 {
@@ -409,11 +445,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("knockoff stopped; index persisted");
             Ok(0)
         }
-        Command::Eval { catalogs, queries, use_index, json, report: html, k, product_score } => {
+        Command::Tune { index, tune, off } => {
+            let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
+            if *off {
+                let removed = catalog.clear_projection()?;
+                eprintln!("{}", if removed { "projection removed; graph rebuilt from the model's vectors" } else { "no projection to remove" });
+                return Ok(0);
+            }
+            let summary = run_tune(&catalog, tune)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(if summary["applied"] == serde_json::Value::Bool(true) { 0 } else { 1 })
+        }
+        Command::Eval { catalogs, queries, use_index, model, json, report: html, k, product_score, tune, tune_args } => {
             let tmp = tempfile::tempdir()?;
             let args = IndexArgs {
                 dir: use_index.clone().unwrap_or_else(|| tmp.path().join("index")),
-                model: None,
+                model: model.clone(),
                 ef_search: IndexParams::default().ef_search,
                 auto_compact: 0.2,
             };
@@ -431,6 +478,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 opts.pipeline.inference_threads = embedder_sessions();
                 let r = crate::ingest::ingest(&catalog, &embedder, items, errs, &opts, |_| {})?;
                 eprintln!("[eval] indexed {} catalog images ({} failed)", r.counts.indexed + r.counts.skipped, r.counts.failed);
+                if *tune {
+                    // A catalog without several photos per product cannot be tuned: evaluate it as is.
+                    match run_tune(&catalog, tune_args) {
+                        Ok(summary) => eprintln!("[eval] tune: {summary}"),
+                        Err(e) => eprintln!("[eval] tune: not applied: {e}"),
+                    }
+                }
             }
             let qs = read_queries(queries)?;
             eprintln!("[eval] looking up {} queries", qs.len());
@@ -466,6 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 n_correct: report.samples.iter().filter(|s| s.2).count(),
                 heldout_ece,
                 queries: queries.iter().map(|q| q.display().to_string()).collect(),
+                projection: catalog.projection().map(|p| p.info.id.clone()),
             };
             let path = out.clone().unwrap_or_else(|| index.dir.join(crate::search::calibration::CALIBRATION_FILE));
             crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
@@ -641,14 +696,15 @@ fn cmd_models(cli: &Cli) -> anyhow::Result<i32> {
                 format!("NOT LOADED: {e}")
             }
         };
-        println!(
-            "  {:<22} {:>4}-d  {}x{} {:?}  licence {}  {}",
-            m.name, m.output.dim, m.input.width, m.input.height, m.input.resize, m.licence, status
-        );
+        let input = match &m.input {
+            Some(i) => format!("{}x{} {:?}", i.width, i.height, i.resize),
+            None => format!("fused: {}", m.parts.iter().map(|(p, w)| format!("{} x{w:.2}", p.name)).collect::<Vec<_>>().join(" + ")),
+        };
+        println!("  {:<22} {:>4}-d  {input}  licence {}  {}", m.name, m.output.dim, m.licence, status);
     }
     for (p, e) in &reg.broken {
         bad += 1;
-        println!("  {}: BROKEN MANIFEST: {e}", p.display());
+        println!("  {}: NOT AVAILABLE: {e}", p.display());
     }
     Ok(if bad > 0 && reg.models.iter().all(|m| m.name != crate::embed::DEFAULT_MODEL_NAME) { 1 } else { 0 })
 }
@@ -726,14 +782,67 @@ fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
     Ok(qs)
 }
 
+/// Cross-validates a projection on the catalog's own photos; when it beats
+/// the model's own vectors (or `--force`), applies it and stores the
+/// confidence calibration fitted on the cross-validated lookups.
+fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Value> {
+    let opts = crate::catalog::FitOptions { shrinkage: args.shrinkage, dims: args.dims };
+    let labelled = catalog.labelled_vectors()?;
+    let t0 = std::time::Instant::now();
+    let cv = crate::eval::cross_validate_projection(&labelled, catalog.model(), opts, args.folds, |f, n| {
+        if f < n {
+            eprintln!("[tune] cross-validation fold {}/{n}", f + 1);
+        }
+    })?;
+    eprintln!(
+        "[tune] {} photos looked up against the other folds: top-1 {:.3} with the projection, {:.3} without ({:.1}s)",
+        cv.n_queries,
+        cv.top1_projected,
+        cv.top1_raw,
+        t0.elapsed().as_secs_f64()
+    );
+    let helps = cv.top1_projected > cv.top1_raw;
+    let mut summary = serde_json::json!({ "cross_validation": cv, "applied": false });
+    if !helps && !args.force {
+        eprintln!("[tune] the projection does not help on this catalog: not applied (--force applies it anyway)");
+        return Ok(summary);
+    }
+    let info = catalog.fit_projection(opts)?;
+    let (mapping, heldout_ece) = crate::eval::fit_calibration(&cv.samples);
+    let cal = crate::search::Calibration {
+        mapping,
+        model: catalog.model().to_string(),
+        fitted_at: crate::catalog::store::now(),
+        n_queries: cv.samples.len(),
+        n_correct: cv.samples.iter().filter(|s| s.2).count(),
+        heldout_ece,
+        queries: vec![format!("{}-fold cross-validation of the catalog's own photos (knockoff tune)", cv.folds)],
+        projection: Some(info.id.clone()),
+    };
+    let path = catalog.dir().join(crate::search::calibration::CALIBRATION_FILE);
+    crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
+    eprintln!(
+        "[tune] projection {} ({} → {} dims, {} products, {} photos) applied; calibration written to {}",
+        info.id,
+        info.in_dim,
+        info.out_dim,
+        info.n_products,
+        info.n_images,
+        path.display()
+    );
+    summary["applied"] = true.into();
+    summary["projection"] = serde_json::to_value(&info)?;
+    summary["calibration_heldout_ece"] = serde_json::to_value(&cal.heldout_ece)?;
+    Ok(summary)
+}
+
 /// Verdict settings with the index's calibration (or the model's shipped default).
 fn verdict_for(catalog: &Catalog, manifest: &crate::embed::ModelManifest) -> crate::search::VerdictConfig {
     let mut v = crate::search::VerdictConfig::default();
-    if let Some((cal, path)) = crate::search::Calibration::find(catalog.dir(), &manifest.dir) {
-        if cal.model == catalog.model() {
-            tracing::info!("confidence calibration from {}", path.display());
-            v.calibration = Some(cal.mapping);
-        }
+    let projection = catalog.projection().map(|p| p.info.id.clone());
+    if let Some((cal, path)) = crate::search::Calibration::find_matching(catalog.dir(), &manifest.dir, catalog.model(), projection.as_deref()) {
+        tracing::info!("confidence calibration from {}", path.display());
+        v.calibration = Some(cal.mapping);
     }
     v
 }

@@ -295,3 +295,84 @@ fn searches_run_during_writes_and_see_consistent_results() {
     // 20 first + 1180 more, of which p5..p9's first two images repeat bytes already indexed.
     assert_eq!(cat.stats().unwrap().counts.images, 1190);
 }
+
+/// Photos of a product share its centre plus a nuisance component that all
+/// products share in the same few directions, strong enough that raw cosine
+/// confuses products; a projection fitted on the catalog removes it.
+fn nuisance_images(n: u64, per: u64) -> Vec<NewImage> {
+    (0..n)
+        .flat_map(|i| {
+            (0..per).map(move |j| {
+                let c = vector(i);
+                // A random mix of three directions shared by every product.
+                let coef = vector(5_000_000 + i * 1000 + j);
+                let nuisance: Vec<f32> = (0..DIM)
+                    .map(|d| (0..3).map(|k| coef[k] * 4.0 * vector(9_000_000 + k as u64)[d]).sum())
+                    .collect();
+                let mut v: Vec<f32> = c.iter().zip(&nuisance).map(|(a, b)| 0.35 * a + b).collect();
+                let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|a| *a /= norm);
+                NewImage {
+                    product: product(i),
+                    source: format!("mem://{i}/{j}"),
+                    sha256: format!("{:064x}", i * 1000 + j),
+                    width: 10,
+                    height: 10,
+                    embedding: v,
+                    thumbnail: None,
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn projection_is_fitted_persisted_applied_to_new_images_and_removable() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = nuisance_images(13, 5);
+    // Image 4 of products 0..12 is held out as a query; product 12 is added after the fit.
+    let (queries, catalog): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|it| it.source.ends_with("/4") && it.product.product_id != "p12");
+    let accuracy = |cat: &Catalog| {
+        queries.iter().filter(|q| top_ids(cat, &q.embedding, 1)[0] == q.product.product_id).count()
+    };
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    cat.add_images(&catalog[..catalog.len() - 5]).unwrap();
+    let raw = accuracy(&cat);
+    assert!(raw < queries.len(), "the nuisance must confuse raw cosine (test premise), got {raw}/{}", queries.len());
+    let info = cat.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
+    assert_eq!((info.in_dim, info.out_dim, info.n_products), (DIM, 16, 12), "p12 is added after the fit");
+    let tuned = accuracy(&cat);
+    assert!(tuned > raw, "projection should help: {tuned} vs {raw} of {}", queries.len());
+    assert!(dir.path().join("projection.json").is_file());
+    assert!(dir.path().join(format!("vectors/test-model@{}", info.id)).is_dir(), "dump named after the projection");
+    // Images added after the fit are projected too.
+    cat.add_images(&catalog[catalog.len() - 5..]).unwrap();
+    let last = &catalog[catalog.len() - 1];
+    assert_eq!(top_ids(&cat, &last.embedding, 1)[0], last.product.product_id);
+    cat.persist().unwrap();
+    drop(cat);
+
+    // Reopened: the projection and its dump are loaded, not rebuilt.
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    assert!(matches!(report, OpenReport::Loaded { points: 53, .. }), "{report:?}");
+    assert_eq!(cat.stats().unwrap().projection.map(|p| p.id), Some(info.id.clone()));
+    assert_eq!(accuracy(&cat), tuned);
+    // Removed: back to raw vectors, stale dumps cleaned up.
+    assert!(cat.clear_projection().unwrap());
+    assert!(!dir.path().join("projection.json").exists());
+    assert!(!dir.path().join(format!("vectors/test-model@{}", info.id)).exists());
+    assert!(cat.stats().unwrap().projection.is_none());
+    drop(cat);
+    // A projection for another model is refused with a clear error, not silently used.
+    let p = knockoff::catalog::Projection::fit(
+        &catalog.iter().map(|i| i.embedding.as_slice()).collect::<Vec<_>>(),
+        &catalog.iter().map(|i| i.product.product_id.len() as i64 + i.source.len() as i64).collect::<Vec<_>>(),
+        "other-model",
+        Default::default(),
+    )
+    .unwrap();
+    p.save(dir.path()).unwrap();
+    let err = Catalog::open(dir.path(), opts()).err().expect("refused");
+    assert!(err.to_string().contains("other-model"), "{err}");
+}

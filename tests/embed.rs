@@ -270,3 +270,44 @@ fn model_manifest_checksum_is_enforced() {
     assert!(matches!(err, EmbedError::ChecksumMismatch { .. }), "{err}");
     assert!(matches!(reg.get(Some("nope")), Err(EmbedError::ModelNotFound { .. })));
 }
+
+#[test]
+fn fused_model_concatenates_weighted_parts_and_missing_parts_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("models/efficientnet-lite0"), dir.path().join("efficientnet-lite0")).unwrap();
+    let fused = |name: &str, part2: &str, dim: usize| {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        let toml = format!(
+            "name = \"{name}\"\ndescription = \"test\"\nlicence = \"test\"\n\
+             [[fuse]]\nmodel = \"efficientnet-lite0\"\nweight = 1\n\
+             [[fuse]]\nmodel = \"{part2}\"\nweight = 3\n\
+             [output]\nname = \"fused\"\ndim = {dim}\n"
+        );
+        std::fs::write(dir.path().join(name).join("model.toml"), toml).unwrap();
+    };
+    fused("twice", "efficientnet-lite0", 2560);
+    fused("absent", "no-such-model", 2560);
+    fused("wrong-dim", "efficientnet-lite0", 1000);
+    let reg = knockoff::embed::ModelRegistry::open(dir.path()).unwrap();
+    let m = reg.get(Some("twice")).unwrap();
+    let e = knockoff::embed::Embedder::load(m, &knockoff::embed::EmbedOptions { intra_threads: 2, sessions: 1, ..Default::default() }).unwrap();
+    assert_eq!(e.dim(), 2560);
+    let photo = &photos()[0];
+    let single = embedder().embed_file(photo).unwrap();
+    let v = e.embed_file(photo).unwrap();
+    assert_eq!(v.len(), 2560);
+    // Weights 1 and 3: the parts are scaled by sqrt(1/4) and sqrt(3/4).
+    for (i, (a, b)) in v[..1280].iter().zip(&single).enumerate() {
+        assert!((a - 0.5 * b).abs() < 1e-4, "first part, dim {i}: {a} vs {}", 0.5 * b);
+    }
+    for (a, b) in v[1280..].iter().zip(&single) {
+        assert!((a - 0.75f32.sqrt() * b).abs() < 1e-4);
+    }
+    // Batched and pipelined paths agree with the single-image path.
+    let batch = e.embed_batch(&[image::open(photo).unwrap().to_rgb8()]).unwrap();
+    assert!(cosine(&batch[0], &v) > 0.9999);
+    for (name, needle) in [("absent", "no-such-model"), ("wrong-dim", "add up to 2560")] {
+        let err = reg.get(Some(name)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}

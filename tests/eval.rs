@@ -115,3 +115,60 @@ fn shipped_default_calibration_loads_for_the_default_model() {
     assert!(ps.windows(2).all(|w| w[1] >= w[0] - 1e-6) && ps.iter().all(|p| (0.0..=1.0).contains(p)), "{ps:?}");
     assert!(ps[20] > ps[0]);
 }
+
+#[test]
+fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be_undone() {
+    let work = tempfile::tempdir().unwrap();
+    split_catalog(work.path(), 10, 5, |l| l.contains("-04.jpg"), &[]);
+    let idx = work.path().join("idx");
+    let idx_s = idx.to_str().unwrap();
+    let run = |args: &[&str]| Command::new(bin()).current_dir(root()).args(args).output().unwrap();
+    let out = run(&["index", work.path().join("cat.csv").to_str().unwrap(), "--index", idx_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let default_cal = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
+
+    let out = run(&["tune", "--index", idx_s, "--folds", "4", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["applied"], true);
+    assert_eq!(s["cross_validation"]["n_queries"], 40, "every catalog photo looked up once: {s}");
+    for key in ["top1_raw", "top1_projected"] {
+        let v = s["cross_validation"][key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let id = s["projection"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s["projection"]["n_products"], 10);
+    assert_eq!(s["projection"]["out_dim"], 128, "max(products - 1, 128)");
+    // The calibration is the projection's own, and it replaces the model default.
+    let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).unwrap();
+    assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
+    assert_eq!(cal.n_queries, 40);
+    let (found, _) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id)).unwrap();
+    assert_eq!(found, cal);
+    assert_ne!(found.mapping, default_cal.mapping);
+    let stats: serde_json::Value = serde_json::from_slice(&run(&["stats", "--index", idx_s, "--json"]).stdout).unwrap();
+    assert_eq!(stats["projection"]["id"], id.as_str());
+    // Lookups go through the projection and still find the held-out photos' products.
+    let out = run(&["eval", "--index", idx_s, "--queries", work.path().join("q.csv").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["recall_at_5"].as_f64().unwrap() >= 0.8, "{r}");
+
+    // Undo: the projection goes, and its calibration no longer applies.
+    assert!(run(&["tune", "--index", idx_s, "--off"]).status.success());
+    assert!(!idx.join("projection.json").exists());
+    let stats: serde_json::Value = serde_json::from_slice(&run(&["stats", "--index", idx_s, "--json"]).stdout).unwrap();
+    assert!(stats["projection"].is_null());
+    let (found, path) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", None).unwrap();
+    assert_eq!(path, root().join("models/efficientnet-lite0/calibration.json"), "the stale projected calibration is skipped");
+    assert_eq!(found.mapping, default_cal.mapping);
+
+    // One photo per product: nothing to learn from, a clear refusal.
+    let single = work.path().join("single");
+    let head_rows: Vec<&str> = std::fs::read_to_string(work.path().join("q.csv")).unwrap().leak().lines().collect();
+    std::fs::write(work.path().join("one.csv"), head_rows.join("\n") + "\n").unwrap();
+    assert!(run(&["index", work.path().join("one.csv").to_str().unwrap(), "--index", single.to_str().unwrap()]).status.success());
+    let out = run(&["tune", "--index", single.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("several photos per product"), "{}", String::from_utf8_lossy(&out.stderr));
+}

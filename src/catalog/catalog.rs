@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::projection::{FitOptions, Projection, ProjectionInfo};
 use super::store::{ImageRecord, NewImage, Store, StoreCounts};
 use super::vectors::{IndexParams, VectorIndex};
 use super::{CatalogError, Filter, Product};
@@ -38,6 +39,8 @@ pub struct CatalogStats {
     pub params: IndexParams,
     pub generation: u64,
     pub disk_bytes: u64,
+    /// The learned projection the graph is built in, if any.
+    pub projection: Option<ProjectionInfo>,
 }
 
 struct ImageEntry {
@@ -60,6 +63,8 @@ pub struct Catalog {
     store: Mutex<Store>,
     index: RwLock<Arc<VectorIndex>>,
     meta: RwLock<Meta>,
+    /// Applied to stored vectors and queries before they meet the graph.
+    projection: RwLock<Option<Arc<Projection>>>,
 }
 
 impl Catalog {
@@ -91,11 +96,26 @@ impl Catalog {
             meta.tombstones += deleted as usize;
             meta.images.insert(id, ImageEntry { product_row, deleted });
         }
-        let vdir = vectors_dir(dir, &opts.model);
+        let projection = match Projection::load(dir)? {
+            Some(p) if p.info.model != opts.model || p.info.in_dim != opts.dim => {
+                return Err(CatalogError::Projection(format!(
+                    "{} was fitted for model '{}' ({}-d), not this index's '{}' ({}-d); remove it or refit with `knockoff tune`",
+                    dir.join(super::projection::PROJECTION_FILE).display(),
+                    p.info.model,
+                    p.info.in_dim,
+                    opts.model,
+                    opts.dim
+                )));
+            }
+            p => p.map(Arc::new),
+        };
+        let project = |v: Vec<(i64, Vec<f32>)>| project_all(projection.as_deref(), v);
+        let graph_dim = projection.as_ref().map_or(opts.dim, |p| p.info.out_dim);
+        let vdir = graph_dir(dir, &opts.model, projection.as_deref());
         let generation = store.generation()?;
-        let (index, report) = match VectorIndex::load(&vdir, opts.dim, opts.params) {
+        let (index, report) = match VectorIndex::load(&vdir, graph_dim, opts.params) {
             Ok(Some((idx, marker))) => {
-                let newer = store.live_vectors_after(&opts.model, marker.max_image_id)?;
+                let newer = project(store.live_vectors_after(&opts.model, marker.max_image_id)?);
                 idx.insert_many(&newer)?;
                 let caught_up = newer.len();
                 if caught_up > 0 || marker.generation != generation {
@@ -109,8 +129,8 @@ impl Catalog {
                     Err(e) => format!("index dump unusable ({e})"),
                     Ok(Some(_)) => unreachable!(),
                 };
-                let all = store.live_vectors_after(&opts.model, 0)?;
-                let idx = VectorIndex::new(opts.dim, opts.params, all.len());
+                let all = project(store.live_vectors_after(&opts.model, 0)?);
+                let idx = VectorIndex::new(graph_dim, opts.params, all.len());
                 idx.insert_many(&all)?;
                 if !all.is_empty() {
                     tracing::warn!("{reason}: rebuilt the vector index from the store ({} vectors)", all.len());
@@ -124,6 +144,7 @@ impl Catalog {
             store: Mutex::new(store),
             index: RwLock::new(Arc::new(index)),
             meta: RwLock::new(meta),
+            projection: RwLock::new(projection),
         };
         if matches!(report, OpenReport::Rebuilt { points, .. } if points > 0) || matches!(report, OpenReport::Loaded { caught_up, .. } if caught_up > 0) {
             cat.persist()?;
@@ -150,6 +171,83 @@ impl Catalog {
 
     fn index(&self) -> Arc<VectorIndex> {
         self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The learned projection the graph is built in, if any.
+    pub fn projection(&self) -> Option<Arc<Projection>> {
+        self.projection.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn vdir(&self) -> PathBuf {
+        graph_dir(&self.dir, &self.opts.model, self.projection().as_deref())
+    }
+
+    /// Fits a projection on the live photos (labelled by product), saves it,
+    /// and rebuilds the graph in the projected space. Searches keep running
+    /// on the old graph until the new one is swapped in; writers wait.
+    pub fn fit_projection(&self, opts: FitOptions) -> Result<ProjectionInfo, CatalogError> {
+        let store = self.store();
+        let live = store.live_vectors_after(&self.opts.model, 0)?;
+        let labels = self.labels_of(&live);
+        let refs: Vec<&[f32]> = live.iter().map(|(_, v)| v.as_slice()).collect();
+        let p = Projection::fit(&refs, &labels, &self.opts.model, opts)?;
+        let info = p.info.clone();
+        self.rebuild_with(&store, Some(p), live)?;
+        Ok(info)
+    }
+
+    /// The live model vectors (not projected), each with its product's row id.
+    pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let live = self.store().live_vectors_after(&self.opts.model, 0)?;
+        let labels = self.labels_of(&live);
+        Ok(labels.into_iter().zip(live).map(|(l, (_, v))| (l, v)).collect())
+    }
+
+    fn labels_of(&self, live: &[(i64, Vec<f32>)]) -> Vec<i64> {
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        live.iter().map(|(id, _)| meta.images.get(id).map_or(-1 - *id, |e| e.product_row)).collect()
+    }
+
+    /// Removes the projection (the graph goes back to the model's own vectors).
+    pub fn clear_projection(&self) -> Result<bool, CatalogError> {
+        let store = self.store();
+        if self.projection().is_none() {
+            return Ok(false);
+        }
+        let live = store.live_vectors_after(&self.opts.model, 0)?;
+        self.rebuild_with(&store, None, live)?;
+        Ok(true)
+    }
+
+    fn rebuild_with(&self, store: &Store, projection: Option<Projection>, live: Vec<(i64, Vec<f32>)>) -> Result<(), CatalogError> {
+        let projection = projection.map(Arc::new);
+        let graph_dim = projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim);
+        let vectors = project_all(projection.as_deref(), live);
+        let fresh = VectorIndex::new(graph_dim, self.opts.params, vectors.len());
+        fresh.insert_many(&vectors)?;
+        fresh.dump(&graph_dir(&self.dir, &self.opts.model, projection.as_deref()), store.generation()?)?;
+        // The projection file is the switch: written (or removed) only once
+        // the matching dump is on disk, so a crash leaves either state whole.
+        match &projection {
+            Some(p) => p.save(&self.dir)?,
+            None => {
+                Projection::remove(&self.dir)?;
+            }
+        }
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        let keep = graph_dir(&self.dir, &self.opts.model, projection.as_deref());
+        *self.projection.write().unwrap_or_else(|p| p.into_inner()) = projection;
+        // Dumps of other projections of this model are dead weight now.
+        let prefix = format!("{}@", self.opts.model);
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("vectors")) {
+            for e in entries.flatten() {
+                let stale = e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) && e.path() != keep;
+                if stale {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Live (product_id, source) pairs already indexed.
@@ -193,9 +291,13 @@ impl Catalog {
             }
         }
         let index = self.index();
+        let projection = self.projection();
         for (it, id) in items.iter().zip(&ids) {
             if let Some((image, _)) = id {
-                index.insert(*image, &it.embedding)?;
+                match &projection {
+                    Some(p) => index.insert(*image, &p.apply(&it.embedding))?,
+                    None => index.insert(*image, &it.embedding)?,
+                }
             }
         }
         Ok(ids.into_iter().map(|o| o.map(|(i, _)| i)).collect())
@@ -259,11 +361,12 @@ impl Catalog {
     /// until the new one is swapped in; writers wait.
     pub fn compact(&self) -> Result<usize, CatalogError> {
         let mut store = self.store();
-        let live = store.live_vectors_after(&self.opts.model, 0)?;
-        let fresh = VectorIndex::new(self.opts.dim, self.opts.params, live.len());
+        let projection = self.projection();
+        let live = project_all(projection.as_deref(), store.live_vectors_after(&self.opts.model, 0)?);
+        let fresh = VectorIndex::new(projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim), self.opts.params, live.len());
         fresh.insert_many(&live)?;
         let generation = store.generation()?;
-        fresh.dump(&vectors_dir(&self.dir, &self.opts.model), generation)?;
+        fresh.dump(&self.vdir(), generation)?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         let purged = store.purge_deleted()?;
         let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
@@ -276,12 +379,21 @@ impl Catalog {
     pub fn persist(&self) -> Result<(), CatalogError> {
         let store = self.store();
         let generation = store.generation()?;
-        self.index().dump(&vectors_dir(&self.dir, &self.opts.model), generation)?;
+        self.index().dump(&self.vdir(), generation)?;
         Ok(())
     }
 
-    /// The `k` nearest live images passing `filter`, best first, with their product.
+    /// The `k` nearest live images passing `filter`, best first, with their
+    /// product. `q` is a model vector; the projection, if any, is applied here.
     pub fn search_images(&self, q: &[f32], k: usize, ef: Option<usize>, filter: &Filter) -> Vec<(i64, f32, Arc<Product>)> {
+        let projected;
+        let q = match self.projection() {
+            Some(p) => {
+                projected = p.apply(q);
+                &projected[..]
+            }
+            None => q,
+        };
         let index = self.index();
         let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
         let keep = |id: i64| -> bool {
@@ -321,12 +433,29 @@ impl Catalog {
             params: self.opts.params,
             generation: store.generation()?,
             disk_bytes: dir_size(&self.dir),
+            projection: self.projection().map(|p| p.info.clone()),
         })
     }
 }
 
 pub fn vectors_dir(dir: &Path, model: &str) -> PathBuf {
     dir.join("vectors").join(model)
+}
+
+/// Where the graph dump lives: per model, and per projection when there is
+/// one, so a dump is never loaded into a space it was not built in.
+fn graph_dir(dir: &Path, model: &str, projection: Option<&Projection>) -> PathBuf {
+    match projection {
+        Some(p) => dir.join("vectors").join(format!("{model}@{}", p.info.id)),
+        None => vectors_dir(dir, model),
+    }
+}
+
+fn project_all(projection: Option<&Projection>, vectors: Vec<(i64, Vec<f32>)>) -> Vec<(i64, Vec<f32>)> {
+    match projection {
+        Some(p) => vectors.into_iter().map(|(id, v)| (id, p.apply(&v))).collect(),
+        None => vectors,
+    }
 }
 
 fn dir_size(p: &Path) -> u64 {

@@ -20,6 +20,8 @@ pub enum CatalogError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("vector index dump: {0}")]
     Dump(String),
+    #[error("projection: {0}")]
+    Projection(String),
 }
 
 impl CatalogError {

@@ -6,15 +6,19 @@
 //! derived, rebuildable structure, persisted as an atomic dump tagged with the
 //! store state it reflects. [`Catalog`] ties the two together and keeps a small
 //! in-memory table of image → product metadata so that searches can filter on
-//! brand, label, category and tombstones inside the graph walk.
+//! brand, label, category and tombstones inside the graph walk. An optional
+//! [`projection`] learned from the catalog's own photos maps the stored model
+//! vectors into the space the graph is built in.
 
 mod catalog;
 mod error;
+pub mod projection;
 pub mod store;
 pub mod vectors;
 
 pub use catalog::{Catalog, CatalogOptions, CatalogStats, OpenReport};
 pub use error::CatalogError;
+pub use projection::{FitOptions, Projection, ProjectionInfo};
 pub use store::{ImageRecord, JobRow, NewImage, Store};
 
 /// A small JPEG (at most 256 px on a side) for display.

@@ -60,26 +60,64 @@ pub struct OutputSpec {
     pub dim: usize,
 }
 
+/// One model of a fused model: its name and weight.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusePart {
+    pub model: String,
+    /// Share of the fused cosine similarity: each part's unit vector is
+    /// scaled by `sqrt(weight / sum of weights)` before concatenation, so the
+    /// fused similarity is the weighted mean of the parts' similarities.
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
 /// The parsed contents of a `model.toml`.
+///
+/// Two kinds: a single ONNX model (`file`, `sha256`, `[input]`, `[output]`),
+/// or a fused model (`[[fuse]]` parts naming other installed models, and
+/// `[output] dim` = the sum of theirs) whose vector is the weighted
+/// concatenation of its parts' unit vectors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelManifest {
     pub name: String,
     pub description: String,
-    /// The ONNX file, relative to the manifest's folder.
-    pub file: String,
-    pub sha256: String,
+    /// The ONNX file, relative to the manifest's folder (single models).
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
     pub licence: String,
     /// Where the weights come from (package and version).
+    #[serde(default)]
     pub source: String,
     /// How to install the file when it is not committed (shown in errors).
     #[serde(default)]
     pub install_hint: Option<String>,
-    pub input: InputSpec,
+    #[serde(default)]
+    pub input: Option<InputSpec>,
     pub output: OutputSpec,
+    /// Parts of a fused model (empty for a single model).
+    #[serde(default)]
+    pub fuse: Vec<FusePart>,
+    /// The parts' manifests with normalised weights, resolved by the registry.
+    #[serde(skip)]
+    pub parts: Vec<(ModelManifest, f32)>,
     /// Folder the manifest was read from (not part of the file).
     #[serde(skip)]
     pub dir: PathBuf,
+}
+
+/// A single ONNX model's file and tensors, borrowed from its manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct OnnxSpec<'a> {
+    pub input: &'a InputSpec,
+    pub output: &'a OutputSpec,
 }
 
 impl ModelManifest {
@@ -95,36 +133,68 @@ impl ModelManifest {
 
     fn validate(&self, path: &Path) -> Result<(), EmbedError> {
         let bad = |detail: String| Err(EmbedError::Manifest { path: path.into(), detail });
-        match self.input.dtype.as_str() {
+        if self.output.dim == 0 {
+            return bad("output.dim must be > 0".into());
+        }
+        if !self.fuse.is_empty() {
+            if self.file.is_some() || self.sha256.is_some() || self.input.is_some() {
+                return bad("a fused model names its parts in [[fuse]] and has no file, sha256 or [input] of its own".into());
+            }
+            if self.fuse.iter().any(|p| !(p.weight > 0.0 && p.weight.is_finite())) {
+                return bad("every [[fuse]] weight must be > 0".into());
+            }
+            return Ok(());
+        }
+        let (Some(_), Some(sha256), Some(input)) = (&self.file, &self.sha256, &self.input) else {
+            return bad("a model needs file, sha256 and [input] (or [[fuse]] parts)".into());
+        };
+        match input.dtype.as_str() {
             "f32" => {}
             "u8" => {
-                let n = &self.input.normalization;
+                let n = &input.normalization;
                 if n.mean != [0.0; 3] || n.std != [1.0; 3] {
                     return bad("a u8 input cannot be normalised outside the graph: use mean 0, std 1".into());
                 }
             }
             other => return bad(format!("input.dtype '{other}' is not supported (f32 or u8)")),
         }
-        if self.input.filter != "bilinear" {
-            return bad(format!("input.filter '{}' is not supported (only bilinear)", self.input.filter));
+        if input.filter != "bilinear" {
+            return bad(format!("input.filter '{}' is not supported (only bilinear)", input.filter));
         }
-        if self.input.width == 0 || self.input.height == 0 || self.input.width > 4096 || self.input.height > 4096 {
-            return bad(format!("input size {}x{} is out of range", self.input.width, self.input.height));
+        if input.width == 0 || input.height == 0 || input.width > 4096 || input.height > 4096 {
+            return bad(format!("input size {}x{} is out of range", input.width, input.height));
         }
-        if self.output.dim == 0 {
-            return bad("output.dim must be > 0".into());
-        }
-        if self.input.normalization.std.iter().any(|s| *s == 0.0) {
+        if input.normalization.std.iter().any(|s| *s == 0.0) {
             return bad("input.normalization.std must not contain 0".into());
         }
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return bad("sha256 must be 64 hex digits".into());
         }
         Ok(())
     }
 
+    /// Whether this is a fused model (`[[fuse]]` parts).
+    pub fn is_fused(&self) -> bool {
+        !self.fuse.is_empty()
+    }
+
+    /// The single ONNX models this model runs, with their weights: itself
+    /// (weight 1) or its resolved parts.
+    pub fn onnx_parts(&self) -> Vec<(&ModelManifest, f32)> {
+        if self.is_fused() {
+            self.parts.iter().map(|(m, w)| (m, *w)).collect()
+        } else {
+            vec![(self, 1.0)]
+        }
+    }
+
+    /// Input and output tensors of a single model (`None` for a fused one).
+    pub fn onnx(&self) -> Option<OnnxSpec<'_>> {
+        self.input.as_ref().map(|input| OnnxSpec { input, output: &self.output })
+    }
+
     pub fn model_path(&self) -> PathBuf {
-        self.dir.join(&self.file)
+        self.dir.join(self.file.as_deref().unwrap_or_default())
     }
 
     /// Checks that the ONNX file exists and matches `sha256`.
@@ -138,11 +208,38 @@ impl ModelManifest {
             },
         })?;
         let actual = crate::util::sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(&self.sha256) {
-            return Err(EmbedError::ChecksumMismatch { path, expected: self.sha256.clone(), actual });
+        let expected = self.sha256.clone().unwrap_or_default();
+        if !actual.eq_ignore_ascii_case(&expected) {
+            return Err(EmbedError::ChecksumMismatch { path, expected, actual });
         }
         Ok(path)
     }
+}
+
+/// The parts of a fused model with weights normalised to sum to 1; an empty
+/// list for a single model. Parts must be installed single models whose
+/// dimensions add up to the fused `output.dim`.
+fn resolve_parts(m: &ModelManifest, singles: &[ModelManifest]) -> Result<Vec<(ModelManifest, f32)>, String> {
+    if !m.is_fused() {
+        return Ok(Vec::new());
+    }
+    let total: f32 = m.fuse.iter().map(|p| p.weight).sum();
+    let mut parts = Vec::new();
+    for p in &m.fuse {
+        let Some(part) = singles.iter().find(|s| s.name == p.model) else {
+            return Err(format!("fused part '{}' is not an installed single model", p.model));
+        };
+        if !part.model_path().is_file() {
+            let hint = part.install_hint.as_deref().map(|h| format!("; install it with: {h}")).unwrap_or_default();
+            return Err(format!("fused part '{}' has no model file ({}){hint}", p.model, part.model_path().display()));
+        }
+        parts.push((part.clone(), p.weight / total));
+    }
+    let dim: usize = parts.iter().map(|(p, _)| p.output.dim).sum();
+    if dim != m.output.dim {
+        return Err(format!("output.dim is {} but the parts' dimensions add up to {dim}", m.output.dim));
+    }
+    Ok(parts)
 }
 
 /// The `models/` folder: one sub-folder per model, each with a `model.toml`.
@@ -173,12 +270,31 @@ impl ModelRegistry {
                 Err(e) => broken.push((p, e.to_string())),
             }
         }
-        Ok(ModelRegistry { dir: dir.into(), models, broken })
+        // Resolve fused models against the single ones.
+        let singles: Vec<ModelManifest> = models.iter().filter(|m| !m.is_fused()).cloned().collect();
+        let mut resolved = Vec::new();
+        for mut m in models {
+            match resolve_parts(&m, &singles) {
+                Ok(parts) => {
+                    m.parts = parts;
+                    resolved.push(m);
+                }
+                Err(detail) => broken.push((m.dir.join("model.toml"), detail)),
+            }
+        }
+        Ok(ModelRegistry { dir: dir.into(), models: resolved, broken })
     }
 
     /// The named model, or the default one when `name` is `None`.
     pub fn get(&self, name: Option<&str>) -> Result<&ModelManifest, EmbedError> {
         let name = name.unwrap_or(DEFAULT_MODEL);
+        if let Some((path, detail)) =
+            self.broken.iter().find(|(p, _)| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == name))
+        {
+            if !self.models.iter().any(|m| m.name == name) {
+                return Err(EmbedError::Manifest { path: path.clone(), detail: detail.clone() });
+            }
+        }
         self.models.iter().find(|m| m.name == name).ok_or_else(|| EmbedError::ModelNotFound {
             name: name.into(),
             dir: self.dir.clone(),

@@ -1,7 +1,8 @@
 //! Preprocessing as two small transforms, driven by the model manifest:
 //! [`Resize`] (RGB → RGB at the model's input size) and [`ToTensor`]
 //! (RGB → normalised `f32` in the model's layout, written straight into a
-//! batch buffer).
+//! batch buffer). A fused model runs one such chain per part and lays the
+//! parts' tensors back to back.
 
 use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
@@ -84,32 +85,67 @@ impl ToTensor {
     }
 }
 
-/// The full preprocessing chain of one model.
+/// The preprocessing chain of one ONNX model.
 #[derive(Debug, Clone)]
-pub struct Preprocessor {
+pub struct Chain {
     pub resize: Resize,
     pub to_tensor: ToTensor,
 }
 
-impl Preprocessor {
-    pub fn for_model(m: &ModelManifest) -> Self {
-        Preprocessor {
-            resize: Resize { width: m.input.width, height: m.input.height, mode: m.input.resize },
-            to_tensor: ToTensor { layout: m.input.layout, norm: m.input.normalization.clone() },
-        }
-    }
-
+impl Chain {
     /// Number of `f32` values of one preprocessed image.
     pub fn tensor_len(&self) -> usize {
         3 * self.resize.width as usize * self.resize.height as usize
     }
 
+    /// Resizes and normalises `img` into `out` (exactly `tensor_len` values).
+    pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
+        let resized = self.resize.apply(img, resizer);
+        self.to_tensor.apply(&resized, out);
+    }
+}
+
+/// The full preprocessing of a model: one [`Chain`] per ONNX model it runs
+/// (one for a single model, one per part for a fused one).
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    pub chains: Vec<Chain>,
+}
+
+impl Preprocessor {
+    pub fn for_model(m: &ModelManifest) -> Self {
+        let chains = m
+            .onnx_parts()
+            .into_iter()
+            .filter_map(|(part, _)| part.input.as_ref())
+            .map(|input| Chain {
+                resize: Resize { width: input.width, height: input.height, mode: input.resize },
+                to_tensor: ToTensor { layout: input.layout, norm: input.normalization.clone() },
+            })
+            .collect();
+        Preprocessor { chains }
+    }
+
+    /// Number of `f32` values of one preprocessed image (all parts).
+    pub fn tensor_len(&self) -> usize {
+        self.chains.iter().map(Chain::tensor_len).sum()
+    }
+
     /// Resizes and normalises `img` into a new tensor slot.
     pub fn run(&self, img: &RgbImage, resizer: &mut Resizer) -> Vec<f32> {
         let mut out = vec![0f32; self.tensor_len()];
-        let resized = self.resize.apply(img, resizer);
-        self.to_tensor.apply(&resized, &mut out);
+        self.apply(img, resizer, &mut out);
         out
+    }
+
+    /// Writes `img`'s tensors (parts back to back) into `out`.
+    pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
+        let mut rest = out;
+        for c in &self.chains {
+            let (slot, tail) = rest.split_at_mut(c.tensor_len());
+            c.apply(img, resizer, slot);
+            rest = tail;
+        }
     }
 }
 

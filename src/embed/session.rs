@@ -12,7 +12,7 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
 use super::decode::{decode_image, DecodeLimits};
-use super::model::{InputLayout, ModelManifest};
+use super::model::{InputLayout, InputSpec, ModelManifest, OutputSpec};
 use super::preprocess::Preprocessor;
 use super::runtime::init_runtime;
 use super::EmbedError;
@@ -37,53 +37,65 @@ impl Default for EmbedOptions {
     }
 }
 
-/// Turns images into L2-normalised embeddings with one model.
+/// Turns images into L2-normalised embeddings with one model (a single ONNX
+/// model, or a fused model whose parts each run their own session pool).
 pub struct Embedder {
     manifest: ModelManifest,
     pre: Preprocessor,
+    parts: Vec<Part>,
+    limits: DecodeLimits,
+}
+
+/// One ONNX model of an [`Embedder`] and its session pool.
+struct Part {
+    manifest_path: std::path::PathBuf,
+    input: InputSpec,
+    output: OutputSpec,
+    /// `sqrt(weight)`: the scale of this part's unit vector in the fused one.
+    scale: f32,
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,
-    limits: DecodeLimits,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder").field("model", &self.manifest.name).field("sessions", &self.sessions.len()).finish()
+        f.debug_struct("Embedder").field("model", &self.manifest.name).field("parts", &self.parts.len()).finish()
     }
 }
 
 impl Embedder {
-    /// Verifies the model file against its sha256 and builds the session pool.
+    /// Verifies the model file(s) against their sha256 and builds the session pool(s).
     pub fn load(manifest: &ModelManifest, opts: &EmbedOptions) -> Result<Self, EmbedError> {
-        let path = manifest.verify_file()?;
+        let onnx = manifest.onnx_parts();
+        if onnx.is_empty() {
+            return Err(EmbedError::Manifest {
+                path: manifest.dir.join("model.toml"),
+                detail: "fused model with unresolved parts (open it through the model registry)".into(),
+            });
+        }
         let env = init_runtime()?;
-        let mut sessions = Vec::new();
-        for _ in 0..opts.sessions.max(1) {
-            sessions.push(Mutex::new(build_session(env, &path, opts.intra_threads.max(1))?));
+        let mut parts = Vec::new();
+        for (m, weight) in onnx {
+            let path = m.verify_file()?;
+            let Some(spec) = m.onnx() else {
+                return Err(EmbedError::Manifest { path: m.dir.join("model.toml"), detail: "a fused part must be a single model".into() });
+            };
+            let mut sessions = Vec::new();
+            for _ in 0..opts.sessions.max(1) {
+                sessions.push(Mutex::new(build_session(env, &path, opts.intra_threads.max(1))?));
+            }
+            let part = Part {
+                manifest_path: m.dir.join("model.toml"),
+                input: spec.input.clone(),
+                output: spec.output.clone(),
+                scale: weight.sqrt(),
+                sessions,
+                next: AtomicUsize::new(0),
+            };
+            part.check_io()?;
+            parts.push(part);
         }
-        let emb = Embedder {
-            manifest: manifest.clone(),
-            pre: Preprocessor::for_model(manifest),
-            sessions,
-            next: AtomicUsize::new(0),
-            limits: opts.limits,
-        };
-        emb.check_io()?;
-        Ok(emb)
-    }
-
-    fn check_io(&self) -> Result<(), EmbedError> {
-        let s = self.sessions[0].lock().unwrap_or_else(|p| p.into_inner());
-        let bad = |detail: String| EmbedError::Manifest { path: self.manifest.dir.join("model.toml"), detail };
-        if !s.inputs().iter().any(|i| i.name() == self.manifest.input.name) {
-            let names: Vec<_> = s.inputs().iter().map(|i| i.name().to_string()).collect();
-            return Err(bad(format!("input '{}' is not in the model (it has {names:?})", self.manifest.input.name)));
-        }
-        if !s.outputs().iter().any(|o| o.name() == self.manifest.output.name) {
-            let names: Vec<_> = s.outputs().iter().map(|o| o.name().to_string()).collect();
-            return Err(bad(format!("output '{}' is not in the model (it has {names:?})", self.manifest.output.name)));
-        }
-        Ok(())
+        Ok(Embedder { manifest: manifest.clone(), pre: Preprocessor::for_model(manifest), parts, limits: opts.limits })
     }
 
     pub fn manifest(&self) -> &ModelManifest {
@@ -109,45 +121,31 @@ impl Embedder {
     }
 
     /// Runs the model on `n` preprocessed images laid out back to back in
-    /// `batch`, returning one unit vector per image.
+    /// `batch` (each image: its parts' tensors back to back), returning one
+    /// unit vector per image.
     pub fn embed_tensors(&self, batch: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let (w, h) = (self.manifest.input.width as usize, self.manifest.input.height as usize);
-        assert_eq!(batch.len(), n * 3 * w * h, "batch buffer does not hold n tensors");
-        let shape = match self.manifest.input.layout {
-            InputLayout::Nchw => (n, 3, h, w),
-            InputLayout::Nhwc => (n, h, w, 3),
-        };
-        let shape_err = |e: ndarray::ShapeError| EmbedError::Runtime(e.to_string());
-        // A u8 model gets the same pixel values (exact integers, mean 0 / std 1).
-        let bytes: Vec<u8>;
-        let input: ort::session::SessionInputValue<'_> = if self.manifest.input.dtype == "u8" {
-            bytes = batch.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
-            TensorRef::from_array_view(ArrayView4::from_shape(shape, &bytes[..]).map_err(shape_err)?)?.into()
-        } else {
-            TensorRef::from_array_view(ArrayView4::from_shape(shape, batch).map_err(shape_err)?)?.into()
-        };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
-        // Prefer an idle session; otherwise wait for the round-robin one.
-        let mut guard = self
-            .sessions
-            .iter()
-            .cycle()
-            .skip(i)
-            .take(self.sessions.len())
-            .find_map(|m| m.try_lock().ok())
-            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(|p| p.into_inner()));
-        let outputs = guard.run(ort::inputs![self.manifest.input.name.as_str() => input])?;
-        let (oshape, data) = outputs[self.manifest.output.name.as_str()].try_extract_tensor::<f32>()?;
-        let dim = self.manifest.output.dim;
-        let dims: Vec<i64> = oshape.iter().copied().collect();
-        let flat: i64 = dims.iter().skip(1).product();
-        if dims.first() != Some(&(n as i64)) || flat != dim as i64 {
-            return Err(EmbedError::OutputShape { shape: dims, dim });
+        let len = self.pre.tensor_len();
+        assert_eq!(batch.len(), n * len, "batch buffer does not hold n tensors");
+        if let [part] = &self.parts[..] {
+            return part.run(batch, n);
         }
-        Ok(data.chunks_exact(dim).map(|v| l2_normalize(v.to_vec())).collect())
+        let mut fused = vec![Vec::with_capacity(self.dim()); n];
+        let mut offset = 0;
+        for (part, chain) in self.parts.iter().zip(&self.pre.chains) {
+            let plen = chain.tensor_len();
+            let mut own = Vec::with_capacity(n * plen);
+            for img in batch.chunks_exact(len) {
+                own.extend_from_slice(&img[offset..offset + plen]);
+            }
+            for (out, v) in fused.iter_mut().zip(part.run(&own, n)?) {
+                out.extend(v.into_iter().map(|x| x * part.scale));
+            }
+            offset += plen;
+        }
+        Ok(fused.into_iter().map(l2_normalize).collect())
     }
 
     /// Embeds already-decoded images in one model call.
@@ -156,8 +154,7 @@ impl Embedder {
         let mut batch = vec![0f32; len * images.len()];
         let mut resizer = Resizer::new();
         for (img, slot) in images.iter().zip(batch.chunks_exact_mut(len)) {
-            let resized = self.pre.resize.apply(img, &mut resizer);
-            self.pre.to_tensor.apply(&resized, slot);
+            self.pre.apply(img, &mut resizer, slot);
         }
         self.embed_tensors(&batch, images.len())
     }
@@ -173,6 +170,60 @@ impl Embedder {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|error| EmbedError::Io { source_name: name.clone(), error })?;
         self.embed_bytes(&bytes, &name)
+    }
+}
+
+impl Part {
+    fn check_io(&self) -> Result<(), EmbedError> {
+        let s = self.sessions[0].lock().unwrap_or_else(|p| p.into_inner());
+        let bad = |detail: String| EmbedError::Manifest { path: self.manifest_path.clone(), detail };
+        if !s.inputs().iter().any(|i| i.name() == self.input.name) {
+            let names: Vec<_> = s.inputs().iter().map(|i| i.name().to_string()).collect();
+            return Err(bad(format!("input '{}' is not in the model (it has {names:?})", self.input.name)));
+        }
+        if !s.outputs().iter().any(|o| o.name() == self.output.name) {
+            let names: Vec<_> = s.outputs().iter().map(|o| o.name().to_string()).collect();
+            return Err(bad(format!("output '{}' is not in the model (it has {names:?})", self.output.name)));
+        }
+        Ok(())
+    }
+
+    /// Runs this ONNX model on `n` of its own tensors; unit vectors out.
+    fn run(&self, batch: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let (w, h) = (self.input.width as usize, self.input.height as usize);
+        assert_eq!(batch.len(), n * 3 * w * h, "batch buffer does not hold n tensors");
+        let shape = match self.input.layout {
+            InputLayout::Nchw => (n, 3, h, w),
+            InputLayout::Nhwc => (n, h, w, 3),
+        };
+        let shape_err = |e: ndarray::ShapeError| EmbedError::Runtime(e.to_string());
+        // A u8 model gets the same pixel values (exact integers, mean 0 / std 1).
+        let bytes: Vec<u8>;
+        let input: ort::session::SessionInputValue<'_> = if self.input.dtype == "u8" {
+            bytes = batch.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+            TensorRef::from_array_view(ArrayView4::from_shape(shape, &bytes[..]).map_err(shape_err)?)?.into()
+        } else {
+            TensorRef::from_array_view(ArrayView4::from_shape(shape, batch).map_err(shape_err)?)?.into()
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        // Prefer an idle session; otherwise wait for the round-robin one.
+        let mut guard = self
+            .sessions
+            .iter()
+            .cycle()
+            .skip(i)
+            .take(self.sessions.len())
+            .find_map(|m| m.try_lock().ok())
+            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(|p| p.into_inner()));
+        let outputs = guard.run(ort::inputs![self.input.name.as_str() => input])?;
+        let (oshape, data) = outputs[self.output.name.as_str()].try_extract_tensor::<f32>()?;
+        let dim = self.output.dim;
+        let dims: Vec<i64> = oshape.iter().copied().collect();
+        let flat: i64 = dims.iter().skip(1).product();
+        if dims.first() != Some(&(n as i64)) || flat != dim as i64 {
+            return Err(EmbedError::OutputShape { shape: dims, dim });
+        }
+        Ok(data.chunks_exact(dim).map(|v| l2_normalize(v.to_vec())).collect())
     }
 }
 

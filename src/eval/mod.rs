@@ -339,3 +339,89 @@ pub fn fit_calibration(samples: &[(f32, f32, bool)]) -> (crate::search::Mapping,
     let all: Vec<usize> = (0..samples.len()).collect();
     (fit(best, &all), heldout)
 }
+
+/// What cross-validating a projection on the catalog's own photos found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectionCv {
+    pub folds: usize,
+    /// Photos looked up (those whose product keeps a photo in the other folds).
+    pub n_queries: usize,
+    /// Top-1 product accuracy without and with the projection (same folds).
+    pub top1_raw: f64,
+    pub top1_projected: f64,
+    /// (top similarity, margin to the next product, top product right) in the
+    /// projected space: calibration samples.
+    #[serde(skip)]
+    pub samples: Vec<(f32, f32, bool)>,
+}
+
+/// K-fold cross-validation of a projection: each fold's photos are looked up
+/// (exhaustively, nearest image per product) against the other folds, with a
+/// projection fitted on those other folds only, and without one.
+pub fn cross_validate_projection(
+    labelled: &[(i64, Vec<f32>)],
+    model: &str,
+    opts: crate::catalog::FitOptions,
+    folds: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ProjectionCv, crate::catalog::CatalogError> {
+    let folds = folds.max(2);
+    crate::catalog::Projection::require_photos(&labelled.iter().map(|(l, _)| *l).collect::<Vec<_>>())?;
+    let mut samples = Vec::new();
+    let (mut right_raw, mut right_proj, mut n) = (0usize, 0usize, 0usize);
+    // Blocked folds: each product's photos (in indexing order) are cut into
+    // `folds` contiguous runs. Photos taken one after another are often near
+    // duplicates; interleaved folds would let each query find its twin and
+    // make both the accuracy and the calibration far too optimistic.
+    let mut fold_of = vec![0usize; labelled.len()];
+    let mut members: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, (l, _)) in labelled.iter().enumerate() {
+        members.entry(*l).or_default().push(i);
+    }
+    for idx in members.values() {
+        for (rank, i) in idx.iter().enumerate() {
+            fold_of[*i] = rank * folds / idx.len();
+        }
+    }
+    for f in 0..folds {
+        progress(f, folds);
+        let (test, train): (Vec<usize>, Vec<usize>) = (0..labelled.len()).partition(|i| fold_of[*i] == f);
+        let train_vecs: Vec<&[f32]> = train.iter().map(|i| labelled[*i].1.as_slice()).collect();
+        let train_labels: Vec<i64> = train.iter().map(|i| labelled[*i].0).collect();
+        let known: std::collections::HashSet<i64> = train_labels.iter().copied().collect();
+        let queries: Vec<usize> = test.into_iter().filter(|i| known.contains(&labelled[*i].0)).collect();
+        if queries.is_empty() {
+            continue;
+        }
+        let p = crate::catalog::Projection::fit(&train_vecs, &train_labels, model, opts)?;
+        let gallery_proj: Vec<Vec<f32>> = train_vecs.iter().map(|v| p.apply(v)).collect();
+        let gallery_proj: Vec<&[f32]> = gallery_proj.iter().map(|v| v.as_slice()).collect();
+        for q in queries {
+            let (label, v) = (&labelled[q].0, &labelled[q].1);
+            let raw = best_two_products(v, &train_vecs, &train_labels);
+            let pq = p.apply(v);
+            let proj = best_two_products(&pq, &gallery_proj, &train_labels);
+            n += 1;
+            right_raw += (raw.0 .0 == *label) as usize;
+            right_proj += (proj.0 .0 == *label) as usize;
+            samples.push((proj.0 .1, proj.0 .1 - proj.1, proj.0 .0 == *label));
+        }
+    }
+    progress(folds, folds);
+    let share = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    Ok(ProjectionCv { folds, n_queries: n, top1_raw: share(right_raw), top1_projected: share(right_proj), samples })
+}
+
+/// The best product (label, similarity of its nearest image) and the
+/// second-best product's similarity (0 when there is none, as in `evaluate`).
+fn best_two_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> ((i64, f32), f32) {
+    let mut best: HashMap<i64, f32> = HashMap::new();
+    for (g, l) in gallery.iter().zip(labels) {
+        let s: f32 = q.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+        let e = best.entry(*l).or_insert(f32::MIN);
+        *e = e.max(s);
+    }
+    let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    (ranked.first().copied().unwrap_or((i64::MIN, 0.0)), ranked.get(1).map_or(0.0, |r| r.1))
+}

@@ -42,8 +42,14 @@ pub struct Calibration {
     pub n_correct: usize,
     /// Held-out ECE (2-fold) of each candidate method; the lower one was chosen.
     pub heldout_ece: std::collections::BTreeMap<String, f64>,
-    /// Where the queries came from (manifest paths).
+    /// Where the queries came from (manifest paths, or how the catalog's own
+    /// photos were cross-validated).
     pub queries: Vec<String>,
+    /// Id of the catalog projection the similarities were measured in
+    /// (`None`: the model's own vectors). A calibration only applies to the
+    /// space it was fitted in.
+    #[serde(default)]
+    pub projection: Option<String>,
 }
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
@@ -65,6 +71,27 @@ impl Calibration {
         [index_dir.join(CALIBRATION_FILE), model_dir.join(CALIBRATION_FILE)]
             .into_iter()
             .find_map(|p| Calibration::load(&p).map(|c| (c, p)))
+    }
+
+    /// Like [`Calibration::find`], skipping (with a warning) a calibration
+    /// fitted for another model or in another projection.
+    pub fn find_matching(index_dir: &Path, model_dir: &Path, model: &str, projection: Option<&str>) -> Option<(Calibration, std::path::PathBuf)> {
+        [index_dir.join(CALIBRATION_FILE), model_dir.join(CALIBRATION_FILE)]
+            .into_iter()
+            .filter_map(|p| Calibration::load(&p).map(|c| (c, p)))
+            .find(|(c, p)| {
+                let ok = c.model == model && c.projection.as_deref() == projection;
+                if !ok {
+                    tracing::warn!(
+                        "ignoring {}: fitted for model '{}' / projection {:?}, the index is '{model}' / {:?}",
+                        p.display(),
+                        c.model,
+                        c.projection,
+                        projection
+                    );
+                }
+                ok
+            })
     }
 }
 
