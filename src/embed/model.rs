@@ -105,6 +105,11 @@ pub struct ModelManifest {
     /// Parts of a fused model (empty for a single model).
     #[serde(default)]
     pub fuse: Vec<FusePart>,
+    /// Keep the central share (0.3–1) of photos with a busy border; photos
+    /// on a plain background are kept whole (see `preprocess::FocusCrop`).
+    /// Applies to every part of a fused model.
+    #[serde(default)]
+    pub focus_crop: Option<f32>,
     /// The parts' manifests with normalised weights, resolved by the registry.
     #[serde(skip)]
     pub parts: Vec<(ModelManifest, f32)>,
@@ -135,6 +140,9 @@ impl ModelManifest {
         let bad = |detail: String| Err(EmbedError::Manifest { path: path.into(), detail });
         if self.output.dim == 0 {
             return bad("output.dim must be > 0".into());
+        }
+        if self.focus_crop.is_some_and(|f| !(0.3..=1.0).contains(&f)) {
+            return bad("focus_crop must be between 0.3 and 1".into());
         }
         if !self.fuse.is_empty() {
             if self.file.is_some() || self.sha256.is_some() || self.input.is_some() {

@@ -17,38 +17,107 @@ pub struct Resize {
     pub mode: ResizeMode,
 }
 
+/// A source rectangle: left, top, width, height (pixels, fractional allowed).
+pub type Region = (f64, f64, f64, f64);
+
 impl Resize {
     /// Source region to sample: the whole image, or its centred crop with the
     /// target's aspect ratio.
-    fn crop_box(&self, w: u32, h: u32) -> (f64, f64, f64, f64) {
+    #[cfg(test)]
+    fn crop_box(&self, w: u32, h: u32) -> Region {
+        self.crop_box_in((0.0, 0.0, w as f64, h as f64))
+    }
+
+    /// Like `crop_box`, inside `region` of the image.
+    fn crop_box_in(&self, region: Region) -> Region {
+        let (l, t, w, h) = region;
         match self.mode {
-            ResizeMode::Squash => (0.0, 0.0, w as f64, h as f64),
+            ResizeMode::Squash => region,
             ResizeMode::CenterCrop => {
                 let target = self.width as f64 / self.height as f64;
-                let (w, h) = (w as f64, h as f64);
                 if w / h > target {
                     let cw = h * target;
-                    ((w - cw) / 2.0, 0.0, cw, h)
+                    (l + (w - cw) / 2.0, t, cw, h)
                 } else {
                     let ch = w / target;
-                    (0.0, (h - ch) / 2.0, w, ch)
+                    (l, t + (h - ch) / 2.0, w, ch)
                 }
             }
         }
     }
 
     pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer) -> RgbImage {
-        if img.width() == self.width && img.height() == self.height && self.mode == ResizeMode::Squash {
+        self.apply_region(img, (0.0, 0.0, img.width() as f64, img.height() as f64), resizer)
+    }
+
+    /// Resizes `region` of `img` (see [`FocusCrop`]) to the target size.
+    pub fn apply_region(&self, img: &RgbImage, region: Region, resizer: &mut Resizer) -> RgbImage {
+        let whole = region == (0.0, 0.0, img.width() as f64, img.height() as f64);
+        if whole && img.width() == self.width && img.height() == self.height && self.mode == ResizeMode::Squash {
             return img.clone();
         }
         let src = fast_image_resize::images::ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
             .expect("RgbImage buffer matches its dimensions");
         let mut dst = Image::new(self.width, self.height, PixelType::U8x3);
-        let (l, t, w, h) = self.crop_box(img.width(), img.height());
+        let (l, t, w, h) = self.crop_box_in(region);
         let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(l, t, w, h);
         resizer.resize(&src, &mut dst, &opts).expect("same pixel type, non-empty sizes");
         RgbImage::from_raw(self.width, self.height, dst.into_vec()).expect("dst buffer matches its dimensions")
     }
+}
+
+/// Shelf and street photos show the product in the middle of clutter; studio
+/// shots show it on a plain background. `FocusCrop` keeps the central
+/// `fraction` (of width and of height) of a photo whose border is busy and
+/// the whole of one whose border is plain, so catalog packshots are never cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FocusCrop {
+    pub fraction: f32,
+}
+
+impl FocusCrop {
+    /// Share of border pixels near the border's median colour from which a
+    /// border counts as plain (studio shots measure ≥ 0.77, shelf photos
+    /// ≤ 0.64 on the grocery set).
+    pub const PLAIN_SHARE: f32 = 0.7;
+
+    pub fn region(&self, img: &RgbImage) -> Region {
+        let (w, h) = (img.width() as f64, img.height() as f64);
+        if self.fraction >= 1.0 || plain_border_share(img) >= Self::PLAIN_SHARE {
+            return (0.0, 0.0, w, h);
+        }
+        let f = self.fraction as f64;
+        (w * (1.0 - f) / 2.0, h * (1.0 - f) / 2.0, w * f, h * f)
+    }
+}
+
+/// Share of pixels in the outer 4% band whose channels are all within 24
+/// levels of the band's per-channel median (sampled, at most ~4k pixels).
+pub fn plain_border_share(img: &RgbImage) -> f32 {
+    let (w, h) = img.dimensions();
+    if w < 8 || h < 8 {
+        return 1.0;
+    }
+    let (bw, bh) = ((w / 25).max(1), (h / 25).max(1));
+    let step = (((2 * (w * bh + h * bw)) as f64 / 4096.0).sqrt().ceil() as u32).max(1);
+    let mut px: Vec<[u8; 3]> = Vec::new();
+    for y in (0..h).step_by(step as usize) {
+        for x in (0..w).step_by(step as usize) {
+            if x < bw || x >= w - bw || y < bh || y >= h - bh {
+                px.push(img.get_pixel(x, y).0);
+            }
+        }
+    }
+    if px.is_empty() {
+        return 1.0;
+    }
+    let median: [i16; 3] = std::array::from_fn(|c| {
+        let mut v: Vec<u8> = px.iter().map(|p| p[c]).collect();
+        v.sort_unstable();
+        v[v.len() / 2] as i16
+    });
+    let near = px.iter().filter(|p| (0..3).all(|c| (p[c] as i16 - median[c]).abs() <= 24)).count();
+    near as f32 / px.len() as f32
 }
 
 /// 8-bit RGB → normalised `f32` in NCHW or NHWC.
@@ -88,6 +157,7 @@ impl ToTensor {
 /// The preprocessing chain of one ONNX model.
 #[derive(Debug, Clone)]
 pub struct Chain {
+    pub focus: Option<FocusCrop>,
     pub resize: Resize,
     pub to_tensor: ToTensor,
 }
@@ -100,7 +170,10 @@ impl Chain {
 
     /// Resizes and normalises `img` into `out` (exactly `tensor_len` values).
     pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
-        let resized = self.resize.apply(img, resizer);
+        let resized = match self.focus {
+            Some(f) => self.resize.apply_region(img, f.region(img), resizer),
+            None => self.resize.apply(img, resizer),
+        };
         self.to_tensor.apply(&resized, out);
     }
 }
@@ -114,11 +187,13 @@ pub struct Preprocessor {
 
 impl Preprocessor {
     pub fn for_model(m: &ModelManifest) -> Self {
+        let focus = m.focus_crop.map(|fraction| FocusCrop { fraction });
         let chains = m
             .onnx_parts()
             .into_iter()
             .filter_map(|(part, _)| part.input.as_ref())
             .map(|input| Chain {
+                focus,
                 resize: Resize { width: input.width, height: input.height, mode: input.resize },
                 to_tensor: ToTensor { layout: input.layout, norm: input.normalization.clone() },
             })
@@ -160,6 +235,34 @@ mod tests {
         assert_eq!(r.crop_box(200, 400), (0.0, 100.0, 200.0, 200.0));
         let s = Resize { width: 100, height: 100, mode: ResizeMode::Squash };
         assert_eq!(s.crop_box(400, 200), (0.0, 0.0, 400.0, 200.0));
+    }
+
+    #[test]
+    fn focus_crop_cuts_busy_photos_and_keeps_packshots_whole() {
+        // A packshot: a busy object on a white background.
+        let shot = RgbImage::from_fn(200, 100, |x, y| {
+            if (40..160).contains(&x) && (20..80).contains(&y) { image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, 90]) } else { image::Rgb([252, 252, 250]) }
+        });
+        // A shelf photo: clutter up to the edges.
+        let shelf = RgbImage::from_fn(200, 100, |x, y| image::Rgb([((x * 37 + y * 11) % 256) as u8, ((x * 5 + y * 71) % 256) as u8, ((x ^ y) % 256) as u8]));
+        assert!(plain_border_share(&shot) > 0.95);
+        assert!(plain_border_share(&shelf) < 0.3);
+        let f = FocusCrop { fraction: 0.7 };
+        assert_eq!(f.region(&shot), (0.0, 0.0, 200.0, 100.0));
+        let (l, t, w, h) = f.region(&shelf);
+        assert!((l - 30.0).abs() < 1e-3 && (t - 15.0).abs() < 1e-3 && (w - 140.0).abs() < 1e-3 && (h - 70.0).abs() < 1e-3, "{l} {t} {w} {h}");
+        // The crop really selects the centre: a resized crop of a busy image
+        // whose centre is red comes out red (the filter may reach a few
+        // pixels past the crop, so the red reaches a little further).
+        let mut two = shelf.clone();
+        for y in 5..95 {
+            for x in 12..188 {
+                two.put_pixel(x, y, image::Rgb([200, 0, 0]));
+            }
+        }
+        let r = Resize { width: 8, height: 8, mode: ResizeMode::Squash };
+        let out = r.apply_region(&two, f.region(&two), &mut Resizer::new());
+        assert!(out.pixels().all(|p| p.0 == [200, 0, 0]));
     }
 
     #[test]
