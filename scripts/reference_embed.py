@@ -6,7 +6,7 @@ bilinear resize as model.toml says, normalise, onnxruntime, L2-normalise.
   .venv/bin/python scripts/reference_embed.py models/efficientnet-lite0 IMAGE...   # JSON lines
   .venv/bin/python scripts/reference_embed.py --bench --threads 2 --batch 16 models/efficientnet-lite0 IMAGE...
 """
-import argparse, json, os, sys, time, tomllib
+import argparse, json, math, os, sys, time, tomllib
 
 import numpy as np
 import onnxruntime as ort
@@ -25,19 +25,52 @@ def load_rgb(path):
     return im.convert("RGB")
 
 
-def preprocess(im, spec):
+def plain_border_share(im):
+    """Share of the outer 4% band near its per-channel median (as src/embed/preprocess.rs)."""
+    w, h = im.size
+    if w < 8 or h < 8:
+        return 1.0
+    bw, bh = max(w // 25, 1), max(h // 25, 1)
+    step = max(math.ceil(math.sqrt(2 * (w * bh + h * bw) / 4096.0)), 1)
+    a = np.asarray(im)
+    ys, xs = np.meshgrid(np.arange(0, h, step), np.arange(0, w, step), indexing="ij")
+    mask = (xs < bw) | (xs >= w - bw) | (ys < bh) | (ys >= h - bh)
+    px = a[ys[mask], xs[mask]].astype(np.int16)
+    if len(px) == 0:
+        return 1.0
+    median = np.array([np.sort(px[:, c])[len(px) // 2] for c in range(3)], np.int16)
+    return float((np.abs(px - median) <= 24).all(axis=1).mean())
+
+
+def focus_region(im, fraction):
+    """Central part of a photo with a busy border, easing to the whole image
+    as the border gets plain (as FocusCrop in src/embed/preprocess.rs)."""
+    whole = (0.0, 0.0, float(im.width), float(im.height))
+    if fraction is None or fraction >= 1.0:
+        return whole
+    fr = np.float32(fraction)
+    t = np.float32(min(max((np.float32(plain_border_share(im)) - np.float32(0.5)) / (np.float32(0.8) - np.float32(0.5)), 0.0), 1.0))
+    f = float(np.float32(fr + (np.float32(1.0) - fr) * t))
+    if f >= 1.0:
+        return whole
+    return (im.width * (1 - f) / 2, im.height * (1 - f) / 2, im.width * f, im.height * f)
+
+
+def preprocess(im, spec, focus_crop=None):
     w, h = spec["width"], spec["height"]
+    l, t, rw, rh = focus_region(im, focus_crop)
     if spec["resize"] == "center-crop":
         target = w / h
-        if im.width / im.height > target:
-            cw = im.height * target
-            box = ((im.width - cw) / 2, 0, (im.width + cw) / 2, im.height)
+        if rw / rh > target:
+            cw = rh * target
+            l, rw = l + (rw - cw) / 2, cw
         else:
-            ch = im.width / target
-            box = (0, (im.height - ch) / 2, im.width, (im.height + ch) / 2)
-        im = im.resize((w, h), Image.BILINEAR, box=box)
-    else:
+            ch = rw / target
+            t, rh = t + (rh - ch) / 2, ch
+    if (l, t, rw, rh) == (0.0, 0.0, float(im.width), float(im.height)):
         im = im.resize((w, h), Image.BILINEAR)
+    else:
+        im = im.resize((w, h), Image.BILINEAR, box=(l, t, l + rw, t + rh))
     x = np.asarray(im, dtype=np.float32)
     if spec["dtype"] == "u8":
         x = np.asarray(im, dtype=np.uint8)
@@ -67,7 +100,7 @@ def main():
     out = []
     for i in range(0, len(a.images), a.batch):
         s = time.perf_counter()
-        x = np.stack([preprocess(load_rgb(p), spec) for p in a.images[i:i + a.batch]])
+        x = np.stack([preprocess(load_rgb(p), spec, m.get("focus_crop")) for p in a.images[i:i + a.batch]])
         s2 = time.perf_counter()
         e = sess.run([m["output"]["name"]], {spec["name"]: x})[0].reshape(len(x), -1)
         t_inf += time.perf_counter() - s2

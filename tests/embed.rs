@@ -114,7 +114,9 @@ fn retrieval_sanity_copies_are_nearer_than_other_photos() {
                 let s = cosine(&v, other);
                 assert!(own > s + 0.1, "photo {i} {kind}: own {own} vs photo {j} {s}");
             }
-            assert!(own > 0.85, "photo {i} {kind}: similarity to its original only {own}");
+            // 0.83 is the lowest measured: the half-size copy of the 360×240
+            // rocket photo, whose focus crop leaves ~150×100 source pixels.
+            assert!(own > 0.8, "photo {i} {kind}: similarity to its original only {own}");
         }
     }
 }
@@ -278,7 +280,7 @@ fn fused_model_concatenates_weighted_parts_and_missing_parts_are_named() {
     let fused = |name: &str, part2: &str, dim: usize| {
         std::fs::create_dir(dir.path().join(name)).unwrap();
         let toml = format!(
-            "name = \"{name}\"\ndescription = \"test\"\nlicence = \"test\"\n\
+            "name = \"{name}\"\ndescription = \"test\"\nlicence = \"test\"\nfocus_crop = 0.7\n\
              [[fuse]]\nmodel = \"efficientnet-lite0\"\nweight = 1\n\
              [[fuse]]\nmodel = \"{part2}\"\nweight = 3\n\
              [output]\nname = \"fused\"\ndim = {dim}\n"

@@ -70,23 +70,34 @@ impl Resize {
 /// shots show it on a plain background. `FocusCrop` keeps the central
 /// `fraction` (of width and of height) of a photo whose border is busy and
 /// the whole of one whose border is plain, so catalog packshots are never cut.
+/// In between the crop eases linearly from `fraction` (plain share ≤ 0.5) to
+/// none (≥ 0.8), so a small change of the photo never flips the crop.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FocusCrop {
     pub fraction: f32,
 }
 
 impl FocusCrop {
-    /// Share of border pixels near the border's median colour from which a
-    /// border counts as plain (studio shots measure ≥ 0.77, shelf photos
-    /// ≤ 0.64 on the grocery set).
-    pub const PLAIN_SHARE: f32 = 0.7;
+    /// Plain-border shares between which the crop eases off (studio shots
+    /// measure ≥ 0.77, shelf photos ≤ 0.64, median 0.17, on the grocery set).
+    pub const BUSY: f32 = 0.5;
+    pub const PLAIN: f32 = 0.8;
+
+    /// The share of width and height kept for a border this plain.
+    pub fn fraction_for(&self, plain_share: f32) -> f32 {
+        let t = ((plain_share - Self::BUSY) / (Self::PLAIN - Self::BUSY)).clamp(0.0, 1.0);
+        self.fraction + (1.0 - self.fraction) * t
+    }
 
     pub fn region(&self, img: &RgbImage) -> Region {
         let (w, h) = (img.width() as f64, img.height() as f64);
-        if self.fraction >= 1.0 || plain_border_share(img) >= Self::PLAIN_SHARE {
+        if self.fraction >= 1.0 {
             return (0.0, 0.0, w, h);
         }
-        let f = self.fraction as f64;
+        let f = self.fraction_for(plain_border_share(img)) as f64;
+        if f >= 1.0 {
+            return (0.0, 0.0, w, h);
+        }
         (w * (1.0 - f) / 2.0, h * (1.0 - f) / 2.0, w * f, h * f)
     }
 }
@@ -249,6 +260,8 @@ mod tests {
         assert!(plain_border_share(&shelf) < 0.3);
         let f = FocusCrop { fraction: 0.7 };
         assert_eq!(f.region(&shot), (0.0, 0.0, 200.0, 100.0));
+        assert_eq!((f.fraction_for(0.2), f.fraction_for(0.9)), (0.7, 1.0));
+        assert!((f.fraction_for(0.65) - 0.85).abs() < 1e-6, "eases linearly in between");
         let (l, t, w, h) = f.region(&shelf);
         assert!((l - 30.0).abs() < 1e-3 && (t - 15.0).abs() < 1e-3 && (w - 140.0).abs() < 1e-3 && (h - 70.0).abs() < 1e-3, "{l} {t} {w} {h}");
         // The crop really selects the centre: a resized crop of a busy image
