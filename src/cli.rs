@@ -282,6 +282,9 @@ pub struct TuneArgs {
     /// Apply the projection even when cross-validation says it does not help.
     #[arg(long)]
     pub force: bool,
+    /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
+    #[arg(long, default_value_t = 0.5)]
+    pub uncertain_cost: f32,
 }
 
 pub fn main() -> i32 {
@@ -413,7 +416,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 max_batch: max_batch.or(file.max_batch).unwrap_or(d.max_batch),
                 request_timeout: request_timeout_ms.or(file.request_timeout_ms).map(std::time::Duration::from_millis).unwrap_or(d.request_timeout),
                 allow_private_urls: allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
-                verdict: file.verdict.unwrap_or(d.verdict.clone()),
+                verdict: file.verdict.clone().unwrap_or(d.verdict.clone()),
                 ..d
             };
             let mut index = index.clone();
@@ -429,7 +432,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let embedder = std::sync::Arc::new(Embedder::load(reg.get(Some(catalog.model()))?, &opts)?);
             let mut config = config;
-            config.verdict.calibration = verdict_for(&catalog, embedder.manifest()).calibration;
+            // Fitted thresholds apply unless the config file sets its own [verdict].
+            let fitted = verdict_for(&catalog, embedder.manifest());
+            match file.verdict {
+                Some(_) => config.verdict.calibration = fitted.calibration,
+                None => config.verdict = fitted,
+            }
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
             let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default(), jobs: Default::default() });
             let resumed = state.start_jobs()?;
@@ -521,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 heldout_ece,
                 queries: queries.iter().map(|q| q.display().to_string()).collect(),
                 projection: catalog.projection().map(|p| p.info.id.clone()),
+                verdict: None,
             };
             let path = out.clone().unwrap_or_else(|| index.dir.join(crate::search::calibration::CALIBRATION_FILE));
             crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
@@ -809,6 +818,10 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
     }
     let info = catalog.fit_projection(opts)?;
     let (mapping, heldout_ece) = crate::eval::fit_calibration(&cv.samples);
+    let verdict = crate::eval::fit_verdict_thresholds(&cv.ranked, &catalog.product_labels(), &mapping, args.uncertain_cost);
+    if let Some(v) = &verdict {
+        eprintln!("[tune] verdict margin {:.2} (expected cost per lookup by margin: {:?})", v.margin, v.cost_by_margin);
+    }
     let cal = crate::search::Calibration {
         mapping,
         model: catalog.model().to_string(),
@@ -818,6 +831,7 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
         heldout_ece,
         queries: vec![format!("{}-fold cross-validation of the catalog's own photos (knockoff tune)", cv.folds)],
         projection: Some(info.id.clone()),
+        verdict: verdict.clone(),
     };
     let path = catalog.dir().join(crate::search::calibration::CALIBRATION_FILE);
     crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
@@ -833,6 +847,7 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
     summary["applied"] = true.into();
     summary["projection"] = serde_json::to_value(&info)?;
     summary["calibration_heldout_ece"] = serde_json::to_value(&cal.heldout_ece)?;
+    summary["verdict"] = serde_json::to_value(&verdict)?;
     Ok(summary)
 }
 
@@ -843,6 +858,10 @@ fn verdict_for(catalog: &Catalog, manifest: &crate::embed::ModelManifest) -> cra
     if let Some((cal, path)) = crate::search::Calibration::find_matching(catalog.dir(), &manifest.dir, catalog.model(), projection.as_deref()) {
         tracing::info!("confidence calibration from {}", path.display());
         v.calibration = Some(cal.mapping);
+        if let Some(t) = cal.verdict {
+            v.min_confidence = t.min_confidence;
+            v.margin = t.margin;
+        }
     }
     v
 }

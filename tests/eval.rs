@@ -143,6 +143,11 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).unwrap();
     assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
     assert_eq!(cal.n_queries, 40);
+    // The catalog has both labels, so the verdict margin was fitted with it.
+    let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
+    assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
+    assert_eq!(v.cost_by_margin.len(), knockoff::eval::VERDICT_MARGINS.len());
+    assert_eq!(s["verdict"]["margin"].as_f64().unwrap() as f32, v.margin);
     let (found, _) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id)).unwrap();
     assert_eq!(found, cal);
     assert_ne!(found.mapping, default_cal.mapping);

@@ -203,6 +203,12 @@ impl Catalog {
         Ok(labels.into_iter().zip(live).map(|(l, (_, v))| (l, v)).collect())
     }
 
+    /// Each live product's row id (the key of `labelled_vectors`) and label.
+    pub fn product_labels(&self) -> HashMap<i64, super::Label> {
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        meta.products.iter().map(|(row, p)| (*row, p.label)).collect()
+    }
+
     fn labels_of(&self, live: &[(i64, Vec<f32>)]) -> Vec<i64> {
         let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
         live.iter().map(|(id, _)| meta.images.get(id).map_or(-1 - *id, |e| e.product_row)).collect()

@@ -353,6 +353,9 @@ pub struct ProjectionCv {
     /// projected space: calibration samples.
     #[serde(skip)]
     pub samples: Vec<(f32, f32, bool)>,
+    /// Per lookup: its product, and the best 5 products (label key, similarity) in the projected space.
+    #[serde(skip)]
+    pub ranked: Vec<(i64, Vec<(i64, f32)>)>,
 }
 
 /// K-fold cross-validation of a projection: each fold's photos are looked up
@@ -368,6 +371,7 @@ pub fn cross_validate_projection(
     let folds = folds.max(2);
     crate::catalog::Projection::require_photos(&labelled.iter().map(|(l, _)| *l).collect::<Vec<_>>())?;
     let mut samples = Vec::new();
+    let mut ranked = Vec::new();
     let (mut right_raw, mut right_proj, mut n) = (0usize, 0usize, 0usize);
     // Blocked folds: each product's photos (in indexing order) are cut into
     // `folds` contiguous runs. Photos taken one after another are often near
@@ -398,23 +402,25 @@ pub fn cross_validate_projection(
         let gallery_proj: Vec<&[f32]> = gallery_proj.iter().map(|v| v.as_slice()).collect();
         for q in queries {
             let (label, v) = (&labelled[q].0, &labelled[q].1);
-            let raw = best_two_products(v, &train_vecs, &train_labels);
+            let raw = rank_products(v, &train_vecs, &train_labels);
             let pq = p.apply(v);
-            let proj = best_two_products(&pq, &gallery_proj, &train_labels);
+            let proj = rank_products(&pq, &gallery_proj, &train_labels);
             n += 1;
-            right_raw += (raw.0 .0 == *label) as usize;
-            right_proj += (proj.0 .0 == *label) as usize;
-            samples.push((proj.0 .1, proj.0 .1 - proj.1, proj.0 .0 == *label));
+            right_raw += (raw[0].0 == *label) as usize;
+            right_proj += (proj[0].0 == *label) as usize;
+            let second = proj.get(1).map_or(0.0, |r| r.1);
+            samples.push((proj[0].1, proj[0].1 - second, proj[0].0 == *label));
+            ranked.push((*label, proj.into_iter().take(5).collect()));
         }
     }
     progress(folds, folds);
     let share = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    Ok(ProjectionCv { folds, n_queries: n, top1_raw: share(right_raw), top1_projected: share(right_proj), samples })
+    Ok(ProjectionCv { folds, n_queries: n, top1_raw: share(right_raw), top1_projected: share(right_proj), samples, ranked })
 }
 
-/// The best product (label, similarity of its nearest image) and the
-/// second-best product's similarity (0 when there is none, as in `evaluate`).
-fn best_two_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> ((i64, f32), f32) {
+/// Products (label key, similarity of their nearest image), best first; the
+/// gallery is never empty here (each query's product has photos in it).
+fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
     let mut best: HashMap<i64, f32> = HashMap::new();
     for (g, l) in gallery.iter().zip(labels) {
         let s: f32 = q.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
@@ -423,5 +429,88 @@ fn best_two_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> ((i64, f3
     }
     let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    (ranked.first().copied().unwrap_or((i64::MIN, 0.0)), ranked.get(1).map_or(0.0, |r| r.1))
+    ranked
+}
+
+/// Margins tried when fitting the verdict's `uncertain` band.
+pub const VERDICT_MARGINS: [f32; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3];
+
+/// Chooses the verdict margin on labelled lookups (`ranked`: each lookup's
+/// product key and its top products) by expected cost: a wrong verdict costs
+/// 1, `uncertain` costs `uncertain_cost`, `no_match` on a known product 1.
+/// `None` unless the products carry both labels.
+pub fn fit_verdict_thresholds(
+    ranked: &[(i64, Vec<(i64, f32)>)],
+    label_of: &HashMap<i64, Label>,
+    mapping: &crate::search::Mapping,
+    uncertain_cost: f32,
+) -> Option<crate::search::VerdictThresholds> {
+    let has = |l: Label| label_of.values().any(|x| *x == l);
+    if !(has(Label::Authentic) && has(Label::Counterfeit)) || ranked.is_empty() {
+        return None;
+    }
+    let min_confidence = VerdictConfig::default().min_confidence;
+    let lists: Vec<(Label, Vec<crate::search::ProductMatch>)> = ranked
+        .iter()
+        .filter_map(|(truth, top)| {
+            let label = *label_of.get(truth)?;
+            let matches = top
+                .iter()
+                .filter_map(|(key, sim)| {
+                    let product = crate::catalog::Product::new(key.to_string(), *label_of.get(key)?);
+                    let best = crate::search::ImageHit { image_id: 0, similarity: *sim };
+                    Some(crate::search::ProductMatch { product: std::sync::Arc::new(product), score: *sim, best, second: None })
+                })
+                .collect();
+            Some((label, matches))
+        })
+        .collect();
+    let cost_of = |margin: f32| -> f64 {
+        let cfg = VerdictConfig { margin, min_confidence, calibration: Some(mapping.clone()), ..Default::default() };
+        let total: f64 = lists
+            .iter()
+            .map(|(truth, matches)| match (decide(matches, &cfg).verdict, truth) {
+                (VerdictKind::LikelyAuthentic, Label::Authentic) | (VerdictKind::LikelyCounterfeit, Label::Counterfeit) => 0.0,
+                (VerdictKind::Uncertain, _) => uncertain_cost as f64,
+                _ => 1.0,
+            })
+            .sum();
+        total / lists.len().max(1) as f64
+    };
+    let cost_by_margin: Vec<(f32, f64)> = VERDICT_MARGINS.iter().map(|m| (*m, cost_of(*m))).collect();
+    // Lowest cost; on a tie the wider margin (more caution for the same cost).
+    let margin = cost_by_margin.iter().fold((0.0f32, f64::INFINITY), |best, (m, c)| if *c <= best.1 { (*m, *c) } else { best }).0;
+    Some(crate::search::VerdictThresholds { min_confidence, margin, uncertain_cost, n_queries: lists.len(), cost_by_margin })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_margin_is_fitted_by_expected_cost_and_needs_both_labels() {
+        // Confidences: 0.6 → 0.58, 0.7 → 0.70, 0.9 → 0.94 (gaps 0.12 and 0.24, off the grid of margins).
+        let mapping = crate::search::Mapping::Isotonic { xs: vec![0.0, 0.5, 0.6, 0.7, 0.8, 0.9], ys: vec![0.05, 0.52, 0.58, 0.7, 0.83, 0.94] };
+        let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit)].into();
+        // 6 clear lookups (similarities 0.9 vs 0.7) the top product gets right;
+        // 4 near-ties (0.7 vs 0.6) it gets wrong: `uncertain` is cheaper there.
+        let mut ranked = Vec::new();
+        for _ in 0..6 {
+            ranked.push((1, vec![(1, 0.9), (2, 0.7)]));
+        }
+        for _ in 0..4 {
+            ranked.push((2, vec![(1, 0.7), (2, 0.6)]));
+        }
+        let t = fit_verdict_thresholds(&ranked, &labels, &mapping, 0.5).unwrap();
+        assert_eq!(t.n_queries, 10);
+        let cost = |m: f32| t.cost_by_margin.iter().find(|(x, _)| *x == m).unwrap().1;
+        assert!((cost(0.0) - 0.4).abs() < 1e-9, "margin 0: the 4 ties are wrong verdicts");
+        assert!((cost(0.15) - 0.2).abs() < 1e-9, "ties uncertain: 4 × 0.5 / 10");
+        assert!((cost(0.3) - 0.5).abs() < 1e-9, "too wide: the clear ones become uncertain too");
+        assert_eq!(t.margin, 0.2, "lowest cost, the wider of the tied margins: {t:?}");
+        assert_eq!(t.min_confidence, 0.5);
+        // A catalog with one label has no verdict to fit.
+        let one: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic)].into();
+        assert!(fit_verdict_thresholds(&ranked, &one, &mapping, 0.5).is_none());
+    }
 }

@@ -50,6 +50,24 @@ pub struct Calibration {
     /// space it was fitted in.
     #[serde(default)]
     pub projection: Option<String>,
+    /// Verdict thresholds fitted with this calibration (`knockoff tune` on a
+    /// catalog with both labels); a `[verdict]` section in the service config wins.
+    #[serde(default)]
+    pub verdict: Option<VerdictThresholds>,
+}
+
+/// Verdict thresholds chosen from calibrated lookups: `margin` minimises the
+/// expected cost (wrong verdict 1, `uncertain` `uncertain_cost`, right 0);
+/// `min_confidence` stays at even odds (below it the top match is more
+/// likely wrong than right, so `no_match`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictThresholds {
+    pub min_confidence: f32,
+    pub margin: f32,
+    pub uncertain_cost: f32,
+    /// Lookups the choice was made on, and the cost per lookup of each margin tried.
+    pub n_queries: usize,
+    pub cost_by_margin: Vec<(f32, f64)>,
 }
 
 pub const CALIBRATION_FILE: &str = "calibration.json";

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub mod calibration;
 mod verdict;
 
-pub use calibration::{Calibration, Mapping};
+pub use calibration::{Calibration, Mapping, VerdictThresholds};
 pub use verdict::{confidences, decide, Verdict, VerdictConfig, VerdictKind};
 
 use crate::catalog::{Catalog, Filter, Product};
