@@ -53,7 +53,7 @@ def g(r, group, key):
     v = r["by_group"].get(group, {}).get(key) if group else r[key]
     return "–" if v is None else f"{v:.3f}"
 print("| step | P1 R@1 | P1 packaged R@1 | P1 packaged R@5 | P1 fruit / veg R@1 | P1 ECE | P2 R@1 | P2 R@5 | P2 packaged R@1 | P2 packaged R@5 | P2 fruit / veg R@1 | P2 ECE |")
-print("|---" * 13 + "|")
+print("|---" * 12 + "|")
 for l in labels:
     a, b = (json.load(open(f"{out}/{l}-{p}.json")) for p in ("P1", "P2"))
     print(f"| {l} | {g(a,None,'recall_at_1')} | {g(a,'Packages','recall_at_1')} | {g(a,'Packages','recall_at_5')} | "
