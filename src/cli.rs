@@ -167,6 +167,9 @@ pub enum Command {
         /// Write here instead of <index>/calibration.json.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
+        #[arg(long, default_value_t = 0.5)]
+        uncertain_cost: f64,
     },
     /// Learn a projection from the catalog's own labelled photos (several per product), check it by
     /// cross-validation, apply it to the index and calibrate confidence in the new space.
@@ -284,7 +287,7 @@ pub struct TuneArgs {
     pub force: bool,
     /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
     #[arg(long, default_value_t = 0.5)]
-    pub uncertain_cost: f32,
+    pub uncertain_cost: f64,
 }
 
 pub fn main() -> i32 {
@@ -510,7 +513,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{text}");
             Ok(0)
         }
-        Command::Calibrate { queries, index, out } => {
+        Command::Calibrate { queries, index, out, uncertain_cost } => {
             let (catalog, embedder) = open_catalog(&cli, index, IndexParams::default(), true)?;
             let embedder = embedder.expect("asked for an embedder");
             if catalog.stats()?.counts.images == 0 {
@@ -520,6 +523,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions(), product_score: Default::default() };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
             let (mapping, heldout_ece) = crate::eval::fit_calibration(&report.samples);
+            let mut label_of = std::collections::HashMap::new();
+            for (truth, top) in &report.lookups {
+                for id in std::iter::once(truth).chain(top.iter().map(|(id, _)| id)) {
+                    if !label_of.contains_key(id) {
+                        if let Some(p) = catalog.product(id)? {
+                            label_of.insert(id.clone(), p.label);
+                        }
+                    }
+                }
+            }
+            let verdict = crate::eval::fit_verdict_from_lookups(&report.lookups, &label_of, &mapping, *uncertain_cost);
             let cal = crate::search::Calibration {
                 mapping,
                 model: catalog.model().to_string(),
@@ -529,7 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 heldout_ece,
                 queries: queries.iter().map(|q| q.display().to_string()).collect(),
                 projection: catalog.projection().map(|p| p.info.id.clone()),
-                verdict: None,
+                verdict,
             };
             let path = out.clone().unwrap_or_else(|| index.dir.join(crate::search::calibration::CALIBRATION_FILE));
             crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
@@ -859,8 +873,8 @@ fn verdict_for(catalog: &Catalog, manifest: &crate::embed::ModelManifest) -> cra
         tracing::info!("confidence calibration from {}", path.display());
         v.calibration = Some(cal.mapping);
         if let Some(t) = cal.verdict {
-            v.min_confidence = t.min_confidence;
-            v.margin = t.margin;
+            v.min_confidence = t.min_confidence as f32;
+            v.margin = t.margin as f32;
         }
     }
     v

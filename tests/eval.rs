@@ -93,6 +93,9 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
     assert_eq!(stored.model, "efficientnet-lite0");
     assert_eq!(stored.n_queries, 16);
     assert!(stored.heldout_ece.contains_key("logistic") && stored.heldout_ece.contains_key("isotonic"));
+    // The generated catalog has both labels: the verdict margin is fitted on the same lookups.
+    let v = stored.verdict.as_ref().expect("verdict thresholds fitted by calibrate");
+    assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin) && v.n_queries == 16, "{v:?}");
     // The index's own calibration wins over the model's shipped default.
     let (found, path) = knockoff::search::Calibration::find(&idx, &root().join("models/efficientnet-lite0")).unwrap();
     assert_eq!(path, idx.join("calibration.json"));
@@ -147,7 +150,7 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
     assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
     assert_eq!(v.cost_by_margin.len(), knockoff::eval::VERDICT_MARGINS.len());
-    assert_eq!(s["verdict"]["margin"].as_f64().unwrap() as f32, v.margin);
+    assert_eq!(s["verdict"]["margin"].as_f64().unwrap(), v.margin);
     let (found, _) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id)).unwrap();
     assert_eq!(found, cal);
     assert_ne!(found.mapping, default_cal.mapping);

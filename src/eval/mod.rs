@@ -93,6 +93,9 @@ pub struct EvalReport {
     /// (top similarity, margin to the next product, top-1 correct) per query, for calibration.
     #[serde(skip)]
     pub samples: Vec<(f32, f32, bool)>,
+    /// Per labelled query: its product and the best 5 products (id, similarity), for fitting the verdict.
+    #[serde(skip)]
+    pub lookups: Vec<(String, Vec<(String, f32)>)>,
     /// (confidence, correct) per query, for the reliability diagram.
     #[serde(skip)]
     pub reliability: Vec<(f32, bool)>,
@@ -270,6 +273,10 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
             .iter()
             .map(|o| (o.top_image.map(|t| t.1).unwrap_or(0.0), o.top_margin, o.top1_correct()))
             .collect(),
+        lookups: outcomes
+            .iter()
+            .filter_map(|o| Some((o.truth.clone()?, o.ranked.iter().take(5).cloned().collect())))
+            .collect(),
     })
 }
 
@@ -432,8 +439,26 @@ fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32
     ranked
 }
 
+/// [`fit_verdict_thresholds`] on an evaluation's lookups, products keyed by id.
+pub fn fit_verdict_from_lookups(
+    lookups: &[(String, Vec<(String, f32)>)],
+    label_of: &HashMap<String, Label>,
+    mapping: &crate::search::Mapping,
+    uncertain_cost: f64,
+) -> Option<crate::search::VerdictThresholds> {
+    let mut keys: HashMap<String, i64> = HashMap::new();
+    let mut key = |id: &String| -> i64 {
+        let n = keys.len() as i64;
+        *keys.entry(id.clone()).or_insert(n)
+    };
+    let ranked: Vec<(i64, Vec<(i64, f32)>)> =
+        lookups.iter().map(|(truth, top)| (key(truth), top.iter().map(|(id, s)| (key(id), *s)).collect())).collect();
+    let labels: HashMap<i64, Label> = keys.iter().filter_map(|(id, k)| Some((*k, *label_of.get(id)?))).collect();
+    fit_verdict_thresholds(&ranked, &labels, mapping, uncertain_cost)
+}
+
 /// Margins tried when fitting the verdict's `uncertain` band.
-pub const VERDICT_MARGINS: [f32; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3];
+pub const VERDICT_MARGINS: [f64; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3];
 
 /// Chooses the verdict margin on labelled lookups (`ranked`: each lookup's
 /// product key and its top products) by expected cost: a wrong verdict costs
@@ -443,13 +468,13 @@ pub fn fit_verdict_thresholds(
     ranked: &[(i64, Vec<(i64, f32)>)],
     label_of: &HashMap<i64, Label>,
     mapping: &crate::search::Mapping,
-    uncertain_cost: f32,
+    uncertain_cost: f64,
 ) -> Option<crate::search::VerdictThresholds> {
     let has = |l: Label| label_of.values().any(|x| *x == l);
     if !(has(Label::Authentic) && has(Label::Counterfeit)) || ranked.is_empty() {
         return None;
     }
-    let min_confidence = VerdictConfig::default().min_confidence;
+    let min_confidence = VerdictConfig::default().min_confidence as f64;
     let lists: Vec<(Label, Vec<crate::search::ProductMatch>)> = ranked
         .iter()
         .filter_map(|(truth, top)| {
@@ -465,21 +490,21 @@ pub fn fit_verdict_thresholds(
             Some((label, matches))
         })
         .collect();
-    let cost_of = |margin: f32| -> f64 {
-        let cfg = VerdictConfig { margin, min_confidence, calibration: Some(mapping.clone()), ..Default::default() };
+    let cost_of = |margin: f64| -> f64 {
+        let cfg = VerdictConfig { margin: margin as f32, min_confidence: min_confidence as f32, calibration: Some(mapping.clone()), ..Default::default() };
         let total: f64 = lists
             .iter()
             .map(|(truth, matches)| match (decide(matches, &cfg).verdict, truth) {
                 (VerdictKind::LikelyAuthentic, Label::Authentic) | (VerdictKind::LikelyCounterfeit, Label::Counterfeit) => 0.0,
-                (VerdictKind::Uncertain, _) => uncertain_cost as f64,
+                (VerdictKind::Uncertain, _) => uncertain_cost,
                 _ => 1.0,
             })
             .sum();
         total / lists.len().max(1) as f64
     };
-    let cost_by_margin: Vec<(f32, f64)> = VERDICT_MARGINS.iter().map(|m| (*m, cost_of(*m))).collect();
+    let cost_by_margin: Vec<(f64, f64)> = VERDICT_MARGINS.iter().map(|m| (*m, cost_of(*m))).collect();
     // Lowest cost; on a tie the wider margin (more caution for the same cost).
-    let margin = cost_by_margin.iter().fold((0.0f32, f64::INFINITY), |best, (m, c)| if *c <= best.1 { (*m, *c) } else { best }).0;
+    let margin = cost_by_margin.iter().fold((0.0f64, f64::INFINITY), |best, (m, c)| if *c <= best.1 { (*m, *c) } else { best }).0;
     Some(crate::search::VerdictThresholds { min_confidence, margin, uncertain_cost, n_queries: lists.len(), cost_by_margin })
 }
 
@@ -503,7 +528,7 @@ mod tests {
         }
         let t = fit_verdict_thresholds(&ranked, &labels, &mapping, 0.5).unwrap();
         assert_eq!(t.n_queries, 10);
-        let cost = |m: f32| t.cost_by_margin.iter().find(|(x, _)| *x == m).unwrap().1;
+        let cost = |m: f64| t.cost_by_margin.iter().find(|(x, _)| *x == m).unwrap().1;
         assert!((cost(0.0) - 0.4).abs() < 1e-9, "margin 0: the 4 ties are wrong verdicts");
         assert!((cost(0.15) - 0.2).abs() < 1e-9, "ties uncertain: 4 × 0.5 / 10");
         assert!((cost(0.3) - 0.5).abs() < 1e-9, "too wide: the clear ones become uncertain too");

@@ -62,12 +62,12 @@ pub struct Calibration {
 /// likely wrong than right, so `no_match`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictThresholds {
-    pub min_confidence: f32,
-    pub margin: f32,
-    pub uncertain_cost: f32,
+    pub min_confidence: f64,
+    pub margin: f64,
+    pub uncertain_cost: f64,
     /// Lookups the choice was made on, and the cost per lookup of each margin tried.
     pub n_queries: usize,
-    pub cost_by_margin: Vec<(f32, f64)>,
+    pub cost_by_margin: Vec<(f64, f64)>,
 }
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
