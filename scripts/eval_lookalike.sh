@@ -5,7 +5,7 @@
 # image + train photos; queries: their val photos, with the same labels. The
 # right verdict for a query is its product's label. Prints the JSON report's
 # verdict accuracy and confusion matrix.
-#   ./scripts/eval_lookalike.sh [extra knockoff eval args, e.g. --json FILE]
+#   ./scripts/eval_lookalike.sh [extra knockoff eval args, e.g. --model sscd-lite0 --tune --json FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/grocery
