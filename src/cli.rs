@@ -915,6 +915,7 @@ pub fn open_catalog(
         None
     };
     let opts = CatalogOptions {
+        fingerprint: Some(manifest.fingerprint()),
         model: manifest.name.clone(),
         dim: manifest.output.dim,
         params: IndexParams { ef_search: args.ef_search, ..params },

@@ -11,7 +11,7 @@ use knockoff::search::{search_products, SearchRequest};
 const DIM: usize = 32;
 
 fn opts() -> CatalogOptions {
-    CatalogOptions { model: "test-model".into(), dim: DIM, params: IndexParams::default(), auto_compact_share: 0.2 }
+    CatalogOptions { model: "test-model".into(), dim: DIM, params: IndexParams::default(), auto_compact_share: 0.2, fingerprint: Some("fp-1".into()) }
 }
 
 /// Deterministic pseudo-random unit vector.
@@ -194,6 +194,17 @@ fn model_mismatch_is_refused() {
     drop(Catalog::open(dir.path(), opts()).unwrap());
     let other = CatalogOptions { model: "other".into(), ..opts() };
     assert!(matches!(Catalog::open(dir.path(), other), Err(CatalogError::ModelMismatch { .. })));
+}
+
+#[test]
+fn an_index_refuses_vectors_from_a_changed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Catalog::open(dir.path(), opts()).unwrap());
+    let changed = CatalogOptions { fingerprint: Some("fp-2".into()), ..opts() };
+    let err = Catalog::open(dir.path(), changed).err().expect("refused");
+    assert!(matches!(err, CatalogError::ModelChanged { .. }), "{err}");
+    assert!(err.to_string().contains("re-index"), "{err}");
+    assert!(Catalog::open(dir.path(), opts()).is_ok(), "the same model still opens");
 }
 
 #[test]

@@ -308,6 +308,13 @@ fn fused_model_concatenates_weighted_parts_and_missing_parts_are_named() {
     // Batched and pipelined paths agree with the single-image path.
     let batch = e.embed_batch(&[image::open(photo).unwrap().to_rgb8()]).unwrap();
     assert!(cosine(&batch[0], &v) > 0.9999);
+    // The fingerprint follows what shapes the vectors: parts, weights, crop.
+    let lite0 = registry().get(None).unwrap().clone();
+    assert_ne!(m.fingerprint(), lite0.fingerprint());
+    let mut uncropped = lite0.clone();
+    uncropped.focus_crop = None;
+    assert_ne!(uncropped.fingerprint(), lite0.fingerprint());
+    assert_eq!(registry().get(None).unwrap().fingerprint(), lite0.fingerprint());
     for (name, needle) in [("absent", "no-such-model"), ("wrong-dim", "add up to 2560")] {
         let err = reg.get(Some(name)).unwrap_err().to_string();
         assert!(err.contains(needle), "{name}: {err}");

@@ -17,6 +17,9 @@ pub struct CatalogOptions {
     pub params: IndexParams,
     /// Compact automatically when tombstones exceed this share of the graph.
     pub auto_compact_share: f64,
+    /// The model's fingerprint (`ModelManifest::fingerprint`): recorded by a
+    /// new index, checked by an existing one.
+    pub fingerprint: Option<String>,
 }
 
 /// What `open` found, for the operator.
@@ -78,6 +81,20 @@ impl Catalog {
                 return Err(CatalogError::ModelMismatch { path: dir.into(), found: m, wanted: opts.model });
             }
             Some(_) => {
+                match (store.meta("model_fingerprint")?, &opts.fingerprint) {
+                    (Some(found), Some(want)) if &found != want => {
+                        return Err(CatalogError::ModelChanged { path: dir.into(), model: opts.model.clone(), found, want: want.clone() });
+                    }
+                    (None, Some(want)) => {
+                        tracing::warn!(
+                            "index {} predates model fingerprints: recorded the installed '{}' ({want}); if the model changed since the index was built, re-index",
+                            dir.display(),
+                            opts.model
+                        );
+                        store.set_meta("model_fingerprint", want)?;
+                    }
+                    _ => {}
+                }
                 if let Some(p) = store.meta("index_params")?.and_then(|p| serde_json::from_str::<IndexParams>(&p).ok()) {
                     opts.params = IndexParams { ef_search: opts.params.ef_search, ..p };
                 }
@@ -85,6 +102,9 @@ impl Catalog {
             None => {
                 store.set_meta("model", &opts.model)?;
                 store.set_meta("dim", &opts.dim.to_string())?;
+                if let Some(f) = &opts.fingerprint {
+                    store.set_meta("model_fingerprint", f)?;
+                }
                 store.set_meta("index_params", &serde_json::to_string(&opts.params).unwrap_or_default())?;
             }
         }

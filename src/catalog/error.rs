@@ -8,6 +8,8 @@ pub enum CatalogError {
     Corrupt { path: PathBuf, detail: String },
     #[error("the index in {path} was built with model '{found}', not '{wanted}'; use another --index folder")]
     ModelMismatch { path: PathBuf, found: String, wanted: String },
+    #[error("the index in {path} holds vectors of an earlier version of model '{model}' (fingerprint {found}; the installed one is {want}: its weights or preprocessing changed); re-index into a new --index folder")]
+    ModelChanged { path: PathBuf, model: String, found: String, want: String },
     #[error("vector dimension {got} does not match the index dimension {want}")]
     Dimension { got: usize, want: usize },
     #[error("unknown product '{0}'")]

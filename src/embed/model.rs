@@ -196,6 +196,19 @@ impl ModelManifest {
         }
     }
 
+    /// A short hash of everything that shapes this model's vectors: each ONNX
+    /// file's sha256, input and output specs and weight, and the focus crop.
+    /// An index records it; vectors from a changed model do not mix with old ones.
+    pub fn fingerprint(&self) -> String {
+        let parts: Vec<serde_json::Value> = self
+            .onnx_parts()
+            .into_iter()
+            .map(|(m, w)| serde_json::json!({ "sha256": m.sha256, "input": m.input, "output": m.output, "weight": w }))
+            .collect();
+        let canon = serde_json::json!({ "parts": parts, "focus_crop": self.focus_crop });
+        crate::util::sha256_hex(canon.to_string().as_bytes())[..12].to_string()
+    }
+
     /// Input and output tensors of a single model (`None` for a fused one).
     pub fn onnx(&self) -> Option<OnnxSpec<'_>> {
         self.input.as_ref().map(|input| OnnxSpec { input, output: &self.output })
