@@ -282,6 +282,9 @@ pub struct TuneArgs {
     /// Cross-validation folds.
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
+    /// At most this many cross-validation lookups (spread evenly over the folds).
+    #[arg(long, default_value_t = 5000)]
+    pub cv_lookups: usize,
     /// Apply the projection even when cross-validation says it does not help.
     #[arg(long)]
     pub force: bool,
@@ -812,7 +815,7 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
     let opts = crate::catalog::FitOptions { shrinkage: args.shrinkage, dims: args.dims };
     let labelled = catalog.labelled_vectors()?;
     let t0 = std::time::Instant::now();
-    let cv = crate::eval::cross_validate_projection(&labelled, catalog.model(), opts, args.folds, |f, n| {
+    let cv = crate::eval::cross_validate_projection(&labelled, catalog.model(), opts, args.folds, args.cv_lookups, |f, n| {
         if f < n {
             eprintln!("[tune] cross-validation fold {}/{n}", f + 1);
         }

@@ -86,18 +86,29 @@ impl Projection {
                 *m += *x as f64 / n as f64;
             }
         }
-        // Centred data and within-product residuals.
-        let xc = Mat::<f64>::from_fn(n, d, |i, j| vectors[i][j] as f64 - mean[j]);
-        let mut resid = xc.clone();
-        for idx in by_label.values() {
-            for j in 0..d {
-                let m = idx.iter().map(|i| xc[(*i, j)]).sum::<f64>() / idx.len() as f64;
-                for i in idx {
-                    resid[(*i, j)] -= m;
+        // Product means, then the within-product and total scatter matrices,
+        // accumulated over row blocks so memory stays O(d²) however many photos.
+        let mut class_mean: std::collections::HashMap<i64, Vec<f64>> = std::collections::HashMap::new();
+        for (l, idx) in &by_label {
+            let mut m = vec![0f64; d];
+            for i in idx {
+                for (mj, x) in m.iter_mut().zip(vectors[*i].iter()) {
+                    *mj += *x as f64;
                 }
             }
+            m.iter_mut().for_each(|v| *v /= idx.len() as f64);
+            class_mean.insert(*l, m);
         }
-        let mut sw = resid.transpose() * &resid;
+        let mut sw = Mat::<f64>::zeros(d, d);
+        let mut st = Mat::<f64>::zeros(d, d);
+        const BLOCK: usize = 1024;
+        for start in (0..n).step_by(BLOCK) {
+            let rows = (n - start).min(BLOCK);
+            let xc = Mat::<f64>::from_fn(rows, d, |i, j| vectors[start + i][j] as f64 - mean[j]);
+            let resid = Mat::<f64>::from_fn(rows, d, |i, j| vectors[start + i][j] as f64 - class_mean[&labels[start + i]][j]);
+            sw += resid.transpose() * &resid;
+            st += xc.transpose() * &xc;
+        }
         let scale = 1.0 / n as f64;
         let trace: f64 = (0..d).map(|j| sw[(j, j)] * scale).sum();
         let ridge = opts.shrinkage * trace / d as f64;
@@ -110,8 +121,8 @@ impl Projection {
         let eig = sw.self_adjoint_eigen(Side::Lower).map_err(|e| CatalogError::Projection(format!("eigen-decomposition failed: {e:?}")))?;
         let (u, s) = (eig.U(), eig.S().column_vector());
         let p1 = Mat::<f64>::from_fn(d, d, |i, j| u[(i, j)] / s[j].max(1e-12).sqrt());
-        let z = &xc * &p1;
-        let mut total = z.transpose() * &z;
+        // Total scatter in the whitened space: P1ᵀ St P1 / n.
+        let mut total = p1.transpose() * &st * &p1;
         for i in 0..d {
             for j in 0..d {
                 total[(i, j)] *= scale;

@@ -365,7 +365,8 @@ pub struct ProjectionCv {
     pub ranked: Vec<(i64, Vec<(i64, f32)>)>,
 }
 
-/// K-fold cross-validation of a projection: each fold's photos are looked up
+/// K-fold cross-validation of a projection (at most `max_lookups` lookups in
+/// all): each fold's photos are looked up
 /// (exhaustively, nearest image per product) against the other folds, with a
 /// projection fitted on those other folds only, and without one.
 pub fn cross_validate_projection(
@@ -373,6 +374,7 @@ pub fn cross_validate_projection(
     model: &str,
     opts: crate::catalog::FitOptions,
     folds: usize,
+    max_lookups: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ProjectionCv, crate::catalog::CatalogError> {
     let folds = folds.max(2);
@@ -401,6 +403,10 @@ pub fn cross_validate_projection(
         let train_labels: Vec<i64> = train.iter().map(|i| labelled[*i].0).collect();
         let known: std::collections::HashSet<i64> = train_labels.iter().copied().collect();
         let queries: Vec<usize> = test.into_iter().filter(|i| known.contains(&labelled[*i].0)).collect();
+        // Large catalogs: an evenly spread subset keeps the exhaustive lookups affordable.
+        let cap = (max_lookups / folds).max(1);
+        let queries: Vec<usize> =
+            if queries.len() > cap { (0..cap).map(|k| queries[k * queries.len() / cap]).collect() } else { queries };
         if queries.is_empty() {
             continue;
         }
