@@ -577,6 +577,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("  brand {:<20} {n} products", if b.is_empty() { "(none)" } else { b });
                 }
                 println!("hnsw       M {} ef_construction {} ef_search {}", s.params.m, s.params.ef_construction, s.params.ef_search);
+                match &s.projection {
+                    Some(p) => println!(
+                        "projection {} ({} → {} dims), fitted {} on {} photos of {} products",
+                        p.id, p.in_dim, p.out_dim, p.fitted_at, p.n_images, p.n_products
+                    ),
+                    None => println!("projection none (knockoff tune learns one from several photos per product)"),
+                }
                 println!("disk       {:.1} MB", s.disk_bytes as f64 / 1e6);
             }
             Ok(0)

@@ -189,10 +189,14 @@ impl Projection {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CatalogError::Projection(format!("cannot read {}: {e}", path.display()))),
         };
-        let p: Projection = serde_json::from_slice(&bytes).map_err(|e| CatalogError::Projection(format!("{}: {e}", path.display())))?;
+        let p: Projection = serde_json::from_slice(&bytes)
+            .map_err(|e| CatalogError::Projection(format!("{} is unreadable ({e}); remove it or run `knockoff tune` again", path.display())))?;
         let (d, k) = (p.info.in_dim, p.info.out_dim);
         if p.mean.len() != d || p.matrix.len() != d * k || content_id(&p.mean, &p.matrix) != p.info.id {
-            return Err(CatalogError::Projection(format!("{} is damaged (sizes or checksum do not match)", path.display())));
+            return Err(CatalogError::Projection(format!(
+                "{} is damaged (sizes or checksum do not match); remove it (the graph is rebuilt from the store) or run `knockoff tune` again",
+                path.display()
+            )));
         }
         Ok(Some(p))
     }

@@ -317,7 +317,8 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
 }
 
 /// Fits both candidate mappings, compares them by 2-fold held-out ECE, and
-/// refits the better one on all samples.
+/// refits the better one on all samples (isotonic only when it is better by
+/// more than one bootstrap standard error: the simpler mapping wins ties).
 pub fn fit_calibration(samples: &[(f32, f32, bool)]) -> (crate::search::Mapping, std::collections::BTreeMap<String, f64>) {
     use crate::search::calibration::{fit_isotonic, fit_logistic};
     let fit = |method: &str, idx: &[usize]| -> crate::search::Mapping {
@@ -331,8 +332,11 @@ pub fn fit_calibration(samples: &[(f32, f32, bool)]) -> (crate::search::Mapping,
     let even: Vec<usize> = (0..samples.len()).step_by(2).collect();
     let odd: Vec<usize> = (1..samples.len()).step_by(2).collect();
     let mut heldout = std::collections::BTreeMap::new();
+    let mut predictions: Vec<Vec<f32>> = Vec::new();
+    let mut ok = Vec::new();
     for method in ["logistic", "isotonic"] {
-        let (mut conf, mut ok) = (Vec::new(), Vec::new());
+        let mut conf = Vec::new();
+        ok.clear();
         for (train, test) in [(&even, &odd), (&odd, &even)] {
             let m = fit(method, train);
             for i in test.iter() {
@@ -341,8 +345,14 @@ pub fn fit_calibration(samples: &[(f32, f32, bool)]) -> (crate::search::Mapping,
             }
         }
         heldout.insert(method.to_string(), ece(&conf, &ok, 10));
+        predictions.push(conf);
     }
-    let best = if heldout["logistic"] <= heldout["isotonic"] { "logistic" } else { "isotonic" };
+    // One-standard-error rule: the isotonic step function (many more degrees
+    // of freedom) wins only if its held-out ECE is lower by more than the
+    // bootstrap standard error of the difference; otherwise the logistic.
+    let se = bootstrap_se_of_ece_difference(&predictions[0], &predictions[1], &ok, 200);
+    heldout.insert("bootstrap_se_of_difference".to_string(), se);
+    let best = if heldout["isotonic"] + se < heldout["logistic"] { "isotonic" } else { "logistic" };
     let all: Vec<usize> = (0..samples.len()).collect();
     (fit(best, &all), heldout)
 }
@@ -443,6 +453,32 @@ fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32
     let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked
+}
+
+/// Standard error of `ece(a) - ece(b)` over `rounds` bootstrap resamples of
+/// the same held-out points (deterministic).
+fn bootstrap_se_of_ece_difference(a: &[f32], b: &[f32], ok: &[bool], rounds: usize) -> f64 {
+    let n = ok.len();
+    if n < 2 || rounds < 2 {
+        return 0.0;
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let diffs: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let idx: Vec<usize> = (0..n).map(|_| next()).collect();
+            let pick = |v: &[f32]| idx.iter().map(|i| v[*i]).collect::<Vec<f32>>();
+            let y: Vec<bool> = idx.iter().map(|i| ok[*i]).collect();
+            ece(&pick(a), &y, 10) - ece(&pick(b), &y, 10)
+        })
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / rounds as f64;
+    (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (rounds - 1) as f64).sqrt()
 }
 
 /// [`fit_verdict_thresholds`] on an evaluation's lookups, products keyed by id.
