@@ -525,7 +525,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let qs = read_queries(queries)?;
             let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions(), product_score: Default::default() };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
-            let (mapping, heldout_ece) = crate::eval::fit_calibration(&report.samples);
             let mut label_of = std::collections::HashMap::new();
             for (truth, top) in &report.lookups {
                 for id in std::iter::once(truth).chain(top.iter().map(|(id, _)| id)) {
@@ -536,20 +535,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     }
                 }
             }
-            let verdict = crate::eval::fit_verdict_from_lookups(&report.lookups, &label_of, &mapping, *uncertain_cost);
-            let cal = crate::search::Calibration {
-                mapping,
-                model: catalog.model().to_string(),
-                fitted_at: crate::catalog::store::now(),
-                n_queries: report.samples.len(),
-                n_correct: report.samples.iter().filter(|s| s.2).count(),
-                heldout_ece,
-                queries: queries.iter().map(|q| q.display().to_string()).collect(),
-                projection: catalog.projection().map(|p| p.info.id.clone()),
-                verdict,
-            };
             let path = out.clone().unwrap_or_else(|| index.dir.join(crate::search::calibration::CALIBRATION_FILE));
-            crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
+            let cal = fit_and_save_calibration(
+                &catalog,
+                &report.samples,
+                |mapping| crate::eval::fit_verdict_from_lookups(&report.lookups, &label_of, mapping, *uncertain_cost),
+                queries.iter().map(|q| q.display().to_string()).collect(),
+                &path,
+            )?;
             eprintln!("wrote {}", path.display());
             println!("{}", serde_json::to_string_pretty(&cal)?);
             Ok(0)
@@ -815,6 +808,33 @@ fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
     Ok(qs)
 }
 
+/// Fits the confidence mapping on `samples` (and, with it, the verdict
+/// thresholds), tags it with the index's model and projection, and writes it
+/// atomically to `path`: what `calibrate` and `tune` both store.
+fn fit_and_save_calibration(
+    catalog: &Catalog,
+    samples: &[(f32, f32, bool)],
+    fit_verdict: impl FnOnce(&crate::search::Mapping) -> Option<crate::search::VerdictThresholds>,
+    queries: Vec<String>,
+    path: &std::path::Path,
+) -> anyhow::Result<crate::search::Calibration> {
+    let (mapping, heldout_ece) = crate::eval::fit_calibration(samples);
+    let verdict = fit_verdict(&mapping);
+    let cal = crate::search::Calibration {
+        mapping,
+        model: catalog.model().to_string(),
+        fitted_at: crate::catalog::store::now(),
+        n_queries: samples.len(),
+        n_correct: samples.iter().filter(|s| s.2).count(),
+        heldout_ece,
+        queries,
+        projection: catalog.projection().map(|p| p.info.id.clone()),
+        verdict,
+    };
+    crate::catalog::vectors::write_atomic(path, &serde_json::to_vec_pretty(&cal)?)?;
+    Ok(cal)
+}
+
 /// Cross-validates a projection on the catalog's own photos; when it beats
 /// the model's own vectors (or `--force`), applies it and stores the
 /// confidence calibration fitted on the cross-validated lookups.
@@ -841,24 +861,17 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
         return Ok(summary);
     }
     let info = catalog.fit_projection(opts)?;
-    let (mapping, heldout_ece) = crate::eval::fit_calibration(&cv.samples);
-    let verdict = crate::eval::fit_verdict_thresholds(&cv.ranked, &catalog.product_labels(), &mapping, args.uncertain_cost);
-    if let Some(v) = &verdict {
+    let path = catalog.dir().join(crate::search::calibration::CALIBRATION_FILE);
+    let cal = fit_and_save_calibration(
+        catalog,
+        &cv.samples,
+        |mapping| crate::eval::fit_verdict_thresholds(&cv.ranked, &catalog.product_labels(), mapping, args.uncertain_cost),
+        vec![format!("{}-fold cross-validation of the catalog's own photos (knockoff tune)", cv.folds)],
+        &path,
+    )?;
+    if let Some(v) = &cal.verdict {
         eprintln!("[tune] verdict margin {:.2} (expected cost per lookup by margin: {:?})", v.margin, v.cost_by_margin);
     }
-    let cal = crate::search::Calibration {
-        mapping,
-        model: catalog.model().to_string(),
-        fitted_at: crate::catalog::store::now(),
-        n_queries: cv.samples.len(),
-        n_correct: cv.samples.iter().filter(|s| s.2).count(),
-        heldout_ece,
-        queries: vec![format!("{}-fold cross-validation of the catalog's own photos (knockoff tune)", cv.folds)],
-        projection: Some(info.id.clone()),
-        verdict: verdict.clone(),
-    };
-    let path = catalog.dir().join(crate::search::calibration::CALIBRATION_FILE);
-    crate::catalog::vectors::write_atomic(&path, &serde_json::to_vec_pretty(&cal)?)?;
     eprintln!(
         "[tune] projection {} ({} → {} dims, {} products, {} photos) applied; calibration written to {}",
         info.id,
@@ -871,7 +884,7 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
     summary["applied"] = true.into();
     summary["projection"] = serde_json::to_value(&info)?;
     summary["calibration_heldout_ece"] = serde_json::to_value(&cal.heldout_ece)?;
-    summary["verdict"] = serde_json::to_value(&verdict)?;
+    summary["verdict"] = serde_json::to_value(&cal.verdict)?;
     Ok(summary)
 }
 

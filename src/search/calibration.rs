@@ -84,20 +84,23 @@ impl Calibration {
         }
     }
 
-    /// The index's own calibration, else the model's shipped default.
-    pub fn find(index_dir: &Path, model_dir: &Path) -> Option<(Calibration, std::path::PathBuf)> {
+    /// The calibrations that exist, in order of precedence: the index's own,
+    /// then the model's shipped default.
+    fn candidates(index_dir: &Path, model_dir: &Path) -> impl Iterator<Item = (Calibration, std::path::PathBuf)> {
         [index_dir.join(CALIBRATION_FILE), model_dir.join(CALIBRATION_FILE)]
             .into_iter()
-            .find_map(|p| Calibration::load(&p).map(|c| (c, p)))
+            .filter_map(|p| Calibration::load(&p).map(|c| (c, p)))
+    }
+
+    /// The index's own calibration, else the model's shipped default.
+    pub fn find(index_dir: &Path, model_dir: &Path) -> Option<(Calibration, std::path::PathBuf)> {
+        Self::candidates(index_dir, model_dir).next()
     }
 
     /// Like [`Calibration::find`], skipping (with a warning) a calibration
     /// fitted for another model or in another projection.
     pub fn find_matching(index_dir: &Path, model_dir: &Path, model: &str, projection: Option<&str>) -> Option<(Calibration, std::path::PathBuf)> {
-        [index_dir.join(CALIBRATION_FILE), model_dir.join(CALIBRATION_FILE)]
-            .into_iter()
-            .filter_map(|p| Calibration::load(&p).map(|c| (c, p)))
-            .find(|(c, p)| {
+        Self::candidates(index_dir, model_dir).find(|(c, p)| {
                 let ok = c.model == model && c.projection.as_deref() == projection;
                 if !ok {
                     tracing::warn!(
