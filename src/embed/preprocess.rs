@@ -168,7 +168,6 @@ impl ToTensor {
 /// The preprocessing chain of one ONNX model.
 #[derive(Debug, Clone)]
 pub struct Chain {
-    pub focus: Option<FocusCrop>,
     pub resize: Resize,
     pub to_tensor: ToTensor,
 }
@@ -179,20 +178,19 @@ impl Chain {
         3 * self.resize.width as usize * self.resize.height as usize
     }
 
-    /// Resizes and normalises `img` into `out` (exactly `tensor_len` values).
-    pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
-        let resized = match self.focus {
-            Some(f) => self.resize.apply_region(img, f.region(img), resizer),
-            None => self.resize.apply(img, resizer),
-        };
+    /// Resizes `region` of `img` and normalises it into `out` (exactly `tensor_len` values).
+    pub fn apply(&self, img: &RgbImage, region: Region, resizer: &mut Resizer, out: &mut [f32]) {
+        let resized = self.resize.apply_region(img, region, resizer);
         self.to_tensor.apply(&resized, out);
     }
 }
 
-/// The full preprocessing of a model: one [`Chain`] per ONNX model it runs
-/// (one for a single model, one per part for a fused one).
+/// The full preprocessing of a model: the focus crop (decided once per
+/// image), then one [`Chain`] per ONNX model it runs (one for a single model,
+/// one per part for a fused one).
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
+    pub focus: Option<FocusCrop>,
     pub chains: Vec<Chain>,
 }
 
@@ -204,12 +202,11 @@ impl Preprocessor {
             .into_iter()
             .filter_map(|(part, _)| part.input.as_ref())
             .map(|input| Chain {
-                focus,
                 resize: Resize { width: input.width, height: input.height, mode: input.resize },
                 to_tensor: ToTensor { layout: input.layout, norm: input.normalization.clone() },
             })
             .collect();
-        Preprocessor { chains }
+        Preprocessor { focus, chains }
     }
 
     /// Number of `f32` values of one preprocessed image (all parts).
@@ -226,10 +223,14 @@ impl Preprocessor {
 
     /// Writes `img`'s tensors (parts back to back) into `out`.
     pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
+        let region = match self.focus {
+            Some(f) => f.region(img),
+            None => (0.0, 0.0, img.width() as f64, img.height() as f64),
+        };
         let mut rest = out;
         for c in &self.chains {
             let (slot, tail) = rest.split_at_mut(c.tensor_len());
-            c.apply(img, resizer, slot);
+            c.apply(img, region, resizer, slot);
             rest = tail;
         }
     }
