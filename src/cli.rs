@@ -386,7 +386,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let matches = crate::search::search_products(&catalog, &q, &req);
             if *json {
-                println!("{}", serde_json::to_string(&serde_json::json!({ "image": image.display().to_string(), "model": catalog.model(), "matches": matches }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &serde_json::json!({ "image": image.display().to_string(), "model": catalog.model(), "matches": matches })
+                    )?
+                );
             } else if matches.is_empty() {
                 println!("no match (the index is empty or nothing passes the filters)");
             } else {
@@ -394,7 +399,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     let p = &m.product;
                     print!(
                         "{:>2}. {:<36} {:<11} sim {:.3}  image {}",
-                        i + 1, p.product_id, p.label.as_str(), m.best.similarity, m.best.image_id
+                        i + 1,
+                        p.product_id,
+                        p.label.as_str(),
+                        m.best.similarity,
+                        m.best.image_id
                     );
                     if let Some(s) = &m.second {
                         print!("  (2nd image {} sim {:.3})", s.image_id, s.similarity);
@@ -404,7 +413,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Serve { index, config, addr, api_keys, max_body_bytes, queue_depth, max_batch, request_timeout_ms, allow_private_urls } => {
+        Command::Serve {
+            index,
+            config,
+            addr,
+            api_keys,
+            max_body_bytes,
+            queue_depth,
+            max_batch,
+            request_timeout_ms,
+            allow_private_urls,
+        } => {
             let file = match config {
                 Some(p) => crate::api::config::ConfigFile::load(p).map_err(anyhow::Error::msg)?,
                 None => Default::default(),
@@ -420,13 +439,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 max_body_bytes: max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
                 queue_depth: queue_depth.or(file.queue_depth).unwrap_or(d.queue_depth),
                 max_batch: max_batch.or(file.max_batch).unwrap_or(d.max_batch),
-                request_timeout: request_timeout_ms.or(file.request_timeout_ms).map(std::time::Duration::from_millis).unwrap_or(d.request_timeout),
+                request_timeout: request_timeout_ms
+                    .or(file.request_timeout_ms)
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(d.request_timeout),
                 allow_private_urls: allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
                 verdict: file.verdict.clone().unwrap_or(d.verdict.clone()),
                 ..d
             };
             let mut index = index.clone();
-            if let (Some(dir), true) = (&file.index, std::env::var_os("KNOCKOFF_INDEX").is_none() && index.dir == std::path::Path::new("index")) {
+            if let (Some(dir), true) =
+                (&file.index, std::env::var_os("KNOCKOFF_INDEX").is_none() && index.dir == std::path::Path::new("index"))
+            {
                 index.dir = dir.clone();
             }
             let (catalog, _) = open_catalog(&cli, &index, IndexParams::default(), false)?;
@@ -445,7 +469,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => config.verdict = fitted,
             }
             let pool = crate::api::InferencePool::new(embedder.clone(), threads, config.queue_depth);
-            let state = std::sync::Arc::new(crate::api::AppState { catalog: std::sync::Arc::new(catalog), embedder, pool, keys, config, metrics: Default::default(), jobs: Default::default() });
+            let state = std::sync::Arc::new(crate::api::AppState {
+                catalog: std::sync::Arc::new(catalog),
+                embedder,
+                pool,
+                keys,
+                config,
+                metrics: Default::default(),
+                jobs: Default::default(),
+            });
             let resumed = state.start_jobs()?;
             if resumed > 0 {
                 eprintln!("resuming {resumed} unfinished indexing job(s)");
@@ -453,7 +485,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
-                eprintln!("knockoff serving on http://{} (index {}, model {})", listener.local_addr()?, index.dir.display(), state.embedder.name());
+                eprintln!(
+                    "knockoff serving on http://{} (index {}, model {})",
+                    listener.local_addr()?,
+                    index.dir.display(),
+                    state.embedder.name()
+                );
                 crate::api::serve(listener, state).await
             })?;
             eprintln!("knockoff stopped; index persisted");
@@ -463,7 +500,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let (catalog, _) = open_catalog(&cli, index, IndexParams::default(), false)?;
             if *off {
                 let removed = catalog.clear_projection()?;
-                eprintln!("{}", if removed { "projection removed; graph rebuilt from the model's vectors" } else { "no projection to remove" });
+                eprintln!(
+                    "{}",
+                    if removed { "projection removed; graph rebuilt from the model's vectors" } else { "no projection to remove" }
+                );
                 return Ok(0);
             }
             let summary = run_tune(&catalog, tune)?;
@@ -523,7 +563,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 anyhow::bail!("index {} is empty: index a catalog first", index.dir.display());
             }
             let qs = read_queries(queries)?;
-            let opts = crate::eval::EvalOptions { k: 5, verdict: Default::default(), concurrency: embedder_sessions(), product_score: Default::default() };
+            let opts = crate::eval::EvalOptions {
+                k: 5,
+                verdict: Default::default(),
+                concurrency: embedder_sessions(),
+                product_score: Default::default(),
+            };
             let report = crate::eval::evaluate(&catalog, &embedder, &qs, &opts)?;
             let mut label_of = std::collections::HashMap::new();
             for (truth, top) in &report.lookups {
@@ -777,7 +822,8 @@ fn cmd_bench_embed(embedder: &Embedder, images: &[PathBuf], batch: usize, worker
             |_, r| n += matches!(r, Some(Ok(_))) as usize,
         );
         let s = t0.elapsed().as_secs_f64();
-        pipelined = serde_json::json!({ "images": n, "seconds": s, "images_per_s": n as f64 / s, "workers": workers, "sessions": sessions });
+        pipelined =
+            serde_json::json!({ "images": n, "seconds": s, "images_per_s": n as f64 / s, "workers": workers, "sessions": sessions });
     }
     let report = serde_json::json!({
         "model": embedder.name(),
@@ -892,7 +938,9 @@ fn run_tune(catalog: &Catalog, args: &TuneArgs) -> anyhow::Result<serde_json::Va
 fn verdict_for(catalog: &Catalog, manifest: &crate::embed::ModelManifest) -> crate::search::VerdictConfig {
     let mut v = crate::search::VerdictConfig::default();
     let projection = catalog.projection().map(|p| p.info.id.clone());
-    if let Some((cal, path)) = crate::search::Calibration::find_matching(catalog.dir(), &manifest.dir, catalog.model(), projection.as_deref()) {
+    if let Some((cal, path)) =
+        crate::search::Calibration::find_matching(catalog.dir(), &manifest.dir, catalog.model(), projection.as_deref())
+    {
         tracing::info!("confidence calibration from {}", path.display());
         v.calibration = Some(cal.mapping);
         if let Some(t) = cal.verdict {
@@ -911,20 +959,16 @@ fn embedder_sessions() -> usize {
 /// with (an explicit `--model` must agree), or `--model` / the default for a
 /// new index. With `with_embedder`, also loads that model (bulk settings:
 /// one single-threaded session per core).
-pub fn open_catalog(
-    cli: &Cli,
-    args: &IndexArgs,
-    params: IndexParams,
-    with_embedder: bool,
-) -> anyhow::Result<(Catalog, Option<Embedder>)> {
-    let existing = if args.dir.join(crate::catalog::store::STORE_FILE).exists() {
-        Store::open(&args.dir)?.meta("model")?
-    } else {
-        None
-    };
+pub fn open_catalog(cli: &Cli, args: &IndexArgs, params: IndexParams, with_embedder: bool) -> anyhow::Result<(Catalog, Option<Embedder>)> {
+    let existing = if args.dir.join(crate::catalog::store::STORE_FILE).exists() { Store::open(&args.dir)?.meta("model")? } else { None };
     let model = match (&existing, &args.model) {
         (Some(found), Some(wanted)) if found != wanted => {
-            return Err(crate::catalog::CatalogError::ModelMismatch { path: args.dir.clone(), found: found.clone(), wanted: wanted.clone() }.into());
+            return Err(crate::catalog::CatalogError::ModelMismatch {
+                path: args.dir.clone(),
+                found: found.clone(),
+                wanted: wanted.clone(),
+            }
+            .into());
         }
         (Some(found), _) => Some(found.clone()),
         (None, m) => m.clone(),

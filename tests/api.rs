@@ -72,7 +72,11 @@ fn start_with(keys: Option<&str>, extra: &[&str]) -> Server {
     )
     .unwrap();
     let idx = dir.path().join("idx");
-    let out = Command::new(bin()).current_dir(root()).args(["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(bin())
+        .current_dir(root())
+        .args(["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut args: Vec<String> = vec!["--max-body-bytes".into(), "2000000".into()];
@@ -147,7 +151,9 @@ fn lookup_answers_products_with_confidence_and_verdict_in_every_body_form() {
 
     // Multipart upload.
     let boundary = "XyZkNoCkOfF";
-    let mut mp = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
+    let mut mp =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+            .into_bytes();
     mp.extend(jpeg("astronaut"));
     mp.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some((&format!("multipart/form-data; boundary={boundary}"), &mp)));
@@ -273,7 +279,11 @@ fn file_server(bytes: Vec<u8>) -> SocketAddr {
                 let next = if k == 0 { "/img.jpg".to_string() } else { format!("/hop/{}", k - 1) };
                 let _ = write!(s, "HTTP/1.1 302 Found\r\nLocation: {next}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             } else {
-                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bytes.len());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
                 let _ = s.write_all(&bytes);
             }
         }
@@ -312,7 +322,10 @@ fn batch_lookup_gives_one_result_or_error_per_item_in_order() {
     let text = resp.into_string().unwrap();
     assert!(text.contains(r#"knockoff_http_requests_total{method="POST",route="/v1/lookup/batch",status="200"} 1"#), "{text}");
     assert!(text.contains(r#"knockoff_http_requests_total{method="POST",route="/v1/lookup/batch",status="400"} 1"#), "{text}");
-    assert!(text.contains(r#"knockoff_http_request_duration_seconds_bucket{method="POST",route="/v1/lookup/batch",le="+Inf"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"knockoff_http_request_duration_seconds_bucket{method="POST",route="/v1/lookup/batch",le="+Inf"} 2"#),
+        "{text}"
+    );
     assert!(text.contains("knockoff_embed_duration_seconds_count 2"), "{text}");
     assert!(text.contains("knockoff_search_duration_seconds_count 2"), "{text}");
     assert!(text.contains("knockoff_index_images 4"), "{text}");
@@ -385,7 +398,8 @@ fn index_job_survives_a_crash_and_resumes() {
     assert_eq!(stats["images"], 404, "every image once: {stats}");
 
     // Thumbnails of matched images.
-    let (_, _, r) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &std::fs::read(work.path().join("img/p007-03.jpg")).unwrap())));
+    let (_, _, r) =
+        send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &std::fs::read(work.path().join("img/p007-03.jpg")).unwrap())));
     assert_eq!(r["matches"][0]["product_id"], "prod-007");
     let resp = ureq::get(&url(&s, &format!("/v1/images/{}/thumbnail", r["matches"][0]["image_id"]))).call().unwrap();
     assert_eq!(resp.content_type(), "image/jpeg");
@@ -539,7 +553,11 @@ fn config_file_sets_limits_and_hashed_keys() {
     assert!(j["detail"].as_str().unwrap().contains("at most 2"), "{j}");
     // A bad config file is a clear start-up error.
     std::fs::write(&cfg, "max_pixelz = 5\n").unwrap();
-    let out = Command::new(bin()).current_dir(root()).args(["serve", "--config", cfg.to_str().unwrap(), "--index", dir.path().join("i").to_str().unwrap()]).output().unwrap();
+    let out = Command::new(bin())
+        .current_dir(root())
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--index", dir.path().join("i").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_pixelz`"), "{}", String::from_utf8_lossy(&out.stderr));
 }

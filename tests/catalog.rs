@@ -11,7 +11,13 @@ use knockoff::search::{search_products, SearchRequest};
 const DIM: usize = 32;
 
 fn opts() -> CatalogOptions {
-    CatalogOptions { model: "test-model".into(), dim: DIM, params: IndexParams::default(), auto_compact_share: 0.2, fingerprint: Some("fp-1".into()) }
+    CatalogOptions {
+        model: "test-model".into(),
+        dim: DIM,
+        params: IndexParams::default(),
+        auto_compact_share: 0.2,
+        fingerprint: Some("fp-1".into()),
+    }
 }
 
 /// Deterministic pseudo-random unit vector.
@@ -138,7 +144,8 @@ fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
         assert_eq!(top_ids(&cat, &vector(22), 5), expected);
     }
     // The rebuild wrote a fresh dump; now truncate the graph file.
-    let graph = std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.graph")).unwrap();
+    let graph =
+        std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.graph")).unwrap();
     let len = std::fs::metadata(&graph).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(len / 3).unwrap();
     let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
@@ -317,9 +324,7 @@ fn nuisance_images(n: u64, per: u64) -> Vec<NewImage> {
                 let c = vector(i);
                 // A random mix of three directions shared by every product.
                 let coef = vector(5_000_000 + i * 1000 + j);
-                let nuisance: Vec<f32> = (0..DIM)
-                    .map(|d| (0..3).map(|k| coef[k] * 4.0 * vector(9_000_000 + k as u64)[d]).sum())
-                    .collect();
+                let nuisance: Vec<f32> = (0..DIM).map(|d| (0..3).map(|k| coef[k] * 4.0 * vector(9_000_000 + k as u64)[d]).sum()).collect();
                 let mut v: Vec<f32> = c.iter().zip(&nuisance).map(|(a, b)| 0.35 * a + b).collect();
                 let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
                 v.iter_mut().for_each(|a| *a /= norm);
@@ -342,11 +347,8 @@ fn projection_is_fitted_persisted_applied_to_new_images_and_removable() {
     let dir = tempfile::tempdir().unwrap();
     let all = nuisance_images(13, 5);
     // Image 4 of products 0..12 is held out as a query; product 12 is added after the fit.
-    let (queries, catalog): (Vec<_>, Vec<_>) =
-        all.into_iter().partition(|it| it.source.ends_with("/4") && it.product.product_id != "p12");
-    let accuracy = |cat: &Catalog| {
-        queries.iter().filter(|q| top_ids(cat, &q.embedding, 1)[0] == q.product.product_id).count()
-    };
+    let (queries, catalog): (Vec<_>, Vec<_>) = all.into_iter().partition(|it| it.source.ends_with("/4") && it.product.product_id != "p12");
+    let accuracy = |cat: &Catalog| queries.iter().filter(|q| top_ids(cat, &q.embedding, 1)[0] == q.product.product_id).count();
     let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
     cat.add_images(&catalog[..catalog.len() - 5]).unwrap();
     let raw = accuracy(&cat);

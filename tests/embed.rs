@@ -47,10 +47,8 @@ fn every_supported_format_decodes_to_the_same_picture() {
         ("formats/coffee-cmyk.jpg", "coffee"),
         ("formats/astronaut-exif6.jpg", "astronaut"),
     ];
-    let originals: Vec<(String, Vec<f32>)> = photos()
-        .iter()
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), e.embed_file(p).unwrap()))
-        .collect();
+    let originals: Vec<(String, Vec<f32>)> =
+        photos().iter().map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), e.embed_file(p).unwrap())).collect();
     for (file, want) in cases {
         let v = e.embed_file(&fixture(file)).unwrap();
         let best = originals.iter().max_by(|a, b| cosine(&v, &a.1).total_cmp(&cosine(&v, &b.1))).unwrap();
@@ -79,8 +77,8 @@ fn alpha_is_flattened_onto_white_and_cmyk_becomes_rgb() {
     let rgb = decode_image(&cmyk, "coffee-cmyk.jpg", lim).unwrap().rgb;
     let orig = image::open(fixture("photos/coffee.jpg")).unwrap().to_rgb8();
     assert_eq!(rgb.dimensions(), orig.dimensions());
-    let mean_abs: f64 = rgb.as_raw().iter().zip(orig.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>()
-        / rgb.as_raw().len() as f64;
+    let mean_abs: f64 =
+        rgb.as_raw().iter().zip(orig.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / rgb.as_raw().len() as f64;
     assert!(mean_abs < 12.0, "CMYK decode differs from the RGB original by {mean_abs} per channel");
 }
 
@@ -177,7 +175,9 @@ fn decompression_bomb_is_refused_from_the_header() {
 #[test]
 fn parity_with_python_reference_pipeline() {
     let Some(py) = python() else {
-        eprintln!("SKIPPED parity_with_python_reference_pipeline: .venv/bin/python not found (run ./scripts/setup.sh with python3 present)");
+        eprintln!(
+            "SKIPPED parity_with_python_reference_pipeline: .venv/bin/python not found (run ./scripts/setup.sh with python3 present)"
+        );
         return;
     };
     let mut files: Vec<_> = photos();
@@ -192,8 +192,7 @@ fn parity_with_python_reference_pipeline() {
         .output()
         .unwrap();
     assert!(out.status.success(), "reference pipeline failed: {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), files.len());
     for (f, line) in files.iter().zip(&lines) {
         let py: Vec<f32> = line["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
@@ -292,7 +291,8 @@ fn fused_model_concatenates_weighted_parts_and_missing_parts_are_named() {
     fused("wrong-dim", "efficientnet-lite0", 1000);
     let reg = knockoff::embed::ModelRegistry::open(dir.path()).unwrap();
     let m = reg.get(Some("twice")).unwrap();
-    let e = knockoff::embed::Embedder::load(m, &knockoff::embed::EmbedOptions { intra_threads: 2, sessions: 1, ..Default::default() }).unwrap();
+    let e =
+        knockoff::embed::Embedder::load(m, &knockoff::embed::EmbedOptions { intra_threads: 2, sessions: 1, ..Default::default() }).unwrap();
     assert_eq!(e.dim(), 2560);
     let photo = &photos()[0];
     let single = embedder().embed_file(photo).unwrap();

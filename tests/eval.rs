@@ -16,7 +16,11 @@ fn split_catalog(dir: &std::path::Path, products: usize, per: usize, is_query: i
     let header = lines.next().unwrap();
     let (mut cat, mut qs) = (vec![header.to_string()], vec![header.to_string()]);
     for l in lines {
-        if is_query(l) { qs.push(l.to_string()) } else { cat.push(l.to_string()) }
+        if is_query(l) {
+            qs.push(l.to_string())
+        } else {
+            cat.push(l.to_string())
+        }
     }
     qs.extend(extra_queries.iter().cloned());
     std::fs::write(dir.join("cat.csv"), cat.join("\n") + "\n").unwrap();
@@ -30,7 +34,9 @@ fn eval_reports_every_metric_in_range() {
     // Two distractors: pictures of nothing in the catalog, no product_id.
     let mut distractors = Vec::new();
     for (i, seed) in [3u32, 7].iter().enumerate() {
-        let img = image::RgbImage::from_fn(160, 120, |x, y| image::Rgb([((x * seed) % 256) as u8, ((y * 3 + x) % 256) as u8, ((x ^ y) * seed % 256) as u8]));
+        let img = image::RgbImage::from_fn(160, 120, |x, y| {
+            image::Rgb([((x * seed) % 256) as u8, ((y * 3 + x) % 256) as u8, ((x ^ y) * seed % 256) as u8])
+        });
         img.save(work.path().join(format!("img/noise-{i}.png"))).unwrap();
         distractors.push(format!("img/noise-{i}.png,,,,,"));
     }
@@ -52,7 +58,9 @@ fn eval_reports_every_metric_in_range() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r, serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json_file).unwrap()).unwrap());
-    for key in ["recall_at_1", "recall_at_5", "map", "mrr", "auc", "tpr_at_fpr_1pct", "ece", "verdict_accuracy", "distractor_false_match_rate"] {
+    for key in
+        ["recall_at_1", "recall_at_5", "map", "mrr", "auc", "tpr_at_fpr_1pct", "ece", "verdict_accuracy", "distractor_false_match_rate"]
+    {
         let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing or null: {r}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
@@ -87,7 +95,14 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
         out.stdout
     };
     run(&["index", work.path().join("cat.csv").to_str().unwrap(), "--index", idx.to_str().unwrap()]);
-    let printed: serde_json::Value = serde_json::from_slice(&run(&["calibrate", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()])).unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&run(&[
+        "calibrate",
+        "--index",
+        idx.to_str().unwrap(),
+        "--queries",
+        work.path().join("q.csv").to_str().unwrap(),
+    ]))
+    .unwrap();
     let stored = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("calibration.json in the index folder");
     assert_eq!(serde_json::to_value(&stored).unwrap(), printed);
     assert_eq!(stored.model, "efficientnet-lite0");
@@ -101,17 +116,24 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
     assert_eq!(path, idx.join("calibration.json"));
     assert_eq!(found, stored);
     // ...and eval on that index uses it: its ECE is that of the fitted mapping.
-    let r: serde_json::Value = serde_json::from_slice(&run(&["eval", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()])).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&run(&["eval", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()]))
+            .unwrap();
     assert!(r["ece"].as_f64().unwrap() <= 0.25, "{r}");
     // A calibrate on an empty index is a clear error.
-    let out = Command::new(bin()).current_dir(root()).args(["calibrate", "--index", work.path().join("empty").to_str().unwrap(), "--queries", "q.csv"]).output().unwrap();
+    let out = Command::new(bin())
+        .current_dir(root())
+        .args(["calibrate", "--index", work.path().join("empty").to_str().unwrap(), "--queries", "q.csv"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
 }
 
 #[test]
 fn shipped_default_calibration_loads_for_the_default_model() {
-    let (cal, _) = knockoff::search::Calibration::find(std::path::Path::new("/nonexistent"), &root().join("models/efficientnet-lite0")).unwrap();
+    let (cal, _) =
+        knockoff::search::Calibration::find(std::path::Path::new("/nonexistent"), &root().join("models/efficientnet-lite0")).unwrap();
     assert_eq!(cal.model, "efficientnet-lite0");
     // Monotone in similarity and within [0, 1].
     let ps: Vec<f32> = (0..=20).map(|i| cal.mapping.apply(i as f32 / 20.0, 0.05)).collect();
@@ -151,7 +173,9 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
     assert_eq!(v.cost_by_margin.len(), knockoff::eval::VERDICT_MARGINS.len());
     assert_eq!(s["verdict"]["margin"].as_f64().unwrap(), v.margin);
-    let (found, _) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id)).unwrap();
+    let (found, _) =
+        knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))
+            .unwrap();
     assert_eq!(found, cal);
     assert_ne!(found.mapping, default_cal.mapping);
     let stats: serde_json::Value = serde_json::from_slice(&run(&["stats", "--index", idx_s, "--json"]).stdout).unwrap();
@@ -167,7 +191,8 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     assert!(!idx.join("projection.json").exists());
     let stats: serde_json::Value = serde_json::from_slice(&run(&["stats", "--index", idx_s, "--json"]).stdout).unwrap();
     assert!(stats["projection"].is_null());
-    let (found, path) = knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", None).unwrap();
+    let (found, path) =
+        knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", None).unwrap();
     assert_eq!(path, root().join("models/efficientnet-lite0/calibration.json"), "the stale projected calibration is skipped");
     assert_eq!(found.mapping, default_cal.mapping);
 

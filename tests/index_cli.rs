@@ -89,7 +89,9 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
         };
         assert_eq!(ids(&ra), ids(&rb), "query {q}");
         assert_eq!(ids(&ra).len(), 5);
-        let sims = |r: &serde_json::Value| -> Vec<f64> { r["matches"].as_array().unwrap().iter().map(|m| m["best"]["similarity"].as_f64().unwrap()).collect() };
+        let sims = |r: &serde_json::Value| -> Vec<f64> {
+            r["matches"].as_array().unwrap().iter().map(|m| m["best"]["similarity"].as_f64().unwrap()).collect()
+        };
         for (x, y) in sims(&ra).iter().zip(sims(&rb)) {
             assert!((x - y).abs() < 1e-4);
         }
@@ -157,7 +159,8 @@ fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
     std::fs::copy(work.path().join("img/p000-00.jpg"), folder.join("shoe-a/1.jpg")).unwrap();
     std::fs::copy(work.path().join("img/p001-00.jpg"), folder.join("shoe-b/1.jpg")).unwrap();
     let idx2 = work.path().join("idx2");
-    let out = knockoff(&["index", folder.to_str().unwrap(), "--index", idx2.to_str().unwrap(), "--label", "counterfeit", "--brand", "Fake"]);
+    let out =
+        knockoff(&["index", folder.to_str().unwrap(), "--index", idx2.to_str().unwrap(), "--label", "counterfeit", "--brand", "Fake"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = search_json(&idx2, &work.path().join("img/p001-00.jpg"));
     assert_eq!(r["matches"][0]["product"]["product_id"], "shoe-b");

@@ -69,7 +69,9 @@ impl Metrics {
     pub fn render(&self, images: i64, graph_points: usize, products: i64, tombstones: i64) -> String {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP knockoff_http_requests_total HTTP requests by route and status.\n# TYPE knockoff_http_requests_total counter\n");
+        out.push_str(
+            "# HELP knockoff_http_requests_total HTTP requests by route and status.\n# TYPE knockoff_http_requests_total counter\n",
+        );
         for ((method, route, status), n) in &m.requests {
             let _ = writeln!(out, "knockoff_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
         }
@@ -81,7 +83,10 @@ impl Metrics {
         m.embed.render(&mut out, "knockoff_embed_duration_seconds", "");
         out.push_str("# HELP knockoff_search_duration_seconds Time to search the index for one photo.\n# TYPE knockoff_search_duration_seconds histogram\n");
         m.search.render(&mut out, "knockoff_search_duration_seconds", "");
-        let _ = writeln!(out, "# HELP knockoff_index_images Live catalog images.\n# TYPE knockoff_index_images gauge\nknockoff_index_images {images}");
+        let _ = writeln!(
+            out,
+            "# HELP knockoff_index_images Live catalog images.\n# TYPE knockoff_index_images gauge\nknockoff_index_images {images}"
+        );
         let _ = writeln!(out, "# HELP knockoff_index_graph_points Points in the HNSW graph (tombstones included).\n# TYPE knockoff_index_graph_points gauge\nknockoff_index_graph_points {graph_points}");
         let _ = writeln!(out, "# HELP knockoff_index_products Live catalog products.\n# TYPE knockoff_index_products gauge\nknockoff_index_products {products}");
         let _ = writeln!(out, "# HELP knockoff_index_tombstones Deleted images awaiting compaction.\n# TYPE knockoff_index_tombstones gauge\nknockoff_index_tombstones {tombstones}");

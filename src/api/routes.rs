@@ -72,10 +72,13 @@ async fn fetch_url(state: &AppState, url: String) -> Result<Bytes, ApiError> {
         allow_private: state.config.allow_private_urls,
         allow_files: false,
     };
-    let res = tokio::task::spawn_blocking(move || crate::ingest::fetch(&url, &opts)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let res =
+        tokio::task::spawn_blocking(move || crate::ingest::fetch(&url, &opts)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     match res {
         Ok(b) => Ok(Bytes::from(b)),
-        Err(crate::ingest::IngestError::Fetch { detail, source_name }) => Err(ApiError::BadRequest(format!("cannot fetch {source_name}: {detail}"))),
+        Err(crate::ingest::IngestError::Fetch { detail, source_name }) => {
+            Err(ApiError::BadRequest(format!("cannot fetch {source_name}: {detail}")))
+        }
         Err(e) => Err(ApiError::BadRequest(e.to_string())),
     }
 }
@@ -365,7 +368,8 @@ async fn page() -> impl IntoResponse {
 async fn readyz(State(state): St) -> impl IntoResponse {
     let st = state.clone();
     match blocking(move || Ok(st.catalog.stats()?)).await {
-        Ok(s) => (StatusCode::OK, Json(serde_json::json!({ "ready": true, "model": state.embedder.name(), "images": s.graph_points }))).into_response(),
+        Ok(s) => (StatusCode::OK, Json(serde_json::json!({ "ready": true, "model": state.embedder.name(), "images": s.graph_points })))
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -400,7 +404,14 @@ fn product_out(p: Product, images: Vec<crate::catalog::ImageRecord>) -> ProductO
         attributes: p.attributes,
         images: images
             .into_iter()
-            .map(|i| ImageOut { image_id: i.id, sha256: i.sha256, width: i.width, height: i.height, source: i.source, added_at: i.added_at })
+            .map(|i| ImageOut {
+                image_id: i.id,
+                sha256: i.sha256,
+                width: i.width,
+                height: i.height,
+                source: i.source,
+                added_at: i.added_at,
+            })
             .collect(),
     }
 }
@@ -445,7 +456,10 @@ async fn add_image(State(state): St, Path(id): Path<String>, req: Request) -> Re
     let bytes = checked_body(&state, req, auth).await?;
     let st = state.clone();
     let pid = id.clone();
-    let product = blocking(move || st.catalog.product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))).await?;
+    let product = blocking(move || {
+        st.catalog.product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))
+    })
+    .await?;
     let sha256 = crate::util::sha256_hex(&bytes);
     // Decode once here for the size; the pool embeds.
     let limits = state.embedder.limits();
@@ -530,7 +544,8 @@ async fn thumbnail(State(state): St, headers: HeaderMap, Path(id): Path<String>)
     require(&state, &headers, Role::Read, "see thumbnails")?;
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))?;
     let st = state.clone();
-    let jpeg = blocking(move || st.catalog.thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
+    let jpeg =
+        blocking(move || st.catalog.thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
 }
 
@@ -542,7 +557,6 @@ async fn delete_image(State(state): St, headers: HeaderMap, Path(id): Path<Strin
     blocking(move || Ok(st.catalog.delete_image(id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -139,7 +139,10 @@ impl Catalog {
                 idx.insert_many(&newer)?;
                 let caught_up = newer.len();
                 if caught_up > 0 || marker.generation != generation {
-                    tracing::info!("index dump is {} generations behind the store: added {caught_up} vectors", generation.saturating_sub(marker.generation));
+                    tracing::info!(
+                        "index dump is {} generations behind the store: added {caught_up} vectors",
+                        generation.saturating_sub(marker.generation)
+                    );
                 }
                 (idx, OpenReport::Loaded { points: marker.points + caught_up, caught_up })
             }
@@ -166,7 +169,9 @@ impl Catalog {
             meta: RwLock::new(meta),
             projection: RwLock::new(projection),
         };
-        if matches!(report, OpenReport::Rebuilt { points, .. } if points > 0) || matches!(report, OpenReport::Loaded { caught_up, .. } if caught_up > 0) {
+        if matches!(report, OpenReport::Rebuilt { points, .. } if points > 0)
+            || matches!(report, OpenReport::Loaded { caught_up, .. } if caught_up > 0)
+        {
             cat.persist()?;
         }
         Ok((cat, report))

@@ -128,7 +128,8 @@ impl Projection {
                 total[(i, j)] *= scale;
             }
         }
-        let eig2 = total.self_adjoint_eigen(Side::Lower).map_err(|e| CatalogError::Projection(format!("eigen-decomposition failed: {e:?}")))?;
+        let eig2 =
+            total.self_adjoint_eigen(Side::Lower).map_err(|e| CatalogError::Projection(format!("eigen-decomposition failed: {e:?}")))?;
         let (u2, s2) = (eig2.U(), eig2.S().column_vector());
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|a, b| s2[*b].total_cmp(&s2[*a]));
@@ -189,8 +190,9 @@ impl Projection {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CatalogError::Projection(format!("cannot read {}: {e}", path.display()))),
         };
-        let p: Projection = serde_json::from_slice(&bytes)
-            .map_err(|e| CatalogError::Projection(format!("{} is unreadable ({e}); remove it or run `knockoff tune` again", path.display())))?;
+        let p: Projection = serde_json::from_slice(&bytes).map_err(|e| {
+            CatalogError::Projection(format!("{} is unreadable ({e}); remove it or run `knockoff tune` again", path.display()))
+        })?;
         let (d, k) = (p.info.in_dim, p.info.out_dim);
         if p.mean.len() != d || p.matrix.len() != d * k || content_id(&p.mean, &p.matrix) != p.info.id {
             return Err(CatalogError::Projection(format!(

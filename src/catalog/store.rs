@@ -162,10 +162,7 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, CatalogError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(|e| self.err(e))
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), CatalogError> {
@@ -269,7 +266,9 @@ impl Store {
     pub fn image_counts(&self) -> Result<std::collections::HashMap<String, usize>, CatalogError> {
         let mut st = self
             .conn
-            .prepare("SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0 GROUP BY p.product_id")
+            .prepare(
+                "SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product WHERE i.deleted = 0 GROUP BY p.product_id",
+            )
             .map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -278,11 +277,9 @@ impl Store {
     /// The thumbnail of a live image.
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
         self.conn
-            .query_row(
-                "SELECT t.jpeg FROM thumbnails t JOIN images i ON i.id = t.image WHERE t.image = ?1 AND i.deleted = 0",
-                [id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT t.jpeg FROM thumbnails t JOIN images i ON i.id = t.image WHERE t.image = ?1 AND i.deleted = 0", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -333,7 +330,8 @@ impl Store {
 
     /// Jobs that were queued or running when the service stopped.
     pub fn unfinished_jobs(&self) -> Result<Vec<String>, CatalogError> {
-        let mut st = self.conn.prepare("SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at").map_err(|e| self.err(e))?;
+        let mut st =
+            self.conn.prepare("SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at").map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -376,10 +374,8 @@ impl Store {
 
     /// Every product, keyed by its row id.
     pub fn products(&self) -> Result<Vec<(i64, Product)>, CatalogError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT product_id, label, brand, name, category, attributes, id FROM products")
-            .map_err(|e| self.err(e))?;
+        let mut st =
+            self.conn.prepare("SELECT product_id, label, brand, name, category, attributes, id FROM products").map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| Ok((r.get(6)?, Self::product_from_row(r)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -431,7 +427,8 @@ impl Store {
                  WHERE e.model = ?1 AND i.deleted = 0 AND e.image > ?2 ORDER BY e.image",
             )
             .map_err(|e| self.err(e))?;
-        let rows = st.query_map(params![model, after], |r| Ok((r.get(0)?, blob_to_vec(&r.get::<_, Vec<u8>>(1)?)))).map_err(|e| self.err(e))?;
+        let rows =
+            st.query_map(params![model, after], |r| Ok((r.get(0)?, blob_to_vec(&r.get::<_, Vec<u8>>(1)?)))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -440,8 +437,10 @@ impl Store {
         let path = self.path.clone();
         let e = |e: rusqlite::Error| CatalogError::store(&path, e);
         let tx = self.conn.transaction().map_err(e)?;
-        let prod: Option<i64> =
-            tx.query_row("SELECT id FROM products WHERE product_id = ?1 AND deleted = 0", [product_id], |r| r.get(0)).optional().map_err(e)?;
+        let prod: Option<i64> = tx
+            .query_row("SELECT id FROM products WHERE product_id = ?1 AND deleted = 0", [product_id], |r| r.get(0))
+            .optional()
+            .map_err(e)?;
         let Some(prod) = prod else { return Err(CatalogError::UnknownProduct(product_id.into())) };
         let ids: Vec<i64> = {
             let mut st = tx.prepare("SELECT id FROM images WHERE product = ?1 AND deleted = 0").map_err(e)?;
@@ -490,7 +489,8 @@ impl Store {
         let one = |sql: &str| -> Result<i64, CatalogError> { self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.err(e)) };
         let group = |sql: &str| -> Result<Vec<(String, i64)>, CatalogError> {
             let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))).map_err(|e| self.err(e))?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))).map_err(|e| self.err(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
         };
         const LIVE: &str = "FROM products p WHERE EXISTS (SELECT 1 FROM images i WHERE i.product = p.id AND i.deleted = 0)";

@@ -23,7 +23,7 @@ pub const fn decode_default_max_pixels() -> u64 {
     DEFAULT_MAX_PIXELS
 }
 pub use error::EmbedError;
-pub use model::{DEFAULT_MODEL as DEFAULT_MODEL_NAME, InputLayout, ModelManifest, ModelRegistry, Normalization, ResizeMode};
+pub use model::{InputLayout, ModelManifest, ModelRegistry, Normalization, ResizeMode, DEFAULT_MODEL as DEFAULT_MODEL_NAME};
 pub use pipeline::{run_pipeline, PipelineOptions, Prepared};
 pub use preprocess::Preprocessor;
 pub use runtime::{init_runtime, locate_runtime, RuntimeLocation};

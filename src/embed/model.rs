@@ -127,10 +127,8 @@ pub struct OnnxSpec<'a> {
 
 impl ModelManifest {
     pub fn from_file(path: &Path) -> Result<Self, EmbedError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| EmbedError::Manifest { path: path.into(), detail: e.to_string() })?;
-        let mut m: ModelManifest = toml::from_str(&text)
-            .map_err(|e| EmbedError::Manifest { path: path.into(), detail: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| EmbedError::Manifest { path: path.into(), detail: e.to_string() })?;
+        let mut m: ModelManifest = toml::from_str(&text).map_err(|e| EmbedError::Manifest { path: path.into(), detail: e.to_string() })?;
         m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         m.validate(path)?;
         Ok(m)
@@ -277,10 +275,8 @@ pub const DEFAULT_MODEL: &str = "efficientnet-lite0";
 
 impl ModelRegistry {
     pub fn open(dir: &Path) -> Result<Self, EmbedError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| EmbedError::Manifest {
-            path: dir.into(),
-            detail: format!("cannot list models folder: {e}"),
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| EmbedError::Manifest { path: dir.into(), detail: format!("cannot list models folder: {e}") })?;
         let mut models = Vec::new();
         let mut broken = Vec::new();
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("model.toml")).collect();
@@ -309,9 +305,7 @@ impl ModelRegistry {
     /// The named model, or the default one when `name` is `None`.
     pub fn get(&self, name: Option<&str>) -> Result<&ModelManifest, EmbedError> {
         let name = name.unwrap_or(DEFAULT_MODEL);
-        if let Some((path, detail)) =
-            self.broken.iter().find(|(p, _)| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == name))
-        {
+        if let Some((path, detail)) = self.broken.iter().find(|(p, _)| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == name)) {
             if !self.models.iter().any(|m| m.name == name) {
                 return Err(EmbedError::Manifest { path: path.clone(), detail: detail.clone() });
             }

@@ -253,10 +253,16 @@ mod tests {
     fn focus_crop_cuts_busy_photos_and_keeps_packshots_whole() {
         // A packshot: a busy object on a white background.
         let shot = RgbImage::from_fn(200, 100, |x, y| {
-            if (40..160).contains(&x) && (20..80).contains(&y) { image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, 90]) } else { image::Rgb([252, 252, 250]) }
+            if (40..160).contains(&x) && (20..80).contains(&y) {
+                image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, 90])
+            } else {
+                image::Rgb([252, 252, 250])
+            }
         });
         // A shelf photo: clutter up to the edges.
-        let shelf = RgbImage::from_fn(200, 100, |x, y| image::Rgb([((x * 37 + y * 11) % 256) as u8, ((x * 5 + y * 71) % 256) as u8, ((x ^ y) % 256) as u8]));
+        let shelf = RgbImage::from_fn(200, 100, |x, y| {
+            image::Rgb([((x * 37 + y * 11) % 256) as u8, ((x * 5 + y * 71) % 256) as u8, ((x ^ y) % 256) as u8])
+        });
         assert!(plain_border_share(&shot) > 0.95);
         assert!(plain_border_share(&shelf) < 0.3);
         let f = FocusCrop { fraction: 0.7 };
@@ -264,7 +270,10 @@ mod tests {
         assert_eq!((f.fraction_for(0.2), f.fraction_for(0.9)), (0.7, 1.0));
         assert!((f.fraction_for(0.65) - 0.85).abs() < 1e-6, "eases linearly in between");
         let (l, t, w, h) = f.region(&shelf);
-        assert!((l - 30.0).abs() < 1e-3 && (t - 15.0).abs() < 1e-3 && (w - 140.0).abs() < 1e-3 && (h - 70.0).abs() < 1e-3, "{l} {t} {w} {h}");
+        assert!(
+            (l - 30.0).abs() < 1e-3 && (t - 15.0).abs() < 1e-3 && (w - 140.0).abs() < 1e-3 && (h - 70.0).abs() < 1e-3,
+            "{l} {t} {w} {h}"
+        );
         // The crop really selects the centre: a resized crop of a busy image
         // whose centre is red comes out red (the filter may reach a few
         // pixels past the crop, so the red reaches a little further).

@@ -37,10 +37,7 @@ pub fn locate_runtime() -> Result<RuntimeLocation, EmbedError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            return Err(EmbedError::RuntimeMissing(format!(
-                "ORT_DYLIB_PATH points to {}, which does not exist; {FIX}.",
-                p.display()
-            )));
+            return Err(EmbedError::RuntimeMissing(format!("ORT_DYLIB_PATH points to {}, which does not exist; {FIX}.", p.display())));
         }
         return Ok(RuntimeLocation::Env(p));
     }

@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn tpr_at_low_fpr() {
         let neg: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect(); // 0.00 .. 0.99
-        // 1% of 100 negatives = 1 allowed above the threshold: threshold 0.98, only 0.99 passes.
+                                                                          // 1% of 100 negatives = 1 allowed above the threshold: threshold 0.98, only 0.99 passes.
         let pos = [0.985, 0.5, 0.999, 0.2];
         assert_eq!(tpr_at_fpr(&pos, &neg, 0.01), Some(0.5));
         assert_eq!(tpr_at_fpr(&pos, &[], 0.01), None);

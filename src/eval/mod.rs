@@ -144,7 +144,12 @@ fn group_of(category: Option<&str>) -> String {
 }
 
 /// Runs every query and computes the report.
-pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts: &EvalOptions) -> Result<EvalReport, crate::catalog::CatalogError> {
+pub fn evaluate(
+    catalog: &Catalog,
+    embedder: &Embedder,
+    queries: &[Query],
+    opts: &EvalOptions,
+) -> Result<EvalReport, crate::catalog::CatalogError> {
     let stats = catalog.stats()?;
     let n_products = stats.counts.products.max(1) as usize;
     let n_images = stats.counts.images.max(1) as usize;
@@ -161,7 +166,10 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(q) = queries.get(i) else { break };
                 let t0 = Instant::now();
-                let v = match fetch(&q.image, &fetch_opts).map_err(|e| e.to_string()).and_then(|b| embedder.embed_bytes(&b, &q.image).map_err(|e| e.to_string())) {
+                let v = match fetch(&q.image, &fetch_opts)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| embedder.embed_bytes(&b, &q.image).map_err(|e| e.to_string()))
+                {
                     Ok(v) => v,
                     Err(e) => {
                         failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);
@@ -172,13 +180,16 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
                 // Timed: the service's own search (k products). Untimed: the full
                 // product ranking that recall, MRR and AUC need.
                 let t1 = Instant::now();
-                let top = search_products(catalog, &v, &SearchRequest { k: opts.k, product_score: opts.product_score, ..Default::default() });
+                let top =
+                    search_products(catalog, &v, &SearchRequest { k: opts.k, product_score: opts.product_score, ..Default::default() });
                 let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-                let all = search_products(catalog, &v, &SearchRequest { k: n_products, product_score: opts.product_score, ..Default::default() });
+                let all =
+                    search_products(catalog, &v, &SearchRequest { k: n_products, product_score: opts.product_score, ..Default::default() });
                 let verdict = decide(&top, &opts.verdict).verdict;
                 let images = catalog.search_images(&v, n_images.min(2000), Some(n_images.min(2000).max(64)), &Filter::default());
                 let image_relevant: Vec<bool> = images.iter().map(|(_, _, p)| Some(&p.product_id) == q.product_id.as_ref()).collect();
-                let truth_label = q.product_id.as_ref().and_then(|t| all.iter().find(|m| &m.product.product_id == t)).map(|m| m.product.label);
+                let truth_label =
+                    q.product_id.as_ref().and_then(|t| all.iter().find(|m| &m.product.product_id == t)).map(|m| m.product.label);
                 let o = Outcome {
                     truth: q.product_id.clone(),
                     truth_label,
@@ -251,7 +262,14 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
         .filter_map(|o| {
             let (pid, _) = o.ranked.first()?;
             let (img, sim) = o.top_image?;
-            Some(Mistake { query_image: o.query_image.clone(), truth: o.truth.clone(), predicted: pid.clone(), predicted_image: img, similarity: sim, confidence: o.confidence })
+            Some(Mistake {
+                query_image: o.query_image.clone(),
+                truth: o.truth.clone(),
+                predicted: pid.clone(),
+                predicted_image: img,
+                similarity: sim,
+                confidence: o.confidence,
+            })
         })
         .collect();
     mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| b.similarity.total_cmp(&a.similarity)));
@@ -269,14 +287,8 @@ pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts:
         latency,
         most_confused,
         failures: failures.into_iter().take(50).collect(),
-        samples: outcomes
-            .iter()
-            .map(|o| (o.top_image.map(|t| t.1).unwrap_or(0.0), o.top_margin, o.top1_correct()))
-            .collect(),
-        lookups: outcomes
-            .iter()
-            .filter_map(|o| Some((o.truth.clone()?, o.ranked.iter().take(5).cloned().collect())))
-            .collect(),
+        samples: outcomes.iter().map(|o| (o.top_image.map(|t| t.1).unwrap_or(0.0), o.top_margin, o.top1_correct())).collect(),
+        lookups: outcomes.iter().filter_map(|o| Some((o.truth.clone()?, o.ranked.iter().take(5).cloned().collect()))).collect(),
     })
 }
 
@@ -415,8 +427,7 @@ pub fn cross_validate_projection(
         let queries: Vec<usize> = test.into_iter().filter(|i| known.contains(&labelled[*i].0)).collect();
         // Large catalogs: an evenly spread subset keeps the exhaustive lookups affordable.
         let cap = (max_lookups / folds).max(1);
-        let queries: Vec<usize> =
-            if queries.len() > cap { (0..cap).map(|k| queries[k * queries.len() / cap]).collect() } else { queries };
+        let queries: Vec<usize> = if queries.len() > cap { (0..cap).map(|k| queries[k * queries.len() / cap]).collect() } else { queries };
         if queries.is_empty() {
             continue;
         }
@@ -533,7 +544,12 @@ pub fn fit_verdict_thresholds(
         })
         .collect();
     let cost_of = |margin: f64| -> f64 {
-        let cfg = VerdictConfig { margin: margin as f32, min_confidence: min_confidence as f32, calibration: Some(mapping.clone()), ..Default::default() };
+        let cfg = VerdictConfig {
+            margin: margin as f32,
+            min_confidence: min_confidence as f32,
+            calibration: Some(mapping.clone()),
+            ..Default::default()
+        };
         let total: f64 = lists
             .iter()
             .map(|(truth, matches)| match (decide(matches, &cfg).verdict, truth) {
@@ -557,7 +573,8 @@ mod tests {
     #[test]
     fn verdict_margin_is_fitted_by_expected_cost_and_needs_both_labels() {
         // Confidences: 0.6 → 0.58, 0.7 → 0.70, 0.9 → 0.94 (gaps 0.12 and 0.24, off the grid of margins).
-        let mapping = crate::search::Mapping::Isotonic { xs: vec![0.0, 0.5, 0.6, 0.7, 0.8, 0.9], ys: vec![0.05, 0.52, 0.58, 0.7, 0.83, 0.94] };
+        let mapping =
+            crate::search::Mapping::Isotonic { xs: vec![0.0, 0.5, 0.6, 0.7, 0.8, 0.9], ys: vec![0.05, 0.52, 0.58, 0.7, 0.83, 0.94] };
         let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit)].into();
         // 6 clear lookups (similarities 0.9 vs 0.7) the top product gets right;
         // 4 near-ties (0.7 vs 0.6) it gets wrong: `uncertain` is cheaper there.

@@ -55,7 +55,11 @@ fn roc_svg(pos: &[f32], neg: &[f32]) -> String {
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut curve = vec![(0.0, 0.0)];
     for (_, p) in all {
-        if p { tp += 1.0 } else { fp += 1.0 }
+        if p {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
         curve.push((fp / nn, tp / np));
     }
     svg(420, 360, |root| {

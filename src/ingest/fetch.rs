@@ -156,7 +156,9 @@ fn fetch_once(source: &str, opts: &FetchOptions) -> Result<Vec<u8>, Failure> {
         }
         let mut buf = Vec::new();
         return match resp.into_reader().take(opts.max_bytes + 1).read_to_end(&mut buf) {
-            Ok(_) if buf.len() as u64 > opts.max_bytes => Err(Failure::Final(format!("response is over the {} byte limit", opts.max_bytes))),
+            Ok(_) if buf.len() as u64 > opts.max_bytes => {
+                Err(Failure::Final(format!("response is over the {} byte limit", opts.max_bytes)))
+            }
             Ok(_) => Ok(buf),
             Err(e) => Err(Failure::Retry(format!("reading the response failed: {e}"))),
         };

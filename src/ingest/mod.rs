@@ -176,14 +176,32 @@ pub fn ingest(
                 (Outcome::Skipped, _) => counts.skipped += 1,
                 (Outcome::Failed(item, e), _) => {
                     counts.failed += 1;
-                    errors.push(ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() });
+                    errors.push(ItemError {
+                        image: item.image,
+                        product_id: item.product.product_id,
+                        kind: e.kind().into(),
+                        reason: e.to_string(),
+                    });
                 }
                 (Outcome::Embed(item, sha256, width, height, thumb), Some(Ok(embedding))) => {
-                    pending.push(NewImage { product: item.product, source: item.image, sha256, width, height, embedding, thumbnail: Some(thumb) });
+                    pending.push(NewImage {
+                        product: item.product,
+                        source: item.image,
+                        sha256,
+                        width,
+                        height,
+                        embedding,
+                        thumbnail: Some(thumb),
+                    });
                 }
                 (Outcome::Embed(item, ..), Some(Err(e))) => {
                     counts.failed += 1;
-                    errors.push(ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() });
+                    errors.push(ItemError {
+                        image: item.image,
+                        product_id: item.product.product_id,
+                        kind: e.kind().into(),
+                        reason: e.to_string(),
+                    });
                 }
                 (Outcome::Embed(..), None) => unreachable!("tensors always reach the model"),
             }
@@ -208,7 +226,8 @@ pub fn ingest(
 
     let errors_file = match (&opts.errors_file, errors.is_empty()) {
         (Some(p), false) => {
-            write_errors(p, &errors).map_err(|e| IngestError::Source { path: p.clone(), detail: format!("cannot write errors file: {e}") })?;
+            write_errors(p, &errors)
+                .map_err(|e| IngestError::Source { path: p.clone(), detail: format!("cannot write errors file: {e}") })?;
             Some(p.clone())
         }
         _ => None,

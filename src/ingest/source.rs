@@ -75,7 +75,8 @@ pub fn parse_manifest(
             .collect()
     } else {
         let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
-        let headers = rdr.headers().map_err(|e| IngestError::Source { path: path.into(), detail: format!("invalid CSV header: {e}") })?.clone();
+        let headers =
+            rdr.headers().map_err(|e| IngestError::Source { path: path.into(), detail: format!("invalid CSV header: {e}") })?.clone();
         for required in ["image", "product_id"] {
             if !headers.iter().any(|h| h.trim() == required) {
                 return Err(IngestError::Source {
@@ -84,10 +85,7 @@ pub fn parse_manifest(
                 });
             }
         }
-        rdr.deserialize::<Row>()
-            .enumerate()
-            .map(|(i, r)| (i + 2, r.map_err(|e| format!("invalid CSV row: {e}"))))
-            .collect()
+        rdr.deserialize::<Row>().enumerate().map(|(i, r)| (i + 2, r.map_err(|e| format!("invalid CSV row: {e}")))).collect()
     };
     let mut items = Vec::new();
     let mut errors = Vec::new();

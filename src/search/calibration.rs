@@ -99,20 +99,25 @@ impl Calibration {
 
     /// Like [`Calibration::find`], skipping (with a warning) a calibration
     /// fitted for another model or in another projection.
-    pub fn find_matching(index_dir: &Path, model_dir: &Path, model: &str, projection: Option<&str>) -> Option<(Calibration, std::path::PathBuf)> {
+    pub fn find_matching(
+        index_dir: &Path,
+        model_dir: &Path,
+        model: &str,
+        projection: Option<&str>,
+    ) -> Option<(Calibration, std::path::PathBuf)> {
         Self::candidates(index_dir, model_dir).find(|(c, p)| {
-                let ok = c.model == model && c.projection.as_deref() == projection;
-                if !ok {
-                    tracing::warn!(
-                        "ignoring {}: fitted for model '{}' / projection {:?}, the index is '{model}' / {:?}",
-                        p.display(),
-                        c.model,
-                        c.projection,
-                        projection
-                    );
-                }
-                ok
-            })
+            let ok = c.model == model && c.projection.as_deref() == projection;
+            if !ok {
+                tracing::warn!(
+                    "ignoring {}: fitted for model '{}' / projection {:?}, the index is '{model}' / {:?}",
+                    p.display(),
+                    c.model,
+                    c.projection,
+                    projection
+                );
+            }
+            ok
+        })
     }
 }
 

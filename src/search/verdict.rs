@@ -114,7 +114,12 @@ mod tests {
     use crate::search::ImageHit;
 
     fn m(id: &str, label: Label, sim: f32) -> ProductMatch {
-        ProductMatch { product: Arc::new(Product::new(id, label)), score: sim, best: ImageHit { image_id: 1, similarity: sim }, second: None }
+        ProductMatch {
+            product: Arc::new(Product::new(id, label)),
+            score: sim,
+            best: ImageHit { image_id: 1, similarity: sim },
+            second: None,
+        }
     }
 
     #[test]

@@ -75,4 +75,3 @@ pub fn make_catalog(dir: &Path, products: usize, per: usize) -> PathBuf {
     std::fs::write(&manifest, csv).unwrap();
     manifest
 }
-
