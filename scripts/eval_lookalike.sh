@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 DATA=../shared/data/grocery
 [ -d "$DATA" ] || { echo "eval_lookalike.sh needs ../shared/data/grocery" >&2; exit 1; }
 ./scripts/setup.sh --no-python >/dev/null
-cargo build --release -q
+# KNOCKOFF_BIN: a built binary to use instead of building.
+K=${KNOCKOFF_BIN:-./target/release/knockoff}
+[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 python3 - "$DATA" "$WORK" <<'PYEOF'
 import csv, os, sys
@@ -37,7 +39,7 @@ def write(path, rs):
 write(f"{work}/catalog.csv", list(rows("catalog.csv")) + list(rows("photos-train.csv")))
 write(f"{work}/queries.csv", list(rows("photos-val.csv")))
 PYEOF
-./target/release/knockoff eval --catalog "$WORK/catalog.csv" --queries "$WORK/queries.csv" "$@" > "$WORK/report.json"
+"$K" eval --catalog "$WORK/catalog.csv" --queries "$WORK/queries.csv" "$@" > "$WORK/report.json"
 python3 - "$WORK/report.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))

@@ -11,8 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 G=../shared/data/grocery
 [ -d "$G" ] || { echo "eval_protocols.sh needs ../shared/data/grocery" >&2; exit 1; }
-cargo build --release -q
-K=./target/release/knockoff
+# KNOCKOFF_BIN: a built binary to use instead of building (e.g. a copy, so that
+# rebuilding during a long run does not change the binary half-way).
+K=${KNOCKOFF_BIN:-./target/release/knockoff}
+[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
 OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"
 M=$(mktemp -d); trap 'rm -rf "$M"' EXIT

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Sets everything up (idempotent) and runs every test.
+# Sets everything up (idempotent), checks formatting and lints, and runs every test.
 #   ./scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-browser
+echo "[test] cargo fmt --check" >&2
+cargo fmt --check
+echo "[test] cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --release --all-targets -q -- -D warnings
 cargo test --release "$@"

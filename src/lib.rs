@@ -1,16 +1,27 @@
 //! knockoff: a counterfeit detector for online marketplaces.
 //!
-//! A listing photo is embedded by an ONNX vision model ([`embed`]), matched
-//! against a catalog of authentic and counterfeit reference photos
-//! ([`catalog`], [`search`]), and the answer is served over HTTP ([`api`]).
-//! Brand catalogs are loaded in bulk by [`ingest`]. The `knockoff` binary
-//! ([`cli`]) drives all of it.
+//! Data flow, with the module that owns each step:
+//!
+//! | step | module |
+//! |---|---|
+//! | upload → bytes (raw, multipart, JSON, URL) | [`api::extract`] (HTTP), [`ingest`] (manifests) |
+//! | bytes → decoded, preprocessed → embedding | [`embed`] |
+//! | embedding → nearest images → products | [`search`] over [`catalog`] |
+//! | products → confidences → verdict (one function) | [`search::lookup`] |
+//! | answer → JSON | [`api`] / [`cli`] |
+//! | calibration, projection, verdict thresholds | [`fit`] |
+//! | measuring all of it | [`eval`] |
+//!
+//! The `knockoff` binary ([`cli`]) and the HTTP service ([`api`]) only
+//! translate: arguments or requests in, the library's typed result out.
 
 pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod embed;
 pub mod eval;
+pub mod fit;
+pub mod index;
 pub mod ingest;
 pub mod search;
 pub mod util;

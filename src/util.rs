@@ -1,16 +1,59 @@
-//! Small helpers shared by several modules.
+//! Small helpers shared by several modules: hashing, atomic file writes,
+//! timestamps, little-endian `f32` blobs and locating the project's folders.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+#[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// The sha256 of a file's contents, streamed.
+pub fn sha256_file(p: &Path) -> std::io::Result<String> {
+    let mut f = File::open(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the
+/// new content: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(&dir)?.sync_all()
+}
+
+/// The current time in RFC 3339, UTC, whole seconds (`2026-11-29T07:33:55Z`).
+#[must_use]
+pub fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).map_or_else(|_| now.to_string(), |t| t.to_string())
+}
+
+/// `f32` values as little-endian bytes.
+#[must_use]
+pub fn f32s_to_le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes as `f32` values (a trailing partial value is ignored).
+#[must_use]
+pub fn f32s_from_le_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Finds the project's folder that holds `name` (e.g. `models`): `$KNOCKOFF_HOME`
 /// first, then the current directory and its ancestors, then the executable's
 /// ancestors (so `target/release/knockoff` finds the checkout it was built in).
+#[must_use]
 pub fn find_project_dir(name: &str) -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("KNOCKOFF_HOME") {
         let p = Path::new(&home).join(name);
@@ -22,18 +65,37 @@ pub fn find_project_dir(name: &str) -> Option<PathBuf> {
     if let Ok(cwd) = std::env::current_dir() {
         starts.push(cwd);
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(parent) = exe.parent() {
-            starts.push(parent.to_path_buf());
-        }
+    if let Some(parent) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        starts.push(parent);
     }
-    for start in starts {
-        for dir in start.ancestors() {
-            let p = dir.join(name);
-            if p.exists() {
-                return Some(p);
-            }
-        }
+    starts.iter().flat_map(|s| s.ancestors()).map(|d| d.join(name)).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_seconds() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+        assert!(t.parse::<jiff::Timestamp>().is_ok());
     }
-    None
+
+    #[test]
+    fn blobs_round_trip() {
+        let v = vec![0.5f32, -1.25, 3.0e-8];
+        assert_eq!(f32s_from_le_bytes(&f32s_to_le_bytes(&v)), v);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    }
 }

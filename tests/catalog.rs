@@ -22,7 +22,7 @@ fn opts() -> CatalogOptions {
 
 /// Deterministic pseudo-random unit vector.
 fn vector(seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
     let mut v: Vec<f32> = (0..DIM)
         .map(|_| {
             x ^= x << 13;
@@ -32,7 +32,9 @@ fn vector(seed: u64) -> Vec<f32> {
         })
         .collect();
     let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
+    for a in &mut v {
+        *a /= n;
+    }
     v
 }
 
@@ -42,7 +44,9 @@ fn near(center: u64, seed: u64) -> Vec<f32> {
     let noise = vector(seed + 1_000_000);
     let mut v: Vec<f32> = c.iter().zip(&noise).map(|(a, b)| a + 0.15 * b).collect();
     let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
+    for a in &mut v {
+        *a /= n;
+    }
     v
 }
 
@@ -105,8 +109,8 @@ fn re_adding_the_same_bytes_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
     let imgs = images(3, 2);
-    assert!(cat.add_images(&imgs).unwrap().iter().all(|i| i.is_some()));
-    assert!(cat.add_images(&imgs).unwrap().iter().all(|i| i.is_none()));
+    assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_some));
+    assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_none));
     assert_eq!(cat.stats().unwrap().counts.images, 6);
 }
 
@@ -300,8 +304,12 @@ fn searches_run_during_writes_and_see_consistent_results() {
     let t = Instant::now();
     for (i, chunk) in all[20..].chunks(16).enumerate() {
         cat.add_images(chunk).unwrap();
-        // Interleave: let a search or two run against each state.
+        // Interleave: let a search or two run against each state (a reader
+        // that failed or stalled fails the test instead of hanging it).
+        let deadline = Instant::now() + Duration::from_secs(60);
         while reads.load(Ordering::Relaxed) < i {
+            assert!(!reader.is_finished(), "the reader stopped early (it failed an assertion)");
+            assert!(Instant::now() < deadline, "the reader made no progress for 60 s");
             std::thread::yield_now();
         }
     }
@@ -327,7 +335,9 @@ fn nuisance_images(n: u64, per: u64) -> Vec<NewImage> {
                 let nuisance: Vec<f32> = (0..DIM).map(|d| (0..3).map(|k| coef[k] * 4.0 * vector(9_000_000 + k as u64)[d]).sum()).collect();
                 let mut v: Vec<f32> = c.iter().zip(&nuisance).map(|(a, b)| 0.35 * a + b).collect();
                 let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-                v.iter_mut().for_each(|a| *a /= norm);
+                for a in &mut v {
+                    *a /= norm;
+                }
                 NewImage {
                     product: product(i),
                     source: format!("mem://{i}/{j}"),
@@ -382,7 +392,7 @@ fn projection_is_fitted_persisted_applied_to_new_images_and_removable() {
         &catalog.iter().map(|i| i.embedding.as_slice()).collect::<Vec<_>>(),
         &catalog.iter().map(|i| i.product.product_id.len() as i64 + i.source.len() as i64).collect::<Vec<_>>(),
         "other-model",
-        Default::default(),
+        knockoff::catalog::FitOptions::default(),
     )
     .unwrap();
     p.save(dir.path()).unwrap();

@@ -78,7 +78,7 @@ fn alpha_is_flattened_onto_white_and_cmyk_becomes_rgb() {
     let orig = image::open(fixture("photos/coffee.jpg")).unwrap().to_rgb8();
     assert_eq!(rgb.dimensions(), orig.dimensions());
     let mean_abs: f64 =
-        rgb.as_raw().iter().zip(orig.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / rgb.as_raw().len() as f64;
+        rgb.as_raw().iter().zip(orig.as_raw()).map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs()).sum::<f64>() / rgb.as_raw().len() as f64;
     assert!(mean_abs < 12.0, "CMYK decode differs from the RGB original by {mean_abs} per channel");
 }
 
@@ -150,7 +150,7 @@ fn bad_inputs_get_typed_errors_naming_the_file() {
     assert!(matches!(bad(&corrupt, "garbled.png"), EmbedError::Corrupt { .. }));
     // Corrupt JPEG: a valid start of image followed by noise.
     let mut cj = good[..200].to_vec();
-    cj.extend((0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    cj.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
     cj.extend([0xFF, 0xD9]);
     let e = bad(&cj, "noise.jpg");
     assert!(matches!(e, EmbedError::Corrupt { .. } | EmbedError::Truncated { .. }), "{e:?}");
@@ -174,12 +174,11 @@ fn decompression_bomb_is_refused_from_the_header() {
 
 #[test]
 fn parity_with_python_reference_pipeline() {
-    let Some(py) = python() else {
-        eprintln!(
-            "SKIPPED parity_with_python_reference_pipeline: .venv/bin/python not found (run ./scripts/setup.sh with python3 present)"
-        );
+    let py = python();
+    if !available("the Python reference venv (.venv/bin/python)", py.is_some(), "run ./scripts/setup.sh with python3 present") {
         return;
-    };
+    }
+    let py = py.unwrap();
     let mut files: Vec<_> = photos();
     for f in std::fs::read_dir(fixture("formats")).unwrap() {
         files.push(f.unwrap().path());
@@ -267,7 +266,7 @@ fn model_manifest_checksum_is_enforced() {
     std::fs::write(m.join("model.toml"), toml.replace("name = \"efficientnet-lite0\"", "name = \"tampered\"")).unwrap();
     std::fs::write(m.join("efficientnet-lite0.onnx"), b"not the model").unwrap();
     let reg = knockoff::embed::ModelRegistry::open(dir.path()).unwrap();
-    let err = knockoff::embed::Embedder::load(reg.get(Some("tampered")).unwrap(), &Default::default()).unwrap_err();
+    let err = knockoff::embed::Embedder::load(reg.get(Some("tampered")).unwrap(), &knockoff::embed::EmbedOptions::default()).unwrap_err();
     assert!(matches!(err, EmbedError::ChecksumMismatch { .. }), "{err}");
     assert!(matches!(reg.get(Some("nope")), Err(EmbedError::ModelNotFound { .. })));
 }

@@ -17,9 +17,9 @@ fn split_catalog(dir: &std::path::Path, products: usize, per: usize, is_query: i
     let (mut cat, mut qs) = (vec![header.to_string()], vec![header.to_string()]);
     for l in lines {
         if is_query(l) {
-            qs.push(l.to_string())
+            qs.push(l.to_string());
         } else {
-            cat.push(l.to_string())
+            cat.push(l.to_string());
         }
     }
     qs.extend(extra_queries.iter().cloned());
@@ -110,7 +110,7 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
     assert!(stored.heldout_ece.contains_key("logistic") && stored.heldout_ece.contains_key("isotonic"));
     // The generated catalog has both labels: the verdict margin is fitted on the same lookups.
     let v = stored.verdict.as_ref().expect("verdict thresholds fitted by calibrate");
-    assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin) && v.n_queries == 16, "{v:?}");
+    assert!(knockoff::fit::VERDICT_MARGINS.contains(&v.margin) && v.n_queries == 16, "{v:?}");
     // The index's own calibration wins over the model's shipped default.
     let (found, path) = knockoff::search::Calibration::find(&idx, &root().join("models/efficientnet-lite0")).unwrap();
     assert_eq!(path, idx.join("calibration.json"));
@@ -170,8 +170,8 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     assert_eq!(cal.n_queries, 40);
     // The catalog has both labels, so the verdict margin was fitted with it.
     let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
-    assert!(knockoff::eval::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
-    assert_eq!(v.cost_by_margin.len(), knockoff::eval::VERDICT_MARGINS.len());
+    assert!(knockoff::fit::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
+    assert_eq!(v.cost_by_margin.len(), knockoff::fit::VERDICT_MARGINS.len());
     assert_eq!(s["verdict"]["margin"].as_f64().unwrap(), v.margin);
     let (found, _) =
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))

@@ -85,12 +85,12 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     for q in ["img/p003-04.jpg", "img/p017-09.jpg", "img/p030-00.jpg"] {
         let (ra, rb) = (search_json(&a, &work.path().join(q)), search_json(&b, &work.path().join(q)));
         let ids = |r: &serde_json::Value| -> Vec<String> {
-            r["matches"].as_array().unwrap().iter().map(|m| m["product"]["product_id"].as_str().unwrap().to_string()).collect()
+            r["matches"].as_array().unwrap().iter().map(|m| m["product_id"].as_str().unwrap().to_string()).collect()
         };
         assert_eq!(ids(&ra), ids(&rb), "query {q}");
         assert_eq!(ids(&ra).len(), 5);
         let sims = |r: &serde_json::Value| -> Vec<f64> {
-            r["matches"].as_array().unwrap().iter().map(|m| m["best"]["similarity"].as_f64().unwrap()).collect()
+            r["matches"].as_array().unwrap().iter().map(|m| m["similarity"].as_f64().unwrap()).collect()
         };
         for (x, y) in sims(&ra).iter().zip(sims(&rb)) {
             assert!((x - y).abs() < 1e-4);
@@ -98,8 +98,8 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     }
     // And the query image's own product comes first.
     let r = search_json(&a, &work.path().join("img/p017-09.jpg"));
-    assert_eq!(r["matches"][0]["product"]["product_id"], "prod-017");
-    assert!(r["matches"][0]["best"]["similarity"].as_f64().unwrap() > 0.99);
+    assert_eq!(r["matches"][0]["product_id"], "prod-017");
+    assert!(r["matches"][0]["similarity"].as_f64().unwrap() > 0.99);
 }
 
 #[test]
@@ -136,11 +136,11 @@ fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
 
     // Delete a product: gone from search, before and after compaction.
     let q = work.path().join("img/p002-01.jpg");
-    assert_eq!(search_json(&idx, &q)["matches"][0]["product"]["product_id"], "prod-002");
+    assert_eq!(search_json(&idx, &q)["matches"][0]["product_id"], "prod-002");
     let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-002"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = search_json(&idx, &q);
-    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product"]["product_id"] != "prod-002"));
+    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "prod-002"));
     // 3 of 18 = 17% tombstones: below the 20% default, so not compacted yet.
     assert_eq!(stats(&idx)["tombstones"].as_i64(), Some(3));
     let out = knockoff(&["compact", "--index", idx.to_str().unwrap()]);
@@ -148,7 +148,7 @@ fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
     let s = stats(&idx);
     assert_eq!((s["tombstones"].as_i64(), s["graph_points"].as_i64()), (Some(0), Some(15)));
     let r = search_json(&idx, &q);
-    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product"]["product_id"] != "prod-002"));
+    assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "prod-002"));
     let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-002"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown product"));
     // A folder source: one sub-folder per product.
@@ -163,9 +163,9 @@ fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
         knockoff(&["index", folder.to_str().unwrap(), "--index", idx2.to_str().unwrap(), "--label", "counterfeit", "--brand", "Fake"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = search_json(&idx2, &work.path().join("img/p001-00.jpg"));
-    assert_eq!(r["matches"][0]["product"]["product_id"], "shoe-b");
-    assert_eq!(r["matches"][0]["product"]["label"], "counterfeit");
-    assert_eq!(r["matches"][0]["product"]["brand"], "Fake");
+    assert_eq!(r["matches"][0]["product_id"], "shoe-b");
+    assert_eq!(r["matches"][0]["label"], "counterfeit");
+    assert_eq!(r["matches"][0]["brand"], "Fake");
 }
 
 #[test]

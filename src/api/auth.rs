@@ -1,5 +1,6 @@
 //! API keys: `read` (lookup) and `admin` (catalog); an admin key may also
 //! look up. Keys are held only as sha256 hashes and compared in constant time.
+//! Routes name the role they need with the [`super::extract::Caller`] extractor.
 
 use sha2::{Digest, Sha256};
 
@@ -7,6 +8,30 @@ use sha2::{Digest, Sha256};
 pub enum Role {
     Read,
     Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        match s {
+            "read" => Ok(Role::Read),
+            "admin" => Ok(Role::Admin),
+            other => Err(KeyError::Role(other.to_string())),
+        }
+    }
+}
+
+/// What is wrong with an API key setting.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("API key entry '{0}' is not name:role:secret")]
+    Shape(String),
+    #[error("API key role must be read or admin, not '{0}'")]
+    Role(String),
+    #[error("API key '{0}': secret must be at least 8 characters")]
+    ShortSecret(String),
+    #[error("API key '{0}': sha256 must be 64 hex digits")]
+    Hash(String),
 }
 
 #[derive(Debug, Clone)]
@@ -21,20 +46,16 @@ pub struct Keys(Vec<ApiKey>);
 
 impl Keys {
     /// Parses `name:role:secret,name:role:secret`.
-    pub fn from_env_value(v: &str) -> Result<Keys, String> {
+    pub fn from_env_value(v: &str) -> Result<Keys, KeyError> {
         let mut keys = Vec::new();
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let mut parts = item.splitn(3, ':');
             let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(format!("API key entry '{}' is not name:role:secret", item.split(':').next().unwrap_or("")));
+                return Err(KeyError::Shape(item.split(':').next().unwrap_or("").to_string()));
             };
-            let role = match role {
-                "read" => Role::Read,
-                "admin" => Role::Admin,
-                other => return Err(format!("API key '{name}': role must be read or admin, not '{other}'")),
-            };
+            let role: Role = role.parse()?;
             if secret.len() < 8 {
-                return Err(format!("API key '{name}': secret must be at least 8 characters"));
+                return Err(KeyError::ShortSecret(name.into()));
             }
             keys.push(ApiKey { name: name.into(), role, hash: Sha256::digest(secret.as_bytes()).into() });
         }
@@ -42,14 +63,10 @@ impl Keys {
     }
 
     /// Adds a key given as the hex sha256 of its secret (config files).
-    pub fn add_hashed(&mut self, name: &str, role: &str, sha256_hex: &str) -> Result<(), String> {
-        let role = match role {
-            "read" => Role::Read,
-            "admin" => Role::Admin,
-            other => return Err(format!("API key '{name}': role must be read or admin, not '{other}'")),
-        };
-        let bytes = hex::decode(sha256_hex.trim()).map_err(|_| format!("API key '{name}': sha256 is not hex"))?;
-        let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("API key '{name}': sha256 must be 64 hex digits"))?;
+    pub fn add_hashed(&mut self, name: &str, role: &str, sha256_hex: &str) -> Result<(), KeyError> {
+        let role: Role = role.parse()?;
+        let bytes = hex::decode(sha256_hex.trim()).map_err(|_| KeyError::Hash(name.into()))?;
+        let hash: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Hash(name.into()))?;
         self.0.push(ApiKey { name: name.into(), role, hash });
         Ok(())
     }
@@ -82,8 +99,9 @@ mod tests {
         assert_eq!(k.check("secret-read-1").map(|k| k.role), Some(Role::Read));
         assert_eq!(k.check("secret-admin-1").map(|k| k.name.as_str()), Some("ops"));
         assert!(k.check("nope").is_none());
-        assert!(Keys::from_env_value("a:root:12345678").is_err());
-        assert!(Keys::from_env_value("a:read:short").is_err());
-        assert!(Keys::from_env_value("garbage").is_err());
+        assert_eq!(Keys::from_env_value("a:root:12345678").unwrap_err(), KeyError::Role("root".into()));
+        assert_eq!(Keys::from_env_value("a:read:short").unwrap_err(), KeyError::ShortSecret("a".into()));
+        assert_eq!(Keys::from_env_value("garbage").unwrap_err(), KeyError::Shape("garbage".into()));
+        assert_eq!(Keys::default().add_hashed("h", "read", "abc"), Err(KeyError::Hash("h".into())));
     }
 }

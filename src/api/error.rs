@@ -1,12 +1,14 @@
 //! The one place where errors become HTTP: `application/problem+json`
-//! (RFC 9457) with a stable `type`.
+//! (RFC 9457) with a stable `type`, for every error the service answers,
+//! including extractor rejections.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::types::Problem;
 use crate::catalog::CatalogError;
 use crate::embed::EmbedError;
+use crate::ingest::jobs::JobError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,15 +34,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-}
-
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
@@ -56,17 +49,16 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
-}
 
-impl ApiError {
     /// The problem document (also used for per-item errors in batch answers).
-    pub fn problem(&self) -> serde_json::Value {
+    #[must_use]
+    pub fn problem(&self) -> Problem {
         let (status, kind, title) = self.parts();
         let kind = match self {
             ApiError::Image(e) => format!("https://knockoff.dev/problems/invalid-image/{}", e.kind()),
             _ => format!("https://knockoff.dev/problems/{kind}"),
         };
-        serde_json::to_value(Problem { kind, title, status: status.as_u16(), detail: self.to_string() }).unwrap_or_default()
+        Problem { kind, title: title.into(), status: status.as_u16(), detail: self.to_string() }
     }
 }
 
@@ -103,5 +95,27 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid { .. } | CatalogError::Dimension { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            JobError::Unknown(_) => ApiError::NotFound(e.to_string()),
+            JobError::Catalog(c) => c.into(),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest(format!("invalid path: {}", e.body_text()))
     }
 }

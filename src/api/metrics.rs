@@ -1,95 +1,98 @@
-//! Prometheus text metrics: request counts and latency histograms per route,
-//! embed and search time, index size.
+//! Prometheus metrics through `prometheus-client` (`OpenMetrics` text):
+//! request counts and latency histograms per route, embed and search time,
+//! index size. Names: `knockoff_http_requests_total{method,route,status}`,
+//! `knockoff_http_request_duration_seconds{method,route}`,
+//! `knockoff_embed_duration_seconds`, `knockoff_search_duration_seconds`,
+//! `knockoff_index_{images,graph_points,products,tombstones}`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+use crate::catalog::CatalogStats;
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+const BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The media type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: String,
 }
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
 }
 
-#[derive(Default)]
-struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<(String, String), Histogram>,
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     embed: Histogram,
     search: Histogram,
+    images: Gauge,
+    graph_points: Gauge,
+    products: Gauge,
+    tombstones: Gauge,
 }
 
-#[derive(Default)]
-pub struct Metrics(Mutex<Inner>);
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("knockoff");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        let (embed, search) = (histogram(), histogram());
+        let (images, graph_points, products, tombstones) = (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("embed_duration_seconds", "Time to decode and embed one photo", embed.clone());
+        registry.register("search_duration_seconds", "Time to search the index for one photo", search.clone());
+        registry.register("index_images", "Live catalog images", images.clone());
+        registry.register("index_graph_points", "Points in the HNSW graph (tombstones included)", graph_points.clone());
+        registry.register("index_products", "Live catalog products", products.clone());
+        registry.register("index_tombstones", "Deleted images awaiting compaction", tombstones.clone());
+        Metrics { registry, requests, latency, embed, search, images, graph_points, products, tombstones }
+    }
+}
 
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *m.requests.entry((method.into(), route.into(), status)).or_default() += 1;
-        m.latency.entry((method.into(), route.into())).or_default().observe(secs);
+        let labels = RequestLabels { method: method.into(), route: route.into(), status: status.to_string() };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&RouteLabels { method: method.into(), route: route.into() }).observe(secs);
     }
 
     pub fn embed(&self, secs: f64) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).embed.observe(secs);
+        self.embed.observe(secs);
     }
 
     pub fn search(&self, secs: f64) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).search.observe(secs);
+        self.search.observe(secs);
     }
 
-    pub fn render(&self, images: i64, graph_points: usize, products: i64, tombstones: i64) -> String {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    /// The exposition, with the index gauges set from `stats`.
+    #[must_use]
+    pub fn render(&self, stats: &CatalogStats) -> String {
+        self.images.set(stats.counts.images);
+        self.graph_points.set(i64::try_from(stats.graph_points).unwrap_or(i64::MAX));
+        self.products.set(stats.counts.products);
+        self.tombstones.set(stats.counts.tombstones);
         let mut out = String::new();
-        out.push_str(
-            "# HELP knockoff_http_requests_total HTTP requests by route and status.\n# TYPE knockoff_http_requests_total counter\n",
-        );
-        for ((method, route, status), n) in &m.requests {
-            let _ = writeln!(out, "knockoff_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("cannot encode metrics: {e}");
         }
-        out.push_str("# HELP knockoff_http_request_duration_seconds HTTP request latency by route.\n# TYPE knockoff_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in &m.latency {
-            h.render(&mut out, "knockoff_http_request_duration_seconds", &format!("method=\"{method}\",route=\"{route}\""));
-        }
-        out.push_str("# HELP knockoff_embed_duration_seconds Time to decode and embed one photo.\n# TYPE knockoff_embed_duration_seconds histogram\n");
-        m.embed.render(&mut out, "knockoff_embed_duration_seconds", "");
-        out.push_str("# HELP knockoff_search_duration_seconds Time to search the index for one photo.\n# TYPE knockoff_search_duration_seconds histogram\n");
-        m.search.render(&mut out, "knockoff_search_duration_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP knockoff_index_images Live catalog images.\n# TYPE knockoff_index_images gauge\nknockoff_index_images {images}"
-        );
-        let _ = writeln!(out, "# HELP knockoff_index_graph_points Points in the HNSW graph (tombstones included).\n# TYPE knockoff_index_graph_points gauge\nknockoff_index_graph_points {graph_points}");
-        let _ = writeln!(out, "# HELP knockoff_index_products Live catalog products.\n# TYPE knockoff_index_products gauge\nknockoff_index_products {products}");
-        let _ = writeln!(out, "# HELP knockoff_index_tombstones Deleted images awaiting compaction.\n# TYPE knockoff_index_tombstones gauge\nknockoff_index_tombstones {tombstones}");
         out
     }
 }

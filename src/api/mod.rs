@@ -1,31 +1,38 @@
-//! The HTTP service (`knockoff serve`): axum routes, API-key auth, the
-//! inference pool and problem+json errors. Handlers parse and validate,
-//! call the library (catalog, search) and shape the answer; no business
-//! logic lives here. Request and response types ([`types`]) are separate
-//! from the storage types.
+//! The HTTP service (`knockoff serve`): settings resolved once
+//! ([`settings`]), state built once ([`start`]), axum routes split by area
+//! ([`routes`]), extractors that parse each request once ([`extract`]),
+//! problem+json errors ([`error`]) and the `OpenAPI` document ([`openapi`]).
+//! Handlers translate: request in, a library call, the library's typed
+//! result out through the API's own types ([`types`]).
 
 mod auth;
-pub mod config;
-mod error;
-pub mod jobs;
+pub mod error;
+pub mod extract;
 mod metrics;
+pub mod openapi;
 mod pool;
 mod routes;
+pub mod settings;
 pub mod types;
 
-pub use auth::{Keys, Role};
+pub use auth::{KeyError, Keys, Role};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use openapi::{ApiDoc, ROUTES};
 pub use pool::InferencePool;
+pub use settings::{ConfigError, ConfigFile, Overrides, Settings};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::embed::Embedder;
+use crate::embed::{EmbedOptions, Embedder};
+use crate::index::{IndexSpec, OpenError};
+use crate::ingest::jobs::{JobError, JobQueue, JobSettings};
+use crate::ingest::FetchOptions;
 use crate::search::VerdictConfig;
 
-/// Service limits and settings (every one overridable by `KNOCKOFF_*` variables in the CLI).
+/// Service limits.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub max_body_bytes: usize,
@@ -33,59 +40,75 @@ pub struct ServiceConfig {
     pub queue_depth: usize,
     pub max_k: usize,
     pub max_batch: usize,
-    pub request_timeout: std::time::Duration,
+    pub request_timeout: Duration,
     pub allow_private_urls: bool,
-    pub verdict: VerdictConfig,
+    /// A `[verdict]` section of the config file: its thresholds win over fitted ones.
+    pub verdict: Option<VerdictConfig>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             max_body_bytes: 20 * 1024 * 1024,
-            inference_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            inference_threads: crate::embed::available_cores(),
             queue_depth: 64,
             max_k: 100,
             max_batch: 32,
-            request_timeout: std::time::Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
             allow_private_urls: false,
-            verdict: VerdictConfig::default(),
+            verdict: None,
         }
     }
 }
 
+/// Everything a request handler may use, built once by [`start`].
 pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub embedder: Arc<Embedder>,
     pub pool: InferencePool,
     pub keys: Keys,
     pub config: ServiceConfig,
+    /// The index's calibration and verdict thresholds.
+    pub verdict: VerdictConfig,
     pub metrics: Metrics,
-    pub jobs: std::sync::OnceLock<jobs::Jobs>,
+    pub jobs: JobQueue,
 }
 
-impl AppState {
-    /// Starts the job worker and queues jobs left unfinished by an earlier run.
-    pub fn start_jobs(self: &Arc<Self>) -> Result<usize, ApiError> {
-        let jobs = self.jobs.get_or_init(|| jobs::Jobs::start(Arc::downgrade(self)));
-        jobs.resume(self)
-    }
-
-    pub fn jobs(&self) -> Result<&jobs::Jobs, ApiError> {
-        self.jobs.get().ok_or_else(|| ApiError::Internal("job worker not started".into()))
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Jobs(#[from] JobError),
 }
 
-/// Refuses to expose an unauthenticated service beyond loopback.
-pub fn check_bind(addr: &SocketAddr, keys: &Keys) -> Result<(), String> {
-    if keys.is_empty() && !addr.ip().is_loopback() {
-        return Err(format!(
-            "refusing to listen on {addr} without API keys: set KNOCKOFF_API_KEYS=name:role:secret,... or bind to 127.0.0.1"
-        ));
-    }
-    Ok(())
+/// Opens the index named by `settings` (model, graph options from `spec`),
+/// loads its model with one single-threaded session per inference thread,
+/// resolves the verdict settings, and starts the job worker. Returns the
+/// state and how many unfinished jobs were resumed.
+pub fn start(
+    settings: &Settings,
+    registry: &crate::embed::ModelRegistry,
+    spec: &IndexSpec,
+    intra_threads: Option<usize>,
+) -> Result<(Arc<AppState>, usize), StartError> {
+    let spec = IndexSpec { dir: settings.index.clone(), ..spec.clone() };
+    let opened = crate::index::open(registry, &spec)?;
+    let config = settings.config.clone();
+    let mut opts = EmbedOptions { sessions: config.inference_threads, intra_threads: intra_threads.unwrap_or(1), ..Default::default() };
+    opts.limits.max_pixels = settings.max_pixels;
+    let embedder = Arc::new(opened.embedder(&opts)?);
+    let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, config.verdict.as_ref());
+    let catalog = Arc::new(opened.catalog);
+    let fetch = FetchOptions { allow_private: config.allow_private_urls, max_bytes: config.max_body_bytes as u64, ..Default::default() };
+    let job_settings = JobSettings { fetch, inference_threads: config.inference_threads };
+    let (jobs, resumed) = JobQueue::start(catalog.clone(), embedder.clone(), job_settings)?;
+    let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
+    let state = AppState { catalog, embedder, pool, keys: settings.keys.clone(), config, verdict, metrics: Metrics::default(), jobs };
+    Ok((Arc::new(state), resumed))
 }
-
-pub use routes::{ApiDoc, ROUTES};
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
     routes::router(state)
@@ -111,5 +134,5 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
 }

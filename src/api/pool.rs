@@ -18,7 +18,7 @@ pub struct InferencePool {
 }
 
 impl InferencePool {
-    pub fn new(embedder: Arc<Embedder>, threads: usize, queue: usize) -> Self {
+    pub fn new(embedder: &Arc<Embedder>, threads: usize, queue: usize) -> Self {
         let (tx, rx) = bounded::<Job>(queue.max(1));
         for i in 0..threads.max(1) {
             let (rx, embedder) = (rx.clone(), embedder.clone());

@@ -1,18 +1,71 @@
-//! Request and response bodies of the HTTP API (kept apart from storage types).
+//! Request and response bodies of the HTTP API, kept apart from the
+//! library's types: each response type converts from the library's result
+//! with `From`, and only these types carry `OpenAPI` schemas.
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Label;
+use crate::catalog::{CatalogStats, ImageRecord, Product};
+use crate::ingest::jobs::JobRecord;
+use crate::search;
+
+/// Whether a product's reference photos show the genuine article or a known fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Authentic,
+    Counterfeit,
+}
+
+impl From<crate::catalog::Label> for Label {
+    fn from(l: crate::catalog::Label) -> Self {
+        match l {
+            crate::catalog::Label::Authentic => Label::Authentic,
+            crate::catalog::Label::Counterfeit => Label::Counterfeit,
+        }
+    }
+}
+
+impl From<Label> for crate::catalog::Label {
+    fn from(l: Label) -> Self {
+        match l {
+            Label::Authentic => crate::catalog::Label::Authentic,
+            Label::Counterfeit => crate::catalog::Label::Counterfeit,
+        }
+    }
+}
+
+/// What a marketplace acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    LikelyAuthentic,
+    LikelyCounterfeit,
+    Uncertain,
+    NoMatch,
+}
+
+impl From<search::VerdictKind> for Verdict {
+    fn from(v: search::VerdictKind) -> Self {
+        match v {
+            search::VerdictKind::LikelyAuthentic => Verdict::LikelyAuthentic,
+            search::VerdictKind::LikelyCounterfeit => Verdict::LikelyCounterfeit,
+            search::VerdictKind::Uncertain => Verdict::Uncertain,
+            search::VerdictKind::NoMatch => Verdict::NoMatch,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LookupParams {
+    /// Products to return (1 to the service's `max_k`, default 5).
     pub k: Option<usize>,
     pub brand: Option<String>,
-    pub label: Option<String>,
+    pub label: Option<Label>,
     pub category: Option<String>,
 }
 
+/// A photo given in JSON: exactly one of the two.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
@@ -35,6 +88,8 @@ pub struct QueryInfo {
     pub timing: Timing,
 }
 
+/// One matched product: the same shape as `knockoff search --json` and
+/// eval's per-query records print ([`search::Match`]).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MatchOut {
     pub product_id: String,
@@ -47,24 +102,65 @@ pub struct MatchOut {
     pub confidence: f32,
 }
 
+impl From<search::Match> for MatchOut {
+    fn from(m: search::Match) -> Self {
+        MatchOut {
+            product_id: m.product_id,
+            label: m.label.into(),
+            brand: m.brand,
+            name: m.name,
+            category: m.category,
+            image_id: m.image_id,
+            similarity: m.similarity,
+            confidence: m.confidence,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LookupResponse {
     pub query: QueryInfo,
     pub matches: Vec<MatchOut>,
-    pub verdict: crate::search::VerdictKind,
+    pub verdict: Verdict,
     pub reason: String,
+}
+
+impl LookupResponse {
+    #[must_use]
+    pub fn new(query: QueryInfo, lookup: search::Lookup) -> Self {
+        LookupResponse {
+            query,
+            matches: lookup.matches.into_iter().map(MatchOut::from).collect(),
+            verdict: lookup.verdict.into(),
+            reason: lookup.reason,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductIn {
-    pub label: String,
+    pub label: Label,
     pub brand: Option<String>,
     pub name: Option<String>,
     pub category: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProductIn {
+    #[must_use]
+    pub fn into_product(self, product_id: String) -> Product {
+        Product {
+            product_id,
+            label: self.label.into(),
+            brand: self.brand,
+            name: self.name,
+            category: self.category,
+            attributes: self.attributes,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -75,6 +171,12 @@ pub struct ImageOut {
     pub height: u32,
     pub source: String,
     pub added_at: String,
+}
+
+impl From<ImageRecord> for ImageOut {
+    fn from(i: ImageRecord) -> Self {
+        ImageOut { image_id: i.id, sha256: i.sha256, width: i.width, height: i.height, source: i.source, added_at: i.added_at }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -89,12 +191,32 @@ pub struct ProductOut {
     pub images: Vec<ImageOut>,
 }
 
+impl ProductOut {
+    #[must_use]
+    pub fn new(p: Product, images: Vec<ImageRecord>) -> Self {
+        ProductOut {
+            product_id: p.product_id,
+            label: p.label.into(),
+            brand: p.brand,
+            name: p.name,
+            category: p.category,
+            attributes: p.attributes,
+            images: images.into_iter().map(ImageOut::from).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AddImageOut {
     pub product_id: String,
-    /// The new image's id, or the existing one's when these bytes were already indexed.
+    /// The new image's id (`null` when these bytes were already indexed for the product).
     pub image_id: Option<i64>,
     pub already_indexed: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedOut {
+    pub deleted_images: usize,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -108,8 +230,7 @@ pub struct BatchItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<LookupResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Problem>)]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<Problem>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -118,7 +239,7 @@ pub struct BatchResponse {
 }
 
 /// An error (RFC 9457 problem details), served as `application/problem+json`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Stable URI naming the kind of problem, e.g. `https://knockoff.dev/problems/invalid-image/truncated`.
     #[serde(rename = "type")]
@@ -126,4 +247,135 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobAccepted {
+    pub id: String,
+    /// Always `queued`.
+    pub status: String,
+}
+
+/// An indexing job.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `{total, indexed, skipped, failed}`.
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Value,
+    /// Per-item errors `[{image, product_id, kind, reason}]` (first 1000).
+    #[schema(value_type = Vec<Object>)]
+    pub errors: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> Self {
+        JobView {
+            id: j.id,
+            status: j.status.as_str().into(),
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            counts: serde_json::to_value(j.counts).unwrap_or_default(),
+            errors: serde_json::to_value(j.errors).unwrap_or_default(),
+            message: j.message,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LabelCount {
+    pub label: String,
+    pub products: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BrandCount {
+    /// Empty for products without a brand.
+    pub brand: String,
+    pub products: i64,
+}
+
+/// Catalog counts and index settings (no storage details).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsOut {
+    pub model: String,
+    pub dim: usize,
+    pub products: i64,
+    pub images: i64,
+    /// Deleted images awaiting compaction.
+    pub tombstones: i64,
+    pub per_label: Vec<LabelCount>,
+    pub per_brand: Vec<BrandCount>,
+    /// Points in the vector graph (tombstones included).
+    pub graph_points: usize,
+    pub hnsw_m: usize,
+    pub hnsw_ef_construction: usize,
+    pub hnsw_ef_search: usize,
+    /// Id of the learned projection the graph is built in (`knockoff tune`), if any.
+    pub projection: Option<String>,
+}
+
+impl From<CatalogStats> for StatsOut {
+    fn from(s: CatalogStats) -> Self {
+        StatsOut {
+            model: s.model,
+            dim: s.dim,
+            products: s.counts.products,
+            images: s.counts.images,
+            tombstones: s.counts.tombstones,
+            per_label: s.counts.per_label.into_iter().map(|(label, products)| LabelCount { label, products }).collect(),
+            per_brand: s.counts.per_brand.into_iter().map(|(brand, products)| BrandCount { brand, products }).collect(),
+            graph_points: s.graph_points,
+            hnsw_m: s.params.m,
+            hnsw_ef_construction: s.params.ef_construction,
+            hnsw_ef_search: s.params.ef_search,
+            projection: s.projection.map(|p| p.id),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    pub model: String,
+    pub images: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_match_has_one_json_shape_in_the_library_and_the_api() {
+        let m = search::Match {
+            product_id: "p".into(),
+            label: crate::catalog::Label::Counterfeit,
+            brand: Some("b".into()),
+            name: None,
+            category: Some("c".into()),
+            image_id: 7,
+            similarity: 0.5,
+            confidence: 0.25,
+            second: None,
+            score: 0.5,
+        };
+        assert_eq!(serde_json::to_value(MatchOut::from(m.clone())).unwrap(), serde_json::to_value(&m).unwrap());
+        for l in [crate::catalog::Label::Authentic, crate::catalog::Label::Counterfeit] {
+            assert_eq!(serde_json::to_value(Label::from(l)).unwrap(), serde_json::to_value(l).unwrap());
+        }
+        for v in [
+            search::VerdictKind::LikelyAuthentic,
+            search::VerdictKind::LikelyCounterfeit,
+            search::VerdictKind::Uncertain,
+            search::VerdictKind::NoMatch,
+        ] {
+            assert_eq!(serde_json::to_value(Verdict::from(v)).unwrap(), serde_json::to_value(v).unwrap());
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The catalog: products, their reference photos, and the vectors that make
 //! them searchable.
 //!
-//! SQLite ([`store`]) is the source of truth: product metadata, image
+//! `SQLite` ([`store`]) is the source of truth: product metadata, image
 //! records and the embeddings themselves. The HNSW graph ([`vectors`]) is a
 //! derived, rebuildable structure, persisted as an atomic dump tagged with the
 //! store state it reflects. [`Catalog`] ties the two together and keeps a small
@@ -10,16 +10,16 @@
 //! [`projection`] learned from the catalog's own photos maps the stored model
 //! vectors into the space the graph is built in.
 
-mod catalog;
 mod error;
+mod folder;
 pub mod projection;
 pub mod store;
 pub mod vectors;
 
-pub use catalog::{Catalog, CatalogOptions, CatalogStats, OpenReport};
 pub use error::CatalogError;
+pub use folder::{Catalog, CatalogOptions, CatalogStats, OpenReport};
 pub use projection::{FitOptions, Projection, ProjectionInfo};
-pub use store::{ImageRecord, JobRow, NewImage, Store};
+pub use store::{ImageRecord, JobRow, JobStatus, NewImage, Store};
 
 /// A small JPEG (at most 256 px on a side) for display.
 pub fn thumbnail(rgb: &image::RgbImage) -> Vec<u8> {
@@ -36,7 +36,7 @@ pub use vectors::{IndexParams, VectorIndex};
 use serde::{Deserialize, Serialize};
 
 /// Whether a product's reference photos show the genuine article or a known fake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
     Authentic,
@@ -87,7 +87,7 @@ pub struct Product {
 
 impl Product {
     pub fn new(product_id: impl Into<String>, label: Label) -> Self {
-        Product { product_id: product_id.into(), label, brand: None, name: None, category: None, attributes: Default::default() }
+        Product { product_id: product_id.into(), label, brand: None, name: None, category: None, attributes: serde_json::Map::default() }
     }
 }
 

@@ -15,12 +15,14 @@
 //! The store keeps the raw model vectors, so a projection can be refitted or
 //! removed at any time and the graph rebuilt from the store.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::CatalogError;
+
+/// Rows per block when accumulating the scatter matrices (O(d²) memory).
+const BLOCK: usize = 1024;
 
 pub const PROJECTION_FILE: &str = "projection.json";
 
@@ -83,7 +85,7 @@ impl Projection {
         let mut mean = vec![0f64; d];
         for v in vectors {
             for (m, x) in mean.iter_mut().zip(v.iter()) {
-                *m += *x as f64 / n as f64;
+                *m += f64::from(*x) / n as f64;
             }
         }
         // Product means, then the within-product and total scatter matrices,
@@ -93,19 +95,20 @@ impl Projection {
             let mut m = vec![0f64; d];
             for i in idx {
                 for (mj, x) in m.iter_mut().zip(vectors[*i].iter()) {
-                    *mj += *x as f64;
+                    *mj += f64::from(*x);
                 }
             }
-            m.iter_mut().for_each(|v| *v /= idx.len() as f64);
+            for v in &mut m {
+                *v /= idx.len() as f64;
+            }
             class_mean.insert(*l, m);
         }
         let mut sw = Mat::<f64>::zeros(d, d);
         let mut st = Mat::<f64>::zeros(d, d);
-        const BLOCK: usize = 1024;
         for start in (0..n).step_by(BLOCK) {
             let rows = (n - start).min(BLOCK);
-            let xc = Mat::<f64>::from_fn(rows, d, |i, j| vectors[start + i][j] as f64 - mean[j]);
-            let resid = Mat::<f64>::from_fn(rows, d, |i, j| vectors[start + i][j] as f64 - class_mean[&labels[start + i]][j]);
+            let xc = Mat::<f64>::from_fn(rows, d, |i, j| f64::from(vectors[start + i][j]) - mean[j]);
+            let resid = Mat::<f64>::from_fn(rows, d, |i, j| f64::from(vectors[start + i][j]) - class_mean[&labels[start + i]][j]);
             sw += resid.transpose() * &resid;
             st += xc.transpose() * &xc;
         }
@@ -139,7 +142,7 @@ impl Projection {
         let mean: Vec<f32> = mean.into_iter().map(|m| m as f32).collect();
         let mut info = ProjectionInfo {
             model: model.into(),
-            fitted_at: super::store::now(),
+            fitted_at: crate::util::now_rfc3339(),
             n_images: n,
             n_products: by_label.len(),
             n_products_with_photos: with_photos,
@@ -206,12 +209,8 @@ impl Projection {
     /// Writes `dir/projection.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), CatalogError> {
         let io = |e: std::io::Error| CatalogError::Projection(format!("cannot write {PROJECTION_FILE}: {e}"));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        serde_json::to_writer(&mut tmp, self).map_err(|e| io(e.into()))?;
-        tmp.flush().map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(dir.join(PROJECTION_FILE)).map_err(|e| io(e.error))?;
-        Ok(())
+        let json = serde_json::to_vec(self).map_err(|e| io(e.into()))?;
+        crate::util::write_atomic(&dir.join(PROJECTION_FILE), &json).map_err(io)
     }
 
     pub fn remove(dir: &Path) -> Result<bool, CatalogError> {
@@ -250,7 +249,7 @@ mod tests {
                 labels.push(p);
             }
         }
-        let refs: Vec<&[f32]> = vecs.iter().map(|v| v.as_slice()).collect();
+        let refs: Vec<&[f32]> = vecs.iter().map(std::vec::Vec::as_slice).collect();
         let proj = Projection::fit(&refs, &labels, "m", FitOptions { shrinkage: 0.01, dims: Some(2) }).unwrap();
         assert_eq!(proj.info.out_dim, 2);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
@@ -266,7 +265,7 @@ mod tests {
     #[test]
     fn refuses_catalogs_without_repeated_photos() {
         let vecs = [vec![1.0f32, 0.0], vec![0.0, 1.0], vec![0.6, 0.8]];
-        let refs: Vec<&[f32]> = vecs.iter().map(|v| v.as_slice()).collect();
+        let refs: Vec<&[f32]> = vecs.iter().map(std::vec::Vec::as_slice).collect();
         let err = Projection::fit(&refs, &[1, 2, 3], "m", FitOptions::default()).unwrap_err();
         assert!(err.to_string().contains("several photos per product"), "{err}");
     }
@@ -276,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(Projection::load(dir.path()).unwrap().is_none());
         let vecs: Vec<Vec<f32>> = (0..8).map(|i| crate::embed::l2_normalize(vec![(i % 2) as f32, 1.0, (i as f32).sin()])).collect();
-        let refs: Vec<&[f32]> = vecs.iter().map(|v| v.as_slice()).collect();
+        let refs: Vec<&[f32]> = vecs.iter().map(std::vec::Vec::as_slice).collect();
         let labels: Vec<i64> = (0..8).map(|i| i % 2).collect();
         let p = Projection::fit(&refs, &labels, "m", FitOptions::default()).unwrap();
         assert_eq!(p.info.out_dim, 3, "capped at the input dimension");

@@ -1,12 +1,32 @@
-//! SQLite store (WAL): the source of truth for products, images and embeddings.
+//! `SQLite` store (WAL): the source of truth for products, images, embeddings
+//! and indexing jobs.
 //!
-//! Schema (version 1):
+//! Schema (version 2; the example below is a doctest, so this list cannot drift):
 //! - `meta(key, value)`: `schema_version`, `generation` (bumped by every
-//!   committed change to the searchable set), index settings.
-//! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at)`
+//!   committed change to the searchable set), model, fingerprint, index settings.
+//! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at, deleted)`
 //! - `images(id, product, source, sha256, width, height, added_at, deleted)`;
 //!   a deleted image is a tombstone until compaction purges it.
 //! - `embeddings(image, model, vector)`: little-endian `f32` blobs.
+//! - `thumbnails(image, jpeg)`: at most 256 px, for the web page and API (v2).
+//! - `jobs(id, status, created_at, updated_at, format, source, counts, errors, message)`:
+//!   indexing jobs submitted over HTTP, with their manifest (v2).
+//!
+//! ```
+//! use knockoff::catalog::store::{Store, SCHEMA_VERSION};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path()).unwrap();
+//! assert_eq!(SCHEMA_VERSION, 2);
+//! assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+//! assert_eq!(
+//!     store.tables().unwrap(),
+//!     ["embeddings", "images", "jobs", "meta", "products", "thumbnails"]
+//! );
+//! assert_eq!(
+//!     store.columns("jobs").unwrap(),
+//!     ["id", "status", "created_at", "updated_at", "format", "source", "counts", "errors", "message"]
+//! );
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -84,34 +104,8 @@ pub struct Store {
     path: PathBuf,
 }
 
-pub fn now() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    // RFC 3339 in UTC without pulling in a date crate.
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, dd) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn vec_to_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub fn blob_to_vec(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+fn now() -> String {
+    crate::util::now_rfc3339()
 }
 
 impl Store {
@@ -141,14 +135,31 @@ impl Store {
         &self.path
     }
 
+    /// The store's tables, sorted by name.
+    pub fn tables(&self) -> Result<Vec<String>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// A table's columns, in order.
+    pub fn columns(&self, table: &str) -> Result<Vec<String>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid").map_err(|e| self.err(e))?;
+        let rows = st.query_map([table], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> CatalogError {
         CatalogError::store(&self.path, e)
     }
 
     fn migrate(&mut self) -> Result<(), CatalogError> {
         self.conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").map_err(|e| self.err(e))?;
-        let version: i64 = self.meta("schema_version")?.map(|v| v.parse().unwrap_or(-1)).unwrap_or(0);
-        if version > SCHEMA_VERSION || version < 0 {
+        let version: i64 = self.meta("schema_version")?.map_or(0, |v| v.parse().unwrap_or(-1));
+        if !(0..=SCHEMA_VERSION).contains(&version) {
             return Err(self.err(format!("schema version {version} is newer than this knockoff understands ({SCHEMA_VERSION})")));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -230,8 +241,11 @@ impl Store {
                 continue;
             }
             let id = tx.last_insert_rowid();
-            tx.execute("INSERT INTO embeddings(image, model, vector) VALUES (?1, ?2, ?3)", params![id, model, vec_to_blob(&it.embedding)])
-                .map_err(e)?;
+            tx.execute(
+                "INSERT INTO embeddings(image, model, vector) VALUES (?1, ?2, ?3)",
+                params![id, model, crate::util::f32s_to_le_bytes(&it.embedding)],
+            )
+            .map_err(e)?;
             if let Some(t) = &it.thumbnail {
                 tx.execute("INSERT INTO thumbnails(image, jpeg) VALUES (?1, ?2)", params![id, t]).map_err(e)?;
             }
@@ -242,7 +256,7 @@ impl Store {
         Ok(out)
     }
 
-    /// All live (product_id, sha256) pairs, to skip what is already indexed.
+    /// All live (`product_id`, sha256) pairs, to skip what is already indexed.
     pub fn live_hashes(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
         let mut st = self
             .conn
@@ -252,7 +266,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Live (product_id, source) pairs: lets a resumed run skip items without fetching them.
+    /// Live (`product_id`, source) pairs: lets a resumed run skip items without fetching them.
     pub fn live_sources(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
         let mut st = self
             .conn
@@ -285,21 +299,22 @@ impl Store {
     }
 
     pub fn create_job(&self, id: &str, format: &str, source: &str) -> Result<(), CatalogError> {
+        let queued = JobStatus::Queued.as_str();
         let ts = now();
         self.conn
             .execute(
-                "INSERT INTO jobs(id, status, created_at, updated_at, format, source) VALUES (?1, 'queued', ?2, ?2, ?3, ?4)",
-                params![id, ts, format, source],
+                "INSERT INTO jobs(id, status, created_at, updated_at, format, source) VALUES (?1, ?5, ?2, ?2, ?3, ?4)",
+                params![id, ts, format, source, queued],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
-    pub fn update_job(&self, id: &str, status: &str, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
+    pub fn update_job(&self, id: &str, status: JobStatus, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
         self.conn
             .execute(
                 "UPDATE jobs SET status = ?2, counts = ?3, errors = ?4, message = ?5, updated_at = ?6 WHERE id = ?1",
-                params![id, status, counts, errors, message, now()],
+                params![id, status.as_str(), counts, errors, message, now()],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -311,9 +326,12 @@ impl Store {
                 "SELECT id, status, created_at, updated_at, format, source, counts, errors, message FROM jobs WHERE id = ?1",
                 [id],
                 |r| {
+                    let status: String = r.get(1)?;
                     Ok(JobRow {
                         id: r.get(0)?,
-                        status: r.get(1)?,
+                        status: status
+                            .parse()
+                            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?,
                         created_at: r.get(2)?,
                         updated_at: r.get(3)?,
                         format: r.get(4)?,
@@ -427,8 +445,9 @@ impl Store {
                  WHERE e.model = ?1 AND i.deleted = 0 AND e.image > ?2 ORDER BY e.image",
             )
             .map_err(|e| self.err(e))?;
-        let rows =
-            st.query_map(params![model, after], |r| Ok((r.get(0)?, blob_to_vec(&r.get::<_, Vec<u8>>(1)?)))).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![model, after], |r| Ok((r.get(0)?, crate::util::f32s_from_le_bytes(&r.get::<_, Vec<u8>>(1)?))))
+            .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -486,6 +505,7 @@ impl Store {
 
     /// Counts: (products, live images, tombstones, per label, per brand).
     pub fn counts(&self) -> Result<StoreCounts, CatalogError> {
+        const LIVE: &str = "FROM products p WHERE EXISTS (SELECT 1 FROM images i WHERE i.product = p.id AND i.deleted = 0)";
         let one = |sql: &str| -> Result<i64, CatalogError> { self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.err(e)) };
         let group = |sql: &str| -> Result<Vec<(String, i64)>, CatalogError> {
             let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
@@ -493,7 +513,6 @@ impl Store {
                 st.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))).map_err(|e| self.err(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
         };
-        const LIVE: &str = "FROM products p WHERE EXISTS (SELECT 1 FROM images i WHERE i.product = p.id AND i.deleted = 0)";
         Ok(StoreCounts {
             products: one(&format!("SELECT COUNT(*) {LIVE}"))?,
             images: one("SELECT COUNT(*) FROM images WHERE deleted = 0")?,
@@ -504,11 +523,43 @@ impl Store {
     }
 }
 
+/// Where an indexing job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Failed]
+            .into_iter()
+            .find(|j| j.as_str() == s)
+            .ok_or_else(|| format!("unknown job status '{s}'"))
+    }
+}
+
 /// A stored indexing job (counts and errors as JSON text).
 #[derive(Debug, Clone)]
 pub struct JobRow {
     pub id: String,
-    pub status: String,
+    pub status: JobStatus,
     pub created_at: String,
     pub updated_at: String,
     pub format: String,
@@ -532,14 +583,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_697), (2026, 9, 1));
-    }
-
-    #[test]
-    fn blob_round_trip() {
-        let v = vec![0.5f32, -1.25, 3.0e-8];
-        assert_eq!(blob_to_vec(&vec_to_blob(&v)), v);
+    fn job_status_round_trips_through_its_name() {
+        for j in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Failed] {
+            assert_eq!(j.as_str().parse::<JobStatus>(), Ok(j));
+            assert_eq!(serde_json::to_value(j).unwrap(), j.as_str());
+        }
+        assert!("paused".parse::<JobStatus>().is_err());
     }
 }

@@ -9,8 +9,7 @@
 //! not check out is ignored and the graph is rebuilt from the store.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
@@ -129,7 +128,7 @@ impl VectorIndex {
     pub fn dump(&self, dir: &Path, generation: u64) -> Result<DumpMarker, CatalogError> {
         let io = |error| CatalogError::Io { path: dir.into(), error };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let basename = format!("g{generation}-{}", std::process::id() as u64 * 1000 + (now_nanos() % 1000));
+        let basename = format!("g{generation}-{}", u64::from(std::process::id()) * 1000 + (now_nanos() % 1000));
         self.hnsw.file_dump(dir, &basename).map_err(|e| CatalogError::Dump(e.to_string()))?;
         let graph = dir.join(format!("{basename}.hnsw.graph"));
         let data = dir.join(format!("{basename}.hnsw.data"));
@@ -239,7 +238,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps};
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -286,88 +285,16 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 pub const MARKER: &str = "CURRENT.json";
 
 fn now_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos()))
 }
 
 fn sha256_file(p: &Path) -> Result<String, CatalogError> {
-    use sha2::{Digest, Sha256};
-    let mut f = File::open(p).map_err(|error| CatalogError::Io { path: p.into(), error })?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|error| CatalogError::Io { path: p.into(), error })?;
-    Ok(hex::encode(h.finalize()))
+    crate::util::sha256_file(p).map_err(|error| CatalogError::Io { path: p.into(), error })
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
-    let io = |error| CatalogError::Io { path: path.into(), error };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
-}
-
-fn read_f32(p: &Path) -> Result<Vec<f32>, CatalogError> {
-    let b = std::fs::read(p).map_err(|error| CatalogError::Io { path: p.into(), error })?;
-    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
-}
-
-/// The ANN benchmark behind `knockoff bench-ann` (scripts/bench_index.sh).
-pub fn bench_ann(base: &Path, queries: &Path, truth: &Path, dim: usize, params: IndexParams) -> Result<serde_json::Value, CatalogError> {
-    use std::time::Instant;
-    let base_v = read_f32(base)?;
-    let qv = read_f32(queries)?;
-    let tb = std::fs::read(truth).map_err(|error| CatalogError::Io { path: truth.into(), error })?;
-    let truth: Vec<i32> = tb.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let n = base_v.len() / dim;
-    let items: Vec<(i64, Vec<f32>)> = base_v.chunks_exact(dim).enumerate().map(|(i, v)| (i as i64, v.to_vec())).collect();
-    drop(base_v);
-    let rss0 = rss_bytes();
-    let t = Instant::now();
-    let idx = VectorIndex::new(dim, params, n);
-    idx.insert_many(&items)?;
-    let build_s = t.elapsed().as_secs_f64();
-    let rss_per_vector = rss_bytes().saturating_sub(rss0) as f64 / n as f64;
-    drop(items);
-    let nq = qv.len() / dim;
-    let t = Instant::now();
-    let mut hits = 0usize;
-    for (qi, q) in qv.chunks_exact(dim).enumerate() {
-        let res = idx.search(q, 10, params.ef_search, None);
-        let want = &truth[qi * 10..qi * 10 + 10];
-        hits += res.iter().filter(|(id, _)| want.contains(&(*id as i32))).count();
-    }
-    let query_s = t.elapsed().as_secs_f64();
-    let dir = tempfile::tempdir().map_err(|error| CatalogError::Io { path: "tmp".into(), error })?;
-    let t = Instant::now();
-    let marker = idx.dump(dir.path(), 1)?;
-    let dump_s = t.elapsed().as_secs_f64();
-    let dump_bytes: u64 = std::fs::read_dir(dir.path())
-        .map_err(|error| CatalogError::Io { path: dir.path().into(), error })?
-        .flatten()
-        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-        .sum();
-    drop(idx);
-    let t = Instant::now();
-    let (loaded, _) = VectorIndex::load(dir.path(), dim, params)?.ok_or_else(|| CatalogError::Dump("dump vanished".into()))?;
-    let load_s = t.elapsed().as_secs_f64();
-    assert_eq!(loaded.len(), marker.points);
-    Ok(serde_json::json!({
-        "n": n, "dim": dim, "queries": nq, "params": params,
-        "build_s": build_s, "queries_per_s": nq as f64 / query_s, "recall_at_10": hits as f64 / (nq * 10) as f64,
-        "dump_s": dump_s, "load_s": load_s, "dump_bytes_per_vector": dump_bytes as f64 / n as f64,
-        "rss_bytes_per_vector": rss_per_vector,
-    }))
+/// [`crate::util::write_atomic`], with the index folder's error.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
+    crate::util::write_atomic(path, bytes).map_err(|error| CatalogError::Io { path: path.into(), error })
 }
 
 #[cfg(test)]
@@ -378,8 +305,8 @@ mod tests {
     fn dot_matches_naive_and_distance_never_goes_negative() {
         let a: Vec<f32> = (0..1283).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
         let b: Vec<f32> = (0..1283).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
-        let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        assert!((dot(&a, &b) as f64 - naive).abs() < 1e-3);
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-3);
         let n = dot(&a, &a).sqrt();
         let u: Vec<f32> = a.iter().map(|x| x / n).collect();
         assert!(UnitDot.eval(&u, &u) >= 0.0);

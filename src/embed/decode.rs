@@ -49,25 +49,22 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
     if bytes.is_empty() {
         return Err(EmbedError::Empty { source_name: name() });
     }
-    let format = match image::guess_format(bytes) {
-        Ok(f) => f,
-        Err(_) => {
-            // ISO-BMFF containers (HEIC, AVIF) are images we do not decode.
-            if bytes.len() > 12 && &bytes[4..8] == b"ftyp" {
-                let brand = String::from_utf8_lossy(&bytes[8..12]).to_string();
-                return Err(EmbedError::UnsupportedFormat { source_name: name(), format: format!("HEIF/AVIF ({brand})") });
-            }
-            return Err(EmbedError::NotAnImage { source_name: name() });
+    let Ok(format) = image::guess_format(bytes) else {
+        // ISO-BMFF containers (HEIC, AVIF) are images we do not decode.
+        if bytes.len() > 12 && &bytes[4..8] == b"ftyp" {
+            let brand = String::from_utf8_lossy(&bytes[8..12]).to_string();
+            return Err(EmbedError::UnsupportedFormat { source_name: name(), format: format!("HEIF/AVIF ({brand})") });
         }
+        return Err(EmbedError::NotAnImage { source_name: name() });
     };
     if !SUPPORTED_FORMATS.contains(&format) {
         return Err(EmbedError::UnsupportedFormat { source_name: name(), format: format!("{format:?}") });
     }
 
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decoder = reader.into_decoder().map_err(|e| classify(e, source_name))?;
+    let mut decoder = reader.into_decoder().map_err(|e| classify(&e, source_name))?;
     let (width, height) = decoder.dimensions();
-    let pixels = width as u64 * height as u64;
+    let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(EmbedError::TooLarge { source_name: name(), width, height, pixels, limit: limits.max_pixels });
     }
@@ -79,10 +76,10 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
     lim.max_image_width = Some(width);
     lim.max_image_height = Some(height);
     lim.max_alloc = Some(pixels.saturating_mul(16).saturating_add(64 << 20));
-    decoder.set_limits(lim).map_err(|e| classify(e, source_name))?;
+    decoder.set_limits(lim).map_err(|e| classify(&e, source_name))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
 
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, source_name))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| classify(&e, source_name))?;
     if format == ImageFormat::Jpeg && !jpeg_has_eoi(bytes) {
         return Err(EmbedError::Truncated { source_name: name(), detail: "JPEG end-of-image marker missing".into() });
     }
@@ -100,11 +97,11 @@ fn jpeg_has_eoi(bytes: &[u8]) -> bool {
     trimmed.windows(2).rev().take(1024).any(|w| w == [0xFF, 0xD9])
 }
 
-fn classify(e: image::ImageError, source_name: &str) -> EmbedError {
+fn classify(e: &image::ImageError, source_name: &str) -> EmbedError {
     let source_name = source_name.to_string();
     let detail = e.to_string();
     let lower = detail.to_ascii_lowercase();
-    match &e {
+    match e {
         image::ImageError::Unsupported(_) => {
             return EmbedError::UnsupportedFormat { source_name, format: detail };
         }
@@ -134,9 +131,9 @@ fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
     let mut out = Vec::with_capacity(w as usize * h as usize * 3);
     for px in rgba.pixels() {
         let [r, g, b, a] = px.0;
-        let a = a as u32;
+        let a = u32::from(a);
         for c in [r, g, b] {
-            out.push(((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
+            out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
         }
     }
     RgbImage::from_raw(w, h, out).expect("buffer has w*h*3 bytes")

@@ -17,14 +17,16 @@ mod runtime;
 mod session;
 
 pub use decode::{decode_image, DecodeLimits, DecodedImage, DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS};
-
-/// The default pixel limit, for CLI defaults.
-pub const fn decode_default_max_pixels() -> u64 {
-    DEFAULT_MAX_PIXELS
-}
 pub use error::EmbedError;
-pub use model::{InputLayout, ModelManifest, ModelRegistry, Normalization, ResizeMode, DEFAULT_MODEL as DEFAULT_MODEL_NAME};
-pub use pipeline::{run_pipeline, PipelineOptions, Prepared};
+pub use model::{InputDtype, InputLayout, ModelManifest, ModelRegistry, Normalization, ResizeMode, DEFAULT_MODEL as DEFAULT_MODEL_NAME};
+pub use pipeline::{embed_files, run_pipeline, PipelineOptions, Prepared};
 pub use preprocess::Preprocessor;
 pub use runtime::{init_runtime, locate_runtime, RuntimeLocation};
 pub use session::{l2_normalize, EmbedOptions, Embedder};
+
+/// Cores available to this process (at least 1): the default number of
+/// sessions and workers for bulk work.
+#[must_use]
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}

@@ -41,12 +41,22 @@ pub struct InputSpec {
     pub height: u32,
     pub layout: InputLayout,
     /// `f32` (normalised outside the graph) or `u8` (raw pixels; the graph normalises).
-    pub dtype: String,
+    pub dtype: InputDtype,
     pub resize: ResizeMode,
     /// Resampling filter; only `bilinear` (Pillow-compatible, antialiased) today.
     #[serde(default = "default_filter")]
     pub filter: String,
     pub normalization: Normalization,
+}
+
+/// The element type of a model's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputDtype {
+    /// Normalised floats (knockoff applies the manifest's mean and std).
+    F32,
+    /// Raw 0–255 pixels; the graph normalises.
+    U8,
 }
 
 fn default_filter() -> String {
@@ -154,15 +164,9 @@ impl ModelManifest {
         let (Some(_), Some(sha256), Some(input)) = (&self.file, &self.sha256, &self.input) else {
             return bad("a model needs file, sha256 and [input] (or [[fuse]] parts)".into());
         };
-        match input.dtype.as_str() {
-            "f32" => {}
-            "u8" => {
-                let n = &input.normalization;
-                if n.mean != [0.0; 3] || n.std != [1.0; 3] {
-                    return bad("a u8 input cannot be normalised outside the graph: use mean 0, std 1".into());
-                }
-            }
-            other => return bad(format!("input.dtype '{other}' is not supported (f32 or u8)")),
+        let n = &input.normalization;
+        if input.dtype == InputDtype::U8 && (n.mean != [0.0; 3] || n.std != [1.0; 3]) {
+            return bad("a u8 input cannot be normalised outside the graph: use mean 0, std 1".into());
         }
         if input.filter != "bilinear" {
             return bad(format!("input.filter '{}' is not supported (only bilinear)", input.filter));
@@ -170,7 +174,7 @@ impl ModelManifest {
         if input.width == 0 || input.height == 0 || input.width > 4096 || input.height > 4096 {
             return bad(format!("input size {}x{} is out of range", input.width, input.height));
         }
-        if input.normalization.std.iter().any(|s| *s == 0.0) {
+        if input.normalization.std.contains(&0.0) {
             return bad("input.normalization.std must not contain 0".into());
         }
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -279,7 +283,7 @@ impl ModelRegistry {
             .map_err(|e| EmbedError::Manifest { path: dir.into(), detail: format!("cannot list models folder: {e}") })?;
         let mut models = Vec::new();
         let mut broken = Vec::new();
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("model.toml")).collect();
+        let mut paths: Vec<PathBuf> = entries.filter_map(std::result::Result::ok).map(|e| e.path().join("model.toml")).collect();
         paths.sort();
         for p in paths.into_iter().filter(|p| p.is_file()) {
             match ModelManifest::from_file(&p) {

@@ -22,7 +22,7 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = crate::embed::available_cores();
         PipelineOptions { workers: (cores / 2).max(1), batch_size: 16, inference_threads: 1 }
     }
 }
@@ -61,7 +61,7 @@ where
             scope.spawn(move || {
                 let mut resizer = Resizer::new();
                 loop {
-                    let next = source.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let next = source.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
                     let Some(item) = next else { break };
                     if tx.send(prepare(item, &mut resizer)).is_err() {
                         break;
@@ -127,4 +127,40 @@ fn infer_loop<M>(embedder: &Embedder, rx: &Receiver<Prepared<M>>, batch_size: us
             }
         }
     }
+}
+
+/// The `embed` use case: embeds image files in bulk, one result per file, in order.
+pub fn embed_files(embedder: &Embedder, paths: &[std::path::PathBuf], opts: &PipelineOptions) -> Vec<Result<Vec<f32>, EmbedError>> {
+    let mut results: Vec<Option<Result<Vec<f32>, EmbedError>>> = (0..paths.len()).map(|_| None).collect();
+    run_pipeline(
+        embedder,
+        paths.iter().enumerate(),
+        opts,
+        |(i, path), resizer| {
+            let name = path.display().to_string();
+            let prepared = std::fs::read(path)
+                .map_err(|error| EmbedError::Io { source_name: name.clone(), error })
+                .and_then(|bytes| embedder.prepare(&bytes, &name, resizer));
+            match prepared {
+                Ok(t) => Prepared::Tensor((i, None), t),
+                Err(e) => Prepared::Done((i, Some(e))),
+            }
+        },
+        |(i, err), res| {
+            results[i] = Some(match (err, res) {
+                (Some(e), _) => Err(e),
+                (None, Some(r)) => r,
+                (None, None) => {
+                    Err(EmbedError::Io { source_name: paths[i].display().to_string(), error: std::io::Error::other("not embedded") })
+                }
+            });
+        },
+    );
+    results
+        .into_iter()
+        .zip(paths)
+        .map(|(r, p)| {
+            r.unwrap_or_else(|| Err(EmbedError::Io { source_name: p.display().to_string(), error: std::io::Error::other("not embedded") }))
+        })
+        .collect()
 }

@@ -1,8 +1,21 @@
-//! Preprocessing as two small transforms, driven by the model manifest:
-//! [`Resize`] (RGB → RGB at the model's input size) and [`ToTensor`]
+//! Preprocessing as small composable transforms, built from the model
+//! manifest: [`FocusCrop`] (which region of the photo to use, decided once per
+//! image), [`Resize`] (RGB → RGB at the model's input size) and [`ToTensor`]
 //! (RGB → normalised `f32` in the model's layout, written straight into a
-//! batch buffer). A fused model runs one such chain per part and lays the
-//! parts' tensors back to back.
+//! batch buffer). A fused model runs one resize + to-tensor [`Chain`] per part
+//! and lays the parts' tensors back to back. (This example is a doctest: it
+//! fails if the shipped default model's preprocessing changes.)
+//!
+//! ```
+//! use knockoff::embed::{InputLayout, ModelRegistry, Preprocessor, ResizeMode};
+//! let reg = ModelRegistry::open(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")).unwrap();
+//! let pre = Preprocessor::for_model(reg.get(Some("efficientnet-lite0")).unwrap());
+//! assert_eq!(pre.focus.map(|f| f.fraction), Some(0.7));
+//! assert_eq!(pre.chains.len(), 1);
+//! let c = &pre.chains[0];
+//! assert_eq!((c.resize.width, c.resize.height, c.resize.mode), (224, 224, ResizeMode::Squash));
+//! assert_eq!((c.to_tensor.layout, c.to_tensor.norm.mean, c.to_tensor.norm.std), (InputLayout::Nchw, [127.0; 3], [128.0; 3]));
+//! ```
 
 use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
@@ -25,7 +38,7 @@ impl Resize {
     /// target's aspect ratio.
     #[cfg(test)]
     fn crop_box(&self, w: u32, h: u32) -> Region {
-        self.crop_box_in((0.0, 0.0, w as f64, h as f64))
+        self.crop_box_in((0.0, 0.0, f64::from(w), f64::from(h)))
     }
 
     /// Like `crop_box`, inside `region` of the image.
@@ -34,7 +47,7 @@ impl Resize {
         match self.mode {
             ResizeMode::Squash => region,
             ResizeMode::CenterCrop => {
-                let target = self.width as f64 / self.height as f64;
+                let target = f64::from(self.width) / f64::from(self.height);
                 if w / h > target {
                     let cw = h * target;
                     (l + (w - cw) / 2.0, t, cw, h)
@@ -47,12 +60,12 @@ impl Resize {
     }
 
     pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer) -> RgbImage {
-        self.apply_region(img, (0.0, 0.0, img.width() as f64, img.height() as f64), resizer)
+        self.apply_region(img, (0.0, 0.0, f64::from(img.width()), f64::from(img.height())), resizer)
     }
 
     /// Resizes `region` of `img` (see [`FocusCrop`]) to the target size.
     pub fn apply_region(&self, img: &RgbImage, region: Region, resizer: &mut Resizer) -> RgbImage {
-        let whole = region == (0.0, 0.0, img.width() as f64, img.height() as f64);
+        let whole = region == (0.0, 0.0, f64::from(img.width()), f64::from(img.height()));
         if whole && img.width() == self.width && img.height() == self.height && self.mode == ResizeMode::Squash {
             return img.clone();
         }
@@ -84,17 +97,17 @@ impl FocusCrop {
     pub const PLAIN: f32 = 0.8;
 
     /// The share of width and height kept for a border this plain.
-    pub fn fraction_for(&self, plain_share: f32) -> f32 {
+    pub fn fraction_for(self, plain_share: f32) -> f32 {
         let t = ((plain_share - Self::BUSY) / (Self::PLAIN - Self::BUSY)).clamp(0.0, 1.0);
         self.fraction + (1.0 - self.fraction) * t
     }
 
-    pub fn region(&self, img: &RgbImage) -> Region {
-        let (w, h) = (img.width() as f64, img.height() as f64);
+    pub fn region(self, img: &RgbImage) -> Region {
+        let (w, h) = (f64::from(img.width()), f64::from(img.height()));
         if self.fraction >= 1.0 {
             return (0.0, 0.0, w, h);
         }
-        let f = self.fraction_for(plain_border_share(img)) as f64;
+        let f = f64::from(self.fraction_for(plain_border_share(img)));
         if f >= 1.0 {
             return (0.0, 0.0, w, h);
         }
@@ -110,7 +123,7 @@ pub fn plain_border_share(img: &RgbImage) -> f32 {
         return 1.0;
     }
     let (bw, bh) = ((w / 25).max(1), (h / 25).max(1));
-    let step = (((2 * (w * bh + h * bw)) as f64 / 4096.0).sqrt().ceil() as u32).max(1);
+    let step = ((f64::from(2 * (w * bh + h * bw)) / 4096.0).sqrt().ceil() as u32).max(1);
     let mut px: Vec<[u8; 3]> = Vec::new();
     for y in (0..h).step_by(step as usize) {
         for x in (0..w).step_by(step as usize) {
@@ -125,9 +138,9 @@ pub fn plain_border_share(img: &RgbImage) -> f32 {
     let median: [i16; 3] = std::array::from_fn(|c| {
         let mut v: Vec<u8> = px.iter().map(|p| p[c]).collect();
         v.sort_unstable();
-        v[v.len() / 2] as i16
+        i16::from(v[v.len() / 2])
     });
-    let near = px.iter().filter(|p| (0..3).all(|c| (p[c] as i16 - median[c]).abs() <= 24)).count();
+    let near = px.iter().filter(|p| (0..3).all(|c| (i16::from(p[c]) - median[c]).abs() <= 24)).count();
     near as f32 / px.len() as f32
 }
 
@@ -151,14 +164,14 @@ impl ToTensor {
                 let (r, rest) = out.split_at_mut(plane);
                 let (g, b) = rest.split_at_mut(plane);
                 for (i, px) in raw.chunks_exact(3).enumerate() {
-                    r[i] = px[0] as f32 * scale[0] + shift[0];
-                    g[i] = px[1] as f32 * scale[1] + shift[1];
-                    b[i] = px[2] as f32 * scale[2] + shift[2];
+                    r[i] = f32::from(px[0]) * scale[0] + shift[0];
+                    g[i] = f32::from(px[1]) * scale[1] + shift[1];
+                    b[i] = f32::from(px[2]) * scale[2] + shift[2];
                 }
             }
             InputLayout::Nhwc => {
                 for (o, (v, c)) in out.iter_mut().zip(raw.iter().zip((0..3).cycle())) {
-                    *o = *v as f32 * scale[c] + shift[c];
+                    *o = f32::from(*v) * scale[c] + shift[c];
                 }
             }
         }
@@ -225,7 +238,7 @@ impl Preprocessor {
     pub fn apply(&self, img: &RgbImage, resizer: &mut Resizer, out: &mut [f32]) {
         let region = match self.focus {
             Some(f) => f.region(img),
-            None => (0.0, 0.0, img.width() as f64, img.height() as f64),
+            None => (0.0, 0.0, f64::from(img.width()), f64::from(img.height())),
         };
         let mut rest = out;
         for c in &self.chains {

@@ -1,7 +1,7 @@
 //! Finding and loading the ONNX Runtime shared library (`ort` with `load-dynamic`).
 //!
 //! Search order: `$ORT_DYLIB_PATH`, then `.deps/onnxruntime/libonnxruntime.so`
-//! in the project (installed by `scripts/setup.sh` from the PyPI wheel), then
+//! in the project (installed by `scripts/setup.sh` from the `PyPI` wheel), then
 //! the system's library path.
 
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, EmbedErr
     if let Some(env) = ENV.get() {
         return Ok(env);
     }
-    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(env) = ENV.get() {
         return Ok(env);
     }

@@ -12,7 +12,7 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
 use super::decode::{decode_image, DecodeLimits};
-use super::model::{InputLayout, InputSpec, ModelManifest, OutputSpec};
+use super::model::{InputDtype, InputLayout, InputSpec, ModelManifest, OutputSpec};
 use super::preprocess::Preprocessor;
 use super::runtime::init_runtime;
 use super::EmbedError;
@@ -29,11 +29,7 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions {
-            intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            sessions: 1,
-            limits: DecodeLimits::default(),
-        }
+        EmbedOptions { intra_threads: crate::embed::available_cores(), sessions: 1, limits: DecodeLimits::default() }
     }
 }
 
@@ -175,7 +171,7 @@ impl Embedder {
 
 impl Part {
     fn check_io(&self) -> Result<(), EmbedError> {
-        let s = self.sessions[0].lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.sessions[0].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bad = |detail: String| EmbedError::Manifest { path: self.manifest_path.clone(), detail };
         if !s.inputs().iter().any(|i| i.name() == self.input.name) {
             let names: Vec<_> = s.inputs().iter().map(|i| i.name().to_string()).collect();
@@ -199,7 +195,7 @@ impl Part {
         let shape_err = |e: ndarray::ShapeError| EmbedError::Runtime(e.to_string());
         // A u8 model gets the same pixel values (exact integers, mean 0 / std 1).
         let bytes: Vec<u8>;
-        let input: ort::session::SessionInputValue<'_> = if self.input.dtype == "u8" {
+        let input: ort::session::SessionInputValue<'_> = if self.input.dtype == InputDtype::U8 {
             bytes = batch.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
             TensorRef::from_array_view(ArrayView4::from_shape(shape, &bytes[..]).map_err(shape_err)?)?.into()
         } else {
@@ -214,7 +210,7 @@ impl Part {
             .skip(i)
             .take(self.sessions.len())
             .find_map(|m| m.try_lock().ok())
-            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(|p| p.into_inner()));
+            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let outputs = guard.run(ort::inputs![self.input.name.as_str() => input])?;
         let (oshape, data) = outputs[self.output.name.as_str()].try_extract_tensor::<f32>()?;
         let dim = self.output.dim;
@@ -247,7 +243,9 @@ fn build_session(env: &ort::environment::Environment, path: &Path, threads: usiz
 pub fn l2_normalize(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
+        for x in &mut v {
+            *x /= norm;
+        }
     }
     v
 }

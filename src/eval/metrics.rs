@@ -86,9 +86,9 @@ pub fn ece(confidence: &[f32], correct: &[bool], bins: usize) -> f64 {
     let mut sum_a = vec![0.0f64; bins];
     let mut cnt = vec![0usize; bins];
     for (c, ok) in confidence.iter().zip(correct) {
-        let b = ((*c as f64 * bins as f64) as usize).min(bins - 1);
-        sum_c[b] += *c as f64;
-        sum_a[b] += *ok as u8 as f64;
+        let b = ((f64::from(*c) * bins as f64) as usize).min(bins - 1);
+        sum_c[b] += f64::from(*c);
+        sum_a[b] += f64::from(u8::from(*ok));
         cnt[b] += 1;
     }
     (0..bins).filter(|b| cnt[*b] > 0).map(|b| (sum_c[b] - sum_a[b]).abs()).sum::<f64>() / n as f64

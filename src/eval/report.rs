@@ -26,9 +26,9 @@ fn reliability_svg(points: &[(f32, bool)]) -> String {
     let bins = 10;
     let mut acc = vec![(0.0f64, 0.0f64, 0usize); bins];
     for (c, ok) in points {
-        let b = ((*c as f64 * bins as f64) as usize).min(bins - 1);
-        acc[b].0 += *c as f64;
-        acc[b].1 += *ok as u8 as f64;
+        let b = ((f64::from(*c) * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += f64::from(*c);
+        acc[b].1 += f64::from(u8::from(*ok));
         acc[b].2 += 1;
     }
     svg(420, 360, |root| {
@@ -56,9 +56,9 @@ fn roc_svg(pos: &[f32], neg: &[f32]) -> String {
     let mut curve = vec![(0.0, 0.0)];
     for (_, p) in all {
         if p {
-            tp += 1.0
+            tp += 1.0;
         } else {
-            fp += 1.0
+            fp += 1.0;
         }
         curve.push((fp / nn, tp / np));
     }
@@ -88,7 +88,7 @@ fn histogram_svg(pos: &[f32], neg: &[f32]) -> String {
         h.iter().map(|c| c / n).collect::<Vec<f64>>()
     };
     let (hp, hn) = (hist(pos), hist(neg));
-    let ymax = hp.iter().chain(&hn).cloned().fold(0.0, f64::max).max(0.01) * 1.1;
+    let ymax = hp.iter().chain(&hn).copied().fold(0.0, f64::max).max(0.01) * 1.1;
     svg(420, 360, |root| {
         let mut ch = ChartBuilder::on(root)
             .caption("Similarity: same (blue) vs different (red)", ("sans-serif", 18))
@@ -117,7 +117,7 @@ fn data_uri(jpeg: &[u8]) -> String {
 /// Renders the report; query thumbnails are made from the query files.
 pub fn render(report: &EvalReport, catalog: &Catalog) -> String {
     let m = &report.overall;
-    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into());
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"));
     let mut h = String::new();
     let _ = write!(
         h,
@@ -156,8 +156,8 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
         let _ = write!(h, "<tr><td>{stage}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>", l.p50_ms, l.p95_ms, l.p99_ms);
     }
     h.push_str("</table><h2>Most confused products</h2><table><tr><th>true</th><th>answered</th><th>times</th></tr>");
-    for (a, b, n) in &report.most_confused {
-        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(a), esc(b));
+    for c in &report.most_confused {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.truth), esc(&c.predicted), c.count);
     }
     h.push_str("</table><h2>Worst mistakes (most confident wrong answers)</h2><div class=\"gallery\">");
     for mk in &report.mistakes {

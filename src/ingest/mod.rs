@@ -7,18 +7,21 @@
 
 mod error;
 mod fetch;
+pub mod jobs;
 mod source;
 
 pub use error::IngestError;
 pub use fetch::{fetch, FetchOptions};
-pub use source::{is_url, parse_manifest, read_source, SourceDefaults, SourceItem};
+pub use source::{is_url, parse_manifest, read_source, ManifestFormat, SourceDefaults, SourceItem};
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use fast_image_resize::Resizer;
 
 use crate::catalog::{Catalog, NewImage};
 use crate::embed::{decode_image, run_pipeline, Embedder, PipelineOptions, Prepared};
@@ -39,7 +42,7 @@ pub struct IngestOptions {
     /// ... or after this long.
     pub commit_interval: Duration,
     pub fetch: FetchOptions,
-    /// Where to write the errors file (CSV: image,product_id,kind,reason).
+    /// Where to write the errors file (CSV: `image,product_id,kind,reason`).
     pub errors_file: Option<PathBuf>,
     pub progress: ProgressMode,
 }
@@ -58,7 +61,7 @@ impl Default for IngestOptions {
 }
 
 /// One failed item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemError {
     pub image: String,
     pub product_id: String,
@@ -67,7 +70,7 @@ pub struct ItemError {
 }
 
 /// Counters, also passed to progress callbacks.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IngestCounts {
     pub total: usize,
     pub indexed: usize,
@@ -90,10 +93,122 @@ pub struct IngestReport {
     pub errors_file: Option<PathBuf>,
 }
 
+/// An image decoded and ready for the model, with what its record needs.
+struct Decoded {
+    item: SourceItem,
+    sha256: String,
+    width: u32,
+    height: u32,
+    thumbnail: Vec<u8>,
+}
+
+/// What preparing one item came to before the model.
 enum Outcome {
-    Embed(SourceItem, String, u32, u32, Vec<u8>),
+    Embed(Box<Decoded>),
     Skipped,
-    Failed(SourceItem, IngestError),
+    Failed(Box<(SourceItem, IngestError)>),
+}
+
+impl ItemError {
+    fn new(item: SourceItem, e: &impl ErrorKind) -> Self {
+        ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() }
+    }
+}
+
+/// Errors that name their kind for the errors file.
+trait ErrorKind: std::fmt::Display {
+    fn kind(&self) -> &'static str;
+}
+
+impl ErrorKind for IngestError {
+    fn kind(&self) -> &'static str {
+        IngestError::kind(self)
+    }
+}
+
+impl ErrorKind for crate::embed::EmbedError {
+    fn kind(&self) -> &'static str {
+        crate::embed::EmbedError::kind(self)
+    }
+}
+
+/// What is already in the catalog, so that a re-run skips it.
+struct Known {
+    hashes: HashSet<(String, String)>,
+    sources: HashSet<(String, String)>,
+}
+
+/// Fetches, hashes and decodes one item on a worker thread.
+fn prepare(item: SourceItem, known: &Known, embedder: &Embedder, opts: &IngestOptions, resizer: &mut Resizer) -> Prepared<Outcome> {
+    // Already indexed from this very source (a resumed run): no need to fetch it again.
+    if known.sources.contains(&(item.product.product_id.clone(), item.image.clone())) {
+        return Prepared::Done(Outcome::Skipped);
+    }
+    let bytes = match fetch(&item.image, &opts.fetch) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Done(Outcome::Failed(Box::new((item, e)))),
+    };
+    let sha256 = sha256_hex(&bytes);
+    if known.hashes.contains(&(item.product.product_id.clone(), sha256.clone())) {
+        return Prepared::Done(Outcome::Skipped);
+    }
+    match decode_image(&bytes, &item.image, embedder.limits()) {
+        Ok(img) => {
+            let tensor = embedder.preprocessor().run(&img.rgb, resizer);
+            let d = Decoded { item, sha256, width: img.width(), height: img.height(), thumbnail: crate::catalog::thumbnail(&img.rgb) };
+            Prepared::Tensor(Outcome::Embed(Box::new(d)), tensor)
+        }
+        Err(e) => Prepared::Done(Outcome::Failed(Box::new((item, e.into())))),
+    }
+}
+
+/// The writer's side of a run: pending images, counts and errors.
+struct Writer<'a> {
+    catalog: &'a Catalog,
+    pending: Vec<NewImage>,
+    counts: IngestCounts,
+    errors: Vec<ItemError>,
+    last_commit: Instant,
+}
+
+impl Writer<'_> {
+    fn take(&mut self, outcome: Outcome, result: Option<Result<Vec<f32>, crate::embed::EmbedError>>) {
+        match (outcome, result) {
+            (Outcome::Skipped, _) => self.counts.skipped += 1,
+            (Outcome::Failed(failed), _) => {
+                let (item, e) = *failed;
+                self.counts.failed += 1;
+                self.errors.push(ItemError::new(item, &e));
+            }
+            (Outcome::Embed(d), Some(Ok(embedding))) => {
+                let Decoded { item, sha256, width, height, thumbnail } = *d;
+                let thumbnail = Some(thumbnail);
+                self.pending.push(NewImage { product: item.product, source: item.image, sha256, width, height, embedding, thumbnail });
+            }
+            (Outcome::Embed(d), Some(Err(e))) => {
+                self.counts.failed += 1;
+                self.errors.push(ItemError::new(d.item, &e));
+            }
+            (Outcome::Embed(d), None) => {
+                self.counts.failed += 1;
+                let e = IngestError::Source { path: d.item.image.clone().into(), detail: "the model never saw this image".into() };
+                self.errors.push(ItemError::new(d.item, &e));
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), IngestError> {
+        self.last_commit = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ids = self.catalog.add_images(&self.pending)?;
+        let added = ids.iter().filter(|i| i.is_some()).count();
+        self.counts.indexed += added;
+        self.counts.skipped += ids.len() - added;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// Indexes `items` into `catalog`. `row_errors` (e.g. invalid manifest rows)
@@ -103,7 +218,7 @@ pub fn ingest(
     catalog: &Catalog,
     embedder: &Embedder,
     items: Vec<SourceItem>,
-    row_errors: Vec<IngestError>,
+    row_errors: &[IngestError],
     opts: &IngestOptions,
     mut on_progress: impl FnMut(&IngestCounts),
 ) -> Result<IngestReport, IngestError> {
@@ -115,124 +230,70 @@ pub fn ingest(
         }));
     }
     let started = Instant::now();
-    let known: HashSet<(String, String)> = catalog.live_hashes()?;
-    let known_sources: HashSet<(String, String)> = catalog.live_sources()?;
-    let mut counts = IngestCounts { total: items.len() + row_errors.len(), ..Default::default() };
-    let mut errors: Vec<ItemError> = row_errors
+    let known = Known { hashes: catalog.live_hashes()?, sources: catalog.live_sources()? };
+    let errors: Vec<ItemError> = row_errors
         .iter()
         .map(|e| ItemError { image: String::new(), product_id: String::new(), kind: e.kind().into(), reason: e.to_string() })
         .collect();
-    counts.failed = errors.len();
+    let counts = IngestCounts { total: items.len() + row_errors.len(), failed: errors.len(), ..Default::default() };
     let mut progress = Progress::new(opts.progress, counts.total);
-    let mut pending: Vec<NewImage> = Vec::new();
-    let mut last_commit = Instant::now();
+    let mut w = Writer { catalog, pending: Vec::new(), counts, errors, last_commit: Instant::now() };
     let mut fatal: Option<IngestError> = None;
-    let pre = embedder.preprocessor();
-
-    let commit = |pending: &mut Vec<NewImage>, counts: &mut IngestCounts| -> Result<(), IngestError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let ids = catalog.add_images(pending)?;
-        let added = ids.iter().filter(|i| i.is_some()).count();
-        counts.indexed += added;
-        counts.skipped += ids.len() - added;
-        pending.clear();
-        Ok(())
-    };
-
     run_pipeline(
         embedder,
         items,
         &opts.pipeline,
-        |item: SourceItem, resizer| {
-            // Already indexed from this very source (a resumed run): no need to fetch it again.
-            if known_sources.contains(&(item.product.product_id.clone(), item.image.clone())) {
-                return Prepared::Done(Outcome::Skipped);
-            }
-            let bytes = match fetch(&item.image, &opts.fetch) {
-                Ok(b) => b,
-                Err(e) => return Prepared::Done(Outcome::Failed(item, e)),
-            };
-            let sha = sha256_hex(&bytes);
-            if known.contains(&(item.product.product_id.clone(), sha.clone())) {
-                return Prepared::Done(Outcome::Skipped);
-            }
-            match decode_image(&bytes, &item.image, embedder.limits()) {
-                Ok(img) => {
-                    let (w, h) = (img.width(), img.height());
-                    let t = pre.run(&img.rgb, resizer);
-                    let thumb = crate::catalog::thumbnail(&img.rgb);
-                    Prepared::Tensor(Outcome::Embed(item, sha, w, h, thumb), t)
-                }
-                Err(e) => Prepared::Done(Outcome::Failed(item, e.into())),
-            }
-        },
+        |item: SourceItem, resizer| prepare(item, &known, embedder, opts, resizer),
         |outcome, result| {
             if fatal.is_some() {
                 return;
             }
-            match (outcome, result) {
-                (Outcome::Skipped, _) => counts.skipped += 1,
-                (Outcome::Failed(item, e), _) => {
-                    counts.failed += 1;
-                    errors.push(ItemError {
-                        image: item.image,
-                        product_id: item.product.product_id,
-                        kind: e.kind().into(),
-                        reason: e.to_string(),
-                    });
-                }
-                (Outcome::Embed(item, sha256, width, height, thumb), Some(Ok(embedding))) => {
-                    pending.push(NewImage {
-                        product: item.product,
-                        source: item.image,
-                        sha256,
-                        width,
-                        height,
-                        embedding,
-                        thumbnail: Some(thumb),
-                    });
-                }
-                (Outcome::Embed(item, ..), Some(Err(e))) => {
-                    counts.failed += 1;
-                    errors.push(ItemError {
-                        image: item.image,
-                        product_id: item.product.product_id,
-                        kind: e.kind().into(),
-                        reason: e.to_string(),
-                    });
-                }
-                (Outcome::Embed(..), None) => unreachable!("tensors always reach the model"),
-            }
-            if pending.len() >= opts.commit_every || last_commit.elapsed() >= opts.commit_interval {
-                if let Err(e) = commit(&mut pending, &mut counts) {
+            w.take(outcome, result);
+            if w.pending.len() >= opts.commit_every || w.last_commit.elapsed() >= opts.commit_interval {
+                if let Err(e) = w.commit() {
                     fatal = Some(e);
                     return;
                 }
-                last_commit = Instant::now();
-                on_progress(&counts);
+                on_progress(&w.counts);
             }
-            progress.update(&counts, pending.len());
+            progress.update(&w.counts, w.pending.len());
         },
     );
     if let Some(e) = fatal {
         return Err(e);
     }
-    commit(&mut pending, &mut counts)?;
-    on_progress(&counts);
-    progress.finish(&counts);
+    w.commit()?;
+    on_progress(&w.counts);
+    progress.finish(&w.counts);
     catalog.persist()?;
-
-    let errors_file = match (&opts.errors_file, errors.is_empty()) {
+    let errors_file = match (&opts.errors_file, w.errors.is_empty()) {
         (Some(p), false) => {
-            write_errors(p, &errors)
+            write_errors(p, &w.errors)
                 .map_err(|e| IngestError::Source { path: p.clone(), detail: format!("cannot write errors file: {e}") })?;
             Some(p.clone())
         }
         _ => None,
     };
-    Ok(IngestReport { counts, seconds: started.elapsed().as_secs_f64(), errors, errors_file })
+    Ok(IngestReport { counts: w.counts, seconds: started.elapsed().as_secs_f64(), errors: w.errors, errors_file })
+}
+
+/// The `index` use case: reads each source (manifest or folder) and indexes
+/// all their items in one run (`knockoff index`, and `knockoff eval`'s
+/// temporary index). Rows that are invalid are counted as failures.
+pub fn index_sources(
+    catalog: &Catalog,
+    embedder: &Embedder,
+    sources: &[PathBuf],
+    defaults: &SourceDefaults,
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
+    let (mut items, mut row_errors) = (Vec::new(), Vec::new());
+    for source in sources {
+        let (i, e) = read_source(source, defaults)?;
+        items.extend(i);
+        row_errors.extend(e);
+    }
+    ingest(catalog, embedder, items, &row_errors, opts, |_| {})
 }
 
 fn write_errors(path: &std::path::Path, errors: &[ItemError]) -> std::io::Result<()> {

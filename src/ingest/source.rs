@@ -17,6 +17,48 @@ pub struct SourceItem {
     pub product: Product,
 }
 
+/// How a manifest is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line, with the same keys.
+    JsonLines,
+}
+
+impl ManifestFormat {
+    /// The name stored with a job (`csv`, `jsonl`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManifestFormat::Csv => "csv",
+            ManifestFormat::JsonLines => "jsonl",
+        }
+    }
+
+    /// Guesses the format from a file's extension and first character.
+    #[must_use]
+    pub fn detect(path: &Path, text: &str) -> ManifestFormat {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if matches!(ext.as_str(), "jsonl" | "ndjson" | "json") || text.trim_start().starts_with('{') {
+            ManifestFormat::JsonLines
+        } else {
+            ManifestFormat::Csv
+        }
+    }
+}
+
+impl std::str::FromStr for ManifestFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "csv" => Ok(ManifestFormat::Csv),
+            "jsonl" => Ok(ManifestFormat::JsonLines),
+            other => Err(format!("manifest format must be csv or jsonl, not '{other}'")),
+        }
+    }
+}
+
 /// Defaults for fields the source leaves empty.
 #[derive(Debug, Clone, Default)]
 pub struct SourceDefaults {
@@ -53,9 +95,7 @@ pub fn read_source(path: &Path, defaults: &SourceDefaults) -> Result<(Vec<Source
     }
     let text = std::fs::read_to_string(path).map_err(|e| IngestError::Source { path: path.into(), detail: format!("cannot read: {e}") })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let jsonl = matches!(ext.as_str(), "jsonl" | "ndjson" | "json") || text.trim_start().starts_with('{');
-    parse_manifest(&text, path, Some(&base), jsonl, defaults)
+    parse_manifest(&text, path, Some(&base), ManifestFormat::detect(path, &text), defaults)
 }
 
 /// Parses manifest text. `base` resolves relative image paths; without one
@@ -64,10 +104,10 @@ pub fn parse_manifest(
     text: &str,
     path: &Path,
     base: Option<&Path>,
-    jsonl: bool,
+    format: ManifestFormat,
     defaults: &SourceDefaults,
 ) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
-    let rows: Vec<(usize, Result<Row, String>)> = if jsonl {
+    let rows: Vec<(usize, Result<Row, String>)> = if format == ManifestFormat::JsonLines {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
@@ -90,58 +130,40 @@ pub fn parse_manifest(
     let mut items = Vec::new();
     let mut errors = Vec::new();
     for (line, row) in rows {
-        let bad = |detail: String| IngestError::Row { path: path.into(), line, detail };
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(bad(e));
-                continue;
-            }
-        };
-        let Some(image) = nonempty(row.image) else {
-            errors.push(bad("'image' is empty".into()));
-            continue;
-        };
-        let product_id = match nonempty(row.product_id) {
-            Some(p) => p,
-            None if defaults.allow_missing_product => String::new(),
-            None => {
-                errors.push(bad("'product_id' is empty".into()));
-                continue;
-            }
-        };
-        let label = match nonempty(row.label) {
-            Some(l) => match l.parse::<Label>() {
-                Ok(l) => l,
-                Err(e) => {
-                    errors.push(bad(e));
-                    continue;
-                }
-            },
-            None => match defaults.label {
-                Some(l) => l,
-                None if defaults.allow_missing_product => Label::Authentic,
-                None => {
-                    errors.push(bad("'label' is empty (give --label to set a default)".into()));
-                    continue;
-                }
-            },
-        };
-        let image = if is_url(&image) || Path::new(&image).is_absolute() {
-            image
-        } else if let Some(base) = base {
-            base.join(&image).display().to_string()
-        } else {
-            errors.push(bad(format!("'{image}' is a relative path; an uploaded manifest needs URLs or absolute paths")));
-            continue;
-        };
-        let mut product = Product::new(product_id, label);
-        product.brand = nonempty(row.brand).or_else(|| defaults.brand.clone());
-        product.name = nonempty(row.name);
-        product.category = nonempty(row.category);
-        items.push(SourceItem { image, product });
+        match row.and_then(|r| item_of(r, base, defaults)) {
+            Ok(item) => items.push(item),
+            Err(detail) => errors.push(IngestError::Row { path: path.into(), line, detail }),
+        }
     }
     Ok((items, errors))
+}
+
+/// One manifest row as an item to index, or what is wrong with it.
+fn item_of(row: Row, base: Option<&Path>, defaults: &SourceDefaults) -> Result<SourceItem, String> {
+    let image = nonempty(row.image).ok_or("'image' is empty")?;
+    let product_id = match nonempty(row.product_id) {
+        Some(p) => p,
+        None if defaults.allow_missing_product => String::new(),
+        None => return Err("'product_id' is empty".into()),
+    };
+    let label = match (nonempty(row.label), defaults.label) {
+        (Some(l), _) => l.parse::<Label>()?,
+        (None, Some(l)) => l,
+        (None, None) if defaults.allow_missing_product => Label::Authentic,
+        (None, None) => return Err("'label' is empty (give --label to set a default)".into()),
+    };
+    let image = if is_url(&image) || Path::new(&image).is_absolute() {
+        image
+    } else if let Some(base) = base {
+        base.join(&image).display().to_string()
+    } else {
+        return Err(format!("'{image}' is a relative path; an uploaded manifest needs URLs or absolute paths"));
+    };
+    let mut product = Product::new(product_id, label);
+    product.brand = nonempty(row.brand).or_else(|| defaults.brand.clone());
+    product.name = nonempty(row.name);
+    product.category = nonempty(row.category);
+    Ok(SourceItem { image, product })
 }
 
 const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -162,7 +184,7 @@ fn read_folder(dir: &Path, defaults: &SourceDefaults) -> Result<(Vec<SourceItem>
             let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
             if f.is_file() && IMAGE_EXTS.contains(&ext.as_str()) {
                 let mut product = Product::new(product_id.clone(), defaults.label.unwrap_or(Label::Authentic));
-                product.brand = defaults.brand.clone();
+                product.brand.clone_from(&defaults.brand);
                 items.push(SourceItem { image: f.display().to_string(), product });
             }
         }

@@ -1,9 +1,22 @@
 //! Turning a match's similarity (and its margin to the next product) into the
-//! probability that the match is right. Fitted by `knockoff calibrate`,
-//! stored as `calibration.json` in the index folder (or shipped next to a
-//! model as its default).
+//! probability that the match is right. Fitted by [`crate::fit`] (`knockoff
+//! calibrate`, `knockoff tune`), stored as `calibration.json` in the index
+//! folder (or shipped next to a model as its default), and turned into the
+//! lookup's [`VerdictConfig`] by [`verdict_config`].
 
 use std::path::Path;
+
+use super::VerdictConfig;
+use crate::catalog::Catalog;
+
+/// One labelled lookup, as calibration sees it: the top product's
+/// similarity, its margin to the next product, and whether it was right.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationSample {
+    pub similarity: f32,
+    pub margin: f32,
+    pub correct: bool,
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +34,7 @@ impl Mapping {
     pub fn apply(&self, sim: f32, margin: f32) -> f32 {
         match self {
             Mapping::Logistic { w_sim, w_margin, bias } => {
-                let z = w_sim * sim as f64 + w_margin * margin as f64 + bias;
+                let z = w_sim * f64::from(sim) + w_margin * f64::from(margin) + bias;
                 (1.0 / (1.0 + (-z).exp())) as f32
             }
             Mapping::Isotonic { xs, ys } => match xs.partition_point(|x| *x <= sim) {
@@ -121,6 +134,26 @@ impl Calibration {
     }
 }
 
+/// The verdict settings a lookup on `catalog` uses: the index's calibration
+/// (or the model's shipped default, from `model_dir`) with its fitted
+/// thresholds. `configured` (a `[verdict]` section of the service config)
+/// keeps its own thresholds and takes only the calibration.
+#[must_use]
+pub fn verdict_config(catalog: &Catalog, model_dir: &Path, configured: Option<&VerdictConfig>) -> VerdictConfig {
+    let projection = catalog.projection().map(|p| p.info.id.clone());
+    let found = Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref());
+    let mut v = configured.cloned().unwrap_or_default();
+    if let Some((cal, path)) = found {
+        tracing::info!("confidence calibration from {}", path.display());
+        v.calibration = Some(cal.mapping);
+        if let (Some(t), None) = (cal.verdict, configured) {
+            v.min_confidence = t.min_confidence as f32;
+            v.margin = t.margin as f32;
+        }
+    }
+    v
+}
+
 /// Logistic regression by Newton's method on (sim, margin) → correct.
 pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
     let mut w = [0.0f64; 3]; // sim, margin, bias
@@ -128,10 +161,10 @@ pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
         let mut g = [0.0f64; 3];
         let mut h = [[0.0f64; 3]; 3];
         for ((s, m), t) in x.iter().zip(y) {
-            let f = [*s as f64, *m as f64, 1.0];
+            let f = [f64::from(*s), f64::from(*m), 1.0];
             let z: f64 = (0..3).map(|i| w[i] * f[i]).sum();
             let p = 1.0 / (1.0 + (-z).exp());
-            let r = p - (*t as u8 as f64);
+            let r = p - f64::from(u8::from(*t));
             for i in 0..3 {
                 g[i] += r * f[i];
                 for j in 0..3 {
@@ -175,7 +208,7 @@ fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
 
 /// Isotonic regression (pool adjacent violators) of correct on similarity.
 pub fn fit_isotonic(sims: &[f32], y: &[bool]) -> Mapping {
-    let mut pts: Vec<(f32, f64)> = sims.iter().zip(y).map(|(s, t)| (*s, *t as u8 as f64)).collect();
+    let mut pts: Vec<(f32, f64)> = sims.iter().zip(y).map(|(s, t)| (*s, f64::from(u8::from(*t)))).collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Blocks: (first x, sum, count).
     let mut blocks: Vec<(f32, f64, f64)> = Vec::new();

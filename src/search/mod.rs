@@ -1,6 +1,12 @@
-//! Query → products: nearest images from the catalog, grouped so that each
-//! product appears once with its best-matching image (and optionally the
-//! second best).
+//! Query → products → answer. [`search_products`] finds the nearest images
+//! and groups them so that each product appears once with its best-matching
+//! image (and optionally the second best); [`lookup`] is the one use case
+//! every front-end calls: matches with their confidences and the verdict,
+//! computed once (HTTP, `knockoff search`, `knockoff eval` and the benchmarks
+//! all go through it).
+//!
+//! A match has one JSON shape everywhere (`POST /v1/lookup`, `knockoff search
+//! --json`, eval's per-query records): [`Match`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,10 +14,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub mod calibration;
+mod lookup;
 mod verdict;
 
 pub use calibration::{Calibration, Mapping, VerdictThresholds};
-pub use verdict::{confidences, decide, Verdict, VerdictConfig, VerdictKind};
+pub use lookup::{lookup, Lookup, Match};
+pub use verdict::{assess, Assessment, Candidate, Verdict, VerdictConfig, VerdictKind};
 
 use crate::catalog::{Catalog, Filter, Product};
 
@@ -59,20 +67,19 @@ impl Default for SearchRequest {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct ImageHit {
     pub image_id: i64,
     pub similarity: f32,
 }
 
-/// One product in the answer.
-#[derive(Debug, Clone, Serialize)]
+/// One product in the ranking (before confidence and verdict).
+#[derive(Debug, Clone)]
 pub struct ProductMatch {
     pub product: Arc<Product>,
     /// The ranking score (the best image's similarity unless another product score was asked for).
     pub score: f32,
     pub best: ImageHit,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub second: Option<ImageHit>,
 }
 

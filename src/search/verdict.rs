@@ -2,13 +2,16 @@
 //! matched product and a verdict (`likely_authentic`, `likely_counterfeit`,
 //! `uncertain`, `no_match`) with its reason in words.
 //!
-//! Until calibration exists, confidence is a fixed logistic mapping of the
+//! [`assess`] is the only implementation of "candidates → confidences →
+//! verdict": the lookup path ([`super::lookup`]) and the verdict fit
+//! ([`crate::fit`]) both call it.
+//!
+//! Without a calibration, confidence is a fixed logistic mapping of the
 //! similarity, `1 / (1 + exp(-(slope * (similarity - midpoint))))`, with the
-//! defaults below (documented in README); thresholds live in [`VerdictConfig`].
+//! defaults below; thresholds live in [`VerdictConfig`].
 
 use serde::{Deserialize, Serialize};
 
-use super::ProductMatch;
 use crate::catalog::Label;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +37,7 @@ impl Default for VerdictConfig {
 
 impl VerdictConfig {
     /// Probability that a match is right, from its similarity and its margin to the next product.
+    #[must_use]
     pub fn confidence_of(&self, similarity: f32, margin_to_next: f32) -> f32 {
         match &self.calibration {
             Some(m) => m.apply(similarity, margin_to_next),
@@ -42,24 +46,14 @@ impl VerdictConfig {
     }
 
     /// The default mapping (similarity only).
+    #[must_use]
     pub fn confidence(&self, similarity: f32) -> f32 {
         self.confidence_of(similarity, 0.0)
     }
 }
 
-/// The confidence of each match (sorted best first).
-pub fn confidences(matches: &[ProductMatch], cfg: &VerdictConfig) -> Vec<f32> {
-    matches
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let next = matches.get(i + 1).map(|n| n.best.similarity).unwrap_or(0.0);
-            cfg.confidence_of(m.best.similarity, m.best.similarity - next)
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What the verdict could be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictKind {
     LikelyAuthentic,
@@ -68,33 +62,74 @@ pub enum VerdictKind {
     NoMatch,
 }
 
+impl VerdictKind {
+    /// The wire name (`likely_authentic`, …).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::LikelyAuthentic => "likely_authentic",
+            VerdictKind::LikelyCounterfeit => "likely_counterfeit",
+            VerdictKind::Uncertain => "uncertain",
+            VerdictKind::NoMatch => "no_match",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     pub verdict: VerdictKind,
     pub reason: String,
 }
 
-/// Decides from matches sorted best first.
-pub fn decide(matches: &[ProductMatch], cfg: &VerdictConfig) -> Verdict {
-    let Some(best) = matches.first() else {
+/// One ranked product as the verdict sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate<'a> {
+    pub product_id: &'a str,
+    pub label: Label,
+    pub similarity: f32,
+}
+
+/// Confidences (one per candidate, same order) and the verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub confidences: Vec<f32>,
+    pub verdict: Verdict,
+}
+
+/// Scores candidates sorted best first and decides, computing each confidence once.
+#[must_use]
+pub fn assess(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Assessment {
+    let confidences: Vec<f32> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let next = candidates.get(i + 1).map_or(0.0, |n| n.similarity);
+            cfg.confidence_of(c.similarity, c.similarity - next)
+        })
+        .collect();
+    let verdict = decide(candidates, &confidences, cfg);
+    Assessment { confidences, verdict }
+}
+
+fn decide(candidates: &[Candidate<'_>], conf: &[f32], cfg: &VerdictConfig) -> Verdict {
+    let Some(best) = candidates.first() else {
         return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
     };
-    let conf = confidences(matches, cfg);
     let best_conf = conf[0];
     if best_conf < cfg.min_confidence {
         return Verdict {
             verdict: VerdictKind::NoMatch,
             reason: format!(
                 "best match {} at similarity {:.2} (confidence {:.2}) is below the {:.2} needed",
-                best.product.product_id, best.best.similarity, best_conf, cfg.min_confidence
+                best.product_id, best.similarity, best_conf, cfg.min_confidence
             ),
         };
     }
-    let nearest = |l: Label| matches.iter().position(|m| m.product.label == l);
+    let nearest = |l: Label| candidates.iter().position(|c| c.label == l);
     let (auth, fake) = (nearest(Label::Authentic), nearest(Label::Counterfeit));
-    let f = |i: Option<usize>| i.map(|i| format!("{:.2}", matches[i].best.similarity)).unwrap_or_else(|| "none".into());
+    let f = |i: Option<usize>| i.map_or_else(|| "none".into(), |i| format!("{:.2}", candidates[i].similarity));
     let reason = format!("nearest counterfeit reference {} vs nearest authentic {}", f(fake), f(auth));
-    let (ca, cf) = (auth.map(|i| conf[i]).unwrap_or(0.0), fake.map(|i| conf[i]).unwrap_or(0.0));
+    let (ca, cf) = (auth.map_or(0.0, |i| conf[i]), fake.map_or(0.0, |i| conf[i]));
     let verdict = if (ca - cf).abs() < cfg.margin {
         VerdictKind::Uncertain
     } else if cf > ca {
@@ -107,32 +142,29 @@ pub fn decide(matches: &[ProductMatch], cfg: &VerdictConfig) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::catalog::Product;
-    use crate::search::ImageHit;
 
-    fn m(id: &str, label: Label, sim: f32) -> ProductMatch {
-        ProductMatch {
-            product: Arc::new(Product::new(id, label)),
-            score: sim,
-            best: ImageHit { image_id: 1, similarity: sim },
-            second: None,
-        }
+    fn c(id: &str, label: Label, similarity: f32) -> Candidate<'_> {
+        Candidate { product_id: id, label, similarity }
+    }
+
+    fn verdict(cands: &[Candidate<'_>]) -> VerdictKind {
+        assess(cands, &VerdictConfig::default()).verdict.verdict
     }
 
     #[test]
     fn verdicts() {
-        let c = VerdictConfig::default();
-        assert_eq!(decide(&[], &c).verdict, VerdictKind::NoMatch);
-        assert_eq!(decide(&[m("a", Label::Authentic, 0.5)], &c).verdict, VerdictKind::NoMatch);
-        let v = decide(&[m("f", Label::Counterfeit, 0.91), m("a", Label::Authentic, 0.62)], &c);
-        assert_eq!(v.verdict, VerdictKind::LikelyCounterfeit);
-        assert_eq!(v.reason, "nearest counterfeit reference 0.91 vs nearest authentic 0.62");
-        assert_eq!(decide(&[m("a", Label::Authentic, 0.9), m("f", Label::Counterfeit, 0.7)], &c).verdict, VerdictKind::LikelyAuthentic);
-        assert_eq!(decide(&[m("a", Label::Authentic, 0.95), m("f", Label::Counterfeit, 0.949)], &c).verdict, VerdictKind::Uncertain);
-        assert!((c.confidence(0.75) - 0.5).abs() < 1e-6);
-        assert!(c.confidence(0.9) > c.confidence(0.8));
+        let cfg = VerdictConfig::default();
+        assert_eq!(verdict(&[]), VerdictKind::NoMatch);
+        assert_eq!(verdict(&[c("a", Label::Authentic, 0.5)]), VerdictKind::NoMatch);
+        let a = assess(&[c("f", Label::Counterfeit, 0.91), c("a", Label::Authentic, 0.62)], &cfg);
+        assert_eq!(a.verdict.verdict, VerdictKind::LikelyCounterfeit);
+        assert_eq!(a.verdict.reason, "nearest counterfeit reference 0.91 vs nearest authentic 0.62");
+        assert_eq!(a.confidences, vec![cfg.confidence_of(0.91, 0.91 - 0.62), cfg.confidence_of(0.62, 0.62)]);
+        assert_eq!(verdict(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.7)]), VerdictKind::LikelyAuthentic);
+        assert_eq!(verdict(&[c("a", Label::Authentic, 0.95), c("f", Label::Counterfeit, 0.949)]), VerdictKind::Uncertain);
+        assert!((cfg.confidence(0.75) - 0.5).abs() < 1e-6);
+        assert!(cfg.confidence(0.9) > cfg.confidence(0.8));
+        assert_eq!(serde_json::to_value(VerdictKind::LikelyCounterfeit).unwrap(), VerdictKind::LikelyCounterfeit.as_str());
     }
 }

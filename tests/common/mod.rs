@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -62,16 +63,28 @@ pub fn make_catalog(dir: &Path, products: usize, per: usize) -> PathBuf {
             let (dx, dy) = ((j as u32 * 7) % 12, (j as u32 * 5) % 12);
             let mut crop = image::imageops::crop_imm(src, bx + dx, by + dy, cw, ch).to_image();
             let gain = 0.9 + 0.02 * j as f32;
-            crop.pixels_mut().for_each(|px| px.0.iter_mut().for_each(|c| *c = (*c as f32 * gain).min(255.0) as u8));
+            crop.pixels_mut().for_each(|px| px.0.iter_mut().for_each(|c| *c = (f32::from(*c) * gain).min(255.0) as u8));
             let name = format!("img/p{p:03}-{j:02}.jpg");
             let mut buf = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85).encode_image(&crop).unwrap();
             std::fs::write(dir.join(&name), buf).unwrap();
             let (label, brand) = if p % 5 == 0 { ("counterfeit", "Acme") } else { ("authentic", "Acme") };
-            csv.push_str(&format!("{name},prod-{p:03},{label},{brand},Product {p},Cat/{}\n", p % 3));
+            let _ = writeln!(csv, "{name},prod-{p:03},{label},{brand},Product {p},Cat/{}", p % 3);
         }
     }
     let manifest = dir.join("catalog.csv");
     std::fs::write(&manifest, csv).unwrap();
     manifest
+}
+
+/// Whether an optional tool a test needs is there. Outside CI a missing
+/// tool skips the test with a note on how to install it; under CI (`CI`
+/// set) it fails the test, so a green CI never hides a skipped check.
+pub fn available(what: &str, present: bool, how: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must run this test but {what} is missing: {how}");
+    eprintln!("SKIPPED: {what} is missing ({how})");
+    false
 }

@@ -21,4 +21,4 @@ for i in range(0,len(paths),B):
         e=sess.run([m["output"]["name"]],{spec["name"]:x})[0].reshape(len(x),-1)
         outs[key].append(e)
     if i%320==0: print(i,time.time()-t,file=sys.stderr)
-np.savez(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz",paths=np.array(paths),**{k:np.concatenate(v) for k,v in outs.items()})
+np.savez(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz",paths=np.array(paths),**{k:np.concatenate(v) for k,v in outs.items()})

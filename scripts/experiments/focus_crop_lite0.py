@@ -1,4 +1,4 @@
-from run9 import *
+from focus_crop_fraction import *
 L=l2(A); c0,t0,v0=split(L); g0=np.concatenate([c0,t0])
 Q=l2(cr["l0_0.7"])
 print("== lite0 alone")

@@ -1,6 +1,6 @@
-from ev import *
+from protocols import *
 def load(tag):
-    d=np.load(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz"); return l2(d["orig"])
+    d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz"); return l2(d["orig"])
 A=load("l0"); S=load("sscd")
 grpT=np.array([r["category"].split("/")[0] for r in T])
 for w in [0,0.2,0.3,0.4,0.5,0.6]:

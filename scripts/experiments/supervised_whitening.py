@@ -1,6 +1,6 @@
-from ev import *
+from protocols import *
 def load(tag,flip=True):
-    d=np.load(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz"); o=l2(d["orig"])
+    d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz"); o=l2(d["orig"])
     return l2(o+l2(d["flip"])) if flip else o
 Af=load("l0"); Sf=load("sscd")
 F=l2(np.hstack([np.sqrt(.5)*Sf,np.sqrt(.5)*Af]))

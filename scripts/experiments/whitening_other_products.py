@@ -1,5 +1,5 @@
-from ev import *
-from run3 import whiten_fit, Af, Sf, F
+from protocols import *
+from supervised_whitening import whiten_fit, Af, Sf, F
 import numpy as np
 rng=np.random.default_rng(0)
 prods=np.unique(pC)

@@ -1,5 +1,5 @@
-from ev import *
-from run3 import load, Af, Sf, F
+from protocols import *
+from supervised_whitening import load, Af, Sf, F
 A=load("l0",False); S=load("sscd",False)
 P1P2("sscd⊕l0 noflip", l2(np.hstack([np.sqrt(.5)*S,np.sqrt(.5)*A])))
 def wfit(X,y,reg,dims,mode):

@@ -1,6 +1,6 @@
-from ev import *
+from protocols import *
 def load(tag,flip=True):
-    d=np.load(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz"); o=l2(d["orig"])
+    d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz"); o=l2(d["orig"])
     return l2(o+l2(d["flip"])) if flip else o
 A=load("l0",False); Af=load("l0"); G_=load("l0gem",False); Gf=load("l0gem"); S=load("sscd",False); Sf=load("sscd")
 for n,E in [("gem",G_),("gem+flip",Gf),("sscd",S),("sscd+flip",Sf)]: P1P2(n,E)

@@ -1,6 +1,6 @@
-from ev import *
+from protocols import *
 def load(tag):
-    d=np.load(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz"); return l2(d["orig"])
+    d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz"); return l2(d["orig"])
 A=load("l0"); S=load("sscd"); cr=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/crops.npz")
 grpV=np.array([r["category"].split("/")[0] for r in V]); grpT=np.array([r["category"].split("/")[0] for r in T])
 w=0.3

@@ -1,4 +1,4 @@
-from run9 import *
+from focus_crop_fraction import *
 cc=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/crops_cat.npz")
 print("== crop everything (catalog too)")
 for f in [0.6,0.7,0.8]:

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::projection::{FitOptions, Projection, ProjectionInfo};
-use super::store::{ImageRecord, NewImage, Store, StoreCounts};
+use super::store::{ImageRecord, JobRow, JobStatus, NewImage, Store, StoreCounts};
 use super::vectors::{IndexParams, VectorIndex};
 use super::{CatalogError, Filter, Product};
 
@@ -113,7 +113,7 @@ impl Catalog {
             meta.products.insert(row, Arc::new(p));
         }
         for (id, product_row, deleted) in store.image_owners()? {
-            meta.tombstones += deleted as usize;
+            meta.tombstones += usize::from(deleted);
             meta.images.insert(id, ImageEntry { product_row, deleted });
         }
         let projection = match Projection::load(dir)? {
@@ -129,38 +129,7 @@ impl Catalog {
             }
             p => p.map(Arc::new),
         };
-        let project = |v: Vec<(i64, Vec<f32>)>| project_all(projection.as_deref(), v);
-        let graph_dim = projection.as_ref().map_or(opts.dim, |p| p.info.out_dim);
-        let vdir = graph_dir(dir, &opts.model, projection.as_deref());
-        let generation = store.generation()?;
-        let (index, report) = match VectorIndex::load(&vdir, graph_dim, opts.params) {
-            Ok(Some((idx, marker))) => {
-                let newer = project(store.live_vectors_after(&opts.model, marker.max_image_id)?);
-                idx.insert_many(&newer)?;
-                let caught_up = newer.len();
-                if caught_up > 0 || marker.generation != generation {
-                    tracing::info!(
-                        "index dump is {} generations behind the store: added {caught_up} vectors",
-                        generation.saturating_sub(marker.generation)
-                    );
-                }
-                (idx, OpenReport::Loaded { points: marker.points + caught_up, caught_up })
-            }
-            other => {
-                let reason = match other {
-                    Ok(None) => "no index dump yet".to_string(),
-                    Err(e) => format!("index dump unusable ({e})"),
-                    Ok(Some(_)) => unreachable!(),
-                };
-                let all = project(store.live_vectors_after(&opts.model, 0)?);
-                let idx = VectorIndex::new(graph_dim, opts.params, all.len());
-                idx.insert_many(&all)?;
-                if !all.is_empty() {
-                    tracing::warn!("{reason}: rebuilt the vector index from the store ({} vectors)", all.len());
-                }
-                (idx, OpenReport::Rebuilt { points: all.len(), reason })
-            }
-        };
+        let (index, report) = load_graph(&store, dir, &opts, projection.as_deref())?;
         let cat = Catalog {
             dir: dir.into(),
             opts,
@@ -191,16 +160,16 @@ impl Catalog {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn index(&self) -> Arc<VectorIndex> {
-        self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The learned projection the graph is built in, if any.
     pub fn projection(&self) -> Option<Arc<Projection>> {
-        self.projection.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.projection.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn vdir(&self) -> PathBuf {
@@ -230,12 +199,12 @@ impl Catalog {
 
     /// Each live product's row id (the key of `labelled_vectors`) and label.
     pub fn product_labels(&self) -> HashMap<i64, super::Label> {
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.products.iter().map(|(row, p)| (*row, p.label)).collect()
     }
 
     fn labels_of(&self, live: &[(i64, Vec<f32>)]) -> Vec<i64> {
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         live.iter().map(|(id, _)| meta.images.get(id).map_or(-1 - *id, |e| e.product_row)).collect()
     }
 
@@ -265,9 +234,9 @@ impl Catalog {
                 Projection::remove(&self.dir)?;
             }
         }
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         let keep = graph_dir(&self.dir, &self.opts.model, projection.as_deref());
-        *self.projection.write().unwrap_or_else(|p| p.into_inner()) = projection;
+        *self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = projection;
         // Dumps of other projections of this model are dead weight now.
         let prefix = format!("{}@", self.opts.model);
         if let Ok(entries) = std::fs::read_dir(self.dir.join("vectors")) {
@@ -281,7 +250,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Live (product_id, source) pairs already indexed.
+    /// Live (`product_id`, source) pairs already indexed.
     pub fn live_sources(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
         self.store().live_sources()
     }
@@ -294,12 +263,26 @@ impl Catalog {
         self.store().thumbnail(id)
     }
 
-    /// Runs `f` with the store (jobs bookkeeping).
-    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
-        f(&self.store())
+    /// Records a new indexing job (queued) with its manifest.
+    pub fn create_job(&self, id: &str, format: &str, source: &str) -> Result<(), CatalogError> {
+        self.store().create_job(id, format, source)
     }
 
-    /// Live (product_id, sha256) pairs already indexed.
+    /// Records a job's status, counts and errors (JSON text).
+    pub fn update_job(&self, id: &str, status: JobStatus, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
+        self.store().update_job(id, status, counts, errors, message)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>, CatalogError> {
+        self.store().job(id)
+    }
+
+    /// Jobs that were queued or running when the service stopped.
+    pub fn unfinished_jobs(&self) -> Result<Vec<String>, CatalogError> {
+        self.store().unfinished_jobs()
+    }
+
+    /// Live (`product_id`, sha256) pairs already indexed.
     pub fn live_hashes(&self) -> Result<std::collections::HashSet<(String, String)>, CatalogError> {
         self.store().live_hashes()
     }
@@ -313,7 +296,7 @@ impl Catalog {
         let mut store = self.store();
         let ids = store.add_images(&self.opts.model, items)?;
         {
-            let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
+            let mut meta = self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for (it, id) in items.iter().zip(&ids) {
                 if let Some((image, row)) = id {
                     meta.products.insert(*row, Arc::new(it.product.clone()));
@@ -340,7 +323,7 @@ impl Catalog {
         store.upsert_product(p)?;
         // Refresh the in-memory copy that searches filter and answer with.
         if let Some((row, prod)) = store.product_row(&p.product_id)? {
-            self.meta.write().unwrap_or_else(|p| p.into_inner()).products.insert(row, Arc::new(prod));
+            self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner).products.insert(row, Arc::new(prod));
         }
         Ok(())
     }
@@ -361,7 +344,7 @@ impl Catalog {
     }
 
     fn tombstone(&self, ids: &[i64]) {
-        let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
+        let mut meta = self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for id in ids {
             if let Some(e) = meta.images.get_mut(id) {
                 if !e.deleted {
@@ -374,7 +357,7 @@ impl Catalog {
 
     /// Share of the graph that is tombstones.
     pub fn tombstone_share(&self) -> f64 {
-        let t = self.meta.read().unwrap_or_else(|p| p.into_inner()).tombstones;
+        let t = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner).tombstones;
         let n = self.index().len().max(1);
         t as f64 / n as f64
     }
@@ -398,9 +381,9 @@ impl Catalog {
         fresh.insert_many(&live)?;
         let generation = store.generation()?;
         fresh.dump(&self.vdir(), generation)?;
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         let purged = store.purge_deleted()?;
-        let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
+        let mut meta = self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.images.retain(|_, e| !e.deleted);
         meta.tombstones = 0;
         Ok(purged)
@@ -426,7 +409,7 @@ impl Catalog {
             None => q,
         };
         let index = self.index();
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let keep = |id: i64| -> bool {
             match meta.images.get(&id) {
                 Some(e) if !e.deleted => filter.is_empty() || meta.products.get(&e.product_row).is_some_and(|p| filter.matches(p)),
@@ -467,6 +450,49 @@ impl Catalog {
             projection: self.projection().map(|p| p.info.clone()),
         })
     }
+}
+
+/// Loads the graph dump if it checks out (catching up on vectors committed
+/// after it), else rebuilds the graph from the store.
+fn load_graph(
+    store: &Store,
+    dir: &Path,
+    opts: &CatalogOptions,
+    projection: Option<&Projection>,
+) -> Result<(VectorIndex, OpenReport), CatalogError> {
+    let project = |v: Vec<(i64, Vec<f32>)>| project_all(projection, v);
+    let graph_dim = projection.as_ref().map_or(opts.dim, |p| p.info.out_dim);
+    let vdir = graph_dir(dir, &opts.model, projection);
+    let generation = store.generation()?;
+    let (index, report) = match VectorIndex::load(&vdir, graph_dim, opts.params) {
+        Ok(Some((idx, marker))) => {
+            let newer = project(store.live_vectors_after(&opts.model, marker.max_image_id)?);
+            idx.insert_many(&newer)?;
+            let caught_up = newer.len();
+            if caught_up > 0 || marker.generation != generation {
+                tracing::info!(
+                    "index dump is {} generations behind the store: added {caught_up} vectors",
+                    generation.saturating_sub(marker.generation)
+                );
+            }
+            (idx, OpenReport::Loaded { points: marker.points + caught_up, caught_up })
+        }
+        other => {
+            let reason = match other {
+                Ok(None) => "no index dump yet".to_string(),
+                Err(e) => format!("index dump unusable ({e})"),
+                Ok(Some(_)) => unreachable!(),
+            };
+            let all = project(store.live_vectors_after(&opts.model, 0)?);
+            let idx = VectorIndex::new(graph_dim, opts.params, all.len());
+            idx.insert_many(&all)?;
+            if !all.is_empty() {
+                tracing::warn!("{reason}: rebuilt the vector index from the store ({} vectors)", all.len());
+            }
+            (idx, OpenReport::Rebuilt { points: all.len(), reason })
+        }
+    };
+    Ok((index, report))
 }
 
 pub fn vectors_dir(dir: &Path, model: &str) -> PathBuf {

@@ -1,4 +1,4 @@
-from ev import *
+from protocols import *
 import cv2, time
 det_name=sys.argv[1]; K=int(sys.argv[2]); maxside=int(sys.argv[3])
 d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/l0.npz"); E=l2(l2(d["orig"])+l2(d["flip"]))
@@ -31,7 +31,7 @@ for i,r in enumerate(V):
         H,mask=cv2.findHomography(src,dst,cv2.RANSAC,8.0)
         inl[i,j]=0 if mask is None else mask.sum()
 print("query time/query",(time.time()-t0)/len(V))
-np.save(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/inl_{det_name}_{K}_{maxside}.npy",inl)
+np.save(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/inl_{det_name}_{K}_{maxside}.npy",inl)
 top=pC[order]
 for w in [0,0.002,0.005,0.01,0.02,0.05]:
   for thr in [0,8,12,15,20]:

@@ -1,4 +1,4 @@
-from run9 import *
+from focus_crop_fraction import *
 tr=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/trim.npz"); Ct=fuse(tr["sscd"],tr["l0"])
 Q7=fuse(cr["sscd_0.7"],cr["l0_0.7"]); Q5=fuse(cr["sscd_0.5"],cr["l0_0.5"]); Q9=fuse(cr["sscd_0.9"],cr["l0_0.9"])
 print("== multi-crop / trimmed catalog")

@@ -1,7 +1,7 @@
-from ev import *
-from run5 import wfit
+from protocols import *
+from whitening_unseen_products import wfit
 def load(tag):
-    d=np.load(fos.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/{tag}.npz"); return l2(d["orig"])
+    d=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+f"/{tag}.npz"); return l2(d["orig"])
 A=load("l0"); S=load("sscd"); au=np.load(os.environ.get("EXP_DIR","/tmp/knockoff-exp")+"/aug.npz"); al=au["labels"]
 grp=np.array([r["category"].split("/")[0] for r in V])
 w=0.3

@@ -1,0 +1,251 @@
+//! Extractors: what a handler needs from a request, parsed once. Every
+//! rejection is an [`ApiError`] (problem+json).
+//!
+//! - [`Caller`]: the API key, checked against a role (`Caller<Read>`, `Caller<Admin>`).
+//! - [`ImageBody`]: one photo as a raw `image/*` body, a multipart file, or
+//!   JSON `{"image_base64"}` / `{"url"}` (fetched, SSRF-checked).
+//! - [`BatchBody`]: several photos, as multipart files or JSON `{"images": [...]}`.
+//! - [`JsonBody`], [`ApiQuery`], [`ApiPath`]: JSON, query and path with problem+json rejections.
+//!
+//! Handlers take `Result<Caller<_>, ApiError>` and read the body before
+//! returning an auth error, so a client still sending its upload gets the
+//! 401/403 instead of a broken pipe.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::{header, request::Parts};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+
+use super::auth::Role;
+use super::error::ApiError;
+use super::types::{BatchRequest, ImageJson};
+use super::AppState;
+
+/// A role a route needs.
+pub trait NeedsRole {
+    const ROLE: Role;
+    /// What the role allows, for the 403 message.
+    const WHAT: &'static str;
+}
+
+/// Lookups, thumbnails and stats.
+pub struct Read;
+/// Catalog and job routes.
+pub struct Admin;
+
+impl NeedsRole for Read {
+    const ROLE: Role = Role::Read;
+    const WHAT: &'static str = "look up photos";
+}
+
+impl NeedsRole for Admin {
+    const ROLE: Role = Role::Admin;
+    const WHAT: &'static str = "read or change the catalog and its jobs";
+}
+
+/// A caller whose key has at least role `R` (anyone, on an open loopback service).
+pub struct Caller<R>(PhantomData<R>);
+
+impl<R: NeedsRole> FromRequestParts<Arc<AppState>> for Caller<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        if state.keys.is_empty() {
+            return Ok(Caller(PhantomData)); // open, loopback only (enforced at start)
+        }
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let key = state.keys.check(secret.trim()).ok_or(ApiError::Unauthorized)?;
+        if key.role < R::ROLE {
+            return Err(ApiError::Forbidden(R::WHAT));
+        }
+        Ok(Caller(PhantomData))
+    }
+}
+
+/// The request's media type, lower-cased, without parameters.
+fn media_type(req: &Request) -> String {
+    let full = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    full.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// The whole body, at most the service's limit (413 beyond it).
+async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::TooLarge(limit))
+}
+
+fn multipart_error(e: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE || e.body_text().to_ascii_lowercase().contains("limit") {
+        ApiError::TooLarge(limit)
+    } else {
+        ApiError::BadRequest(format!("invalid multipart body: {}", e.body_text()))
+    }
+}
+
+/// Multipart fields, each at most the body limit in all (413 beyond it).
+async fn multipart_files(req: Request, limit: usize, max: usize) -> Result<(Vec<Bytes>, bool), ApiError> {
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (mut files, mut too_many) = (Vec::new(), false);
+    while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(&e, limit))? {
+        let is_file = field.file_name().is_some() || matches!(field.name(), Some("image" | "file"));
+        let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limit))?;
+        if is_file && files.len() < max {
+            files.push(bytes);
+        } else if is_file {
+            too_many = true;
+        }
+    }
+    Ok((files, too_many))
+}
+
+/// Decodes base64 or fetches a URL (http(s) only, SSRF-checked, same size
+/// and time limits as uploads).
+pub async fn image_from_json(state: &AppState, j: ImageJson) -> Result<Bytes, ApiError> {
+    match (j.image_base64, j.url) {
+        (Some(b), None) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map(Bytes::from)
+            .map_err(|e| ApiError::BadRequest(format!("image_base64 is not valid base64: {e}"))),
+        (None, Some(url)) => {
+            let opts = crate::ingest::FetchOptions {
+                max_bytes: state.config.max_body_bytes as u64,
+                timeout: state.config.request_timeout,
+                retries: 1,
+                allow_private: state.config.allow_private_urls,
+                allow_files: false,
+            };
+            let res = tokio::task::spawn_blocking(move || crate::ingest::fetch(&url, &opts))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            match res {
+                Ok(b) => Ok(Bytes::from(b)),
+                Err(crate::ingest::IngestError::Fetch { detail, source_name }) => {
+                    Err(ApiError::BadRequest(format!("cannot fetch {source_name}: {detail}")))
+                }
+                Err(e) => Err(ApiError::BadRequest(e.to_string())),
+            }
+        }
+        _ => Err(ApiError::BadRequest("give exactly one of image_base64 or url".into())),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
+
+/// One photo's bytes.
+pub struct ImageBody(pub Bytes);
+
+impl FromRequest<Arc<AppState>> for ImageBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        let ctype = media_type(&req);
+        match ctype.as_str() {
+            "multipart/form-data" => {
+                let (files, _) = multipart_files(req, limit, 1).await?;
+                files.into_iter().next().map(ImageBody).ok_or_else(|| ApiError::BadRequest("multipart body has no file field".into()))
+            }
+            "application/json" => {
+                let j: ImageJson = parse_json(&body_bytes(req, limit).await?)?;
+                image_from_json(state, j).await.map(ImageBody)
+            }
+            t if t.starts_with("image/") || t == "application/octet-stream" => body_bytes(req, limit).await.map(ImageBody),
+            _ => {
+                let _ = body_bytes(req, limit).await;
+                Err(ApiError::UnsupportedMedia(if ctype.is_empty() { "(none)".into() } else { ctype }))
+            }
+        }
+    }
+}
+
+/// A batch of photos: each item its bytes or its own error (a bad URL or base64).
+pub struct BatchBody(pub Vec<Result<Bytes, ApiError>>);
+
+impl FromRequest<Arc<AppState>> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let (limit, max) = (state.config.max_body_bytes, state.config.max_batch);
+        let too_many = || ApiError::BadRequest(format!("a batch holds at most {max} photos"));
+        let items = match media_type(&req).as_str() {
+            "multipart/form-data" => {
+                let (files, over) = multipart_files(req, limit, max).await?;
+                if over {
+                    return Err(too_many());
+                }
+                files.into_iter().map(Ok).collect()
+            }
+            "application/json" => {
+                let j: BatchRequest = parse_json(&body_bytes(req, limit).await?)?;
+                if j.images.len() > max {
+                    return Err(too_many());
+                }
+                let mut items = Vec::with_capacity(j.images.len());
+                for im in j.images {
+                    items.push(image_from_json(state, im).await);
+                }
+                items
+            }
+            other => {
+                let other = other.to_string();
+                let _ = body_bytes(req, limit).await;
+                return Err(ApiError::UnsupportedMedia(other));
+            }
+        };
+        if items.is_empty() {
+            return Err(ApiError::BadRequest("the batch is empty".into()));
+        }
+        Ok(BatchBody(items))
+    }
+}
+
+/// A JSON body of type `T`, read with the service's body limit.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        parse_json(&body_bytes(req, state.config.max_body_bytes).await?).map(JsonBody)
+    }
+}
+
+/// A text body (a manifest) with its media type, read with the service's body limit.
+pub struct TextBody {
+    pub media_type: String,
+    pub text: String,
+}
+
+impl FromRequest<Arc<AppState>> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let media_type = media_type(&req);
+        let body = body_bytes(req, state.config.max_body_bytes).await?;
+        let text = String::from_utf8(body.to_vec()).map_err(|e| {
+            let line = 1 + body[..e.utf8_error().valid_up_to()].split(|b| *b == b'\n').count() - 1;
+            ApiError::BadRequest(format!("the body is not UTF-8 (first bad byte on line {line})"))
+        })?;
+        Ok(TextBody { media_type, text })
+    }
+}
+
+/// `axum::extract::Query` with a problem+json rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `axum::extract::Path` with a problem+json rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);

@@ -1,0 +1,128 @@
+//! The `OpenAPI` document: paths from the handlers' annotations (success
+//! responses only), and the error responses added from one table,
+//! [`ROUTES`], which also lists every route the router serves.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+use super::routes::{catalog, jobs, lookup, ops};
+use super::types::{
+    AddImageOut, BatchRequest, BatchResponse, DeletedOut, ImageJson, JobAccepted, JobView, LookupResponse, Problem, ProductIn, ProductOut,
+    Ready, StatsOut,
+};
+
+/// Every problem a route may answer, with its meaning.
+const PROBLEMS: &[(u16, &str)] = &[
+    (400, "invalid parameters, path or JSON"),
+    (401, "missing or wrong API key"),
+    (403, "the key's role may not do this"),
+    (404, "unknown product, image, job or route"),
+    (413, "body over the limit"),
+    (415, "unsupported media type"),
+    (422, "undecodable, truncated, empty or over-limit image"),
+    (503, "inference queue full or timeout (Retry-After)"),
+];
+
+const OPEN: &[u16] = &[];
+const READ: &[u16] = &[401, 403];
+const ADMIN: &[u16] = &[400, 401, 403, 404];
+const IMAGE: &[u16] = &[400, 401, 403, 413, 415, 422, 503];
+
+/// Every route the router serves: (method, path, the problems it may answer).
+pub const ROUTES: &[(&str, &str, &[u16])] = &[
+    ("get", "/", OPEN),
+    ("get", "/healthz", OPEN),
+    ("get", "/readyz", OPEN),
+    ("get", "/metrics", OPEN),
+    ("get", "/openapi.json", OPEN),
+    ("post", "/v1/lookup", IMAGE),
+    ("post", "/v1/lookup/batch", IMAGE),
+    ("get", "/v1/stats", READ),
+    ("get", "/v1/products/{id}", ADMIN),
+    ("put", "/v1/products/{id}", &[400, 401, 403, 413]),
+    ("delete", "/v1/products/{id}", ADMIN),
+    ("post", "/v1/products/{id}/images", &[400, 401, 403, 404, 413, 415, 422, 503]),
+    ("delete", "/v1/images/{id}", ADMIN),
+    ("get", "/v1/images/{id}/thumbnail", &[400, 401, 403, 404]),
+    ("post", "/v1/jobs/index", &[400, 401, 403, 413, 415]),
+    ("get", "/v1/jobs/{id}", ADMIN),
+];
+
+/// The `OpenAPI` document, generated from the handlers' annotations and the request/response types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "knockoff", description = "Counterfeit detector: match listing photos against brand catalogs."),
+    paths(
+        ops::page, ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
+        lookup::lookup, lookup::lookup_batch,
+        catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
+        jobs::submit_job, jobs::get_job
+    ),
+    components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready)),
+    modifiers(&BearerAuth, &Problems),
+    tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// Adds each route's problem responses from [`ROUTES`].
+struct Problems;
+
+fn operation<'a>(item: &'a mut utoipa::openapi::PathItem, method: &str) -> Option<&'a mut Operation> {
+    match method {
+        "get" => item.get.as_mut(),
+        "put" => item.put.as_mut(),
+        "post" => item.post.as_mut(),
+        "delete" => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+impl utoipa::Modify for Problems {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (method, path, codes) in ROUTES {
+            let Some(op) = doc.paths.paths.get_mut(*path).and_then(|item| operation(item, method)) else { continue };
+            for (code, description) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
+                let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                let response = ResponseBuilder::new().description(*description).content("application/problem+json", content).build();
+                op.responses.responses.insert(code.to_string(), response.into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_route_and_its_problems() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (method, path, codes) in ROUTES {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} is not in the OpenAPI document");
+            for c in *codes {
+                let r = &op["responses"][c.to_string()];
+                assert_eq!(
+                    r["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem",
+                    "{method} {path} {c}"
+                );
+            }
+        }
+        let n: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(n, ROUTES.len(), "the document lists routes the router does not serve");
+        assert!(PROBLEMS.iter().all(|(c, _)| ROUTES.iter().any(|r| r.2.contains(c))), "every listed problem is used");
+    }
+}

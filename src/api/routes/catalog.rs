@@ -1,0 +1,108 @@
+//! Catalog routes (admin): products, their images, thumbnails.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use super::{blocking, St};
+use crate::api::error::ApiError;
+use crate::api::extract::{Admin, ApiPath, Caller, ImageBody, JsonBody, Read};
+use crate::api::types::{AddImageOut, DeletedOut, ProductIn, ProductOut};
+use crate::catalog::NewImage;
+
+fn valid_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("product id must be 1-200 printable characters".into()));
+    }
+    Ok(())
+}
+
+fn image_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))
+}
+
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = ProductOut)))]
+pub async fn get_product(State(state): St, _: Caller<Admin>, ApiPath(id): ApiPath<String>) -> Result<Json<ProductOut>, ApiError> {
+    blocking(move || {
+        let p = state.catalog.product(&id)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{id}'")))?;
+        Ok(ProductOut::new(p, state.catalog.images_of(&id)?))
+    })
+    .await
+    .map(Json)
+}
+
+/// Creates or updates a product's metadata (fields not given keep their value).
+#[utoipa::path(put, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), request_body = ProductIn, responses((status = 200, body = ProductOut)))]
+pub async fn put_product(
+    State(state): St,
+    caller: Result<Caller<Admin>, ApiError>,
+    ApiPath(id): ApiPath<String>,
+    body: Result<JsonBody<ProductIn>, ApiError>,
+) -> Result<Json<ProductOut>, ApiError> {
+    caller?;
+    valid_id(&id)?;
+    let product = body?.0.into_product(id.clone());
+    blocking(move || {
+        state.catalog.upsert_product(&product)?;
+        let p = state.catalog.product(&id)?.ok_or_else(|| ApiError::Internal("product vanished".into()))?;
+        Ok(ProductOut::new(p, state.catalog.images_of(&id)?))
+    })
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = DeletedOut)))]
+pub async fn delete_product(State(state): St, _: Caller<Admin>, ApiPath(id): ApiPath<String>) -> Result<Json<DeletedOut>, ApiError> {
+    let deleted_images = blocking(move || Ok(state.catalog.delete_product(&id)?)).await?;
+    Ok(Json(DeletedOut { deleted_images }))
+}
+
+/// Adds a photo to an existing product.
+#[utoipa::path(post, path = "/v1/products/{id}/images", tag = "catalog", params(("id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo, in any form /v1/lookup accepts."),
+    responses((status = 201, body = AddImageOut), (status = 200, description = "already indexed", body = AddImageOut)))]
+pub async fn add_image(
+    State(state): St,
+    caller: Result<Caller<Admin>, ApiError>,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ImageBody, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller?;
+    let bytes = body?.0;
+    let (st, pid) = (state.clone(), id.clone());
+    let product = blocking(move || {
+        st.catalog.product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))
+    })
+    .await?;
+    let sha256 = crate::util::sha256_hex(&bytes);
+    // Decode once here for the size and thumbnail; the pool embeds.
+    let (limits, b2) = (state.embedder.limits(), bytes.clone());
+    let (width, height, thumb) = blocking(move || {
+        let img = crate::embed::decode_image(&b2, "upload", limits)?;
+        Ok((img.width(), img.height(), crate::catalog::thumbnail(&img.rgb)))
+    })
+    .await?;
+    let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?;
+    let item = NewImage { product, source: format!("upload:{sha256}"), sha256, width, height, embedding, thumbnail: Some(thumb) };
+    let ids = blocking(move || Ok(state.catalog.add_images(&[item])?)).await?;
+    let image_id = ids.first().copied().flatten();
+    let code = if image_id.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(AddImageOut { product_id: id, image_id, already_indexed: image_id.is_none() })))
+}
+
+#[utoipa::path(get, path = "/v1/images/{id}/thumbnail", tag = "catalog", params(("id" = i64, Path)),
+    responses((status = 200, description = "JPEG, at most 256 px", body = Vec<u8>, content_type = "image/jpeg")))]
+pub async fn thumbnail(State(state): St, _: Caller<Read>, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = image_id(&id)?;
+    let jpeg =
+        blocking(move || state.catalog.thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
+}
+
+#[utoipa::path(delete, path = "/v1/images/{id}", tag = "catalog", params(("id" = i64, Path)), responses((status = 204, description = "deleted")))]
+pub async fn delete_image(State(state): St, _: Caller<Admin>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    let id = image_id(&id)?;
+    blocking(move || Ok(state.catalog.delete_image(id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,95 @@
+//! `POST /v1/lookup` and `POST /v1/lookup/batch`: photo in, the library's
+//! [`crate::search::lookup`] answer out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+
+use super::{blocking, St};
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiQuery, BatchBody, Caller, ImageBody, Read};
+use crate::api::types::{BatchItem, BatchRequest, BatchResponse, LookupParams, LookupResponse, QueryInfo, Timing};
+use crate::api::AppState;
+use crate::catalog::Filter;
+use crate::search::SearchRequest;
+
+/// The search request a lookup's query string asks for.
+fn search_request(state: &AppState, q: LookupParams) -> Result<SearchRequest, ApiError> {
+    let k = q.k.unwrap_or(5);
+    if k == 0 || k > state.config.max_k {
+        return Err(ApiError::BadRequest(format!("k must be between 1 and {}", state.config.max_k)));
+    }
+    let filter = Filter { brand: q.brand, label: q.label.map(Into::into), category: q.category };
+    Ok(SearchRequest { k, filter, ..Default::default() })
+}
+
+/// Looks up one photo: a raw image body, multipart/form-data with a file, or
+/// application/json `{"image_base64"}` / `{"url"}`.
+#[utoipa::path(post, path = "/v1/lookup", tag = "lookup", params(LookupParams),
+    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo: a raw image body, multipart/form-data with a file, or application/json {\"image_base64\"} / {\"url\"} (ImageJson)."),
+    responses((status = 200, body = LookupResponse)))]
+pub async fn lookup(
+    State(state): St,
+    caller: Result<Caller<Read>, ApiError>,
+    query: Result<ApiQuery<LookupParams>, ApiError>,
+    body: Result<ImageBody, ApiError>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    let t0 = Instant::now();
+    caller?;
+    let req = search_request(&state, query?.0)?;
+    lookup_one(&state, body?.0, req, t0).await.map(Json)
+}
+
+/// Embeds one photo (inference pool), then runs the library's lookup.
+async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, t0: Instant) -> Result<LookupResponse, ApiError> {
+    let sha256 = crate::util::sha256_hex(&bytes);
+    let n = bytes.len();
+    let t_embed = Instant::now();
+    let v = state.pool.embed(bytes.to_vec(), format!("upload {}", &sha256[..12])).await?;
+    let embed_s = t_embed.elapsed().as_secs_f64();
+    state.metrics.embed(embed_s);
+    let t_search = Instant::now();
+    let st = state.clone();
+    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdict))).await?;
+    let search_s = t_search.elapsed().as_secs_f64();
+    state.metrics.search(search_s);
+    let timing = Timing { embed_ms: embed_s * 1e3, search_ms: search_s * 1e3, total_ms: t0.elapsed().as_secs_f64() * 1e3 };
+    Ok(LookupResponse::new(QueryInfo { sha256, bytes: n, model: state.embedder.name().to_string(), timing }, answer))
+}
+
+/// Up to `max_batch` photos: multipart files, or JSON `{"images": [{"image_base64"|"url": ...}, ...]}`.
+/// One result or one error per item, in order.
+#[utoipa::path(post, path = "/v1/lookup/batch", tag = "lookup", params(LookupParams),
+    request_body(content = BatchRequest, description = "Up to max_batch photos (default 32), as JSON or as multipart/form-data files."),
+    responses((status = 200, description = "one result or one error per item, in order", body = BatchResponse)))]
+pub async fn lookup_batch(
+    State(state): St,
+    caller: Result<Caller<Read>, ApiError>,
+    query: Result<ApiQuery<LookupParams>, ApiError>,
+    body: Result<BatchBody, ApiError>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let t0 = Instant::now();
+    caller?;
+    let req = search_request(&state, query?.0)?;
+    let handles: Vec<_> = body?
+        .0
+        .into_iter()
+        .map(|item| {
+            let (state, req) = (state.clone(), req.clone());
+            // Each item embeds through the bounded pool, concurrently.
+            tokio::spawn(async move { lookup_one(&state, item?, req, t0).await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for h in handles {
+        let r = h.await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        results.push(match r {
+            Ok(ok) => BatchItem { result: Some(ok), error: None },
+            Err(e) => BatchItem { result: None, error: Some(e.problem()) },
+        });
+    }
+    Ok(Json(BatchResponse { results }))
+}

@@ -1,0 +1,49 @@
+//! Operations: the analyst's page, health, readiness, metrics, stats, `OpenAPI`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{blocking, St};
+use crate::api::error::ApiError;
+use crate::api::extract::{Caller, Read};
+use crate::api::openapi::ApiDoc;
+use crate::api::types::{Ready, StatsOut};
+
+/// The analyst's page, embedded in the binary (no CDN).
+#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, description = "the analyst web page", body = String, content_type = "text/html")))]
+pub async fn page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("../web/index.html"))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "model and index loaded", body = Ready)))]
+pub async fn readyz(State(state): St) -> Result<Json<Ready>, ApiError> {
+    let st = state.clone();
+    let s = blocking(move || Ok(st.catalog.stats()?)).await?;
+    Ok(Json(Ready { ready: true, model: state.embedder.name().to_string(), images: s.graph_points }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
+    let st = state.clone();
+    let s = blocking(move || Ok(st.catalog.stats()?)).await?;
+    Ok(([(header::CONTENT_TYPE, crate::api::metrics::CONTENT_TYPE)], state.metrics.render(&s)))
+}
+
+#[utoipa::path(get, path = "/v1/stats", tag = "operations", responses((status = 200, description = "catalog counts and index parameters", body = StatsOut)))]
+pub async fn stats(State(state): St, _: Caller<Read>) -> Result<Json<StatsOut>, ApiError> {
+    Ok(Json(blocking(move || Ok(state.catalog.stats()?)).await?.into()))
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

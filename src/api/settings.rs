@@ -1,0 +1,185 @@
+//! Service settings, resolved once: command-line flags and `KNOCKOFF_*`
+//! variables ([`Overrides`]: only what was really given), then the TOML
+//! config file, then defaults.
+//!
+//! ```toml
+//! addr = "127.0.0.1:8080"
+//! index = "index"
+//! max_body_bytes = 20971520
+//! queue_depth = 64
+//! max_batch = 32
+//! request_timeout_ms = 30000
+//! allow_private_urls = false
+//! max_pixels = 40000000
+//! [verdict]
+//! slope = 20.0
+//! midpoint = 0.75
+//! min_confidence = 0.5
+//! margin = 0.05
+//! [[api_keys]]
+//! name = "shop"
+//! role = "read"
+//! sha256 = "<hex sha256 of the secret>"
+//! ```
+//!
+//! (The example above is checked by a test: it parses and resolves.)
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::auth::{KeyError, Keys};
+use super::ServiceConfig;
+use crate::search::VerdictConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("config {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("refusing to listen on {0} without API keys: set KNOCKOFF_API_KEYS=name:role:secret,... or bind to 127.0.0.1")]
+    PublicWithoutKeys(SocketAddr),
+}
+
+/// The config file (`--config`); every field is optional.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub addr: Option<SocketAddr>,
+    pub index: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub queue_depth: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub allow_private_urls: Option<bool>,
+    pub max_pixels: Option<u64>,
+    pub verdict: Option<VerdictConfig>,
+    #[serde(default)]
+    pub api_keys: Vec<KeyEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub name: String,
+    pub role: String,
+    /// Hex sha256 of the secret (the secret itself never goes in the file).
+    pub sha256: String,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), detail: e.to_string() })
+    }
+}
+
+/// Settings given on the command line or in the environment; `None` means
+/// not given (a default value does not count), so the config file applies.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub index: Option<PathBuf>,
+    pub addr: Option<SocketAddr>,
+    pub api_keys: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub queue_depth: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub allow_private_urls: Option<bool>,
+    pub max_pixels: Option<u64>,
+}
+
+/// Everything the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub index: PathBuf,
+    pub addr: SocketAddr,
+    pub keys: Keys,
+    pub config: ServiceConfig,
+    pub max_pixels: u64,
+}
+
+impl Settings {
+    /// Flags and environment over the config file over defaults; checks the
+    /// keys and that an unauthenticated service stays on loopback.
+    pub fn resolve(o: Overrides, file: ConfigFile) -> Result<Settings, ConfigError> {
+        let mut keys = Keys::from_env_value(o.api_keys.as_deref().unwrap_or(""))?;
+        for k in &file.api_keys {
+            keys.add_hashed(&k.name, &k.role, &k.sha256)?;
+        }
+        let addr = o.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        if keys.is_empty() && !addr.ip().is_loopback() {
+            return Err(ConfigError::PublicWithoutKeys(addr));
+        }
+        let d = ServiceConfig::default();
+        let config = ServiceConfig {
+            max_body_bytes: o.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
+            queue_depth: o.queue_depth.or(file.queue_depth).unwrap_or(d.queue_depth),
+            max_batch: o.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
+            request_timeout: o.request_timeout_ms.or(file.request_timeout_ms).map_or(d.request_timeout, Duration::from_millis),
+            allow_private_urls: o.allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
+            verdict: file.verdict,
+            ..d
+        };
+        Ok(Settings {
+            index: o.index.or(file.index).unwrap_or_else(|| PathBuf::from("index")),
+            addr,
+            keys,
+            config,
+            max_pixels: o.max_pixels.or(file.max_pixels).unwrap_or(crate::embed::DEFAULT_MAX_PIXELS),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in this module's documentation.
+    fn documented_example() -> String {
+        let src = include_str!("settings.rs");
+        let start = src.find("//! ```toml").unwrap() + "//! ```toml".len();
+        let end = start + src[start..].find("//! ```").unwrap();
+        src[start..end].lines().map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_resolves() {
+        let text = documented_example().replace("<hex sha256 of the secret>", &"ab".repeat(32));
+        let file = ConfigFile::parse(&text, Path::new("example.toml")).unwrap();
+        let s = Settings::resolve(Overrides::default(), file).unwrap();
+        assert_eq!(s.config.max_batch, 32);
+        assert_eq!(s.config.verdict.as_ref().map(|v| v.margin), Some(0.05));
+        assert!(!s.keys.is_empty());
+    }
+
+    #[test]
+    fn given_settings_beat_the_file_and_the_file_beats_defaults() {
+        let file = ConfigFile { index: Some("from-file".into()), max_batch: Some(7), queue_depth: Some(9), ..Default::default() };
+        let given = Overrides { index: Some("index".into()), max_batch: Some(3), ..Default::default() };
+        let s = Settings::resolve(given, file.clone()).unwrap();
+        assert_eq!(s.index, PathBuf::from("index"), "an explicit --index index is given, not a default");
+        assert_eq!((s.config.max_batch, s.config.queue_depth), (3, 9));
+        let s = Settings::resolve(Overrides::default(), file).unwrap();
+        assert_eq!(s.index, PathBuf::from("from-file"));
+        let s = Settings::resolve(Overrides::default(), ConfigFile::default()).unwrap();
+        assert_eq!((s.index, s.config.max_batch), (PathBuf::from("index"), ServiceConfig::default().max_batch));
+    }
+
+    #[test]
+    fn a_public_address_needs_keys() {
+        let public = Overrides { addr: Some("0.0.0.0:8080".parse().unwrap()), ..Default::default() };
+        assert!(matches!(Settings::resolve(public.clone(), ConfigFile::default()), Err(ConfigError::PublicWithoutKeys(_))));
+        let keyed = Overrides { api_keys: Some("a:read:12345678".into()), ..public };
+        assert!(Settings::resolve(keyed, ConfigFile::default()).is_ok());
+    }
+}

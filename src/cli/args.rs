@@ -1,0 +1,367 @@
+//! Command-line arguments: one struct per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::{IndexParams, Label};
+use crate::index::IndexSpec;
+
+#[derive(Debug, Parser)]
+#[command(name = "knockoff", version, about = "Counterfeit detector: match listing photos against a brand catalog")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Folder holding models/<name>/model.toml (default: ./models found from the current or executable's folder).
+    #[arg(long, global = true, env = "KNOCKOFF_MODELS")]
+    pub models: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per inference (default: all cores).
+    #[arg(long, global = true, env = "KNOCKOFF_THREADS")]
+    pub threads: Option<usize>,
+    /// Largest image accepted, in pixels (width × height), checked before decoding.
+    /// (Default 40,000,000; `knockoff serve` also reads `max_pixels` from its config file.)
+    #[arg(long, global = true, env = "KNOCKOFF_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Embed images and print one JSON line per image.
+    Embed(EmbedArgs),
+    /// List installed models and whether each one loads.
+    Models,
+    /// Index a catalog: a manifest (CSV / JSON Lines) or a folder with one sub-folder per product.
+    Index(IndexCmdArgs),
+    /// Find the catalog products nearest to a photo (matches, confidences and verdict).
+    Search(SearchArgs),
+    /// Serve the HTTP API on the index.
+    Serve(ServeArgs),
+    /// Evaluate retrieval, calibration and verdicts: index CATALOG, look up every QUERIES photo,
+    /// print one JSON object (progress on stderr).
+    Eval(EvalArgs),
+    /// Fit the confidence calibration of an index from labelled query photos; lookups then use it.
+    Calibrate(CalibrateArgs),
+    /// Learn a projection from the catalog's own labelled photos (several per product), check it by
+    /// cross-validation, apply it to the index and calibrate confidence in the new space.
+    Tune(TuneCmdArgs),
+    /// Rebuild the vector graph without deleted images.
+    Compact(IndexOnly),
+    /// Counts, index parameters and disk use.
+    Stats(StatsArgs),
+    /// Delete a product (all its images) or one image.
+    Delete(DeleteArgs),
+    /// Benchmark: HNSW build / query / persistence on raw little-endian f32 files (prints JSON).
+    #[command(hide = true)]
+    BenchAnn(BenchAnnArgs),
+    /// Benchmark: library lookup throughput (read + decode + embed + search), no HTTP (prints JSON).
+    #[command(hide = true)]
+    BenchLookup(BenchLookupArgs),
+    /// Benchmark: end-to-end embedding throughput on image files (prints JSON).
+    #[command(hide = true)]
+    BenchEmbed(BenchEmbedArgs),
+}
+
+/// Where the index lives and which model it uses.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// Index folder.
+    #[arg(long = "index", env = "KNOCKOFF_INDEX", default_value = "index")]
+    pub dir: PathBuf,
+    /// Model (a new index uses the default model; an existing one keeps its own).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// HNSW `ef_search` default for queries.
+    #[arg(long, default_value_t = IndexParams::default().ef_search)]
+    pub ef_search: usize,
+    /// Compact by itself when deleted images pass this share of the graph.
+    #[arg(long, default_value_t = 0.2)]
+    pub auto_compact: f64,
+}
+
+impl IndexArgs {
+    #[must_use]
+    pub fn spec(&self) -> IndexSpec {
+        IndexSpec {
+            dir: self.dir.clone(),
+            model: self.model.clone(),
+            params: IndexParams { ef_search: self.ef_search, ..IndexParams::default() },
+            auto_compact: self.auto_compact,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IndexOnly {
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Model name (see `knockoff models`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print JSON lines (the default; kept for scripts that pass it).
+    #[arg(long)]
+    pub json: bool,
+    /// Images per model call.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexCmdArgs {
+    pub source: PathBuf,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Label for rows (or folders) that do not give one.
+    #[arg(long)]
+    pub label: Option<Label>,
+    /// Brand for rows (or folders) that do not give one.
+    #[arg(long)]
+    pub brand: Option<String>,
+    /// Images per model call.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Decode workers (default: half the cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Errors file (CSV); default <index>/ingest-errors.csv.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// HNSW M, for a new index.
+    #[arg(long, default_value_t = IndexParams::default().m)]
+    pub m: usize,
+    /// HNSW `ef_construction`, for a new index.
+    #[arg(long, default_value_t = IndexParams::default().ef_construction)]
+    pub ef_construction: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Number of products.
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    /// HNSW ef for this query.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    #[arg(long)]
+    pub brand: Option<String>,
+    #[arg(long)]
+    pub label: Option<Label>,
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Also show each product's second-best image.
+    #[arg(long)]
+    pub second: bool,
+    /// Print the answer as JSON, in the shape of `POST /v1/lookup` (without its `query` block).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// TOML configuration file (flags and KNOCKOFF_* variables override it).
+    #[arg(long, env = "KNOCKOFF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; non-loopback needs API keys).
+    #[arg(long, env = "KNOCKOFF_ADDR")]
+    pub addr: Option<std::net::SocketAddr>,
+    /// API keys: name:role:secret,... (role read or admin).
+    #[arg(long, env = "KNOCKOFF_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Largest request body in bytes (default 20 MB).
+    #[arg(long, env = "KNOCKOFF_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Lookups waiting for inference before new ones get 503 (default 64).
+    #[arg(long, env = "KNOCKOFF_QUEUE_DEPTH")]
+    pub queue_depth: Option<usize>,
+    /// Most photos in one batch lookup (default 32).
+    #[arg(long, env = "KNOCKOFF_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Per-request timeout in milliseconds (default 30000).
+    #[arg(long, env = "KNOCKOFF_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Let URL lookups and jobs fetch from private, loopback and link-local addresses.
+    #[arg(long, env = "KNOCKOFF_ALLOW_PRIVATE_URLS")]
+    pub allow_private_urls: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Catalog manifest(s); rows of several are combined.
+    #[arg(long = "catalog", required_unless_present = "use_index")]
+    pub catalogs: Vec<PathBuf>,
+    /// Query manifest(s); rows with an empty `product_id` are distractors.
+    #[arg(long = "queries", required = true)]
+    pub queries: Vec<PathBuf>,
+    /// Use this existing index instead of indexing --catalog into a temporary one.
+    #[arg(long = "index")]
+    pub use_index: Option<PathBuf>,
+    /// Model for the temporary index (default: the default model; `--index` keeps its own).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an HTML report with plots and the worst mistakes (self-contained).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write one JSON line per query here: the answer the service gives (matches, verdict, reason).
+    #[arg(long)]
+    pub per_query: Option<PathBuf>,
+    /// Matches considered for the verdict (and recall@k uses 1 and 5).
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    /// Product ranking score: best (best image) or topN (mean of its best N images).
+    #[arg(long, default_value = "best")]
+    pub product_score: crate::search::ProductScore,
+    /// Run `knockoff tune` on the temporary index before the lookups.
+    #[arg(long, conflicts_with = "use_index")]
+    pub tune: bool,
+    #[command(flatten)]
+    pub tune_args: TuneArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Query manifest(s) (labelled photos not in the index).
+    #[arg(long = "queries", required = true)]
+    pub queries: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Write here instead of <index>/calibration.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
+    #[arg(long, default_value_t = 0.5)]
+    pub uncertain_cost: f64,
+}
+
+/// Settings of `knockoff tune` (and `eval --tune`).
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// Shrinkage of the within-product covariance towards the identity.
+    #[arg(long, default_value_t = crate::catalog::FitOptions::default().shrinkage)]
+    pub shrinkage: f64,
+    /// Output dimensions (default: max(products - 1, 128), at most the model's).
+    #[arg(long)]
+    pub dims: Option<usize>,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// At most this many cross-validation lookups (spread evenly over the folds).
+    #[arg(long, default_value_t = 5000)]
+    pub cv_lookups: usize,
+    /// Apply the projection even when cross-validation says it does not help.
+    #[arg(long)]
+    pub force: bool,
+    /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
+    #[arg(long, default_value_t = 0.5)]
+    pub uncertain_cost: f64,
+}
+
+impl TuneArgs {
+    #[must_use]
+    pub fn options(&self) -> crate::fit::TuneOptions {
+        crate::fit::TuneOptions {
+            projection: crate::catalog::FitOptions { shrinkage: self.shrinkage, dims: self.dims },
+            folds: self.folds,
+            cv_lookups: self.cv_lookups,
+            force: self.force,
+            uncertain_cost: self.uncertain_cost,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TuneCmdArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+    /// Remove the projection instead (the graph goes back to the model's own vectors).
+    #[arg(long, conflicts_with = "force")]
+    pub off: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    pub product: Option<String>,
+    #[arg(long)]
+    pub image: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAnnArgs {
+    /// Base vectors (n × dim f32).
+    pub base: PathBuf,
+    /// Query vectors (q × dim f32).
+    pub queries: PathBuf,
+    /// Exact neighbours (q × 10 i32), for recall@10.
+    pub truth: PathBuf,
+    #[arg(long)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    #[arg(long, default_value_t = 64)]
+    pub ef_search: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLookupArgs {
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Concurrent lookups (threads), each with its own single-threaded session.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Lookups in total.
+    #[arg(long, default_value_t = 400)]
+    pub requests: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Decode/preprocess worker threads for the pipelined run (0: sequential only).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Sessions (and inference threads) for the pipelined run.
+    #[arg(long, default_value_t = 1)]
+    pub sessions: usize,
+}

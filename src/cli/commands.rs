@@ -1,0 +1,245 @@
+//! The subcommands' bodies: arguments in, one library call, the typed result
+//! handed to [`super::print`].
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+
+use super::args::{
+    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexArgs, IndexCmdArgs, IndexOnly, SearchArgs, ServeArgs, StatsArgs,
+    TuneCmdArgs,
+};
+use super::print;
+use crate::catalog::{Filter, IndexParams, OpenReport};
+use crate::embed::{EmbedOptions, Embedder, PipelineOptions};
+use crate::index::{open_registry, IndexSpec, OpenIndex};
+use crate::ingest::{IngestOptions, SourceDefaults};
+use crate::search::SearchRequest;
+
+/// How a command runs its model: `sessions` pooled sessions, each with
+/// `--threads` intra-op threads (default `intra_default`).
+pub(super) fn embed_options(g: &Global, sessions: usize, intra_default: usize) -> EmbedOptions {
+    let mut o = EmbedOptions { sessions, intra_threads: g.threads.unwrap_or(intra_default), ..Default::default() };
+    o.limits.max_pixels = g.max_pixels.unwrap_or(crate::embed::DEFAULT_MAX_PIXELS);
+    o
+}
+
+/// Bulk settings: one single-threaded session per core.
+fn bulk(g: &Global) -> EmbedOptions {
+    embed_options(g, crate::embed::available_cores(), 1)
+}
+
+pub(super) fn open(g: &Global, spec: &IndexSpec) -> anyhow::Result<OpenIndex> {
+    let opened = crate::index::open(&open_registry(g.models.as_deref())?, spec)?;
+    if let OpenReport::Rebuilt { points, reason } = &opened.report {
+        if *points > 0 {
+            eprintln!("note: {reason}; rebuilt the vector index from the store ({points} vectors)");
+        }
+    }
+    Ok(opened)
+}
+
+pub fn embed(g: &Global, a: &EmbedArgs) -> anyhow::Result<i32> {
+    let reg = open_registry(g.models.as_deref())?;
+    let embedder = Embedder::load(reg.get(a.model.as_deref())?, &embed_options(g, 1, crate::embed::available_cores()))?;
+    let results = crate::embed::embed_files(&embedder, &a.images, &PipelineOptions { batch_size: a.batch, ..Default::default() });
+    print::embeddings(&embedder, &a.images, results)
+}
+
+pub fn models(g: &Global) -> anyhow::Result<i32> {
+    let reg = open_registry(g.models.as_deref())?;
+    Ok(print::models(&reg, &embed_options(g, 1, crate::embed::available_cores())))
+}
+
+pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
+    let mut spec = a.index.spec();
+    spec.params = IndexParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.index.ef_search };
+    let opened = open(g, &spec)?;
+    let embedder = opened.embedder(&bulk(g))?;
+    let defaults = SourceDefaults { label: a.label, brand: a.brand.clone(), ..Default::default() };
+    let mut opts = IngestOptions::default();
+    // The operator's own manifest may point at intranet hosts.
+    opts.fetch.allow_private = true;
+    opts.pipeline.batch_size = a.batch;
+    if let Some(w) = a.workers {
+        opts.pipeline.workers = w;
+    }
+    opts.pipeline.inference_threads = crate::embed::available_cores();
+    opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| a.index.dir.join("ingest-errors.csv")));
+    let report = crate::ingest::index_sources(&opened.catalog, &embedder, std::slice::from_ref(&a.source), &defaults, &opts)?;
+    print::ingest_summary(&report);
+    Ok(i32::from(report.counts.failed > 0))
+}
+
+pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    let embedder = opened.embedder(&embed_options(g, 1, crate::embed::available_cores()))?;
+    let q = embedder.embed_file(&a.image)?;
+    let req = SearchRequest {
+        k: a.k,
+        ef: a.ef,
+        filter: Filter { brand: a.brand.clone(), label: a.label, category: a.category.clone() },
+        second_best: a.second,
+        ..Default::default()
+    };
+    let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, None);
+    let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict);
+    if a.json {
+        print::json(
+            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "verdict": answer.verdict, "reason": answer.reason }),
+        )?;
+    } else {
+        print::lookup(&answer);
+    }
+    Ok(0)
+}
+
+/// A setting counts as given when it came from the command line or the
+/// environment, not from its default value.
+fn given<T: Clone + Send + Sync + 'static>(m: Option<&clap::ArgMatches>, id: &str) -> Option<T> {
+    let m = m?;
+    match m.value_source(id) {
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable) => m.get_one::<T>(id).cloned(),
+        _ => None,
+    }
+}
+
+pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<i32> {
+    let file = match &a.config {
+        Some(p) => crate::api::ConfigFile::load(p)?,
+        None => crate::api::ConfigFile::default(),
+    };
+    let overrides = crate::api::Overrides {
+        index: given::<PathBuf>(matches, "dir"),
+        addr: a.addr,
+        api_keys: a.api_keys.clone(),
+        max_body_bytes: a.max_body_bytes,
+        queue_depth: a.queue_depth,
+        max_batch: a.max_batch,
+        request_timeout_ms: a.request_timeout_ms,
+        allow_private_urls: a.allow_private_urls,
+        max_pixels: g.max_pixels,
+    };
+    let settings = crate::api::Settings::resolve(overrides, file)?;
+    let registry = open_registry(g.models.as_deref())?;
+    let (state, resumed) = crate::api::start(&settings, &registry, &a.index.spec(), g.threads)?;
+    if resumed > 0 {
+        eprintln!("resuming {resumed} unfinished indexing job(s)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let (addr, model) = (listener.local_addr()?, state.embedder.name().to_string());
+        eprintln!("knockoff serving on http://{addr} (index {}, model {model})", settings.index.display());
+        crate::api::serve(listener, state).await
+    })?;
+    eprintln!("knockoff stopped; index persisted");
+    Ok(0)
+}
+
+pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
+    let tmp = tempfile::tempdir()?;
+    let dir = a.use_index.clone().unwrap_or_else(|| tmp.path().join("index"));
+    let opened = open(g, &IndexSpec { model: a.model.clone(), ..IndexSpec::new(dir) })?;
+    let embedder = opened.embedder(&bulk(g))?;
+    let catalog = &opened.catalog;
+    if a.use_index.is_none() {
+        let mut opts = IngestOptions::default();
+        opts.fetch.allow_private = true;
+        opts.pipeline.inference_threads = crate::embed::available_cores();
+        let r = crate::ingest::index_sources(catalog, &embedder, &a.catalogs, &SourceDefaults::default(), &opts)?;
+        eprintln!("[eval] indexed {} catalog images ({} failed)", r.counts.indexed + r.counts.skipped, r.counts.failed);
+        if a.tune {
+            // A catalog without several photos per product cannot be tuned: evaluate it as is.
+            match crate::fit::tune(catalog, &a.tune_args.options(), &mut |line| eprintln!("[tune] {line}")) {
+                Ok(report) => eprintln!("[eval] tune: {}", serde_json::to_string(&report)?),
+                Err(e) => eprintln!("[eval] tune: not applied: {e}"),
+            }
+        }
+    }
+    let queries = read_queries(&a.queries)?;
+    eprintln!("[eval] looking up {} queries", queries.len());
+    let verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, None);
+    let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
+    let report = crate::eval::evaluate(catalog, &embedder, &queries, &opts)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(p) = &a.json {
+        std::fs::write(p, &text)?;
+    }
+    if let Some(p) = &a.per_query {
+        print::json_lines(p, &report.records)?;
+    }
+    if let Some(p) = &a.report {
+        std::fs::write(p, crate::eval::report::render(&report, catalog))?;
+        eprintln!("[eval] report written to {}", p.display());
+    }
+    println!("{text}");
+    Ok(0)
+}
+
+/// Query manifests for eval and calibrate; unreadable rows are reported and skipped.
+fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
+    let (queries, errors) = crate::eval::read_queries(paths)?;
+    for e in errors {
+        eprintln!("skipped query row: {e}");
+    }
+    Ok(queries)
+}
+
+pub fn calibrate(g: &Global, a: &CalibrateArgs) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    let embedder = opened.embedder(&bulk(g))?;
+    let out = a.out.clone().unwrap_or_else(|| a.index.dir.join(crate::search::calibration::CALIBRATION_FILE));
+    let skipped = &mut |e| eprintln!("skipped query row: {e}");
+    let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, a.uncertain_cost, &out, skipped)?;
+    eprintln!("wrote {}", out.display());
+    print::json(&cal)?;
+    Ok(0)
+}
+
+pub fn tune(g: &Global, a: &TuneCmdArgs) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    if a.off {
+        let removed = opened.catalog.clear_projection()?;
+        eprintln!("{}", if removed { "projection removed; graph rebuilt from the model's vectors" } else { "no projection to remove" });
+        return Ok(0);
+    }
+    let report = crate::fit::tune(&opened.catalog, &a.tune.options(), &mut |line| eprintln!("[tune] {line}"))?;
+    print::json(&report)?;
+    Ok(i32::from(!report.applied))
+}
+
+pub fn compact(g: &Global, a: &IndexOnly) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    let purged = opened.catalog.compact()?;
+    eprintln!("compacted: removed {purged} deleted images; graph now holds {} vectors", opened.catalog.stats()?.graph_points);
+    Ok(0)
+}
+
+pub fn stats(g: &Global, a: &StatsArgs) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    let s = opened.catalog.stats()?;
+    if a.json {
+        print::json(&s)?;
+    } else {
+        print::stats(opened.catalog.dir(), &s);
+    }
+    Ok(0)
+}
+
+pub fn delete(g: &Global, a: &DeleteArgs) -> anyhow::Result<i32> {
+    let opened = open(g, &a.index.spec())?;
+    if let Some(p) = &a.product {
+        let n = opened.catalog.delete_product(p)?;
+        eprintln!("deleted product {p} ({n} images)");
+    } else if let Some(id) = a.image {
+        opened.catalog.delete_image(id)?;
+        eprintln!("deleted image {id}");
+    }
+    Ok(0)
+}
+
+/// The index folder a benchmark opens.
+pub(super) fn open_for_bench(g: &Global, index: &IndexArgs) -> anyhow::Result<OpenIndex> {
+    open(g, &index.spec())
+}

@@ -1,0 +1,57 @@
+//! The `knockoff` command line: one argument struct per subcommand
+//! ([`args`]), a dispatch of one line per mode (below), the subcommands'
+//! thin bodies ([`commands`]), human-readable printing apart ([`print`]) and
+//! the hidden benchmark subcommands apart ([`bench`]). The work lives in the library.
+
+mod args;
+mod bench;
+mod commands;
+mod print;
+
+use clap::{CommandFactory, FromArgMatches};
+
+pub use args::{Cli, Command, Global, IndexArgs};
+
+/// Runs the command line; returns the process exit code.
+#[must_use]
+pub fn main() -> i32 {
+    init_logging();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KNOCKOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ort=error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Embed(a) => commands::embed(g, &a),
+        Command::Models => commands::models(g),
+        Command::Index(a) => commands::index(g, &a),
+        Command::Search(a) => commands::search(g, &a),
+        Command::Serve(a) => commands::serve(g, &a, matches.subcommand_matches("serve")),
+        Command::Eval(a) => commands::eval(g, &a),
+        Command::Calibrate(a) => commands::calibrate(g, &a),
+        Command::Tune(a) => commands::tune(g, &a),
+        Command::Compact(a) => commands::compact(g, &a),
+        Command::Stats(a) => commands::stats(g, &a),
+        Command::Delete(a) => commands::delete(g, &a),
+        Command::BenchAnn(a) => bench::ann(&a),
+        Command::BenchLookup(a) => bench::lookup(g, &a),
+        Command::BenchEmbed(a) => bench::embed(g, &a),
+    }
+}

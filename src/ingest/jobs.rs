@@ -1,0 +1,153 @@
+//! Indexing jobs: a manifest is stored in the index's store before its id is
+//! returned; one worker thread runs jobs in order and writes progress back
+//! after every commit. At start-up, jobs that were queued or running are
+//! queued again, and since indexing skips what is already committed, they
+//! resume rather than restart. The HTTP API's `/v1/jobs` only translates.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_channel::{unbounded, Sender};
+use serde::Serialize;
+
+use super::{
+    ingest, parse_manifest, FetchOptions, IngestCounts, IngestError, IngestOptions, ItemError, ManifestFormat, ProgressMode, SourceDefaults,
+};
+use crate::catalog::{Catalog, CatalogError, JobStatus};
+use crate::embed::Embedder;
+
+/// At most this many per-item errors are kept with a job.
+const MAX_STORED_ERRORS: usize = 1000;
+
+/// How jobs fetch and embed.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub fetch: FetchOptions,
+    pub inference_threads: usize,
+}
+
+/// A job as stored, with live counts while it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub status: JobStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub counts: IngestCounts,
+    /// Per-item errors (the first 1000).
+    pub errors: Vec<ItemError>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Invalid(IngestError),
+    #[error("unknown job '{0}'")]
+    Unknown(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+type Live = Arc<Mutex<HashMap<String, IngestCounts>>>;
+
+/// The job queue and its worker thread (which ends when the queue is dropped).
+pub struct JobQueue {
+    tx: Sender<String>,
+    live: Live,
+    catalog: Arc<Catalog>,
+}
+
+impl JobQueue {
+    /// Starts the worker and queues the jobs an earlier run left unfinished;
+    /// returns the queue and how many it resumed.
+    pub fn start(catalog: Arc<Catalog>, embedder: Arc<Embedder>, settings: JobSettings) -> Result<(JobQueue, usize), JobError> {
+        let (tx, rx) = unbounded::<String>();
+        let live: Live = Arc::default();
+        let (live2, catalog2) = (live.clone(), catalog.clone());
+        std::thread::Builder::new()
+            .name("knockoff-jobs".into())
+            .spawn(move || {
+                for id in rx {
+                    run_job(&catalog2, &embedder, &settings, &id, &live2);
+                }
+            })
+            .map_err(|e| CatalogError::Io { path: catalog.dir().into(), error: e })?;
+        let unfinished = catalog.unfinished_jobs()?;
+        for id in &unfinished {
+            let _ = tx.send(id.clone());
+        }
+        Ok((JobQueue { tx, live, catalog }, unfinished.len()))
+    }
+
+    /// Validates and stores a manifest, queues it, and returns the job id.
+    pub fn submit(&self, format: ManifestFormat, text: &str) -> Result<String, JobError> {
+        parse_manifest(text, Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
+        let id = new_id();
+        self.catalog.create_job(&id, format.as_str(), text)?;
+        let _ = self.tx.send(id.clone());
+        Ok(id)
+    }
+
+    /// A job's state (live counts while it runs).
+    pub fn get(&self, id: &str) -> Result<JobRecord, JobError> {
+        let row = self.catalog.job(id)?.ok_or_else(|| JobError::Unknown(id.into()))?;
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        let counts = match live {
+            Some(c) if row.status == JobStatus::Running => c,
+            _ => serde_json::from_str(&row.counts).unwrap_or_default(),
+        };
+        Ok(JobRecord {
+            id: row.id,
+            status: row.status,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            counts,
+            errors: serde_json::from_str(&row.errors).unwrap_or_default(),
+            message: row.message,
+        })
+    }
+}
+
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let seed = format!("{t}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    format!("job-{}", &crate::util::sha256_hex(seed.as_bytes())[..16])
+}
+
+fn run_job(catalog: &Catalog, embedder: &Embedder, settings: &JobSettings, id: &str, live: &Mutex<HashMap<String, IngestCounts>>) {
+    let set = |status: JobStatus, counts: &IngestCounts, errors: &str, msg: Option<&str>| {
+        let c = serde_json::to_string(counts).unwrap_or_default();
+        if let Err(e) = catalog.update_job(id, status, &c, errors, msg) {
+            tracing::error!("job {id}: cannot record progress: {e}");
+        }
+    };
+    let Ok(Some(row)) = catalog.job(id) else { return };
+    let parsed = row
+        .format
+        .parse::<ManifestFormat>()
+        .map_err(|detail| IngestError::Source { path: "upload".into(), detail })
+        .and_then(|format| parse_manifest(&row.source, Path::new("upload"), None, format, &SourceDefaults::default()));
+    let (items, row_errors) = match parsed {
+        Ok(v) => v,
+        Err(e) => return set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
+    };
+    set(JobStatus::Running, &IngestCounts { total: items.len() + row_errors.len(), ..Default::default() }, "[]", None);
+    let mut opts = IngestOptions { progress: ProgressMode::Quiet, fetch: settings.fetch.clone(), ..Default::default() };
+    opts.pipeline.inference_threads = settings.inference_threads;
+    let result = ingest(catalog, embedder, items, &row_errors, &opts, |c| {
+        live.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), c.clone());
+        set(JobStatus::Running, c, "[]", None);
+    });
+    live.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    match result {
+        Ok(r) => {
+            let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).collect();
+            set(JobStatus::Done, &r.counts, &serde_json::to_string(&errors).unwrap_or_default(), None);
+        }
+        Err(e) => set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
+    }
+}
