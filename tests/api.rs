@@ -633,3 +633,98 @@ fn every_error_is_problem_json_even_from_the_query_string_and_body_limit() {
     let (st, ct, _) = send(ureq::post(&url(&s, "/v1/lookup")), Some((&format!("multipart/form-data; boundary={boundary}"), &huge)));
     assert_eq!((st, ct.as_str()), (413, "application/problem+json"));
 }
+
+/// A valid PNG of `w` × `h` grey pixels (thin ones compress to almost nothing).
+fn thin_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(w, h, image::Luma([128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageLuma8(img).write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// The reproductions of the hardening issue: a 117 KB image of 40,000,000 × 1
+/// pixels, as an upload and as a job item; IPv4 embedded in IPv6 and the
+/// special-purpose ranges; identifiers with control characters; wrong methods.
+#[test]
+fn crafted_inputs_get_clear_errors_and_the_service_stays_up() {
+    let s = start(None);
+    let png = thin_png(40_000_000, 1);
+    assert!(png.len() < 200_000);
+    let (st, ct, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/png", &png)));
+    assert_eq!((st, ct.as_str()), (422, "application/problem+json"), "{j}");
+    assert!(j["type"].as_str().unwrap().ends_with("/too-long"), "{j}");
+    assert_eq!(send(ureq::get(&url(&s, "/healthz")), None).0, 200, "still up");
+    // The same image as a job item: that item fails, the job finishes.
+    let work = tempfile::tempdir().unwrap();
+    let thin = work.path().join("thin.png");
+    std::fs::write(&thin, &png).unwrap();
+    let coffee = fixture("photos/coffee.jpg");
+    let manifest = format!(
+        "image,product_id,label\n{},thin-thing,authentic\n{},coffee-2,authentic\n\"{}\",\"bad\tid\",authentic\n",
+        thin.display(),
+        coffee.display(),
+        coffee.display()
+    );
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", manifest.as_bytes())));
+    assert_eq!(st, 202, "{j}");
+    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] == "done" || j["status"] == "failed");
+    assert_eq!(j["status"], "done", "{j}");
+    assert_eq!((j["counts"]["indexed"].as_u64(), j["counts"]["failed"].as_u64()), (Some(1), Some(2)), "{j}");
+    let errors = j["errors"].to_string();
+    assert!(errors.contains("too-long") && errors.contains("control character"), "{errors}");
+    // Special-purpose targets are refused before any connection.
+    for target in [
+        "http://[::127.0.0.1]:9/x.jpg",
+        "http://[64:ff9b::127.0.0.1]:9/x.jpg",
+        "http://[2002:7f00:1::]:9/x.jpg",
+        "http://198.18.0.1:9/x.jpg",
+        "http://192.0.0.8:9/x.jpg",
+    ] {
+        let body = serde_json::json!({ "url": target }).to_string();
+        let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("application/json", body.as_bytes())));
+        assert_eq!(st, 400, "{target}: {j}");
+        assert!(j["detail"].as_str().unwrap().contains("refused"), "{target}: {j}");
+    }
+    // One identifier rule: PUT refuses what manifests refuse.
+    let body = br#"{"label": "authentic"}"#;
+    assert_eq!(send(ureq::put(&url(&s, "/v1/products/bad%09id")), Some(("application/json", body))).0, 400);
+    let long = "x".repeat(201);
+    assert_eq!(send(ureq::put(&url(&s, &format!("/v1/products/{long}"))), Some(("application/json", body))).0, 400);
+    // A wrong method is a problem document too.
+    let (st, ct, _) = send(ureq::request("PATCH", &url(&s, "/v1/lookup")), None);
+    assert_eq!((st, ct.as_str()), (405, "application/problem+json"));
+    assert_eq!(send(ureq::get(&url(&s, "/readyz")), None).0, 200);
+}
+
+/// An item that was in flight when the process died is quarantined when the
+/// job resumes: listed as failed (kind `crashed`), never replayed.
+#[test]
+fn a_job_item_that_crashed_the_process_is_quarantined_on_resume() {
+    let mut s = start(None);
+    let work = tempfile::tempdir().unwrap();
+    let photos = ["coffee", "astronaut", "rocket"].map(|n| fixture(&format!("photos/{n}.jpg")).display().to_string());
+    let manifest =
+        format!("image,product_id,label\n{},q-1,authentic\n{},q-2,authentic\n{},q-3,authentic\n", photos[0], photos[1], photos[2]);
+    std::fs::write(work.path().join("m.csv"), &manifest).unwrap();
+    // Stop the server and record a job as the process would have left it when
+    // it died on the second item: running, that item in flight.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    {
+        let db = rusqlite::Connection::open(s.idx.join("catalog.sqlite3")).unwrap();
+        db.execute(
+            "INSERT INTO jobs(id, status, created_at, updated_at, format, source, in_flight) VALUES ('job-poison', 'running', 't', 't', 'csv', ?1, ?2)",
+            [&manifest, &photos[1]],
+        )
+        .unwrap();
+    }
+    s.child = spawn_server(&s.idx, s.addr, &s.args);
+    wait_up(s.addr);
+    let j = wait_job(&s, "job-poison", |j| j["status"] == "done" || j["status"] == "failed");
+    assert_eq!(j["status"], "done", "{j}");
+    assert_eq!((j["counts"]["indexed"].as_u64(), j["counts"]["failed"].as_u64()), (Some(2), Some(1)), "{j}");
+    assert_eq!(j["errors"][0]["kind"], "crashed", "{j}");
+    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("astronaut"), "{j}");
+    let (_, _, p) = send(ureq::get(&url(&s, "/v1/products/q-2")), None);
+    assert_eq!(p["detail"].as_str().map(|d| d.contains("unknown product")), Some(true), "never indexed: {p}");
+}

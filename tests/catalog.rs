@@ -188,7 +188,7 @@ fn corrupt_store_is_a_clear_error_not_silent_loss() {
     assert!(matches!(err, CatalogError::Corrupt { .. } | CatalogError::Store { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("catalog.sqlite3"), "{msg}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "the damaged store is left as it was");
+    assert!(std::fs::read(&path).unwrap() == before, "the damaged store is left as it was");
 }
 
 fn rusqlite_checkpoint(path: &std::path::Path) -> knockoff::catalog::Store {
@@ -398,4 +398,93 @@ fn projection_is_fitted_persisted_applied_to_new_images_and_removable() {
     p.save(dir.path()).unwrap();
     let err = Catalog::open(dir.path(), opts()).err().expect("refused");
     assert!(err.to_string().contains("other-model"), "{err}");
+}
+
+/// A restored older copy of the store must not be served with the newer
+/// dump: it is rebuilt, and answers like a clean index of the same store.
+#[test]
+fn a_restored_older_store_is_never_served_with_a_newer_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("catalog.sqlite3");
+    let all = images(40, 2);
+    {
+        let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+        cat.add_images(&all[..20]).unwrap();
+        cat.persist().unwrap();
+    }
+    // Back up the store (with its WAL folded in), index more, persist.
+    drop(rusqlite_checkpoint(&store));
+    let backup = std::fs::read(&store).unwrap();
+    {
+        let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+        cat.add_images(&all[20..]).unwrap();
+        cat.persist().unwrap();
+    }
+    // Restore the backup beside the newer dump.
+    drop(rusqlite_checkpoint(&store));
+    std::fs::write(&store, &backup).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("catalog.sqlite3-wal"));
+    let _ = std::fs::remove_file(dir.path().join("catalog.sqlite3-shm"));
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    match &report {
+        OpenReport::Rebuilt { points: 20, reason } => assert!(reason.contains("does not match the store"), "{reason}"),
+        other => panic!("expected a rebuild from the restored store, got {other:?}"),
+    }
+    assert_eq!(cat.stats().unwrap().graph_points, 20);
+    // Every answer names a product the restored store has, like a clean index of it.
+    let clean = tempfile::tempdir().unwrap();
+    let (fresh, _) = Catalog::open(clean.path(), opts()).unwrap();
+    fresh.add_images(&all[..20]).unwrap();
+    for q in [3, 7, 15, 25, 33] {
+        assert_eq!(top_ids(&cat, &vector(q), 3), top_ids(&fresh, &vector(q), 3), "query {q}");
+    }
+}
+
+#[test]
+fn a_store_file_that_is_not_a_knockoff_store_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+        cat.add_images(&images(4, 2)).unwrap();
+        cat.persist().unwrap();
+    }
+    let store = dir.path().join("catalog.sqlite3");
+    for f in ["catalog.sqlite3-wal", "catalog.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    // A 0-byte store beside an existing vector dump: refused, not a new empty catalog.
+    std::fs::write(&store, b"").unwrap();
+    let err = Catalog::open(dir.path(), opts()).err().expect("an emptied store must not open");
+    assert!(matches!(err, CatalogError::Corrupt { .. }), "{err:?}");
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "left as it was");
+    // Another application's SQLite file: refused, never migrated into a catalog.
+    std::fs::remove_file(&store).unwrap();
+    {
+        let c = rusqlite::Connection::open(&store).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+    }
+    let before = std::fs::read(&store).unwrap();
+    let err = Catalog::open(dir.path(), opts()).err().expect("a foreign SQLite file must not open");
+    assert!(err.to_string().contains("not a knockoff catalog store"), "{err}");
+    assert!(std::fs::read(&store).unwrap() == before, "the foreign file is left byte for byte as it was");
+}
+
+#[test]
+fn a_marker_cannot_send_the_loader_outside_the_index_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+        cat.add_images(&images(6, 2)).unwrap();
+        cat.persist().unwrap();
+    }
+    let marker = dir.path().join("vectors/test-model/CURRENT.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    m["basename"] = "../..".into();
+    std::fs::write(&marker, serde_json::to_vec(&m).unwrap()).unwrap();
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    match report {
+        OpenReport::Rebuilt { points: 12, reason } => assert!(reason.contains("not a dump of this folder"), "{reason}"),
+        other => panic!("expected a rebuild, got {other:?}"),
+    }
+    assert_eq!(top_ids(&cat, &vector(4), 1), ["p4"]);
 }

@@ -168,8 +168,31 @@ fn decompression_bomb_is_refused_from_the_header() {
     assert!(before.elapsed().as_millis() < 500, "the bomb must be refused before decoding");
     // The limit is configurable.
     let small = std::fs::read(fixture("photos/coffee.jpg")).unwrap();
-    let err = decode_image(&small, "coffee.jpg", DecodeLimits { max_pixels: 1000 }).unwrap_err();
+    let err = decode_image(&small, "coffee.jpg", DecodeLimits { max_pixels: 1000, ..DecodeLimits::default() }).unwrap_err();
     assert!(matches!(err, EmbedError::TooLarge { limit: 1000, .. }));
+}
+
+/// A valid PNG of `w` × `h` grey pixels (a thin one compresses to almost nothing).
+fn thin_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(w, h, image::Luma([128]));
+    encode(&DynamicImage::ImageLuma8(img), ImageFormat::Png)
+}
+
+#[test]
+fn thin_images_are_refused_by_their_side_before_any_big_allocation() {
+    // 40,000,000 x 1 is under the 40 MP pixel limit, but resizing it would need
+    // an intermediate of 40,000,000 x 224 x 3 bytes (the process used to abort).
+    for (w, h) in [(40_000_000, 1), (4_000_000, 10), (1, 20_000)] {
+        let png = thin_png(w, h);
+        assert!(png.len() < 200_000, "{w}x{h} compresses to {} bytes", png.len());
+        match bad(&png, "thin.png") {
+            EmbedError::TooLong { width, height, limit: 16_384, .. } => assert_eq!((width, height), (w, h)),
+            other => panic!("{w}x{h}: expected TooLong, got {other:?}"),
+        }
+    }
+    // At the limit it still embeds, with memory bounded by the side limit.
+    let v = embedder().embed_bytes(&thin_png(16_384, 2), "wide.png").unwrap();
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3);
 }
 
 #[test]

@@ -183,3 +183,56 @@ fn unreadable_sources_fail_clearly_and_write_nothing() {
     let s = Store::open(&idx).unwrap();
     assert_eq!(s.counts().unwrap().images, 0);
 }
+
+/// A new index where no row succeeds: every row's error is reported and
+/// written to the errors file, the exit status is 1, and the index left
+/// behind is a valid empty one (no "dump: unexpected error").
+#[test]
+fn a_source_where_no_row_succeeds_reports_every_row_and_leaves_a_valid_index() {
+    let work = tempfile::tempdir().unwrap();
+    let coffee = fixture("photos/coffee.jpg");
+    let rock = fixture("photos/rocket.jpg");
+    // Control characters in ids, a conflicting label, a non-UTF-8 line, a missing label.
+    let mut bytes = format!(
+        "image,product_id,label\n{c},\"tab\tid\",authentic\n{c},\"nul\0id\",authentic\n{r},same,authentic\n{r},same,counterfeit\n",
+        c = coffee.display(),
+        r = rock.display()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(format!("{},caf\u{e9}", coffee.display()).as_bytes());
+    bytes.pop(); // drop the last byte of 'é' (0xA9): the line is no longer UTF-8
+    bytes.extend_from_slice(b",authentic\n");
+    bytes.extend_from_slice(format!("{},{},authentic\n", coffee.display(), "y".repeat(201)).as_bytes());
+    let manifest = work.path().join("bad.csv");
+    std::fs::write(&manifest, &bytes).unwrap();
+    let idx = work.path().join("idx");
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("indexed 1 new images") && stderr.contains("5 failed"), "{stderr}");
+    let errors = std::fs::read_to_string(idx.join("ingest-errors.csv")).unwrap();
+    for want in [
+        "line 2",
+        "line 3",
+        "control character",
+        "line 5",
+        "labelled authentic on line 4",
+        "line 6",
+        "not valid UTF-8",
+        "line 7",
+        "longer than 200",
+    ] {
+        assert!(errors.contains(want), "{want}: {errors}");
+    }
+    // Only rows that fail: the same, and the index is still a valid (empty) one.
+    let none = work.path().join("none.csv");
+    std::fs::write(&none, format!("image,product_id\n{},p1\n{},p2\n", coffee.display(), rock.display())).unwrap();
+    let idx2 = work.path().join("idx2");
+    let out = knockoff(&["index", none.to_str().unwrap(), "--index", idx2.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 failed") && !stderr.contains("unexpected error"), "{stderr}");
+    assert!(std::fs::read_to_string(idx2.join("ingest-errors.csv")).unwrap().contains("'label' is empty"));
+    let out = knockoff(&["stats", "--json", "--index", idx2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -141,6 +141,69 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
 }
 
+/// A photo as the request gave it: bytes, or JSON naming base64 or a URL.
+#[derive(Debug)]
+pub enum ImageInput {
+    Bytes(Bytes),
+    Json(ImageJson),
+}
+
+/// Reads one photo from a request: one content-type parse, the body limit
+/// for every form (413 beyond it). No state: the fuzz tests call it directly.
+pub async fn read_image(req: Request, limit: usize) -> Result<ImageInput, ApiError> {
+    let ctype = media_type(&req);
+    match ctype.as_str() {
+        "multipart/form-data" => {
+            let (files, _) = multipart_files(req, limit, 1).await?;
+            files.into_iter().next().map(ImageInput::Bytes).ok_or_else(|| ApiError::BadRequest("multipart body has no file field".into()))
+        }
+        "application/json" => parse_json(&body_bytes(req, limit).await?).map(ImageInput::Json),
+        t if t.starts_with("image/") || t == "application/octet-stream" => body_bytes(req, limit).await.map(ImageInput::Bytes),
+        _ => {
+            let _ = body_bytes(req, limit).await;
+            Err(ApiError::UnsupportedMedia(if ctype.is_empty() { "(none)".into() } else { ctype }))
+        }
+    }
+}
+
+/// Reads a batch of photos: multipart files or JSON `{"images": [...]}`, at most `max`.
+pub async fn read_batch(req: Request, limit: usize, max: usize) -> Result<Vec<ImageInput>, ApiError> {
+    let too_many = || ApiError::BadRequest(format!("a batch holds at most {max} photos"));
+    let items: Vec<ImageInput> = match media_type(&req).as_str() {
+        "multipart/form-data" => {
+            let (files, over) = multipart_files(req, limit, max).await?;
+            if over {
+                return Err(too_many());
+            }
+            files.into_iter().map(ImageInput::Bytes).collect()
+        }
+        "application/json" => {
+            let j: BatchRequest = parse_json(&body_bytes(req, limit).await?)?;
+            if j.images.len() > max {
+                return Err(too_many());
+            }
+            j.images.into_iter().map(ImageInput::Json).collect()
+        }
+        other => {
+            let other = other.to_string();
+            let _ = body_bytes(req, limit).await;
+            return Err(ApiError::UnsupportedMedia(other));
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("the batch is empty".into()));
+    }
+    Ok(items)
+}
+
+/// The bytes of a photo given in any form (fetching URLs with the service's limits).
+async fn resolve(state: &AppState, input: ImageInput) -> Result<Bytes, ApiError> {
+    match input {
+        ImageInput::Bytes(b) => Ok(b),
+        ImageInput::Json(j) => image_from_json(state, j).await,
+    }
+}
+
 /// One photo's bytes.
 pub struct ImageBody(pub Bytes);
 
@@ -148,23 +211,8 @@ impl FromRequest<Arc<AppState>> for ImageBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let limit = state.config.max_body_bytes;
-        let ctype = media_type(&req);
-        match ctype.as_str() {
-            "multipart/form-data" => {
-                let (files, _) = multipart_files(req, limit, 1).await?;
-                files.into_iter().next().map(ImageBody).ok_or_else(|| ApiError::BadRequest("multipart body has no file field".into()))
-            }
-            "application/json" => {
-                let j: ImageJson = parse_json(&body_bytes(req, limit).await?)?;
-                image_from_json(state, j).await.map(ImageBody)
-            }
-            t if t.starts_with("image/") || t == "application/octet-stream" => body_bytes(req, limit).await.map(ImageBody),
-            _ => {
-                let _ = body_bytes(req, limit).await;
-                Err(ApiError::UnsupportedMedia(if ctype.is_empty() { "(none)".into() } else { ctype }))
-            }
-        }
+        let input = read_image(req, state.config.max_body_bytes).await?;
+        resolve(state, input).await.map(ImageBody)
     }
 }
 
@@ -175,35 +223,10 @@ impl FromRequest<Arc<AppState>> for BatchBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let (limit, max) = (state.config.max_body_bytes, state.config.max_batch);
-        let too_many = || ApiError::BadRequest(format!("a batch holds at most {max} photos"));
-        let items = match media_type(&req).as_str() {
-            "multipart/form-data" => {
-                let (files, over) = multipart_files(req, limit, max).await?;
-                if over {
-                    return Err(too_many());
-                }
-                files.into_iter().map(Ok).collect()
-            }
-            "application/json" => {
-                let j: BatchRequest = parse_json(&body_bytes(req, limit).await?)?;
-                if j.images.len() > max {
-                    return Err(too_many());
-                }
-                let mut items = Vec::with_capacity(j.images.len());
-                for im in j.images {
-                    items.push(image_from_json(state, im).await);
-                }
-                items
-            }
-            other => {
-                let other = other.to_string();
-                let _ = body_bytes(req, limit).await;
-                return Err(ApiError::UnsupportedMedia(other));
-            }
-        };
-        if items.is_empty() {
-            return Err(ApiError::BadRequest("the batch is empty".into()));
+        let inputs = read_batch(req, state.config.max_body_bytes, state.config.max_batch).await?;
+        let mut items = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            items.push(resolve(state, input).await);
         }
         Ok(BatchBody(items))
     }

@@ -180,13 +180,13 @@ impl Catalog {
     /// and rebuilds the graph in the projected space. Searches keep running
     /// on the old graph until the new one is swapped in; writers wait.
     pub fn fit_projection(&self, opts: FitOptions) -> Result<ProjectionInfo, CatalogError> {
-        let store = self.store();
+        let mut store = self.store();
         let live = store.live_vectors_after(&self.opts.model, 0)?;
         let labels = self.labels_of(&live);
         let refs: Vec<&[f32]> = live.iter().map(|(_, v)| v.as_slice()).collect();
         let p = Projection::fit(&refs, &labels, &self.opts.model, opts)?;
         let info = p.info.clone();
-        self.rebuild_with(&store, Some(p), live)?;
+        self.rebuild_with(&mut store, Some(p), live)?;
         Ok(info)
     }
 
@@ -210,16 +210,16 @@ impl Catalog {
 
     /// Removes the projection (the graph goes back to the model's own vectors).
     pub fn clear_projection(&self) -> Result<bool, CatalogError> {
-        let store = self.store();
+        let mut store = self.store();
         if self.projection().is_none() {
             return Ok(false);
         }
         let live = store.live_vectors_after(&self.opts.model, 0)?;
-        self.rebuild_with(&store, None, live)?;
+        self.rebuild_with(&mut store, None, live)?;
         Ok(true)
     }
 
-    fn rebuild_with(&self, store: &Store, projection: Option<Projection>, live: Vec<(i64, Vec<f32>)>) -> Result<(), CatalogError> {
+    fn rebuild_with(&self, store: &mut Store, projection: Option<Projection>, live: Vec<(i64, Vec<f32>)>) -> Result<(), CatalogError> {
         let projection = projection.map(Arc::new);
         let graph_dim = projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim);
         let vectors = project_all(projection.as_deref(), live);
@@ -237,6 +237,9 @@ impl Catalog {
         *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         let keep = graph_dir(&self.dir, &self.opts.model, projection.as_deref());
         *self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = projection;
+        // The new graph holds live images only: purge the tombstones, so that
+        // the dump's point count matches the store (see `dump_matches_store`).
+        self.purge_tombstones(store)?;
         // Dumps of other projections of this model are dead weight now.
         let prefix = format!("{}@", self.opts.model);
         if let Ok(entries) = std::fs::read_dir(self.dir.join("vectors")) {
@@ -277,9 +280,22 @@ impl Catalog {
         self.store().job(id)
     }
 
-    /// Jobs that were queued or running when the service stopped.
+    /// Jobs that were queued or running when the service stopped; those that
+    /// were running count one more crash.
     pub fn unfinished_jobs(&self) -> Result<Vec<String>, CatalogError> {
-        self.store().unfinished_jobs()
+        let store = self.store();
+        store.count_job_crashes()?;
+        store.unfinished_jobs()
+    }
+
+    /// Records the item a job is about to work on (`None`: between items).
+    pub fn set_job_in_flight(&self, id: &str, item: Option<&str>) -> Result<(), CatalogError> {
+        self.store().set_job_in_flight(id, item)
+    }
+
+    /// Moves the job's in-flight item (the one the process died on) to its quarantine list.
+    pub fn quarantine_job_in_flight(&self, id: &str) -> Result<(), CatalogError> {
+        self.store().quarantine_in_flight(id)
     }
 
     /// Live (`product_id`, sha256) pairs already indexed.
@@ -292,6 +308,9 @@ impl Catalog {
     pub fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
         if let Some(it) = items.iter().find(|it| it.embedding.len() != self.opts.dim) {
             return Err(CatalogError::Dimension { got: it.embedding.len(), want: self.opts.dim });
+        }
+        for it in items {
+            super::check_product_id(&it.product.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
         }
         let mut store = self.store();
         let ids = store.add_images(&self.opts.model, items)?;
@@ -319,6 +338,7 @@ impl Catalog {
 
     /// Creates or updates a product's metadata.
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
+        super::check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
         let mut store = self.store();
         store.upsert_product(p)?;
         // Refresh the in-memory copy that searches filter and answer with.
@@ -382,6 +402,12 @@ impl Catalog {
         let generation = store.generation()?;
         fresh.dump(&self.vdir(), generation)?;
         *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+        self.purge_tombstones(&mut store)
+    }
+
+    /// Removes tombstoned rows from the store and the in-memory table, once
+    /// the graph no longer holds them; returns how many images were purged.
+    fn purge_tombstones(&self, store: &mut Store) -> Result<usize, CatalogError> {
         let purged = store.purge_deleted()?;
         let mut meta = self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.images.retain(|_, e| !e.deleted);
@@ -464,7 +490,11 @@ fn load_graph(
     let graph_dim = projection.as_ref().map_or(opts.dim, |p| p.info.out_dim);
     let vdir = graph_dir(dir, &opts.model, projection);
     let generation = store.generation()?;
-    let (index, report) = match VectorIndex::load(&vdir, graph_dim, opts.params) {
+    let loaded = VectorIndex::load(&vdir, graph_dim, opts.params).and_then(|found| match found {
+        Some((idx, marker)) => dump_matches_store(store, &opts.model, &marker).map(|()| Some((idx, marker))),
+        None => Ok(None),
+    });
+    let (index, report) = match loaded {
         Ok(Some((idx, marker))) => {
             let newer = project(store.live_vectors_after(&opts.model, marker.max_image_id)?);
             idx.insert_many(&newer)?;
@@ -479,9 +509,8 @@ fn load_graph(
         }
         other => {
             let reason = match other {
-                Ok(None) => "no index dump yet".to_string(),
                 Err(e) => format!("index dump unusable ({e})"),
-                Ok(Some(_)) => unreachable!(),
+                Ok(_) => "no index dump yet".to_string(),
             };
             let all = project(store.live_vectors_after(&opts.model, 0)?);
             let idx = VectorIndex::new(graph_dim, opts.params, all.len());
@@ -493,6 +522,25 @@ fn load_graph(
         }
     };
     Ok((index, report))
+}
+
+/// A dump is used only if it provably describes this store: not from a
+/// later generation, no image id beyond the store's, and exactly as many
+/// points as the store has vectors up to its highest id (a restored older
+/// store, or a store file swapped for another, fails one of these).
+fn dump_matches_store(store: &Store, model: &str, marker: &super::vectors::DumpMarker) -> Result<(), CatalogError> {
+    let (generation, max_id) = (store.generation()?, store.max_image_id()?);
+    let vectors = store.count_vectors_upto(model, marker.max_image_id)?;
+    let why = if marker.generation > generation {
+        format!("it is from store generation {}, the store is at {generation} (a restored older store?)", marker.generation)
+    } else if marker.max_image_id > max_id {
+        format!("it holds image ids up to {}, the store only up to {max_id}", marker.max_image_id)
+    } else if marker.points != vectors {
+        format!("it holds {} points, the store {vectors} vectors up to image {}", marker.points, marker.max_image_id)
+    } else {
+        return Ok(());
+    };
+    Err(CatalogError::Dump(format!("the dump does not match the store: {why}")))
 }
 
 pub fn vectors_dir(dir: &Path, model: &str) -> PathBuf {

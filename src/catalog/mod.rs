@@ -69,6 +69,29 @@ impl std::fmt::Display for Label {
     }
 }
 
+/// The longest product id, in characters.
+pub const MAX_PRODUCT_ID_CHARS: usize = 200;
+
+/// The one rule for product ids, everywhere (manifests, jobs, `PUT`, the
+/// store): 1 to 200 characters, no control characters (tab, newline, NUL,
+/// BEL, …) and no leading or trailing white space.
+pub fn check_product_id(id: &str) -> Result<(), String> {
+    let n = id.chars().count();
+    let problem = if n == 0 {
+        "is empty"
+    } else if n > MAX_PRODUCT_ID_CHARS {
+        "is longer than 200 characters"
+    } else if id.chars().any(char::is_control) {
+        "contains a control character (tab, newline, NUL, …)"
+    } else if id.trim() != id {
+        "starts or ends with white space"
+    } else {
+        return Ok(());
+    };
+    let shown: String = id.chars().take(40).flat_map(char::escape_debug).collect();
+    Err(format!("product id '{shown}' {problem}; ids are 1-{MAX_PRODUCT_ID_CHARS} printable characters"))
+}
+
 /// A catalog product (the caller's `product_id` is its key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {

@@ -1,7 +1,7 @@
 //! `SQLite` store (WAL): the source of truth for products, images, embeddings
 //! and indexing jobs.
 //!
-//! Schema (version 2; the example below is a doctest, so this list cannot drift):
+//! Schema (version 3; the example below is a doctest, so this list cannot drift):
 //! - `meta(key, value)`: `schema_version`, `generation` (bumped by every
 //!   committed change to the searchable set), model, fingerprint, index settings.
 //! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at, deleted)`
@@ -9,22 +9,26 @@
 //!   a deleted image is a tombstone until compaction purges it.
 //! - `embeddings(image, model, vector)`: little-endian `f32` blobs.
 //! - `thumbnails(image, jpeg)`: at most 256 px, for the web page and API (v2).
-//! - `jobs(id, status, created_at, updated_at, format, source, counts, errors, message)`:
-//!   indexing jobs submitted over HTTP, with their manifest (v2).
+//! - `jobs(id, status, created_at, updated_at, format, source, counts, errors, message, crashes, in_flight, quarantined)`:
+//!   indexing jobs submitted over HTTP, with their manifest (v2); `crashes` counts
+//!   resumes after the process died mid-job, `in_flight` names the item a resumed
+//!   job is working on, so an item that crashes the process is quarantined
+//!   (`quarantined`: a JSON list of those items, never retried) (v3).
 //!
 //! ```
 //! use knockoff::catalog::store::{Store, SCHEMA_VERSION};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::open(dir.path()).unwrap();
-//! assert_eq!(SCHEMA_VERSION, 2);
-//! assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+//! assert_eq!(SCHEMA_VERSION, 3);
+//! assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
 //! assert_eq!(
 //!     store.tables().unwrap(),
 //!     ["embeddings", "images", "jobs", "meta", "products", "thumbnails"]
 //! );
 //! assert_eq!(
 //!     store.columns("jobs").unwrap(),
-//!     ["id", "status", "created_at", "updated_at", "format", "source", "counts", "errors", "message"]
+//!     ["id", "status", "created_at", "updated_at", "format", "source", "counts", "errors", "message", "crashes", "in_flight",
+//!      "quarantined"]
 //! );
 //! ```
 
@@ -34,7 +38,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{CatalogError, Label, Product};
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 pub const STORE_FILE: &str = "catalog.sqlite3";
 
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +75,11 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         format TEXT NOT NULL, source TEXT NOT NULL,
         counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', message TEXT);",
+    // v3: poison-item quarantine for jobs: how often a job was resumed after a
+    // crash, and the item in flight (recorded while a resumed job runs carefully).
+    "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE jobs ADD COLUMN in_flight TEXT;
+     ALTER TABLE jobs ADD COLUMN quarantined TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// An image to add, with its embedding for the index's model.
@@ -104,6 +113,11 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Whether `dir` holds index files other than the store (a vector dump, a projection, a calibration).
+fn index_content_beside(dir: &Path) -> bool {
+    ["vectors", "projection.json", "calibration.json"].iter().any(|n| dir.join(n).exists())
+}
+
 fn now() -> String {
     crate::util::now_rfc3339()
 }
@@ -114,9 +128,20 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|error| CatalogError::Io { path: dir.into(), error })?;
         let path = dir.join(STORE_FILE);
         let corrupt = |e: &dyn std::fmt::Display| CatalogError::Corrupt { path: path.clone(), detail: e.to_string() };
+        let existing = std::fs::metadata(&path).map(|m| m.len()).ok();
+        let wal_bytes = std::fs::metadata(dir.join(format!("{STORE_FILE}-wal"))).map_or(0, |m| m.len());
+        if existing == Some(0) && wal_bytes == 0 && index_content_beside(dir) {
+            return Err(corrupt(&"the file is empty although the folder holds an index (vectors, projection or calibration)"));
+        }
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
             .map_err(|e| CatalogError::store(&path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| CatalogError::store(&path, e))?;
+        // Before anything writes to it (switching to WAL rewrites the header):
+        // an existing file must already be a knockoff store.
+        let version: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
+        if existing.is_some_and(|n| n > 0) && version.is_none() {
+            return Err(corrupt(&"not a knockoff catalog store (no schema version); refusing to turn it into one"));
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| corrupt(&e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(CatalogError::store(&path, format!("could not enable WAL (journal_mode={mode})")));
@@ -129,6 +154,21 @@ impl Store {
         let mut store = Store { conn, path };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Highest image id ever kept (deleted images included; 0 when none).
+    pub fn max_image_id(&self) -> Result<i64, CatalogError> {
+        self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM images", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Stored vectors of `model` with image id up to `max_id` (deleted images
+    /// included: their points stay in the graph until compaction purges both).
+    pub fn count_vectors_upto(&self, model: &str, max_id: i64) -> Result<usize, CatalogError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM embeddings WHERE model = ?1 AND image <= ?2", params![model, max_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     pub fn path(&self) -> &Path {
@@ -323,7 +363,7 @@ impl Store {
     pub fn job(&self, id: &str) -> Result<Option<JobRow>, CatalogError> {
         self.conn
             .query_row(
-                "SELECT id, status, created_at, updated_at, format, source, counts, errors, message FROM jobs WHERE id = ?1",
+                "SELECT id, status, created_at, updated_at, format, source, counts, errors, message, crashes, in_flight, quarantined FROM jobs WHERE id = ?1",
                 [id],
                 |r| {
                     let status: String = r.get(1)?;
@@ -339,11 +379,38 @@ impl Store {
                         counts: r.get(6)?,
                         errors: r.get(7)?,
                         message: r.get(8)?,
+                        crashes: r.get(9)?,
+                        in_flight: r.get(10)?,
+                        quarantined: r.get(11)?,
                     })
                 },
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Records the item a job is about to work on (`None`: between items).
+    pub fn set_job_in_flight(&self, id: &str, item: Option<&str>) -> Result<(), CatalogError> {
+        self.conn.execute("UPDATE jobs SET in_flight = ?2 WHERE id = ?1", params![id, item]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Moves the job's in-flight item to its quarantine list.
+    pub fn quarantine_in_flight(&self, id: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET quarantined = json_insert(quarantined, '$[#]', in_flight), in_flight = NULL
+                 WHERE id = ?1 AND in_flight IS NOT NULL",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Counts one more crash for every job that was running when the process
+    /// died (called once at start-up, before jobs are resumed).
+    pub fn count_job_crashes(&self) -> Result<usize, CatalogError> {
+        self.conn.execute("UPDATE jobs SET crashes = crashes + 1 WHERE status = ?1", [JobStatus::Running.as_str()]).map_err(|e| self.err(e))
     }
 
     /// Jobs that were queued or running when the service stopped.
@@ -567,6 +634,12 @@ pub struct JobRow {
     pub counts: String,
     pub errors: String,
     pub message: Option<String>,
+    /// Times the job was resumed after the process died while it ran.
+    pub crashes: i64,
+    /// The item a resumed job was working on (set only while it runs carefully).
+    pub in_flight: Option<String>,
+    /// Items that crashed the process (a JSON list of image sources).
+    pub quarantined: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

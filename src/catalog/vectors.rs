@@ -124,10 +124,27 @@ impl VectorIndex {
         res.into_iter().map(|n| (n.d_id as i64, 1.0 - n.distance)).collect()
     }
 
-    /// Writes the graph to `dir` atomically and returns the marker.
+    /// Writes the graph to `dir` atomically and returns the marker. An empty
+    /// graph is recorded by its marker alone (`hnsw_rs` does not dump one).
     pub fn dump(&self, dir: &Path, generation: u64) -> Result<DumpMarker, CatalogError> {
         let io = |error| CatalogError::Io { path: dir.into(), error };
         std::fs::create_dir_all(dir).map_err(io)?;
+        if self.is_empty() {
+            let marker = DumpMarker {
+                basename: String::new(),
+                graph_sha256: String::new(),
+                data_sha256: String::new(),
+                generation,
+                max_image_id: self.max_id(),
+                points: 0,
+                dim: self.dim,
+                params: self.params,
+            };
+            let json = serde_json::to_vec_pretty(&marker).map_err(|e| CatalogError::Dump(e.to_string()))?;
+            write_atomic(&dir.join(MARKER), &json)?;
+            remove_dumps_except(dir, None);
+            return Ok(marker);
+        }
         let basename = format!("g{generation}-{}", u64::from(std::process::id()) * 1000 + (now_nanos() % 1000));
         self.hnsw.file_dump(dir, &basename).map_err(|e| CatalogError::Dump(e.to_string()))?;
         let graph = dir.join(format!("{basename}.hnsw.graph"));
@@ -147,15 +164,7 @@ impl VectorIndex {
         };
         let json = serde_json::to_vec_pretty(&marker).map_err(|e| CatalogError::Dump(e.to_string()))?;
         write_atomic(&dir.join(MARKER), &json)?;
-        // Older dumps are no longer referenced.
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if name.contains(".hnsw.") && !name.starts_with(&format!("{basename}.")) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        remove_dumps_except(dir, Some(&basename));
         Ok(marker)
     }
 
@@ -172,6 +181,18 @@ impl VectorIndex {
             serde_json::from_slice(&bytes).map_err(|e| CatalogError::Dump(format!("marker {}: {e}", marker_path.display())))?;
         if marker.dim != dim || marker.params.m != params.m || marker.params.ef_construction != params.ef_construction {
             return Err(CatalogError::Dump("dump was built with other dimension or parameters".into()));
+        }
+        if marker.points == 0 {
+            let idx = VectorIndex::new(dim, IndexParams { ef_search: params.ef_search, ..marker.params }, 0);
+            idx.max_id.store(marker.max_image_id, Ordering::Relaxed);
+            return Ok(Some((idx, marker)));
+        }
+        if !valid_basename(&marker.basename) {
+            return Err(CatalogError::Dump(format!(
+                "marker {} names '{}', not a dump of this folder",
+                marker_path.display(),
+                marker.basename
+            )));
         }
         let graph = dir.join(format!("{}.hnsw.graph", marker.basename));
         let data = dir.join(format!("{}.hnsw.data", marker.basename));
@@ -204,6 +225,24 @@ impl VectorIndex {
             max_id: AtomicI64::new(marker.max_image_id),
         };
         Ok(Some((idx, marker)))
+    }
+}
+
+/// A dump's base name as `dump` writes it (`g<generation>-<number>`): no
+/// path separators, no `..`, so a marker can never point outside its folder.
+fn valid_basename(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix('g').and_then(|rest| rest.split_once('-')).is_some_and(|(a, b)| digits(a) && digits(b))
+}
+
+/// Removes dump files other than `keep`'s.
+fn remove_dumps_except(dir: &Path, keep: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains(".hnsw.") && keep.is_none_or(|k| !name.starts_with(&format!("{k}."))) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -300,6 +339,25 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_cannot_name_files_outside_their_folder() {
+        assert!(valid_basename("g12-3456789"));
+        for bad in ["../..", "g1-2/../../x", "g-1", "g1-", "/etc/passwd", "g1-2.hnsw", ""] {
+            assert!(!valid_basename(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_empty_graph_dumps_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = VectorIndex::new(8, IndexParams::default(), 0);
+        let m = idx.dump(dir.path(), 3).unwrap();
+        assert_eq!((m.points, m.generation), (0, 3));
+        let (loaded, marker) = VectorIndex::load(dir.path(), 8, IndexParams::default()).unwrap().unwrap();
+        assert_eq!((loaded.len(), marker.points), (0, 0));
+        assert!(loaded.search(&[0.5; 8], 3, 16, None).is_empty());
+    }
 
     #[test]
     fn dot_matches_naive_and_distance_never_goes_negative() {

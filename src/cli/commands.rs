@@ -54,9 +54,11 @@ pub fn models(g: &Global) -> anyhow::Result<i32> {
 pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     let mut spec = a.index.spec();
     spec.params = IndexParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.index.ef_search };
+    // The source first: one that cannot be read creates no index.
+    let defaults = SourceDefaults { label: a.label, brand: a.brand.clone(), ..Default::default() };
+    let (items, row_errors) = crate::ingest::read_sources(std::slice::from_ref(&a.source), &defaults)?;
     let opened = open(g, &spec)?;
     let embedder = opened.embedder(&bulk(g))?;
-    let defaults = SourceDefaults { label: a.label, brand: a.brand.clone(), ..Default::default() };
     let mut opts = IngestOptions::default();
     // The operator's own manifest may point at intranet hosts.
     opts.fetch.allow_private = true;
@@ -66,7 +68,7 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     }
     opts.pipeline.inference_threads = crate::embed::available_cores();
     opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| a.index.dir.join("ingest-errors.csv")));
-    let report = crate::ingest::index_sources(&opened.catalog, &embedder, std::slice::from_ref(&a.source), &defaults, &opts)?;
+    let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
     Ok(i32::from(report.counts.failed > 0))
 }

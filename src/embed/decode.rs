@@ -1,5 +1,5 @@
-//! Bytes → RGB pixels, with a pixel limit checked from the header before any
-//! pixel is decoded, EXIF orientation applied, alpha flattened onto white,
+//! Bytes → RGB pixels, with a pixel limit and a side limit checked from the
+//! header before any pixel is decoded (and the decoder's own allocations capped), EXIF orientation applied, alpha flattened onto white,
 //! and grey / CMYK / 16-bit images converted to 8-bit RGB.
 
 use std::io::Cursor;
@@ -15,15 +15,24 @@ pub const SUPPORTED_FORMATS: &[ImageFormat] =
 /// Default maximum number of pixels of an input image (40 MP).
 pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 
+/// Default longest side of an input image, in pixels. Resizing to the model's
+/// input keeps an intermediate of (longest side × model side) pixels, so the
+/// side, not only the pixel count, bounds memory: a 40,000,000 × 1 image has
+/// few pixels but would need 27 GB there.
+pub const DEFAULT_MAX_SIDE: u32 = 16_384;
+
+/// What an input image may be, checked from its header before any pixel is decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
-    /// Width × height above which an image is refused before decoding.
+    /// Width × height above which an image is refused.
     pub max_pixels: u64,
+    /// Width or height above which an image is refused.
+    pub max_side: u32,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_pixels: DEFAULT_MAX_PIXELS }
+        DecodeLimits { max_pixels: DEFAULT_MAX_PIXELS, max_side: DEFAULT_MAX_SIDE }
     }
 }
 
@@ -67,6 +76,9 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(EmbedError::TooLarge { source_name: name(), width, height, pixels, limit: limits.max_pixels });
+    }
+    if width.max(height) > limits.max_side {
+        return Err(EmbedError::TooLong { source_name: name(), width, height, limit: limits.max_side });
     }
     if pixels == 0 {
         return Err(EmbedError::Corrupt { source_name: name(), detail: "image has zero width or height".into() });

@@ -17,6 +17,8 @@ pub enum EmbedError {
     UnsupportedFormat { source_name: String, format: String },
     #[error("{source_name}: image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
     TooLarge { source_name: String, width: u32, height: u32, pixels: u64, limit: u64 },
+    #[error("{source_name}: image is {width}x{height}; a side over {limit} pixels is refused")]
+    TooLong { source_name: String, width: u32, height: u32, limit: u32 },
     #[error("{source_name}: image data is truncated: {detail}")]
     Truncated { source_name: String, detail: String },
     #[error("{source_name}: image data is corrupt: {detail}")]
@@ -49,6 +51,7 @@ impl EmbedError {
                 | EmbedError::NotAnImage { .. }
                 | EmbedError::UnsupportedFormat { .. }
                 | EmbedError::TooLarge { .. }
+                | EmbedError::TooLong { .. }
                 | EmbedError::Truncated { .. }
                 | EmbedError::Corrupt { .. }
         )
@@ -62,6 +65,7 @@ impl EmbedError {
             EmbedError::NotAnImage { .. } => "not-an-image",
             EmbedError::UnsupportedFormat { .. } => "unsupported-format",
             EmbedError::TooLarge { .. } => "too-large",
+            EmbedError::TooLong { .. } => "too-long",
             EmbedError::Truncated { .. } => "truncated",
             EmbedError::Corrupt { .. } => "corrupt",
             EmbedError::Manifest { .. } => "model-manifest",

@@ -11,6 +11,8 @@ pub enum IngestError {
     Row { path: PathBuf, line: usize, detail: String },
     #[error("{source_name}: {detail}")]
     Fetch { source_name: String, detail: String },
+    #[error("{source_name}: the process stopped while indexing this image; quarantined and not retried")]
+    Crashed { source_name: String },
     #[error(transparent)]
     Embed(#[from] EmbedError),
     #[error(transparent)]
@@ -24,6 +26,7 @@ impl IngestError {
             IngestError::Source { .. } => "source",
             IngestError::Row { .. } => "manifest-row",
             IngestError::Fetch { .. } => "fetch",
+            IngestError::Crashed { .. } => "crashed",
             IngestError::Embed(e) => e.kind(),
             IngestError::Catalog(_) => "catalog",
         }

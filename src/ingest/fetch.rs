@@ -8,7 +8,7 @@
 //! was checked (no second DNS lookup to rebind).
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use super::source::is_url;
@@ -34,46 +34,81 @@ impl Default for FetchOptions {
 
 pub const MAX_REDIRECTS: usize = 3;
 
-/// Why an address is not a public one, if it is not.
+/// Why an address is not a public (globally reachable) one, if it is not.
+/// IPv4 uses `ip_network`'s classification of the IANA special-purpose
+/// registry (private, loopback, link-local, shared/CGNAT, documentation,
+/// benchmarking 198.18/15, IETF protocol assignments 192.0.0/24, reserved,
+/// broadcast, "this network"), plus multicast; IPv6 refuses every
+/// non-global unicast range and every multicast address, and judges an IPv4
+/// address embedded in IPv6 (compatible `::a.b.c.d`, mapped `::ffff:`,
+/// NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`, Teredo
+/// `2001::/32`) by the IPv4 rules (and refuses it even when that IPv4 is public).
 pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            if v4.is_loopback() {
-                Some("loopback")
-            } else if v4.is_private() {
-                Some("private")
-            } else if v4.is_link_local() {
-                Some("link-local")
-            } else if v4.is_unspecified() || o[0] == 0 {
-                Some("unspecified")
-            } else if v4.is_multicast() || v4.is_broadcast() || o[0] >= 240 {
-                Some("multicast/reserved")
-            } else if o[0] == 100 && (o[1] & 0xC0) == 64 {
-                Some("shared (CGNAT)")
-            } else {
-                None
-            }
-        }
+        IpAddr::V4(v4) => non_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return non_public(IpAddr::V4(v4));
+            if let Some(v4) = embedded_v4(v6) {
+                // Named by the IPv4 rules; a public IPv4 behind a translation
+                // prefix is refused too (a translated route we do not follow).
+                return Some(non_public_v4(v4).unwrap_or("IPv4-embedding (NAT64 / 6to4 / Teredo / compatible)"));
             }
-            let s = v6.segments();
+            let net = ip_network::Ipv6Network::from(v6);
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
                 Some("unspecified")
-            } else if (s[0] & 0xfe00) == 0xfc00 {
+            } else if net.is_unique_local() {
                 Some("unique-local")
-            } else if (s[0] & 0xffc0) == 0xfe80 {
+            } else if net.is_unicast_link_local() {
                 Some("link-local")
             } else if v6.is_multicast() {
                 Some("multicast")
+            } else if !net.is_unicast_global() {
+                Some("special-purpose")
             } else {
                 None
             }
         }
+    }
+}
+
+fn non_public_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let net = ip_network::Ipv4Network::from(v4);
+    if v4.is_loopback() {
+        Some("loopback")
+    } else if v4.is_private() {
+        Some("private")
+    } else if v4.is_link_local() {
+        Some("link-local")
+    } else if v4.is_unspecified() || v4.octets()[0] == 0 {
+        Some("unspecified")
+    } else if net.is_shared_address_space() {
+        Some("shared (CGNAT)")
+    } else if v4.is_multicast() || v4.is_broadcast() {
+        Some("multicast/broadcast")
+    } else if !net.is_global() {
+        Some("special-purpose")
+    } else {
+        None
+    }
+}
+
+/// The IPv4 address an IPv6 address carries, for the forms that route to it.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let tail = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        // IPv4-compatible ::a.b.c.d (deprecated); :: and ::1 are judged as IPv6.
+        [0, 0, 0, 0, 0, 0, hi, lo] if (hi, lo) != (0, 0) && (hi, lo) != (0, 1) => Some(tail(hi, lo)),
+        // NAT64 well-known prefix 64:ff9b::/96 and local-use 64:ff9b:1::/48
+        // (the IPv4 in the last 32 bits); 6to4 2002:AABB:CCDD::/48.
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] | [0x64, 0xff9b, 1, _, _, _, hi, lo] | [0x2002, hi, lo, ..] => Some(tail(hi, lo)),
+        // Teredo 2001:0000::/32: the client's address is the last 32 bits, inverted.
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(Ipv4Addr::from(!((u32::from(hi) << 16) | u32::from(lo)))),
+        _ => None,
     }
 }
 
@@ -184,6 +219,22 @@ mod tests {
             ("fd00::1", Some("unique-local")),
             ("fe80::1", Some("link-local")),
             ("::ffff:10.0.0.1", Some("private")),
+            ("::127.0.0.1", Some("loopback")),
+            ("64:ff9b::127.0.0.1", Some("loopback")),
+            ("64:ff9b:1::10.0.0.1", Some("private")),
+            ("2002:7f00:1::", Some("loopback")),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", Some("loopback")),
+            ("198.18.0.1", Some("special-purpose")),
+            ("198.19.255.255", Some("special-purpose")),
+            ("192.0.0.8", Some("special-purpose")),
+            ("192.0.2.1", Some("special-purpose")),
+            ("203.0.113.9", Some("special-purpose")),
+            ("224.0.0.1", Some("multicast/broadcast")),
+            ("255.255.255.255", Some("multicast/broadcast")),
+            ("240.0.0.1", Some("special-purpose")),
+            ("2001:db8::1", Some("special-purpose")),
+            ("ff0e::1", Some("multicast")),
+            ("64:ff9b::8.8.8.8", Some("IPv4-embedding (NAT64 / 6to4 / Teredo / compatible)")),
             ("8.8.8.8", None),
             ("2606:4700::1111", None),
         ] {

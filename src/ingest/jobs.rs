@@ -12,7 +12,8 @@ use crossbeam_channel::{unbounded, Sender};
 use serde::Serialize;
 
 use super::{
-    ingest, parse_manifest, FetchOptions, IngestCounts, IngestError, IngestOptions, ItemError, ManifestFormat, ProgressMode, SourceDefaults,
+    ingest, parse_manifest, FetchOptions, IngestCounts, IngestError, IngestOptions, ItemError, ItemHook, ManifestFormat, ProgressMode,
+    SourceDefaults, SourceItem,
 };
 use crate::catalog::{Catalog, CatalogError, JobStatus};
 use crate::embed::Embedder;
@@ -83,7 +84,7 @@ impl JobQueue {
 
     /// Validates and stores a manifest, queues it, and returns the job id.
     pub fn submit(&self, format: ManifestFormat, text: &str) -> Result<String, JobError> {
-        parse_manifest(text, Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
+        parse_manifest(text.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
         let id = new_id();
         self.catalog.create_job(&id, format.as_str(), text)?;
         let _ = self.tx.send(id.clone());
@@ -118,7 +119,24 @@ fn new_id() -> String {
     format!("job-{}", &crate::util::sha256_hex(seed.as_bytes())[..16])
 }
 
-fn run_job(catalog: &Catalog, embedder: &Embedder, settings: &JobSettings, id: &str, live: &Mutex<HashMap<String, IngestCounts>>) {
+/// The items and row errors of a stored job; items that crashed the process
+/// before (the quarantine, plus the one in flight at the last crash) become
+/// errors. `None` when the job's manifest cannot be read.
+fn job_items(catalog: &Catalog, row: &crate::catalog::JobRow) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
+    let format = row.format.parse::<ManifestFormat>().map_err(|detail| IngestError::Source { path: "upload".into(), detail })?;
+    let (items, mut row_errors) = parse_manifest(row.source.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default())?;
+    let mut quarantined: Vec<String> = serde_json::from_str(&row.quarantined).unwrap_or_default();
+    if let (Some(poison), true) = (&row.in_flight, row.crashes > 0) {
+        tracing::warn!("job {}: {poison} was in flight when the process died: quarantined", row.id);
+        catalog.quarantine_job_in_flight(&row.id)?;
+        quarantined.push(poison.clone());
+    }
+    let (bad, items): (Vec<SourceItem>, Vec<SourceItem>) = items.into_iter().partition(|it| quarantined.contains(&it.image));
+    row_errors.extend(bad.into_iter().map(|it| IngestError::Crashed { source_name: it.image }));
+    Ok((items, row_errors))
+}
+
+fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, id: &str, live: &Mutex<HashMap<String, IngestCounts>>) {
     let set = |status: JobStatus, counts: &IngestCounts, errors: &str, msg: Option<&str>| {
         let c = serde_json::to_string(counts).unwrap_or_default();
         if let Err(e) = catalog.update_job(id, status, &c, errors, msg) {
@@ -126,18 +144,24 @@ fn run_job(catalog: &Catalog, embedder: &Embedder, settings: &JobSettings, id: &
         }
     };
     let Ok(Some(row)) = catalog.job(id) else { return };
-    let parsed = row
-        .format
-        .parse::<ManifestFormat>()
-        .map_err(|detail| IngestError::Source { path: "upload".into(), detail })
-        .and_then(|format| parse_manifest(&row.source, Path::new("upload"), None, format, &SourceDefaults::default()));
-    let (items, row_errors) = match parsed {
+    let (items, row_errors) = match job_items(catalog, &row) {
         Ok(v) => v,
         Err(e) => return set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
     };
     set(JobStatus::Running, &IngestCounts { total: items.len() + row_errors.len(), ..Default::default() }, "[]", None);
     let mut opts = IngestOptions { progress: ProgressMode::Quiet, fetch: settings.fetch.clone(), ..Default::default() };
     opts.pipeline.inference_threads = settings.inference_threads;
+    if row.crashes > 0 {
+        // The process died while this job ran: go carefully, one item at a
+        // time, recording the one in flight, so that an item that kills the
+        // process again is quarantined on the next start instead of replayed.
+        let (catalog, id) = (catalog.clone(), id.to_string());
+        opts.careful = Some(ItemHook(Arc::new(move |item: Option<&SourceItem>| {
+            if let Err(e) = catalog.set_job_in_flight(&id, item.map(|i| i.image.as_str())) {
+                tracing::error!("job {id}: cannot record the item in flight: {e}");
+            }
+        })));
+    }
     let result = ingest(catalog, embedder, items, &row_errors, &opts, |c| {
         live.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), c.clone());
         set(JobStatus::Running, c, "[]", None);

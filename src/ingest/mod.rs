@@ -45,6 +45,23 @@ pub struct IngestOptions {
     /// Where to write the errors file (CSV: `image,product_id,kind,reason`).
     pub errors_file: Option<PathBuf>,
     pub progress: ProgressMode,
+    /// Careful mode: items one at a time, each committed before the next, with
+    /// this hook called before each item (`Some`) and after its commit (`None`),
+    /// so a caller can record which item was in flight if the process dies.
+    pub careful: Option<ItemHook>,
+}
+
+/// Called around each item in careful mode.
+#[derive(Clone)]
+pub struct ItemHook(pub std::sync::Arc<ItemHookFn>);
+
+/// What an [`ItemHook`] calls.
+pub type ItemHookFn = dyn Fn(Option<&SourceItem>) + Send + Sync;
+
+impl std::fmt::Debug for ItemHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemHook")
+    }
 }
 
 impl Default for IngestOptions {
@@ -56,6 +73,7 @@ impl Default for IngestOptions {
             fetch: FetchOptions::default(),
             errors_file: None,
             progress: ProgressMode::Auto,
+            careful: None,
         }
     }
 }
@@ -238,12 +256,42 @@ pub fn ingest(
     let counts = IngestCounts { total: items.len() + row_errors.len(), failed: errors.len(), ..Default::default() };
     let mut progress = Progress::new(opts.progress, counts.total);
     let mut w = Writer { catalog, pending: Vec::new(), counts, errors, last_commit: Instant::now() };
+    match &opts.careful {
+        Some(hook) => run_careful(&mut w, items, &known, embedder, opts, hook, &mut on_progress)?,
+        None => run_pipelined(&mut w, items, &known, embedder, opts, &mut on_progress, &mut progress)?,
+    }
+    w.commit()?;
+    on_progress(&w.counts);
+    progress.finish(&w.counts);
+    // The errors file first: whatever happens to the dump, the operator gets the list.
+    let errors_file = match (&opts.errors_file, w.errors.is_empty()) {
+        (Some(p), false) => {
+            write_errors(p, &w.errors)
+                .map_err(|e| IngestError::Source { path: p.clone(), detail: format!("cannot write errors file: {e}") })?;
+            Some(p.clone())
+        }
+        _ => None,
+    };
+    catalog.persist()?;
+    Ok(IngestReport { counts: w.counts, seconds: started.elapsed().as_secs_f64(), errors: w.errors, errors_file })
+}
+
+/// Fetch and decode on workers, batched inference, one writer (the normal mode).
+fn run_pipelined(
+    w: &mut Writer<'_>,
+    items: Vec<SourceItem>,
+    known: &Known,
+    embedder: &Embedder,
+    opts: &IngestOptions,
+    on_progress: &mut dyn FnMut(&IngestCounts),
+    progress: &mut Progress,
+) -> Result<(), IngestError> {
     let mut fatal: Option<IngestError> = None;
     run_pipeline(
         embedder,
         items,
         &opts.pipeline,
-        |item: SourceItem, resizer| prepare(item, &known, embedder, opts, resizer),
+        |item: SourceItem, resizer| prepare(item, known, embedder, opts, resizer),
         |outcome, result| {
             if fatal.is_some() {
                 return;
@@ -259,22 +307,36 @@ pub fn ingest(
             progress.update(&w.counts, w.pending.len());
         },
     );
-    if let Some(e) = fatal {
-        return Err(e);
+    fatal.map_or(Ok(()), Err)
+}
+
+/// One item at a time, each committed before the next, `hook` around each.
+fn run_careful(
+    w: &mut Writer<'_>,
+    items: Vec<SourceItem>,
+    known: &Known,
+    embedder: &Embedder,
+    opts: &IngestOptions,
+    hook: &ItemHook,
+    on_progress: &mut dyn FnMut(&IngestCounts),
+) -> Result<(), IngestError> {
+    let mut resizer = Resizer::new();
+    for item in items {
+        (hook.0)(Some(&item));
+        let (outcome, result) = match prepare(item, known, embedder, opts, &mut resizer) {
+            Prepared::Tensor(o, t) => {
+                let no_vector =
+                    || crate::embed::EmbedError::Io { source_name: "model".into(), error: std::io::Error::other("no vector returned") };
+                (o, Some(embedder.embed_tensors(&t, 1).and_then(|v| v.into_iter().next().ok_or_else(no_vector))))
+            }
+            Prepared::Done(o) => (o, None),
+        };
+        w.take(outcome, result);
+        w.commit()?;
+        (hook.0)(None);
+        on_progress(&w.counts);
     }
-    w.commit()?;
-    on_progress(&w.counts);
-    progress.finish(&w.counts);
-    catalog.persist()?;
-    let errors_file = match (&opts.errors_file, w.errors.is_empty()) {
-        (Some(p), false) => {
-            write_errors(p, &w.errors)
-                .map_err(|e| IngestError::Source { path: p.clone(), detail: format!("cannot write errors file: {e}") })?;
-            Some(p.clone())
-        }
-        _ => None,
-    };
-    Ok(IngestReport { counts: w.counts, seconds: started.elapsed().as_secs_f64(), errors: w.errors, errors_file })
+    Ok(())
 }
 
 /// The `index` use case: reads each source (manifest or folder) and indexes
@@ -287,13 +349,19 @@ pub fn index_sources(
     defaults: &SourceDefaults,
     opts: &IngestOptions,
 ) -> Result<IngestReport, IngestError> {
+    let (items, row_errors) = read_sources(sources, defaults)?;
+    ingest(catalog, embedder, items, &row_errors, opts, |_| {})
+}
+
+/// Reads every source (manifest or folder): their items, and their rows that cannot be used.
+pub fn read_sources(sources: &[PathBuf], defaults: &SourceDefaults) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
     let (mut items, mut row_errors) = (Vec::new(), Vec::new());
     for source in sources {
         let (i, e) = read_source(source, defaults)?;
         items.extend(i);
         row_errors.extend(e);
     }
-    ingest(catalog, embedder, items, &row_errors, opts, |_| {})
+    Ok((items, row_errors))
 }
 
 fn write_errors(path: &std::path::Path, errors: &[ItemError]) -> std::io::Result<()> {

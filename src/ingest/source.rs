@@ -93,44 +93,46 @@ pub fn read_source(path: &Path, defaults: &SourceDefaults) -> Result<(Vec<Source
     if path.is_dir() {
         return read_folder(path, defaults);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| IngestError::Source { path: path.into(), detail: format!("cannot read: {e}") })?;
+    let bytes = std::fs::read(path).map_err(|e| IngestError::Source { path: path.into(), detail: format!("cannot read: {e}") })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse_manifest(&text, path, Some(&base), ManifestFormat::detect(path, &text), defaults)
+    let format = ManifestFormat::detect(path, &String::from_utf8_lossy(&bytes[..bytes.len().min(64)]));
+    parse_manifest(&bytes, path, Some(&base), format, defaults)
 }
 
-/// Parses manifest text. `base` resolves relative image paths; without one
-/// (an uploaded manifest) only URLs and absolute paths are accepted.
+/// 1-based numbers of the lines of `bytes` that are not valid UTF-8.
+fn non_utf8_lines(bytes: &[u8]) -> std::collections::BTreeSet<usize> {
+    bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| std::str::from_utf8(l).is_err()).map(|(i, _)| i + 1).collect()
+}
+
+/// Parses a manifest. `base` resolves relative image paths; without one (an
+/// uploaded manifest) only URLs and absolute paths are accepted. Every row
+/// that cannot be used — not UTF-8, malformed, an invalid identifier or
+/// label, a product labelled differently on an earlier row — is an error
+/// naming its line; only a manifest without the required columns is an `Err`.
 pub fn parse_manifest(
-    text: &str,
+    bytes: &[u8],
     path: &Path,
     base: Option<&Path>,
     format: ManifestFormat,
     defaults: &SourceDefaults,
 ) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
-    let rows: Vec<(usize, Result<Row, String>)> = if format == ManifestFormat::JsonLines {
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| (i + 1, serde_json::from_str::<Row>(l).map_err(|e| format!("invalid JSON: {e}"))))
-            .collect()
-    } else {
-        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
-        let headers =
-            rdr.headers().map_err(|e| IngestError::Source { path: path.into(), detail: format!("invalid CSV header: {e}") })?.clone();
-        for required in ["image", "product_id"] {
-            if !headers.iter().any(|h| h.trim() == required) {
-                return Err(IngestError::Source {
-                    path: path.into(),
-                    detail: format!("CSV header lacks '{required}' (expected image,product_id,label,brand,name,category)"),
-                });
-            }
-        }
-        rdr.deserialize::<Row>().enumerate().map(|(i, r)| (i + 2, r.map_err(|e| format!("invalid CSV row: {e}")))).collect()
+    let bad_lines = non_utf8_lines(bytes);
+    let text = String::from_utf8_lossy(bytes);
+    let rows = match format {
+        ManifestFormat::JsonLines => json_rows(&text),
+        ManifestFormat::Csv => csv_rows(&text, path)?,
     };
     let mut items = Vec::new();
     let mut errors = Vec::new();
+    let mut labels: std::collections::HashMap<String, (Label, usize)> = std::collections::HashMap::new();
     for (line, row) in rows {
-        match row.and_then(|r| item_of(r, base, defaults)) {
+        let item = if bad_lines.contains(&line) {
+            Err("the line is not valid UTF-8".to_string())
+        } else {
+            row.and_then(|r| item_of(r, base, defaults))
+        };
+        let item = item.and_then(|it| consistent_label(&mut labels, it, line));
+        match item {
             Ok(item) => items.push(item),
             Err(detail) => errors.push(IngestError::Row { path: path.into(), line, detail }),
         }
@@ -138,11 +140,79 @@ pub fn parse_manifest(
     Ok((items, errors))
 }
 
+/// One source gives each product one label: a later row that disagrees is an error.
+fn consistent_label(
+    labels: &mut std::collections::HashMap<String, (Label, usize)>,
+    it: SourceItem,
+    line: usize,
+) -> Result<SourceItem, String> {
+    if it.product.product_id.is_empty() {
+        return Ok(it); // a distractor query
+    }
+    match labels.get(&it.product.product_id) {
+        Some((l, first)) if *l != it.product.label => {
+            Err(format!("product '{}' is labelled {} on line {first}; this row says {}", it.product.product_id, l, it.product.label))
+        }
+        Some(_) => Ok(it),
+        None => {
+            labels.insert(it.product.product_id.clone(), (it.product.label, line));
+            Ok(it)
+        }
+    }
+}
+
+/// A manifest row with its line number, or what is wrong with it.
+type NumberedRow = (usize, Result<Row, String>);
+
+fn json_rows(text: &str) -> Vec<NumberedRow> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, serde_json::from_str::<Row>(l).map_err(|e| format!("invalid JSON: {e}"))))
+        .collect()
+}
+
+fn csv_rows(text: &str, path: &Path) -> Result<Vec<NumberedRow>, IngestError> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| IngestError::Source { path: path.into(), detail: format!("invalid CSV header: {e}") })?.clone();
+    for required in ["image", "product_id"] {
+        if !headers.iter().any(|h| h.trim() == required) {
+            return Err(IngestError::Source {
+                path: path.into(),
+                detail: format!("CSV header lacks '{required}' (expected image,product_id,label,brand,name,category)"),
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let before = rdr.position().byte();
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = rec.position().map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                rows.push((line, rec.deserialize::<Row>(Some(&headers)).map_err(|e| format!("invalid CSV row: {e}"))));
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                rows.push((line, Err(format!("invalid CSV row: {e}"))));
+                if rdr.position().byte() == before {
+                    break; // no progress: stop rather than loop
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// One manifest row as an item to index, or what is wrong with it.
 fn item_of(row: Row, base: Option<&Path>, defaults: &SourceDefaults) -> Result<SourceItem, String> {
     let image = nonempty(row.image).ok_or("'image' is empty")?;
     let product_id = match nonempty(row.product_id) {
-        Some(p) => p,
+        Some(p) => {
+            crate::catalog::check_product_id(&p)?;
+            p
+        }
         None if defaults.allow_missing_product => String::new(),
         None => return Err("'product_id' is empty".into()),
     };

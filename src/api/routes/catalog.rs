@@ -12,10 +12,7 @@ use crate::api::types::{AddImageOut, DeletedOut, ProductIn, ProductOut};
 use crate::catalog::NewImage;
 
 fn valid_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("product id must be 1-200 printable characters".into()));
-    }
-    Ok(())
+    crate::catalog::check_product_id(id).map_err(ApiError::BadRequest)
 }
 
 fn image_id(id: &str) -> Result<i64, ApiError> {
