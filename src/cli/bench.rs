@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::args::{BenchAnnArgs, BenchEmbedArgs, BenchLookupArgs, Global};
-use super::commands::{embed_options, open_for_bench};
+use super::commands::{embed_options, open};
 use crate::catalog::{IndexParams, VectorIndex};
 use crate::embed::{run_pipeline, Embedder, PipelineOptions, Prepared};
 use crate::index::open_registry;
@@ -76,7 +76,7 @@ pub fn ann(a: &BenchAnnArgs) -> anyhow::Result<i32> {
 
 /// Library lookups (read + decode + embed + [`crate::search::lookup`]) on `concurrency` threads.
 pub fn lookup(g: &Global, a: &BenchLookupArgs) -> anyhow::Result<i32> {
-    let opened = open_for_bench(g, &a.index)?;
+    let opened = open(g, &a.index.spec())?;
     let c = a.concurrency.max(1);
     let embedder = opened.embedder(&embed_options(g, c, 1))?;
     let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, None);

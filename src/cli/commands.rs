@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 
 use super::args::{
-    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexArgs, IndexCmdArgs, IndexOnly, SearchArgs, ServeArgs, StatsArgs,
-    TuneCmdArgs,
+    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexCmdArgs, IndexOnly, SearchArgs, ServeArgs, StatsArgs, TuneCmdArgs,
 };
 use super::print;
 use crate::catalog::{Filter, IndexParams, OpenReport};
@@ -239,9 +238,4 @@ pub fn delete(g: &Global, a: &DeleteArgs) -> anyhow::Result<i32> {
         eprintln!("deleted image {id}");
     }
     Ok(0)
-}
-
-/// The index folder a benchmark opens.
-pub(super) fn open_for_bench(g: &Global, index: &IndexArgs) -> anyhow::Result<OpenIndex> {
-    open(g, &index.spec())
 }
