@@ -75,6 +75,14 @@ fn eval_reports_every_metric_in_range() {
     let vc = &r["verdict_confusion"];
     assert_eq!(vc["distractor"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(vc["counterfeit"].is_object() && vc["authentic"].is_object(), "{vc}");
+    // The decision rates agree with the verdict matrix.
+    let cell = |row: &str, col: &str| vc[row][col].as_u64().unwrap_or(0) as f64;
+    let total = |row: &str| vc[row].as_object().unwrap().values().map(|v| v.as_u64().unwrap() as f64).sum::<f64>();
+    let close = |key: &str, want: f64| assert!((r[key].as_f64().unwrap() - want).abs() < 1e-9, "{key}: {} vs {want}", r[key]);
+    close("false_accusation_rate", cell("authentic", "likely_counterfeit") / total("authentic"));
+    close("catch_rate", cell("counterfeit", "likely_counterfeit") / total("counterfeit"));
+    let decided: f64 = ["authentic", "counterfeit"].iter().map(|row| cell(row, "likely_authentic") + cell(row, "likely_counterfeit")).sum();
+    close("coverage", decided / (total("authentic") + total("counterfeit")));
     // The HTML report: self-contained, three plots, the gallery.
     let html = std::fs::read_to_string(work.path().join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3, "reliability, ROC, histograms");

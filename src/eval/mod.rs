@@ -85,6 +85,12 @@ pub struct Metrics {
     pub ece: f64,
     pub verdict_accuracy: Option<f64>,
     pub distractor_false_match_rate: Option<f64>,
+    /// Authentic queries called `likely_counterfeit` (null unless the catalog has both labels).
+    pub false_accusation_rate: Option<f64>,
+    /// Counterfeit queries called `likely_counterfeit` (null unless the catalog has both labels).
+    pub catch_rate: Option<f64>,
+    /// Labelled queries that got a `likely_*` verdict (null unless the catalog has both labels).
+    pub coverage: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,6 +379,26 @@ fn mistakes(outcomes: &[Outcome]) -> Vec<Mistake> {
     out
 }
 
+/// What a marketplace decides on: the share of authentic queries called
+/// `likely_counterfeit`, of counterfeit queries caught, and of labelled
+/// queries with a `likely_*` verdict at all.
+fn decision_rates(outcomes: &[Outcome], has_both_labels: bool) -> (Option<f64>, Option<f64>, Option<f64>) {
+    if !has_both_labels {
+        return (None, None, None);
+    }
+    let share = |label: Option<Label>, hit: &dyn Fn(VerdictKind) -> bool| {
+        let of: Vec<VerdictKind> = outcomes
+            .iter()
+            .filter(|o| o.truth.is_some() && label.is_none_or(|l| o.truth_label == Some(l)))
+            .map(|o| o.answer.verdict)
+            .collect();
+        (!of.is_empty()).then(|| of.iter().filter(|v| hit(**v)).count() as f64 / of.len() as f64)
+    };
+    let accused = |v: VerdictKind| v == VerdictKind::LikelyCounterfeit;
+    let decided = |v: VerdictKind| matches!(v, VerdictKind::LikelyAuthentic | VerdictKind::LikelyCounterfeit);
+    (share(Some(Label::Authentic), &accused), share(Some(Label::Counterfeit), &accused), share(None, &decided))
+}
+
 fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let with_truth: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_some()).collect();
     let ranks: Vec<Option<usize>> = with_truth.iter().map(|o| o.ranked.iter().position(|(p, _)| Some(p) == o.truth.as_ref())).collect();
@@ -395,7 +421,11 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let distractors: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_none()).collect();
     let distractor_false_match_rate = (!distractors.is_empty())
         .then(|| distractors.iter().filter(|o| o.answer.verdict != VerdictKind::NoMatch).count() as f64 / distractors.len() as f64);
+    let (false_accusation_rate, catch_rate, coverage) = decision_rates(outcomes, has_both_labels);
     Metrics {
+        false_accusation_rate,
+        catch_rate,
+        coverage,
         n_queries: outcomes.len(),
         recall_at_1: recall_at_k(&ranks, 1),
         recall_at_5: recall_at_k(&ranks, 5),
