@@ -44,7 +44,8 @@ python3 - "$WORK/report.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"look-alike protocol: {d['n_queries']} packaged queries, {d['n_catalog_images']} catalog images; "
-      f"verdict accuracy {d['verdict_accuracy']:.3f}; product R@1 {d['recall_at_1']:.3f}")
+      f"verdict accuracy {d['verdict_accuracy']:.3f}; product R@1 {d['recall_at_1']:.3f}; "
+      f"false accusation rate {d['false_accusation_rate']:.3f}, catch rate {d['catch_rate']:.3f}, coverage {d['coverage']:.3f}")
 cols = ["likely_authentic", "likely_counterfeit", "uncertain", "no_match"]
 print("| truth → verdict | " + " | ".join(cols) + " |")
 print("|---" * (len(cols) + 1) + "|")

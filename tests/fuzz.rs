@@ -128,7 +128,8 @@ fn marker(input: &[u8]) -> String {
             "loaded".into()
         }
         Ok(None) => "none".into(),
-        Err(e) => format!("err {}", e.to_string().chars().take(30).collect::<String>()),
+        // The error's first words without numbers or quoted values: its kind, not its details.
+        Err(e) => format!("err {}", e.to_string().chars().filter(|c| c.is_alphabetic() || *c == ' ').take(30).collect::<String>()),
     }
 }
 
