@@ -491,7 +491,7 @@ fn load_graph(
     let vdir = graph_dir(dir, &opts.model, projection);
     let generation = store.generation()?;
     let loaded = VectorIndex::load(&vdir, graph_dim, opts.params).and_then(|found| match found {
-        Some((idx, marker)) => dump_matches_store(store, &opts.model, &marker).map(|()| Some((idx, marker))),
+        Some((idx, marker)) => dump_matches_store(store, generation, &opts.model, &marker).map(|()| Some((idx, marker))),
         None => Ok(None),
     });
     let (index, report) = match loaded {
@@ -528,8 +528,8 @@ fn load_graph(
 /// later generation, no image id beyond the store's, and exactly as many
 /// points as the store has vectors up to its highest id (a restored older
 /// store, or a store file swapped for another, fails one of these).
-fn dump_matches_store(store: &Store, model: &str, marker: &super::vectors::DumpMarker) -> Result<(), CatalogError> {
-    let (generation, max_id) = (store.generation()?, store.max_image_id()?);
+fn dump_matches_store(store: &Store, generation: u64, model: &str, marker: &super::vectors::DumpMarker) -> Result<(), CatalogError> {
+    let max_id = store.max_image_id()?;
     let vectors = store.count_vectors_upto(model, marker.max_image_id)?;
     let why = if marker.generation > generation {
         format!("it is from store generation {}, the store is at {generation} (a restored older store?)", marker.generation)

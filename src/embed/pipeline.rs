@@ -131,7 +131,10 @@ fn infer_loop<M>(embedder: &Embedder, rx: &Receiver<Prepared<M>>, batch_size: us
 
 /// The `embed` use case: embeds image files in bulk, one result per file, in order.
 pub fn embed_files(embedder: &Embedder, paths: &[std::path::PathBuf], opts: &PipelineOptions) -> Vec<Result<Vec<f32>, EmbedError>> {
-    let mut results: Vec<Option<Result<Vec<f32>, EmbedError>>> = (0..paths.len()).map(|_| None).collect();
+    // Every slot starts as "not embedded"; the sink overwrites each one it reaches.
+    let not_embedded =
+        |p: &std::path::PathBuf| EmbedError::Io { source_name: p.display().to_string(), error: std::io::Error::other("not embedded") };
+    let mut results: Vec<Result<Vec<f32>, EmbedError>> = paths.iter().map(|p| Err(not_embedded(p))).collect();
     run_pipeline(
         embedder,
         paths.iter().enumerate(),
@@ -146,21 +149,11 @@ pub fn embed_files(embedder: &Embedder, paths: &[std::path::PathBuf], opts: &Pip
                 Err(e) => Prepared::Done((i, Some(e))),
             }
         },
-        |(i, err), res| {
-            results[i] = Some(match (err, res) {
-                (Some(e), _) => Err(e),
-                (None, Some(r)) => r,
-                (None, None) => {
-                    Err(EmbedError::Io { source_name: paths[i].display().to_string(), error: std::io::Error::other("not embedded") })
-                }
-            });
+        |(i, err), res| match (err, res) {
+            (Some(e), _) => results[i] = Err(e),
+            (None, Some(r)) => results[i] = r,
+            (None, None) => {}
         },
     );
     results
-        .into_iter()
-        .zip(paths)
-        .map(|(r, p)| {
-            r.unwrap_or_else(|| Err(EmbedError::Io { source_name: p.display().to_string(), error: std::io::Error::other("not embedded") }))
-        })
-        .collect()
 }

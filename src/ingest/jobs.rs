@@ -121,7 +121,7 @@ fn new_id() -> String {
 
 /// The items and row errors of a stored job; items that crashed the process
 /// before (the quarantine, plus the one in flight at the last crash) become
-/// errors. `None` when the job's manifest cannot be read.
+/// errors. `Err` when the job's manifest cannot be read at all.
 fn job_items(catalog: &Catalog, row: &crate::catalog::JobRow) -> Result<(Vec<SourceItem>, Vec<IngestError>), IngestError> {
     let format = row.format.parse::<ManifestFormat>().map_err(|detail| IngestError::Source { path: "upload".into(), detail })?;
     let (items, mut row_errors) = parse_manifest(row.source.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default())?;

@@ -128,25 +128,8 @@ enum Outcome {
 }
 
 impl ItemError {
-    fn new(item: SourceItem, e: &impl ErrorKind) -> Self {
+    fn new(item: SourceItem, e: &IngestError) -> Self {
         ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() }
-    }
-}
-
-/// Errors that name their kind for the errors file.
-trait ErrorKind: std::fmt::Display {
-    fn kind(&self) -> &'static str;
-}
-
-impl ErrorKind for IngestError {
-    fn kind(&self) -> &'static str {
-        IngestError::kind(self)
-    }
-}
-
-impl ErrorKind for crate::embed::EmbedError {
-    fn kind(&self) -> &'static str {
-        crate::embed::EmbedError::kind(self)
     }
 }
 
@@ -205,7 +188,7 @@ impl Writer<'_> {
             }
             (Outcome::Embed(d), Some(Err(e))) => {
                 self.counts.failed += 1;
-                self.errors.push(ItemError::new(d.item, &e));
+                self.errors.push(ItemError::new(d.item, &IngestError::Embed(e)));
             }
             (Outcome::Embed(d), None) => {
                 self.counts.failed += 1;

@@ -11,10 +11,6 @@ use crate::api::extract::{Admin, ApiPath, Caller, ImageBody, JsonBody, Read};
 use crate::api::types::{AddImageOut, DeletedOut, ProductIn, ProductOut};
 use crate::catalog::NewImage;
 
-fn valid_id(id: &str) -> Result<(), ApiError> {
-    crate::catalog::check_product_id(id).map_err(ApiError::BadRequest)
-}
-
 fn image_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))
 }
@@ -38,7 +34,6 @@ pub async fn put_product(
     body: Result<JsonBody<ProductIn>, ApiError>,
 ) -> Result<Json<ProductOut>, ApiError> {
     caller?;
-    valid_id(&id)?;
     let product = body?.0.into_product(id.clone());
     blocking(move || {
         state.catalog.upsert_product(&product)?;
