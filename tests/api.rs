@@ -613,7 +613,9 @@ fn every_error_is_problem_json_even_from_the_query_string_and_body_limit() {
     assert!(j["detail"].as_str().unwrap().contains("query"), "{j}");
     let (st, ct, _) = send(ureq::post(&url(&s, "/v1/lookup?label=maybe")), Some(("image/jpeg", &jpeg("rocket"))));
     assert_eq!((st, ct.as_str()), (400, "application/problem+json"));
-    // A product body over the limit (2,000,000 bytes in these tests) is 413 problem+json.
+    // A product body over the limit (2,000,000 bytes in these tests) is 413 problem+json,
+    // and a client that writes its whole upload before reading gets that answer, not
+    // a broken pipe: the server reads on (to twice the limit) before answering.
     let big = format!("{{\"label\": \"authentic\", \"name\": \"{}\"}}", "x".repeat(2_100_000));
     let (st, ct, _) = send(ureq::put(&url(&s, "/v1/products/p1")), Some(("application/json", big.as_bytes())));
     assert_eq!((st, ct.as_str()), (413, "application/problem+json"));

@@ -77,9 +77,53 @@ fn media_type(req: &Request) -> String {
     full.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// The whole body, at most the service's limit (413 beyond it).
+/// How long, and how many bytes past the limit, an over-limit upload is read
+/// on and thrown away before the 413 goes out. A server that closes a
+/// connection with unread data makes the kernel send a reset, and the client's
+/// kernel then drops the 413 it had already received: the client sees
+/// "connection reset" or "broken pipe" instead of a clear answer. Uploads
+/// declared (or sent) beyond limit + limit are cut off without reading.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The whole body, at most `limit` bytes (413 beyond it, after draining the
+/// rest of a moderately oversized upload; see [`DRAIN_TIME`]).
 async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::TooLarge(limit))
+    use http_body_util::BodyExt;
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = req.into_body();
+    // What is read on past the limit before answering 413: as much again.
+    let drain_budget = limit.saturating_mul(2);
+    if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= drain_budget as u64) {
+            drain(body, drain_budget).await;
+        }
+        return Err(ApiError::TooLarge(limit));
+    }
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ApiError::TooLarge(limit))?.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            drain(body, drain_budget.saturating_sub(buf.len())).await;
+            return Err(ApiError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads and discards at most `max` more bytes of `body`, for at most [`DRAIN_TIME`].
+async fn drain(mut body: axum::body::Body, max: usize) {
+    use http_body_util::BodyExt;
+    let discard = async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
@@ -92,6 +136,10 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError, limit: usize) -
 
 /// Multipart fields, each at most the body limit in all (413 beyond it).
 async fn multipart_files(req: Request, limit: usize, max: usize) -> Result<(Vec<Bytes>, bool), ApiError> {
+    // Read the body first (with the limit and the drain), then parse it.
+    let (parts, body) = req.into_parts();
+    let bytes = body_bytes(Request::from_parts(parts.clone(), body), limit).await?;
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (mut files, mut too_many) = (Vec::new(), false);
     while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(&e, limit))? {
