@@ -117,7 +117,7 @@ async fn drain(mut body: axum::body::Body, max: usize) {
     let discard = async {
         let mut read = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len());
+            read += frame.data_ref().map_or(0, Bytes::len);
             if read > max {
                 break;
             }
