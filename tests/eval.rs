@@ -58,9 +58,19 @@ fn eval_reports_every_metric_in_range() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r, serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json_file).unwrap()).unwrap());
-    for key in
-        ["recall_at_1", "recall_at_5", "map", "mrr", "auc", "tpr_at_fpr_1pct", "ece", "verdict_accuracy", "distractor_false_match_rate"]
-    {
+    for key in [
+        "recall_at_1",
+        "recall_at_5",
+        "map",
+        "mrr",
+        "auc",
+        "tpr_at_fpr_1pct",
+        "ece",
+        "verdict_accuracy",
+        "distractor_false_match_rate",
+        "ece_counterfeit",
+        "distractor_p_no_match",
+    ] {
         let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing or null: {r}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
@@ -85,8 +95,9 @@ fn eval_reports_every_metric_in_range() {
     close("coverage", decided / (total("authentic") + total("counterfeit")));
     // The HTML report: self-contained, three plots, the gallery.
     let html = std::fs::read_to_string(work.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "reliability, ROC, histograms");
-    assert!(html.contains("Reliability diagram") && html.contains("ROC") && html.contains("Worst mistakes"));
+    assert_eq!(html.matches("<svg").count(), 4, "reliability, p_counterfeit reliability, ROC, histograms");
+    assert!(html.contains("Reliability diagram") && html.contains("Reliability of p_counterfeit") && html.contains("ROC"));
+    assert!(html.contains("Worst mistakes"));
     for external in ["src=\"http", "href=\"http", "<link", "<script"] {
         assert!(!html.contains(external), "no external resources ({external})");
     }
@@ -116,9 +127,12 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
     assert_eq!(stored.model, "efficientnet-lite0");
     assert_eq!(stored.n_queries, 16);
     assert!(stored.heldout_ece.contains_key("logistic") && stored.heldout_ece.contains_key("isotonic"));
-    // The generated catalog has both labels: the verdict margin is fitted on the same lookups.
+    // The generated catalog has both labels: the counterfeit thresholds are fitted on the same lookups.
     let v = stored.verdict.as_ref().expect("verdict thresholds fitted by calibrate");
-    assert!(knockoff::fit::VERDICT_MARGINS.contains(&v.margin) && v.n_queries == 16, "{v:?}");
+    assert_eq!(v.by_risk.len(), knockoff::fit::RISK_LEVELS.len(), "{v:?}");
+    assert!(v.n_authentic > 0 && v.n_authentic + v.n_counterfeit <= 16, "{v:?}");
+    // 8 products with 2 photos: too few for `index` to calibrate itself, so no presence model to keep.
+    assert!(stored.presence.is_none());
     // The index's own calibration wins over the model's shipped default.
     let (found, path) = knockoff::search::Calibration::find(&idx, &root().join("models/efficientnet-lite0")).unwrap();
     assert_eq!(path, idx.join("calibration.json"));
@@ -159,6 +173,10 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let out = run(&["index", work.path().join("cat.csv").to_str().unwrap(), "--index", idx_s]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let default_cal = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
+    // `index` ended by calibrating the index on its own photos (10 products, 4 photos each).
+    let own = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("index calibrates itself");
+    assert!(own.queries[0].starts_with("self-calibration") && own.presence.is_some() && own.verdict.is_some(), "{own:?}");
+    assert_eq!(own.projection, None);
 
     let out = run(&["tune", "--index", idx_s, "--folds", "4", "--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -175,12 +193,13 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     // The calibration is the projection's own, and it replaces the model default.
     let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).unwrap();
     assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
-    assert_eq!(cal.n_queries, 40);
-    // The catalog has both labels, so the verdict margin was fitted with it.
+    // Self-calibrated in the projected space: every photo looked up under both held-out schemes.
+    assert!(cal.queries[0].starts_with("self-calibration"), "{:?}", cal.queries);
+    assert_eq!(s["self_calibration"]["n_same_shoot"], 40, "{s}");
+    assert!(cal.presence.is_some());
+    // The catalog has both labels, so the counterfeit thresholds were fitted with it.
     let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
-    assert!(knockoff::fit::VERDICT_MARGINS.contains(&v.margin), "{v:?}");
-    assert_eq!(v.cost_by_margin.len(), knockoff::fit::VERDICT_MARGINS.len());
-    assert_eq!(s["verdict"]["margin"].as_f64().unwrap(), v.margin);
+    assert_eq!(v.by_risk.len(), knockoff::fit::RISK_LEVELS.len(), "{v:?}");
     let (found, _) =
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))
             .unwrap();

@@ -30,7 +30,55 @@ use crate::embed::{EmbedOptions, Embedder};
 use crate::index::{IndexSpec, OpenError};
 use crate::ingest::jobs::{JobError, JobQueue, JobSettings};
 use crate::ingest::FetchOptions;
+use crate::search::calibration::CalibrationInfo;
 use crate::search::VerdictConfig;
+
+/// The verdict settings lookups use, with what they were fitted on and the
+/// image count they were fitted at.
+#[derive(Debug, Clone)]
+pub struct Verdicts {
+    pub config: VerdictConfig,
+    pub info: Option<CalibrationInfo>,
+    pub fitted_at_images: i64,
+}
+
+impl AppState {
+    /// The current verdict settings (one `Arc` clone; a refit swaps in new ones).
+    pub fn verdicts(&self) -> Arc<Verdicts> {
+        self.verdict.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn load_verdicts(catalog: &Catalog, model_dir: &std::path::Path, configured: Option<&VerdictConfig>) -> Verdicts {
+        let images = catalog.stats().map_or(0, |s| s.counts.images);
+        Verdicts {
+            config: crate::search::calibration::verdict_config(catalog, model_dir, configured),
+            info: crate::search::calibration::describe(catalog, model_dir),
+            fitted_at_images: images,
+        }
+    }
+
+    /// Refits the calibration when the catalog's image count moved by at
+    /// least 10 % (and 10 images) since the last fit, then swaps it in.
+    /// Lookups keep the old settings until the swap; one refit at a time.
+    pub fn refit_if_changed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.catalog.stats().map_or(0, |s| s.counts.images);
+        let before = self.verdicts().fitted_at_images;
+        let moved = (now - before).abs();
+        if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let refit = crate::fit::self_calibrate_logged(&self.catalog, &mut |line| tracing::info!("refit: {line}"));
+        if let Err(e) = &refit {
+            tracing::warn!("refit failed: {e}");
+        }
+        let mut fresh = Self::load_verdicts(&self.catalog, &self.model_dir, self.config.verdict.as_ref());
+        fresh.fitted_at_images = now;
+        *self.verdict.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+        self.refitting.store(false, Ordering::SeqCst);
+        refit.is_ok()
+    }
+}
 
 /// Service limits.
 #[derive(Debug, Clone)]
@@ -42,8 +90,11 @@ pub struct ServiceConfig {
     pub max_batch: usize,
     pub request_timeout: Duration,
     pub allow_private_urls: bool,
-    /// A `[verdict]` section of the config file: its thresholds win over fitted ones.
+    /// A `[verdict]` section of the config file: the stated false-accusation
+    /// rate and the defaults that apply where nothing was fitted.
     pub verdict: Option<VerdictConfig>,
+    /// How often the catalog is checked for changes that call for a refit.
+    pub refit_interval: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -57,6 +108,7 @@ impl Default for ServiceConfig {
             request_timeout: Duration::from_secs(30),
             allow_private_urls: false,
             verdict: None,
+            refit_interval: Duration::from_secs(30),
         }
     }
 }
@@ -68,10 +120,14 @@ pub struct AppState {
     pub pool: InferencePool,
     pub keys: Keys,
     pub config: ServiceConfig,
-    /// The index's calibration and verdict thresholds.
-    pub verdict: VerdictConfig,
+    /// The index's calibration and verdict thresholds, swapped whole by the background refit.
+    verdict: std::sync::RwLock<Arc<Verdicts>>,
+    /// Set while a refit runs.
+    refitting: std::sync::atomic::AtomicBool,
     pub metrics: Metrics,
     pub jobs: JobQueue,
+    /// The model's folder (its shipped default calibration).
+    model_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +156,24 @@ pub fn start(
     let mut opts = EmbedOptions { sessions: config.inference_threads, intra_threads: intra_threads.unwrap_or(1), ..Default::default() };
     opts.limits.max_pixels = settings.max_pixels;
     let embedder = Arc::new(opened.embedder(&opts)?);
-    let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, config.verdict.as_ref());
+    let verdict = AppState::load_verdicts(&opened.catalog, &opened.manifest.dir, config.verdict.as_ref());
     let catalog = Arc::new(opened.catalog);
     let fetch = FetchOptions { allow_private: config.allow_private_urls, max_bytes: config.max_body_bytes as u64, ..Default::default() };
     let job_settings = JobSettings { fetch, inference_threads: config.inference_threads };
     let (jobs, resumed) = JobQueue::start(catalog.clone(), embedder.clone(), job_settings)?;
     let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
-    let state = AppState { catalog, embedder, pool, keys: settings.keys.clone(), config, verdict, metrics: Metrics::default(), jobs };
+    let state = AppState {
+        catalog,
+        embedder,
+        pool,
+        keys: settings.keys.clone(),
+        config,
+        verdict: std::sync::RwLock::new(Arc::new(verdict)),
+        refitting: std::sync::atomic::AtomicBool::new(false),
+        metrics: Metrics::default(),
+        jobs,
+        model_dir: opened.manifest.dir.clone(),
+    };
     Ok((Arc::new(state), resumed))
 }
 
@@ -117,7 +184,20 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and persists the index.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     let catalog = state.catalog.clone();
+    // Background refit: the catalog grows through jobs and admin writes;
+    // its calibration follows without a restart.
+    let refit_state = state.clone();
+    let refit = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refit_state.config.refit_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let st = refit_state.clone();
+            let _ = tokio::task::spawn_blocking(move || st.refit_if_changed()).await;
+        }
+    });
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    refit.abort();
     let _ = tokio::task::spawn_blocking(move || catalog.persist()).await;
     Ok(())
 }

@@ -11,11 +11,10 @@
 //! request_timeout_ms = 30000
 //! allow_private_urls = false
 //! max_pixels = 40000000
+//! refit_interval_ms = 30000
 //! [verdict]
-//! slope = 20.0
-//! midpoint = 0.75
-//! min_confidence = 0.5
-//! margin = 0.05
+//! max_false_accusation = 0.02
+//! authentic_threshold = 0.5
 //! [[api_keys]]
 //! name = "shop"
 //! role = "read"
@@ -58,6 +57,8 @@ pub struct ConfigFile {
     pub request_timeout_ms: Option<u64>,
     pub allow_private_urls: Option<bool>,
     pub max_pixels: Option<u64>,
+    /// How often the service checks whether the catalog changed enough to refit its calibration.
+    pub refit_interval_ms: Option<u64>,
     pub verdict: Option<VerdictConfig>,
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
@@ -128,6 +129,7 @@ impl Settings {
             request_timeout: o.request_timeout_ms.or(file.request_timeout_ms).map_or(d.request_timeout, Duration::from_millis),
             allow_private_urls: o.allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
             verdict: file.verdict,
+            refit_interval: file.refit_interval_ms.map_or(d.refit_interval, Duration::from_millis),
             ..d
         };
         Ok(Settings {
@@ -158,7 +160,8 @@ mod tests {
         let file = ConfigFile::parse(&text, Path::new("example.toml")).unwrap();
         let s = Settings::resolve(Overrides::default(), file).unwrap();
         assert_eq!(s.config.max_batch, 32);
-        assert_eq!(s.config.verdict.as_ref().map(|v| v.margin), Some(0.05));
+        assert_eq!(s.config.verdict.as_ref().map(|v| v.max_false_accusation), Some(0.02));
+        assert_eq!(s.config.refit_interval, Duration::from_secs(30));
         assert!(!s.keys.is_empty());
     }
 

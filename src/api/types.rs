@@ -121,6 +121,12 @@ impl From<search::Match> for MatchOut {
 pub struct LookupResponse {
     pub query: QueryInfo,
     pub matches: Vec<MatchOut>,
+    /// Probability that the photo shows a counterfeit-labelled catalog product.
+    pub p_counterfeit: f32,
+    /// Probability that it shows an authentic-labelled catalog product.
+    pub p_authentic: f32,
+    /// Probability that it shows none of the catalog's products (the three sum to 1).
+    pub p_no_match: f32,
     pub verdict: Verdict,
     pub reason: String,
 }
@@ -131,6 +137,9 @@ impl LookupResponse {
         LookupResponse {
             query,
             matches: lookup.matches.into_iter().map(MatchOut::from).collect(),
+            p_counterfeit: lookup.p_counterfeit,
+            p_authentic: lookup.p_authentic,
+            p_no_match: lookup.p_no_match,
             verdict: lookup.verdict.into(),
             reason: lookup.reason,
         }
@@ -319,6 +328,32 @@ pub struct StatsOut {
     pub hnsw_ef_search: usize,
     /// Id of the learned projection the graph is built in (`knockoff tune`), if any.
     pub projection: Option<String>,
+    /// What lookups are calibrated with (refitted in the background as the catalog grows).
+    pub calibration: Option<CalibrationOut>,
+}
+
+/// What an index is calibrated with, and when.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CalibrationOut {
+    pub file: String,
+    pub fitted_at: String,
+    pub fitted_on: String,
+    pub n_queries: usize,
+    pub presence: bool,
+    pub counterfeit_thresholds: bool,
+}
+
+impl From<crate::search::calibration::CalibrationInfo> for CalibrationOut {
+    fn from(c: crate::search::calibration::CalibrationInfo) -> Self {
+        CalibrationOut {
+            file: c.file,
+            fitted_at: c.fitted_at,
+            fitted_on: c.fitted_on,
+            n_queries: c.n_queries,
+            presence: c.presence,
+            counterfeit_thresholds: c.counterfeit_thresholds,
+        }
+    }
 }
 
 impl From<CatalogStats> for StatsOut {
@@ -336,6 +371,7 @@ impl From<CatalogStats> for StatsOut {
             hnsw_ef_construction: s.params.ef_construction,
             hnsw_ef_search: s.params.ef_search,
             projection: s.projection.map(|p| p.id),
+            calibration: None,
         }
     }
 }

@@ -133,6 +133,10 @@ pub struct IndexCmdArgs {
     /// Images per model call.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Skip the self-calibration that ends indexing (confidence, `p_no_match`
+    /// and counterfeit thresholds fitted on the catalog's own photos).
+    #[arg(long)]
+    pub no_calibrate: bool,
     /// Decode workers (default: half the cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -248,9 +252,6 @@ pub struct CalibrateArgs {
     /// Write here instead of <index>/calibration.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
-    #[arg(long, default_value_t = 0.5)]
-    pub uncertain_cost: f64,
 }
 
 /// Settings of `knockoff tune` (and `eval --tune`).
@@ -271,9 +272,6 @@ pub struct TuneArgs {
     /// Apply the projection even when cross-validation says it does not help.
     #[arg(long)]
     pub force: bool,
-    /// Cost of an `uncertain` verdict relative to a wrong one (1), for fitting the verdict margin.
-    #[arg(long, default_value_t = 0.5)]
-    pub uncertain_cost: f64,
 }
 
 impl TuneArgs {
@@ -284,7 +282,6 @@ impl TuneArgs {
             folds: self.folds,
             cv_lookups: self.cv_lookups,
             force: self.force,
-            uncertain_cost: self.uncertain_cost,
         }
     }
 }

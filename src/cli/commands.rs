@@ -69,6 +69,9 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| a.index.dir.join("ingest-errors.csv")));
     let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
+    if !a.no_calibrate && report.counts.indexed > 0 {
+        crate::fit::self_calibrate_logged(&opened.catalog, &mut |line| eprintln!("{line}"))?;
+    }
     Ok(i32::from(report.counts.failed > 0))
 }
 
@@ -87,7 +90,7 @@ pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
     let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict);
     if a.json {
         print::json(
-            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "verdict": answer.verdict, "reason": answer.reason }),
+            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "reason": answer.reason }),
         )?;
     } else {
         print::lookup(&answer);
@@ -156,6 +159,9 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
                 Ok(report) => eprintln!("[eval] tune: {}", serde_json::to_string(&report)?),
                 Err(e) => eprintln!("[eval] tune: not applied: {e}"),
             }
+        } else {
+            // What `knockoff index` does at its end.
+            crate::fit::self_calibrate_logged(catalog, &mut |line| eprintln!("[eval] {line}"))?;
         }
     }
     let queries = read_queries(&a.queries)?;
@@ -192,7 +198,7 @@ pub fn calibrate(g: &Global, a: &CalibrateArgs) -> anyhow::Result<i32> {
     let embedder = opened.embedder(&bulk(g))?;
     let out = a.out.clone().unwrap_or_else(|| a.index.dir.join(crate::search::calibration::CALIBRATION_FILE));
     let skipped = &mut |e| eprintln!("skipped query row: {e}");
-    let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, a.uncertain_cost, &out, skipped)?;
+    let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, &out, skipped)?;
     eprintln!("wrote {}", out.display());
     print::json(&cal)?;
     Ok(0)
@@ -220,10 +226,17 @@ pub fn compact(g: &Global, a: &IndexOnly) -> anyhow::Result<i32> {
 pub fn stats(g: &Global, a: &StatsArgs) -> anyhow::Result<i32> {
     let opened = open(g, &a.index.spec())?;
     let s = opened.catalog.stats()?;
+    let calibration = crate::search::calibration::describe(&opened.catalog, &opened.manifest.dir);
     if a.json {
-        print::json(&s)?;
+        let mut v = serde_json::to_value(&s)?;
+        v["calibration"] = serde_json::to_value(&calibration)?;
+        print::json(&v)?;
     } else {
         print::stats(opened.catalog.dir(), &s);
+        match &calibration {
+            Some(c) => println!("calibration {} (fitted {}: {})", c.file, c.fitted_at, c.fitted_on),
+            None => println!("calibration none (the logistic default applies)"),
+        }
     }
     Ok(0)
 }

@@ -120,12 +120,27 @@ pub struct ModelManifest {
     /// Applies to every part of a fused model.
     #[serde(default)]
     pub focus_crop: Option<f32>,
+    /// Preference as the default model when it is installed (highest wins; 0: never the default).
+    #[serde(default)]
+    pub default_rank: u32,
     /// The parts' manifests with normalised weights, resolved by the registry.
     #[serde(skip)]
     pub parts: Vec<(ModelManifest, f32)>,
     /// Folder the manifest was read from (not part of the file).
     #[serde(skip)]
     pub dir: PathBuf,
+}
+
+impl ModelManifest {
+    /// Whether its ONNX file (or every part's) is on disk.
+    #[must_use]
+    pub fn weights_present(&self) -> bool {
+        if self.is_fused() {
+            !self.parts.is_empty() && self.parts.iter().all(|(p, _)| p.weights_present())
+        } else {
+            self.file.as_ref().is_some_and(|f| self.dir.join(f).is_file())
+        }
+    }
 }
 
 /// A single ONNX model's file and tensors, borrowed from its manifest.
@@ -274,8 +289,12 @@ pub struct ModelRegistry {
     pub broken: Vec<(PathBuf, String)>,
 }
 
-/// The model used when none is named.
+/// The model used when none is named and no installed model has a `default_rank`.
 pub const DEFAULT_MODEL: &str = "efficientnet-lite0";
+
+/// Names the default model instead of the ranking (tests pin it, so that
+/// they do not depend on which optional models are installed).
+pub const DEFAULT_MODEL_ENV: &str = "KNOCKOFF_DEFAULT_MODEL";
 
 impl ModelRegistry {
     pub fn open(dir: &Path) -> Result<Self, EmbedError> {
@@ -306,9 +325,28 @@ impl ModelRegistry {
         Ok(ModelRegistry { dir: dir.into(), models: resolved, broken })
     }
 
-    /// The named model, or the default one when `name` is `None`.
+    /// The model a new index gets when none is named: `KNOCKOFF_DEFAULT_MODEL`
+    /// if set, else the installed model (weights present) with the highest
+    /// `default_rank` (the fused SSCD + Lite0 model once `./scripts/setup.sh
+    /// --with-sscd` has installed SSCD, else Lite0).
+    #[must_use]
+    pub fn default_name(&self) -> String {
+        if let Ok(name) = std::env::var(DEFAULT_MODEL_ENV) {
+            if !name.is_empty() {
+                return name;
+            }
+        }
+        self.models
+            .iter()
+            .filter(|m| m.default_rank > 0 && m.weights_present())
+            .max_by_key(|m| m.default_rank)
+            .map_or_else(|| DEFAULT_MODEL.to_string(), |m| m.name.clone())
+    }
+
+    /// The named model, or the default one ([`Self::default_name`]) when `name` is `None`.
     pub fn get(&self, name: Option<&str>) -> Result<&ModelManifest, EmbedError> {
-        let name = name.unwrap_or(DEFAULT_MODEL);
+        let default = self.default_name();
+        let name = name.unwrap_or(&default);
         if let Some((path, detail)) = self.broken.iter().find(|(p, _)| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == name)) {
             if !self.models.iter().any(|m| m.name == name) {
                 return Err(EmbedError::Manifest { path: path.clone(), detail: detail.clone() });

@@ -91,6 +91,10 @@ pub struct Metrics {
     pub catch_rate: Option<f64>,
     /// Labelled queries that got a `likely_*` verdict (null unless the catalog has both labels).
     pub coverage: Option<f64>,
+    /// Calibration of `p_counterfeit` against the query's true label (null unless the catalog has both labels).
+    pub ece_counterfeit: Option<f64>,
+    /// Mean `p_no_match` of distractor queries (null without distractors).
+    pub distractor_p_no_match: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +131,9 @@ pub struct EvalReport {
     /// (confidence, correct) per query, for the reliability diagram.
     #[serde(skip)]
     pub reliability: Vec<(f32, bool)>,
+    /// (`p_counterfeit`, truly counterfeit) per query of a known product, for the second diagram.
+    #[serde(skip)]
+    pub counterfeit_reliability: Vec<(f32, bool)>,
     /// Similarities of same-product and different-product pairs (ROC, histograms).
     #[serde(skip)]
     pub pair_scores: (Vec<f32>, Vec<f32>),
@@ -242,6 +249,10 @@ pub fn evaluate(
     let latency = [("embed".to_string(), lat(|o| o.embed_ms)), ("search".to_string(), lat(|o| o.search_ms))].into();
     Ok(EvalReport {
         reliability: outcomes.iter().map(|o| (o.confidence(), o.top1_correct())).collect(),
+        counterfeit_reliability: {
+            let (p, y) = counterfeit_reliability(&outcomes);
+            p.into_iter().zip(y).collect()
+        },
         pair_scores: pair_scores(&outcomes),
         mistakes: mistakes(&outcomes),
         model: catalog.model().to_string(),
@@ -259,7 +270,12 @@ pub fn evaluate(
             .collect(),
         lookups: outcomes
             .iter()
-            .filter_map(|o| Some(RankedLookup { truth: o.truth.clone()?, top: o.ranked.iter().take(5).cloned().collect() }))
+            .filter_map(|o| {
+                Some(RankedLookup {
+                    truth: o.truth.clone()?,
+                    top: o.ranked.iter().take(crate::search::PROBABILITY_CANDIDATES).cloned().collect(),
+                })
+            })
             .collect(),
         records: outcomes
             .iter()
@@ -399,6 +415,11 @@ fn decision_rates(outcomes: &[Outcome], has_both_labels: bool) -> (Option<f64>, 
     (share(Some(Label::Authentic), &accused), share(Some(Label::Counterfeit), &accused), share(None, &decided))
 }
 
+/// (`p_counterfeit`, truly counterfeit) per query of a known product.
+fn counterfeit_reliability(outcomes: &[Outcome]) -> (Vec<f32>, Vec<bool>) {
+    outcomes.iter().filter_map(|o| o.truth_label.map(|l| (o.answer.p_counterfeit, l == Label::Counterfeit))).unzip()
+}
+
 fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let with_truth: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_some()).collect();
     let ranks: Vec<Option<usize>> = with_truth.iter().map(|o| o.ranked.iter().position(|(p, _)| Some(p) == o.truth.as_ref())).collect();
@@ -422,7 +443,13 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let distractor_false_match_rate = (!distractors.is_empty())
         .then(|| distractors.iter().filter(|o| o.answer.verdict != VerdictKind::NoMatch).count() as f64 / distractors.len() as f64);
     let (false_accusation_rate, catch_rate, coverage) = decision_rates(outcomes, has_both_labels);
+    let (p_fake, is_fake) = counterfeit_reliability(outcomes);
+    let ece_counterfeit = (has_both_labels && !p_fake.is_empty()).then(|| ece(&p_fake, &is_fake, 10));
+    let distractor_p_no_match = (!distractors.is_empty())
+        .then(|| distractors.iter().map(|o| f64::from(o.answer.p_no_match)).sum::<f64>() / distractors.len() as f64);
     Metrics {
+        ece_counterfeit,
+        distractor_p_no_match,
         false_accusation_rate,
         catch_rate,
         coverage,

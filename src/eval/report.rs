@@ -22,7 +22,7 @@ fn svg(width: u32, height: u32, draw: impl FnOnce(&DrawingArea<SVGBackend, plott
     out
 }
 
-fn reliability_svg(points: &[(f32, bool)]) -> String {
+fn reliability_svg(points: &[(f32, bool)], title: &str, x_desc: &str, y_desc: &str) -> String {
     let bins = 10;
     let mut acc = vec![(0.0f64, 0.0f64, 0usize); bins];
     for (c, ok) in points {
@@ -33,13 +33,13 @@ fn reliability_svg(points: &[(f32, bool)]) -> String {
     }
     svg(420, 360, |root| {
         let mut ch = ChartBuilder::on(root)
-            .caption("Reliability diagram", ("sans-serif", 18))
+            .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(45)
             .build_cartesian_2d(0f64..1f64, 0f64..1f64)
             .map_err(|e| e.to_string())?;
-        ch.configure_mesh().x_desc("confidence").y_desc("accuracy").draw().map_err(|e| e.to_string())?;
+        ch.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|e| e.to_string())?;
         ch.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(|e| e.to_string())?;
         let pts: Vec<(f64, f64)> = acc.iter().filter(|b| b.2 > 0).map(|b| (b.0 / b.2 as f64, b.1 / b.2 as f64)).collect();
         ch.draw_series(LineSeries::new(pts.clone(), &BLUE)).map_err(|e| e.to_string())?;
@@ -143,7 +143,10 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
         h.push_str(&row(g, gm));
     }
     h.push_str("</table><h2>Plots</h2><div class=\"plots\">");
-    h.push_str(&reliability_svg(&report.reliability));
+    h.push_str(&reliability_svg(&report.reliability, "Reliability diagram", "confidence", "accuracy"));
+    if !report.counterfeit_reliability.is_empty() && report.overall.ece_counterfeit.is_some() {
+        h.push_str(&reliability_svg(&report.counterfeit_reliability, "Reliability of p_counterfeit", "p_counterfeit", "share counterfeit"));
+    }
     h.push_str(&roc_svg(&report.pair_scores.0, &report.pair_scores.1));
     h.push_str(&histogram_svg(&report.pair_scores.0, &report.pair_scores.1));
     h.push_str("</div><h2>Verdicts</h2><table><tr><th>truth</th><th>verdicts</th></tr>");

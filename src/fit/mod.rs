@@ -6,8 +6,10 @@
 //! typed report; nothing here prints.
 
 mod cv;
+mod selfcal;
 
 pub use cv::{cross_validate_projection, ProjectionCv};
+pub use selfcal::{self_calibrate, SelfCalOptions, SelfCalReport, Skipped};
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -20,8 +22,9 @@ use crate::embed::Embedder;
 use crate::eval::metrics::ece;
 use crate::eval::{evaluate, read_queries, EvalOptions, Query};
 use crate::ingest::IngestError;
-use crate::search::calibration::{fit_isotonic, fit_logistic, CalibrationSample, CALIBRATION_FILE};
-use crate::search::{assess, Calibration, Candidate, Mapping, VerdictConfig, VerdictKind, VerdictThresholds};
+use crate::search::calibration::RiskThreshold;
+use crate::search::calibration::{fit_isotonic, fit_logistic, CalibrationSample};
+use crate::search::{assess, Calibration, Candidate, Mapping, VerdictConfig, VerdictThresholds};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
@@ -125,73 +128,123 @@ fn bootstrap_se_of_ece_difference(a: &[f32], b: &[f32], ok: &[bool], rounds: usi
     (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (rounds - 1) as f64).sqrt()
 }
 
-/// Margins tried when fitting the verdict's `uncertain` band.
-pub const VERDICT_MARGINS: [f64; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3];
+/// The false-accusation rates a counterfeit threshold is fitted for (an
+/// operator's `max_false_accusation` picks the largest one not above it).
+pub const RISK_LEVELS: [f64; 6] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2];
 
-/// Chooses the verdict margin on labelled lookups by expected cost: a wrong
-/// verdict costs 1, `uncertain` costs `uncertain_cost`, `no_match` on a
-/// known product 1. Each lookup is decided by [`assess`], the lookup path's
-/// own function. `None` unless the products carry both labels.
+/// Chooses, for each rate in [`RISK_LEVELS`], the lowest `p_counterfeit`
+/// threshold whose false-accusation rate on `lookups` of authentic products
+/// (their truth labelled authentic; candidates as ranked) stays below the
+/// rate with 95 % confidence (Clopper–Pearson upper bound): risk control in
+/// the sense of conformal / "learn then test" calibration. Above 1 means no
+/// threshold is safe at that rate (too few authentic lookups to show it).
+/// Each lookup is scored by [`assess`], the lookup path's own function.
+/// `None` unless the products carry both labels.
 #[must_use]
-pub fn fit_verdict_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
+pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
     lookups: &[RankedLookup<K>],
     label_of: &HashMap<K, Label, S>,
-    mapping: &Mapping,
-    uncertain_cost: f64,
+    cfg: &VerdictConfig,
 ) -> Option<VerdictThresholds> {
     let has = |l: Label| label_of.values().any(|x| *x == l);
     if !(has(Label::Authentic) && has(Label::Counterfeit)) || lookups.is_empty() {
         return None;
     }
-    let min_confidence = f64::from(VerdictConfig::default().min_confidence);
-    let lists: Vec<(Label, Vec<Candidate<'_>>)> = lookups
+    let (mut authentic, mut counterfeit) = (Vec::new(), Vec::new());
+    for l in lookups {
+        let Some(truth) = label_of.get(&l.truth) else { continue };
+        let cands: Vec<Candidate<'_>> = l
+            .top
+            .iter()
+            .filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim }))
+            .collect();
+        let p = assess(&cands, cfg).probabilities.p_counterfeit;
+        match truth {
+            Label::Authentic => authentic.push(p),
+            // A counterfeit whose product is not among the candidates cannot be caught: it does not count.
+            Label::Counterfeit if l.top.iter().any(|t| t.0 == l.truth) => counterfeit.push(p),
+            Label::Counterfeit => {}
+        }
+    }
+    authentic.sort_by(|a, b| b.total_cmp(a));
+    let n = authentic.len();
+    let by_risk = RISK_LEVELS
         .iter()
-        .filter_map(|l| {
-            let truth = *label_of.get(&l.truth)?;
-            let cands = l
-                .top
-                .iter()
-                .filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim }))
-                .collect();
-            Some((truth, cands))
+        .map(|alpha| {
+            // The most accusations k (the k highest p_counterfeit) whose upper bound stays under alpha.
+            let k = (0..=n).take_while(|k| clopper_pearson_upper(*k, n, 0.05) <= *alpha).last();
+            let threshold = match k {
+                None => 1.01,
+                Some(k) if k == n => 0.0,
+                // Just above the (k+1)-th highest, so that it is not accused (f32 values compared in f64).
+                Some(k) => f64::from(authentic[k]) + 1e-7,
+            };
+            let caught = counterfeit.iter().filter(|p| f64::from(**p) >= threshold).count();
+            let accused = authentic.iter().filter(|p| f64::from(**p) >= threshold).count();
+            RiskThreshold {
+                max_false_accusation: *alpha,
+                counterfeit_threshold: threshold,
+                accused,
+                false_accusation_ucb: clopper_pearson_upper(accused, n, 0.05),
+                caught,
+            }
         })
         .collect();
-    let cost_of = |margin: f64| -> f64 {
-        let cfg = VerdictConfig {
-            margin: margin as f32,
-            min_confidence: min_confidence as f32,
-            calibration: Some(mapping.clone()),
-            ..Default::default()
-        };
-        let total: f64 = lists
-            .iter()
-            .map(|(truth, cands)| match (assess(cands, &cfg).verdict.verdict, truth) {
-                (VerdictKind::LikelyAuthentic, Label::Authentic) | (VerdictKind::LikelyCounterfeit, Label::Counterfeit) => 0.0,
-                (VerdictKind::Uncertain, _) => uncertain_cost,
-                _ => 1.0,
-            })
-            .sum();
-        total / lists.len().max(1) as f64
+    Some(VerdictThresholds { by_risk, n_authentic: n, n_counterfeit: counterfeit.len() })
+}
+
+/// One-sided upper `1 − delta` confidence bound on a rate with `k` events in
+/// `n` trials (Clopper–Pearson, by bisection on the binomial CDF); 1 when `n = 0`.
+#[must_use]
+pub fn clopper_pearson_upper(k: usize, n: usize, delta: f64) -> f64 {
+    if n == 0 || k >= n {
+        return 1.0;
+    }
+    // P(X <= k | n, p), in log space.
+    let cdf = |p: f64| -> f64 {
+        let (lp, lq) = (p.ln(), (1.0 - p).ln());
+        let mut log_binom = 0.0f64; // ln C(n, 0)
+        let mut total = 0.0f64;
+        for i in 0..=k {
+            if i > 0 {
+                log_binom += ((n - i + 1) as f64).ln() - (i as f64).ln();
+            }
+            total += (log_binom + i as f64 * lp + (n - i) as f64 * lq).exp();
+        }
+        total
     };
-    let cost_by_margin: Vec<(f64, f64)> = VERDICT_MARGINS.iter().map(|m| (*m, cost_of(*m))).collect();
-    // Lowest cost; on a tie the wider margin (more caution for the same cost).
-    let margin = cost_by_margin.iter().fold((0.0f64, f64::INFINITY), |best, (m, c)| if *c <= best.1 { (*m, *c) } else { best }).0;
-    Some(VerdictThresholds { min_confidence, margin, uncertain_cost, n_queries: lists.len(), cost_by_margin })
+    let (mut lo, mut hi) = (k as f64 / n as f64, 1.0f64);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if cdf(mid) > delta {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// Writes a calibration atomically.
+pub(crate) fn save_calibration(cal: &Calibration, path: &Path) -> Result<(), FitError> {
+    let json = serde_json::to_vec_pretty(cal).map_err(|e| FitError::Write { path: path.into(), error: e.into() })?;
+    crate::util::write_atomic(path, &json).map_err(|error| FitError::Write { path: path.into(), error })
 }
 
 /// Fits the confidence mapping on `samples` (and, with it, the verdict
-/// thresholds), tags it with the index's model and projection, and writes it
-/// atomically to `path`: what `calibrate` and `tune` both store.
+/// thresholds), keeps the presence model of the calibration it replaces,
+/// tags it with the index's model and projection, and writes it atomically
+/// to `path`: what `calibrate` stores.
 pub fn fit_and_save_calibration(
     catalog: &Catalog,
     samples: &[CalibrationSample],
-    fit_verdict: impl FnOnce(&Mapping) -> Option<VerdictThresholds>,
+    fit_verdict: impl FnOnce(&VerdictConfig) -> Option<VerdictThresholds>,
     queries: Vec<String>,
     path: &Path,
 ) -> Result<Calibration, FitError> {
     let (mapping, heldout_ece) = fit_calibration(samples);
-    let verdict = fit_verdict(&mapping);
-    let cal = Calibration {
+    let presence = Calibration::load(path).and_then(|c| c.presence);
+    let mut cal = Calibration {
         mapping,
         model: catalog.model().to_string(),
         fitted_at: crate::util::now_rfc3339(),
@@ -200,10 +253,13 @@ pub fn fit_and_save_calibration(
         heldout_ece,
         queries,
         projection: catalog.projection().map(|p| p.info.id.clone()),
-        verdict,
+        verdict: None,
+        presence,
     };
-    let json = serde_json::to_vec_pretty(&cal).map_err(|e| FitError::Write { path: path.into(), error: e.into() })?;
-    crate::util::write_atomic(path, &json).map_err(|error| FitError::Write { path: path.into(), error })?;
+    let mut cfg = VerdictConfig::default();
+    cfg.apply(&cal);
+    cal.verdict = fit_verdict(&cfg);
+    save_calibration(&cal, path)?;
     Ok(cal)
 }
 
@@ -216,13 +272,11 @@ pub struct TuneOptions {
     pub cv_lookups: usize,
     /// Apply the projection even when cross-validation says it does not help.
     pub force: bool,
-    /// Cost of an `uncertain` verdict relative to a wrong one (1).
-    pub uncertain_cost: f64,
 }
 
 impl Default for TuneOptions {
     fn default() -> Self {
-        TuneOptions { projection: FitOptions::default(), folds: 5, cv_lookups: 5000, force: false, uncertain_cost: 0.5 }
+        TuneOptions { projection: FitOptions::default(), folds: 5, cv_lookups: 5000, force: false }
     }
 }
 
@@ -234,11 +288,7 @@ pub struct TuneReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projection: Option<ProjectionInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calibration_heldout_ece: Option<BTreeMap<String, f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<VerdictThresholds>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub calibration_file: Option<PathBuf>,
+    pub self_calibration: Option<SelfCalReport>,
 }
 
 /// Cross-validates a projection on the catalog's own photos; when it beats
@@ -260,57 +310,59 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
         cv.top1_raw,
         t0.elapsed().as_secs_f64()
     ));
-    let mut report = TuneReport {
-        cross_validation: cv,
-        applied: false,
-        projection: None,
-        calibration_heldout_ece: None,
-        verdict: None,
-        calibration_file: None,
-    };
+    let mut report = TuneReport { cross_validation: cv, applied: false, projection: None, self_calibration: None };
     if report.cross_validation.top1_projected <= report.cross_validation.top1_raw && !opts.force {
         log("the projection does not help on this catalog: not applied (--force applies it anyway)".into());
+        report.self_calibration = self_calibrate_logged(catalog, log)?;
         return Ok(report);
     }
     let info = catalog.fit_projection(opts.projection)?;
-    let path = catalog.dir().join(CALIBRATION_FILE);
-    let cv = &report.cross_validation;
-    let labels = catalog.product_labels();
-    let cal = fit_and_save_calibration(
-        catalog,
-        &cv.samples,
-        |mapping| fit_verdict_thresholds(&cv.ranked, &labels, mapping, opts.uncertain_cost),
-        vec![format!("{}-fold cross-validation of the catalog's own photos (knockoff tune)", cv.folds)],
-        &path,
-    )?;
-    if let Some(v) = &cal.verdict {
-        log(format!("verdict margin {:.2} (expected cost per lookup by margin: {:?})", v.margin, v.cost_by_margin));
-    }
     log(format!(
-        "projection {} ({} → {} dims, {} products, {} photos) applied; calibration written to {}",
-        info.id,
-        info.in_dim,
-        info.out_dim,
-        info.n_products,
-        info.n_images,
-        path.display()
+        "projection {} ({} → {} dims, {} products, {} photos) applied",
+        info.id, info.in_dim, info.out_dim, info.n_products, info.n_images
     ));
     report.applied = true;
     report.projection = Some(info);
-    report.calibration_heldout_ece = Some(cal.heldout_ece);
-    report.verdict = cal.verdict;
-    report.calibration_file = Some(path);
+    report.self_calibration = self_calibrate_logged(catalog, log)?;
     Ok(report)
 }
 
-/// Fits the index's calibration (and verdict margin) from labelled query
+/// [`self_calibrate`] with its outcome in words for `log`.
+pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Result<Option<SelfCalReport>, FitError> {
+    match self_calibrate(catalog, &SelfCalOptions::default())? {
+        Ok(r) => {
+            let risk = r.calibration.verdict.as_ref().and_then(|t| t.for_risk(0.02));
+            log(format!(
+                "self-calibration: {} + {} held-out lookups of the catalog's own photos (top-1 {:.3} same shoot, {:.3} another shoot){} in {:.1}s",
+                r.n_same_shoot,
+                r.n_other_shoot,
+                r.top1_same_shoot,
+                r.top1_other_shoot,
+                risk.map_or(String::new(), |t| format!(
+                    "; counterfeit threshold {:.3} for a 2% false-accusation rate ({} of {} authentic lookups over it, upper bound {:.3})",
+                    t.counterfeit_threshold,
+                    t.accused,
+                    r.calibration.verdict.as_ref().map_or(0, |v| v.n_authentic),
+                    t.false_accusation_ucb
+                )),
+                r.seconds
+            ));
+            Ok(Some(r))
+        }
+        Err(skipped) => {
+            log(format!("self-calibration skipped: {skipped}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Fits the index's calibration (and counterfeit thresholds) from labelled query
 /// photos not in the index (the manifests `queries`), and writes it to `out`.
 /// Query rows that cannot be read go to `skipped`.
 pub fn calibrate(
     catalog: &Catalog,
     embedder: &Embedder,
     queries: &[PathBuf],
-    uncertain_cost: f64,
     out: &Path,
     skipped: &mut dyn FnMut(IngestError),
 ) -> Result<Calibration, FitError> {
@@ -338,44 +390,78 @@ pub fn calibrate(
             }
         }
     }
-    fit_and_save_calibration(
-        catalog,
-        &report.samples,
-        |mapping| fit_verdict_thresholds(&report.lookups, &label_of, mapping, uncertain_cost),
-        sources,
-        out,
-    )
+    fit_and_save_calibration(catalog, &report.samples, |cfg| fit_risk_thresholds(&report.lookups, &label_of, cfg), sources, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Authentic lookups (truth 1) where the counterfeit look-alike (2) often
+    /// ranks close or first: a naive `p_counterfeit >= 0.5` rule accuses
+    /// about a tenth of them.
+    fn lookalike_lookups(n: usize, seed: u64) -> Vec<RankedLookup<i64>> {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 10_000) as f32 / 10_000.0
+        };
+        (0..n)
+            .map(|_| {
+                let (a, f) = (0.7 + 0.25 * next(), 0.6 + 0.3 * next());
+                let mut top = vec![(1, a), (2, f), (3, 0.5 * next())];
+                top.sort_by(|x, y| y.1.total_cmp(&x.1));
+                RankedLookup { truth: 1, top }
+            })
+            .collect()
+    }
+
     #[test]
-    fn verdict_margin_is_fitted_by_expected_cost_and_needs_both_labels() {
-        // Confidences: 0.6 → 0.58, 0.7 → 0.70, 0.9 → 0.94 (gaps 0.12 and 0.24, off the grid of margins).
-        let mapping = Mapping::Isotonic { xs: vec![0.0, 0.5, 0.6, 0.7, 0.8, 0.9], ys: vec![0.05, 0.52, 0.58, 0.7, 0.83, 0.94] };
-        let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit)].into();
-        // 6 clear lookups (similarities 0.9 vs 0.7) the top product gets right;
-        // 4 near-ties (0.7 vs 0.6) it gets wrong: `uncertain` is cheaper there.
-        let mut ranked = Vec::new();
-        for _ in 0..6 {
-            ranked.push(RankedLookup { truth: 1, top: vec![(1, 0.9), (2, 0.7)] });
-        }
-        for _ in 0..4 {
-            ranked.push(RankedLookup { truth: 2, top: vec![(1, 0.7), (2, 0.6)] });
-        }
-        let t = fit_verdict_thresholds(&ranked, &labels, &mapping, 0.5).unwrap();
-        assert_eq!(t.n_queries, 10);
-        let cost = |m: f64| t.cost_by_margin.iter().find(|(x, _)| *x == m).unwrap().1;
-        assert!((cost(0.0) - 0.4).abs() < 1e-9, "margin 0: the 4 ties are wrong verdicts");
-        assert!((cost(0.15) - 0.2).abs() < 1e-9, "ties uncertain: 4 × 0.5 / 10");
-        assert!((cost(0.3) - 0.5).abs() < 1e-9, "too wide: the clear ones become uncertain too");
-        assert!((t.margin - 0.2).abs() < f64::EPSILON, "lowest cost, the wider of the tied margins: {t:?}");
-        assert!((t.min_confidence - 0.5).abs() < f64::EPSILON);
+    fn the_counterfeit_threshold_bounds_false_accusations_where_a_naive_one_does_not() {
+        let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit), (3, Label::Authentic)].into();
+        let cfg = VerdictConfig::default();
+        let rate = |lookups: &[RankedLookup<i64>], threshold: f64| {
+            let accused = lookups
+                .iter()
+                .filter(|l| {
+                    let c: Vec<Candidate<'_>> =
+                        l.top.iter().map(|(k, s)| Candidate { product_id: "", label: labels[k], similarity: *s }).collect();
+                    f64::from(assess(&c, &cfg).probabilities.p_counterfeit) >= threshold
+                })
+                .count();
+            accused as f64 / lookups.len() as f64
+        };
+        let fit_on = lookalike_lookups(3000, 7);
+        let fresh = lookalike_lookups(3000, 99);
+        assert!(rate(&fresh, 0.5) > 0.05, "the case must defeat the naive threshold: {}", rate(&fresh, 0.5));
+        let t = fit_risk_thresholds(&fit_on, &labels, &cfg).unwrap();
+        assert_eq!(t.n_authentic, 3000);
+        let at = t.for_risk(0.02).unwrap();
+        assert!((at.max_false_accusation - 0.02).abs() < 1e-12);
+        assert!(at.false_accusation_ucb <= 0.02 && at.counterfeit_threshold > 0.5, "{at:?}");
+        assert!(rate(&fresh, at.counterfeit_threshold) <= 0.02, "held out: {}", rate(&fresh, at.counterfeit_threshold));
+        // Stricter rates need higher thresholds.
+        assert!(t.by_risk.windows(2).all(|w| w[0].counterfeit_threshold >= w[1].counterfeit_threshold), "{t:?}");
+        // Too few authentic lookups to show a 0.5% rate: never accuse.
+        let few = fit_risk_thresholds(&fit_on[..100], &labels, &cfg).unwrap();
+        assert!(few.for_risk(0.005).unwrap().counterfeit_threshold > 1.0);
         // A catalog with one label has no verdict to fit.
-        let one: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic)].into();
-        assert!(fit_verdict_thresholds(&ranked, &one, &mapping, 0.5).is_none());
+        let one: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic), (3, Label::Authentic)].into();
+        assert!(fit_risk_thresholds(&fit_on, &one, &cfg).is_none());
+    }
+
+    #[test]
+    fn clopper_pearson_matches_known_values() {
+        // k = 0: 1 - delta^(1/n).
+        for n in [10usize, 149, 1000] {
+            let exact = 1.0 - 0.05f64.powf(1.0 / n as f64);
+            assert!((clopper_pearson_upper(0, n, 0.05) - exact).abs() < 1e-9, "{n}");
+        }
+        // k = 5 of 100: 0.1023 (one-sided 95 %).
+        assert!((clopper_pearson_upper(5, 100, 0.05) - 0.1023).abs() < 5e-4, "{}", clopper_pearson_upper(5, 100, 0.05));
+        assert_eq!(clopper_pearson_upper(3, 0, 0.05), 1.0);
     }
 
     #[test]

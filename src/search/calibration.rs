@@ -63,24 +63,50 @@ pub struct Calibration {
     /// space it was fitted in.
     #[serde(default)]
     pub projection: Option<String>,
-    /// Verdict thresholds fitted with this calibration (`knockoff tune` on a
-    /// catalog with both labels); a `[verdict]` section in the service config wins.
+    /// Verdict thresholds fitted with this calibration (on a catalog with
+    /// both labels).
     #[serde(default)]
     pub verdict: Option<VerdictThresholds>,
+    /// The presence model (`p_no_match`), when one was fitted.
+    #[serde(default)]
+    pub presence: Option<super::Presence>,
 }
 
-/// Verdict thresholds chosen from calibrated lookups: `margin` minimises the
-/// expected cost (wrong verdict 1, `uncertain` `uncertain_cost`, right 0);
-/// `min_confidence` stays at even odds (below it the top match is more
-/// likely wrong than right, so `no_match`).
+/// The counterfeit threshold chosen for each false-accusation rate an
+/// operator may state: the lowest `p_counterfeit` threshold whose
+/// false-accusation rate on held-out lookups of authentic products stays
+/// below the rate with 95 % confidence (Clopper–Pearson upper bound).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictThresholds {
-    pub min_confidence: f64,
-    pub margin: f64,
-    pub uncertain_cost: f64,
-    /// Lookups the choice was made on, and the cost per lookup of each margin tried.
-    pub n_queries: usize,
-    pub cost_by_margin: Vec<(f64, f64)>,
+    pub by_risk: Vec<RiskThreshold>,
+    /// Held-out lookups of authentic and of counterfeit products the choice was made on.
+    pub n_authentic: usize,
+    pub n_counterfeit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskThreshold {
+    pub max_false_accusation: f64,
+    /// `p_counterfeit` needed for `likely_counterfeit` (above 1: never).
+    pub counterfeit_threshold: f64,
+    /// Authentic lookups it would accuse, and the 95 % upper bound of that rate.
+    pub accused: usize,
+    pub false_accusation_ucb: f64,
+    /// Counterfeit lookups it would catch.
+    pub caught: usize,
+}
+
+impl VerdictThresholds {
+    /// The threshold for the largest fitted risk not above `max_false_accusation`
+    /// (the strictest one when all are above it).
+    #[must_use]
+    pub fn for_risk(&self, max_false_accusation: f64) -> Option<&RiskThreshold> {
+        self.by_risk
+            .iter()
+            .filter(|r| r.max_false_accusation <= max_false_accusation + 1e-12)
+            .max_by(|a, b| a.max_false_accusation.total_cmp(&b.max_false_accusation))
+            .or_else(|| self.by_risk.iter().min_by(|a, b| a.max_false_accusation.total_cmp(&b.max_false_accusation)))
+    }
 }
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
@@ -134,10 +160,45 @@ impl Calibration {
     }
 }
 
+/// What an index is calibrated with, for `stats` and `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationInfo {
+    /// The file it came from (the index's own, or the model's shipped default).
+    pub file: String,
+    pub fitted_at: String,
+    /// What it was fitted on, in words.
+    pub fitted_on: String,
+    pub n_queries: usize,
+    /// Whether it has a presence model (`p_no_match`) and fitted counterfeit thresholds.
+    pub presence: bool,
+    pub counterfeit_thresholds: bool,
+}
+
+impl CalibrationInfo {
+    fn new(cal: &Calibration, path: &Path) -> Self {
+        CalibrationInfo {
+            file: path.display().to_string(),
+            fitted_at: cal.fitted_at.clone(),
+            fitted_on: cal.queries.join("; "),
+            n_queries: cal.n_queries,
+            presence: cal.presence.is_some(),
+            counterfeit_thresholds: cal.verdict.is_some(),
+        }
+    }
+}
+
+/// The calibration a lookup on `catalog` would use, described.
+#[must_use]
+pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> {
+    let projection = catalog.projection().map(|p| p.info.id.clone());
+    Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref()).map(|(c, p)| CalibrationInfo::new(&c, &p))
+}
+
 /// The verdict settings a lookup on `catalog` uses: the index's calibration
-/// (or the model's shipped default, from `model_dir`) with its fitted
-/// thresholds. `configured` (a `[verdict]` section of the service config)
-/// keeps its own thresholds and takes only the calibration.
+/// (or the model's shipped default, from `model_dir`) with its presence model
+/// and the counterfeit threshold fitted for the stated false-accusation rate.
+/// `configured` (a `[verdict]` section of the service config) states the rate
+/// and the defaults; without a fitted threshold its `counterfeit_threshold` applies.
 #[must_use]
 pub fn verdict_config(catalog: &Catalog, model_dir: &Path, configured: Option<&VerdictConfig>) -> VerdictConfig {
     let projection = catalog.projection().map(|p| p.info.id.clone());
@@ -145,30 +206,45 @@ pub fn verdict_config(catalog: &Catalog, model_dir: &Path, configured: Option<&V
     let mut v = configured.cloned().unwrap_or_default();
     if let Some((cal, path)) = found {
         tracing::info!("confidence calibration from {}", path.display());
-        v.calibration = Some(cal.mapping);
-        if let (Some(t), None) = (cal.verdict, configured) {
-            v.min_confidence = t.min_confidence as f32;
-            v.margin = t.margin as f32;
-        }
+        v.apply(&cal);
     }
     v
 }
 
+impl VerdictConfig {
+    /// Takes a fitted calibration: mapping, presence, floor and the counterfeit threshold for `self.max_false_accusation`.
+    pub fn apply(&mut self, cal: &Calibration) {
+        self.calibration = Some(cal.mapping.clone());
+        self.presence.clone_from(&cal.presence);
+        self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
+        if let Some(t) = cal.verdict.as_ref().and_then(|t| t.for_risk(f64::from(self.max_false_accusation))) {
+            self.counterfeit_threshold = t.counterfeit_threshold as f32;
+        }
+    }
+}
+
 /// Logistic regression by Newton's method on (sim, margin) → correct.
 pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
+    let [w_sim, w_margin, bias] = fit_logistic_weighted(x, y, &vec![1.0; y.len()]);
+    Mapping::Logistic { w_sim, w_margin, bias }
+}
+
+/// Weighted logistic regression (Newton) on (sim, margin) → outcome:
+/// returns `[w_sim, w_margin, bias]`.
+pub fn fit_logistic_weighted(x: &[(f32, f32)], y: &[bool], weight: &[f64]) -> [f64; 3] {
     let mut w = [0.0f64; 3]; // sim, margin, bias
     for _ in 0..50 {
         let mut g = [0.0f64; 3];
         let mut h = [[0.0f64; 3]; 3];
-        for ((s, m), t) in x.iter().zip(y) {
+        for (((s, m), t), wt) in x.iter().zip(y).zip(weight) {
             let f = [f64::from(*s), f64::from(*m), 1.0];
             let z: f64 = (0..3).map(|i| w[i] * f[i]).sum();
             let p = 1.0 / (1.0 + (-z).exp());
-            let r = p - f64::from(u8::from(*t));
+            let r = wt * (p - f64::from(u8::from(*t)));
             for i in 0..3 {
                 g[i] += r * f[i];
                 for j in 0..3 {
-                    h[i][j] += p * (1.0 - p) * f[i] * f[j];
+                    h[i][j] += wt * p * (1.0 - p) * f[i] * f[j];
                 }
             }
         }
@@ -183,7 +259,7 @@ pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
             break;
         }
     }
-    Mapping::Logistic { w_sim: w[0], w_margin: w[1], bias: w[2] }
+    w
 }
 
 fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {

@@ -27,26 +27,41 @@ pub struct Match {
     pub score: f32,
 }
 
-/// The answer to one lookup.
+/// The answer to one lookup: the matches (each `confidence` the probability
+/// that the photo shows that product) and the rest of the distribution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Lookup {
     pub matches: Vec<Match>,
+    /// Probability mass on counterfeit-labelled products (over the top
+    /// [`PROBABILITY_CANDIDATES`] products, whatever `k` is).
+    pub p_counterfeit: f32,
+    /// Probability mass on authentic-labelled products.
+    pub p_authentic: f32,
+    /// Probability that the photo shows none of the catalog's products.
+    pub p_no_match: f32,
     pub verdict: VerdictKind,
     pub reason: String,
 }
 
+/// The probability model always weighs at least this many products, so that
+/// `p_*` do not depend on how many matches were asked for.
+pub const PROBABILITY_CANDIDATES: usize = 10;
+
 /// Searches the catalog for `query` (a model vector), then scores and decides.
 #[must_use]
 pub fn lookup(catalog: &Catalog, query: &[f32], req: &SearchRequest, cfg: &VerdictConfig) -> Lookup {
-    let ranked = search_products(catalog, query, req);
+    let wide = SearchRequest { k: req.k.max(PROBABILITY_CANDIDATES), ..req.clone() };
+    let ranked = search_products(catalog, query, if req.k == 0 { req } else { &wide });
     let candidates: Vec<Candidate<'_>> = ranked
         .iter()
         .map(|m| Candidate { product_id: &m.product.product_id, label: m.product.label, similarity: m.best.similarity })
         .collect();
     let assessment = assess(&candidates, cfg);
+    let p = assessment.probabilities;
     let matches = ranked
         .iter()
-        .zip(assessment.confidences)
+        .zip(p.confidences)
+        .take(req.k)
         .map(|(m, confidence)| Match {
             product_id: m.product.product_id.clone(),
             label: m.product.label,
@@ -60,5 +75,12 @@ pub fn lookup(catalog: &Catalog, query: &[f32], req: &SearchRequest, cfg: &Verdi
             score: m.score,
         })
         .collect();
-    Lookup { matches, verdict: assessment.verdict.verdict, reason: assessment.verdict.reason }
+    Lookup {
+        matches,
+        p_counterfeit: p.p_counterfeit,
+        p_authentic: p.p_authentic,
+        p_no_match: p.p_no_match,
+        verdict: assessment.verdict.verdict,
+        reason: assessment.verdict.reason,
+    }
 }

@@ -18,8 +18,8 @@ mod lookup;
 mod verdict;
 
 pub use calibration::{Calibration, Mapping, VerdictThresholds};
-pub use lookup::{lookup, Lookup, Match};
-pub use verdict::{assess, Assessment, Candidate, Verdict, VerdictConfig, VerdictKind};
+pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
+pub use verdict::{assess, probabilities, Assessment, Candidate, Presence, Probabilities, Verdict, VerdictConfig, VerdictKind};
 
 use crate::catalog::{Catalog, Filter, Product};
 

@@ -1,54 +1,121 @@
-//! From raw similarities to what a marketplace acts on: a confidence per
-//! matched product and a verdict (`likely_authentic`, `likely_counterfeit`,
-//! `uncertain`, `no_match`) with its reason in words.
+//! From raw similarities to what a marketplace acts on: a probability
+//! distribution over the ranked products plus "none of these", and a verdict
+//! (`likely_authentic`, `likely_counterfeit`, `uncertain`, `no_match`) with
+//! its reason in words.
 //!
-//! [`assess`] is the only implementation of "candidates → confidences →
+//! [`assess`] is the only implementation of "candidates → probabilities →
 //! verdict": the lookup path ([`super::lookup`]) and the verdict fit
 //! ([`crate::fit`]) both call it.
 //!
-//! Without a calibration, confidence is a fixed logistic mapping of the
-//! similarity, `1 / (1 + exp(-(slope * (similarity - midpoint))))`, with the
-//! defaults below; thresholds live in [`VerdictConfig`].
+//! **The probability model.** For ranked candidates with similarities
+//! `s1 ≥ s2 ≥ …`:
+//! - `p_in`, the probability that the photo shows one of the catalog's
+//!   products at all, is the fitted [`Presence`] model of `(s1, s1 − s2)`
+//!   (without one, `1 − floor`);
+//! - given that, the top product is right with the calibrated probability
+//!   `c1 = mapping(s1, s1 − s2)` ([`super::Mapping`], or the logistic default
+//!   below), capped by its softmax share `exp(slope · s1) / Σ exp(slope · s_i)`
+//!   (a near-tie is a coin toss whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
+//!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
+//!   to "none");
+//! - each `confidence` is `p_in ×` its share, `p_no_match` the remainder, and
+//!   `p_counterfeit` / `p_authentic` the mass on products with that label.
+//!   They sum to 1, and every probability stays within `[floor, 1 − floor]`
+//!   (`floor` is `1 / (n + 2)` for a calibration fitted on `n` lookups): the
+//!   model never claims certainty it has not seen.
+//!
+//! **The verdict.** `likely_counterfeit` when `p_counterfeit` reaches the
+//! counterfeit threshold (fitted so that the false-accusation rate stays
+//! under `max_false_accusation` with 95 % confidence; see
+//! [`crate::fit::risk_threshold`]); `no_match` when `p_no_match ≥ 0.5`;
+//! `likely_authentic` when `p_authentic` reaches the authentic threshold and
+//! beats `p_counterfeit`; `uncertain` otherwise.
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Label;
 
+/// `p_in = σ(w_sim · s1 + w_margin · (s1 − s2) + bias)`: the probability that
+/// a photo shows some catalog product, fitted on lookups of the catalog's own
+/// photos with and without their product in the catalog (see [`crate::fit`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    pub w_sim: f64,
+    pub w_margin: f64,
+    pub bias: f64,
+    /// Share of lookups assumed to show a product outside the catalog (the prior the fit was weighted with).
+    pub prior_none: f64,
+}
+
+impl Presence {
+    #[must_use]
+    pub fn apply(&self, s1: f32, margin: f32) -> f32 {
+        let z = self.w_sim * f64::from(s1) + self.w_margin * f64::from(margin) + self.bias;
+        (1.0 / (1.0 + (-z).exp())) as f32
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VerdictConfig {
-    /// Logistic slope of the default confidence mapping.
+    /// Logistic slope of the default confidence mapping, and of how the
+    /// remaining probability spreads over the other candidates.
     pub slope: f32,
     /// Similarity at which the default confidence is 0.5.
     pub midpoint: f32,
-    /// Below this confidence for the best match: `no_match`.
-    pub min_confidence: f32,
-    /// Authentic and counterfeit evidence closer than this (in confidence): `uncertain`.
-    pub margin: f32,
-    /// A fitted calibration; when absent, the logistic default above is used.
+    /// The false-accusation rate the operator accepts (authentic listings
+    /// called `likely_counterfeit`); the counterfeit threshold is fitted to it.
+    pub max_false_accusation: f32,
+    /// `p_counterfeit` needed for `likely_counterfeit` (fitted; this default applies without a fit).
+    pub counterfeit_threshold: f32,
+    /// `p_authentic` needed for `likely_authentic`.
+    pub authentic_threshold: f32,
+    /// Lowest probability the model gives anything (and `1 − floor` the highest).
+    pub floor: f32,
+    /// A fitted calibration of the top product; when absent, the logistic default above is used.
     #[serde(skip)]
     pub calibration: Option<super::Mapping>,
+    /// A fitted presence model; when absent, `p_no_match` is `floor` unless nothing matched.
+    #[serde(skip)]
+    pub presence: Option<Presence>,
 }
 
 impl Default for VerdictConfig {
     fn default() -> Self {
-        VerdictConfig { slope: 20.0, midpoint: 0.75, min_confidence: 0.5, margin: 0.05, calibration: None }
+        VerdictConfig {
+            slope: 20.0,
+            midpoint: 0.75,
+            max_false_accusation: 0.02,
+            counterfeit_threshold: 0.95,
+            authentic_threshold: 0.5,
+            floor: 0.01,
+            calibration: None,
+            presence: None,
+        }
     }
 }
 
 impl VerdictConfig {
-    /// Probability that a match is right, from its similarity and its margin to the next product.
+    /// Probability that the top match is right (given that the photo shows
+    /// a catalog product), from its similarity and its margin to the next product.
     #[must_use]
     pub fn confidence_of(&self, similarity: f32, margin_to_next: f32) -> f32 {
-        match &self.calibration {
+        let p = match &self.calibration {
             Some(m) => m.apply(similarity, margin_to_next),
             None => 1.0 / (1.0 + (-(self.slope * (similarity - self.midpoint))).exp()),
-        }
+        };
+        p.clamp(self.floor, 1.0 - self.floor)
     }
 
     /// The default mapping (similarity only).
     #[must_use]
     pub fn confidence(&self, similarity: f32) -> f32 {
         self.confidence_of(similarity, 0.0)
+    }
+
+    /// Probability that the photo shows some catalog product.
+    fn presence_of(&self, s1: f32, margin: f32) -> f32 {
+        self.presence.as_ref().map_or(1.0 - self.floor, |p| p.apply(s1, margin)).clamp(self.floor, 1.0 - self.floor)
     }
 }
 
@@ -89,55 +156,93 @@ pub struct Candidate<'a> {
     pub similarity: f32,
 }
 
-/// Confidences (one per candidate, same order) and the verdict.
+/// The probability model's answer for one lookup (see the module docs).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Probabilities {
+    /// One per candidate, same order: the probability that the photo shows that product.
+    pub confidences: Vec<f32>,
+    pub p_authentic: f32,
+    pub p_counterfeit: f32,
+    pub p_no_match: f32,
+}
+
+/// Probabilities and the verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
-    pub confidences: Vec<f32>,
+    pub probabilities: Probabilities,
     pub verdict: Verdict,
 }
 
-/// Scores candidates sorted best first and decides, computing each confidence once.
+/// The distribution over `candidates` (sorted best first) plus "none of these".
 #[must_use]
-pub fn assess(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Assessment {
-    let confidences: Vec<f32> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let next = candidates.get(i + 1).map_or(0.0, |n| n.similarity);
-            cfg.confidence_of(c.similarity, c.similarity - next)
-        })
-        .collect();
-    let verdict = decide(candidates, &confidences, cfg);
-    Assessment { confidences, verdict }
+pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Probabilities {
+    let Some(first) = candidates.first() else {
+        return Probabilities { p_no_match: 1.0, ..Default::default() };
+    };
+    let s2 = candidates.get(1).map_or(0.0, |c| c.similarity);
+    let margin = first.similarity - s2;
+    let p_in = cfg.presence_of(first.similarity, margin);
+    let weights: Vec<f32> = candidates[1..].iter().map(|c| (cfg.slope * (c.similarity - s2)).exp()).collect();
+    let total: f32 = weights.iter().sum();
+    // The top product can be no surer than its share against the others
+    // (a near-tie is a coin toss, whatever the similarity).
+    let share = 1.0 / (1.0 + total * (-cfg.slope * margin).exp());
+    let c1 = cfg.confidence_of(first.similarity, margin).min(share.max(cfg.floor));
+    let mut confidences = Vec::with_capacity(candidates.len());
+    confidences.push(p_in * c1);
+    confidences.extend(weights.iter().map(|w| p_in * (1.0 - c1) * w / total));
+    let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).map(|(_, p)| *p).sum::<f32>();
+    let (p_authentic, p_counterfeit) = (mass(Label::Authentic), mass(Label::Counterfeit));
+    let p_no_match = (1.0 - p_authentic - p_counterfeit).max(0.0);
+    Probabilities { confidences, p_authentic, p_counterfeit, p_no_match }
 }
 
-fn decide(candidates: &[Candidate<'_>], conf: &[f32], cfg: &VerdictConfig) -> Verdict {
+/// Scores candidates sorted best first and decides, computing each probability once.
+#[must_use]
+pub fn assess(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Assessment {
+    let probabilities = probabilities(candidates, cfg);
+    let verdict = decide(candidates, &probabilities, cfg);
+    Assessment { probabilities, verdict }
+}
+
+fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) -> Verdict {
     let Some(best) = candidates.first() else {
         return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
     };
-    let best_conf = conf[0];
-    if best_conf < cfg.min_confidence {
-        return Verdict {
-            verdict: VerdictKind::NoMatch,
-            reason: format!(
-                "best match {} at similarity {:.2} (confidence {:.2}) is below the {:.2} needed",
-                best.product_id, best.similarity, best_conf, cfg.min_confidence
+    let nearest = |l: Label| candidates.iter().find(|c| c.label == l);
+    let f = |c: Option<&Candidate<'_>>| c.map_or_else(|| "none".into(), |c| format!("{} at {:.2}", c.product_id, c.similarity));
+    let evidence =
+        format!("nearest counterfeit reference {}, nearest authentic {}", f(nearest(Label::Counterfeit)), f(nearest(Label::Authentic)));
+    let (verdict, why) = if p.p_counterfeit >= cfg.counterfeit_threshold {
+        (
+            VerdictKind::LikelyCounterfeit,
+            format!(
+                "p_counterfeit {:.2} reaches the {:.2} needed to keep false accusations under {:.0}%",
+                p.p_counterfeit,
+                cfg.counterfeit_threshold,
+                cfg.max_false_accusation * 100.0
             ),
-        };
-    }
-    let nearest = |l: Label| candidates.iter().position(|c| c.label == l);
-    let (auth, fake) = (nearest(Label::Authentic), nearest(Label::Counterfeit));
-    let f = |i: Option<usize>| i.map_or_else(|| "none".into(), |i| format!("{:.2}", candidates[i].similarity));
-    let reason = format!("nearest counterfeit reference {} vs nearest authentic {}", f(fake), f(auth));
-    let (ca, cf) = (auth.map_or(0.0, |i| conf[i]), fake.map_or(0.0, |i| conf[i]));
-    let verdict = if (ca - cf).abs() < cfg.margin {
-        VerdictKind::Uncertain
-    } else if cf > ca {
-        VerdictKind::LikelyCounterfeit
+        )
+    } else if p.p_no_match >= 0.5 {
+        (
+            VerdictKind::NoMatch,
+            format!(
+                "p_no_match {:.2}: best match {} at similarity {:.2} looks like no catalog product",
+                p.p_no_match, best.product_id, best.similarity
+            ),
+        )
+    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
+        (VerdictKind::LikelyAuthentic, format!("p_authentic {:.2} (needed {:.2})", p.p_authentic, cfg.authentic_threshold))
     } else {
-        VerdictKind::LikelyAuthentic
+        (
+            VerdictKind::Uncertain,
+            format!(
+                "not decidable at the stated risk: p_counterfeit {:.2} (needed {:.2}), p_authentic {:.2}, p_no_match {:.2}",
+                p.p_counterfeit, cfg.counterfeit_threshold, p.p_authentic, p.p_no_match
+            ),
+        )
     };
-    Verdict { verdict, reason }
+    Verdict { verdict, reason: format!("{why}; {evidence}") }
 }
 
 #[cfg(test)]
@@ -148,22 +253,59 @@ mod tests {
         Candidate { product_id: id, label, similarity }
     }
 
-    fn verdict(cands: &[Candidate<'_>]) -> VerdictKind {
-        assess(cands, &VerdictConfig::default()).verdict.verdict
+    fn verdict(cands: &[Candidate<'_>], cfg: &VerdictConfig) -> VerdictKind {
+        assess(cands, cfg).verdict.verdict
+    }
+
+    fn presence() -> Presence {
+        // p_in = 0.5 at similarity 0.6, rising with similarity.
+        Presence { w_sim: 30.0, w_margin: 0.0, bias: -18.0, prior_none: 0.2 }
     }
 
     #[test]
-    fn verdicts() {
-        let cfg = VerdictConfig::default();
-        assert_eq!(verdict(&[]), VerdictKind::NoMatch);
-        assert_eq!(verdict(&[c("a", Label::Authentic, 0.5)]), VerdictKind::NoMatch);
-        let a = assess(&[c("f", Label::Counterfeit, 0.91), c("a", Label::Authentic, 0.62)], &cfg);
-        assert_eq!(a.verdict.verdict, VerdictKind::LikelyCounterfeit);
-        assert_eq!(a.verdict.reason, "nearest counterfeit reference 0.91 vs nearest authentic 0.62");
-        assert_eq!(a.confidences, vec![cfg.confidence_of(0.91, 0.91 - 0.62), cfg.confidence_of(0.62, 0.62)]);
-        assert_eq!(verdict(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.7)]), VerdictKind::LikelyAuthentic);
-        assert_eq!(verdict(&[c("a", Label::Authentic, 0.95), c("f", Label::Counterfeit, 0.949)]), VerdictKind::Uncertain);
-        assert!((cfg.confidence(0.75) - 0.5).abs() < 1e-6);
+    fn probabilities_sum_to_one_stay_off_the_bounds_and_are_monotone() {
+        let cfg = VerdictConfig { presence: Some(presence()), ..Default::default() };
+        let cands = [c("a", Label::Authentic, 0.91), c("f", Label::Counterfeit, 0.85), c("b", Label::Authentic, 0.62)];
+        let p = probabilities(&cands, &cfg);
+        let total: f32 = p.confidences.iter().sum::<f32>() + p.p_no_match;
+        assert!((total - 1.0).abs() < 1e-5, "{p:?}");
+        assert!((p.p_authentic + p.p_counterfeit + p.p_no_match - 1.0).abs() < 1e-5);
+        assert!((p.p_authentic - (p.confidences[0] + p.confidences[2])).abs() < 1e-6);
+        assert!(p.confidences.windows(2).all(|w| w[0] >= w[1]), "ranked order kept: {p:?}");
+        // A perfect-looking match is still not certainty.
+        let sure = probabilities(&[c("a", Label::Authentic, 1.0), c("b", Label::Authentic, 0.0)], &cfg);
+        assert!(sure.confidences[0] <= 1.0 - cfg.floor && sure.p_no_match >= cfg.floor * cfg.floor, "{sure:?}");
+        // More similar (same runner-up): more confidence in the top product, less "none".
+        let mut last = (0.0, 1.0);
+        for s in [0.6, 0.7, 0.8, 0.9, 0.99] {
+            let p = probabilities(&[c("a", Label::Authentic, s), c("b", Label::Authentic, 0.5)], &cfg);
+            assert!(p.confidences[0] >= last.0 && p.p_no_match <= last.1, "{s}: {p:?}");
+            last = (p.confidences[0], p.p_no_match);
+        }
+        // Nothing found: all mass on "none".
+        let empty = probabilities(&[], &cfg);
+        assert_eq!((empty.p_no_match, empty.confidences.len()), (1.0, 0));
+        // One candidate: what is not that product is "none".
+        let one = probabilities(&[c("a", Label::Authentic, 0.8)], &cfg);
+        assert!((one.confidences[0] + one.p_no_match - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn verdicts_follow_the_thresholds_and_say_why() {
+        let cfg = VerdictConfig { presence: Some(presence()), counterfeit_threshold: 0.8, ..Default::default() };
+        assert_eq!(verdict(&[], &cfg), VerdictKind::NoMatch);
+        assert_eq!(verdict(&[c("a", Label::Authentic, 0.3), c("b", Label::Authentic, 0.29)], &cfg), VerdictKind::NoMatch);
+        let a = assess(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &cfg);
+        assert_eq!(a.verdict.verdict, VerdictKind::LikelyCounterfeit, "{a:?}");
+        assert!(a.verdict.reason.contains("nearest counterfeit reference f at 0.95, nearest authentic a at 0.62"), "{}", a.verdict.reason);
+        assert_eq!(verdict(&[c("a", Label::Authentic, 0.95), c("f", Label::Counterfeit, 0.62)], &cfg), VerdictKind::LikelyAuthentic);
+        // Authentic and counterfeit references equally close: neither reaches its threshold.
+        let tie = assess(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.9)], &cfg);
+        assert_eq!(tie.verdict.verdict, VerdictKind::Uncertain, "{tie:?}");
+        assert!(tie.verdict.reason.starts_with("not decidable at the stated risk"), "{}", tie.verdict.reason);
+        // A stricter threshold turns the same evidence into `uncertain`.
+        let strict = VerdictConfig { counterfeit_threshold: 0.999, ..cfg.clone() };
+        assert_eq!(verdict(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &strict), VerdictKind::Uncertain);
         assert!(cfg.confidence(0.9) > cfg.confidence(0.8));
         assert_eq!(serde_json::to_value(VerdictKind::LikelyCounterfeit).unwrap(), VerdictKind::LikelyCounterfeit.as_str());
     }

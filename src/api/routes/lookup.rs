@@ -53,7 +53,7 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, t0:
     state.metrics.embed(embed_s);
     let t_search = Instant::now();
     let st = state.clone();
-    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdict))).await?;
+    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config))).await?;
     let search_s = t_search.elapsed().as_secs_f64();
     state.metrics.search(search_s);
     let timing = Timing { embed_ms: embed_s * 1e3, search_ms: search_s * 1e3, total_ms: t0.elapsed().as_secs_f64() * 1e3 };

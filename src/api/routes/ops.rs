@@ -40,7 +40,10 @@ pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
 
 #[utoipa::path(get, path = "/v1/stats", tag = "operations", responses((status = 200, description = "catalog counts and index parameters", body = StatsOut)))]
 pub async fn stats(State(state): St, _: Caller<Read>) -> Result<Json<StatsOut>, ApiError> {
-    Ok(Json(blocking(move || Ok(state.catalog.stats()?)).await?.into()))
+    let info = state.verdicts().info.clone();
+    let mut out: StatsOut = blocking(move || Ok(state.catalog.stats()?)).await?.into();
+    out.calibration = info.map(Into::into);
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
