@@ -129,7 +129,7 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
     assert!(stored.heldout_ece.contains_key("logistic") && stored.heldout_ece.contains_key("isotonic"));
     // The generated catalog has both labels: the counterfeit thresholds are fitted on the same lookups.
     let v = stored.verdict.as_ref().expect("verdict thresholds fitted by calibrate");
-    assert_eq!(v.by_risk.len(), knockoff::fit::RISK_LEVELS.len(), "{v:?}");
+    assert_eq!((v.counterfeit.len(), v.authentic.len()), (knockoff::fit::RISK_LEVELS.len(), knockoff::fit::RISK_LEVELS.len()), "{v:?}");
     assert!(v.n_authentic > 0 && v.n_authentic + v.n_counterfeit <= 16, "{v:?}");
     // 8 products with 2 photos: too few for `index` to calibrate itself, so no presence model to keep.
     assert!(stored.presence.is_none());
@@ -199,7 +199,7 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     assert!(cal.presence.is_some());
     // The catalog has both labels, so the counterfeit thresholds were fitted with it.
     let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
-    assert_eq!(v.by_risk.len(), knockoff::fit::RISK_LEVELS.len(), "{v:?}");
+    assert_eq!((v.counterfeit.len(), v.authentic.len()), (knockoff::fit::RISK_LEVELS.len(), knockoff::fit::RISK_LEVELS.len()), "{v:?}");
     let (found, _) =
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))
             .unwrap();

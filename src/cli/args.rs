@@ -235,9 +235,13 @@ pub struct EvalArgs {
     /// Product ranking score: best (best image) or topN (mean of its best N images).
     #[arg(long, default_value = "best")]
     pub product_score: crate::search::ProductScore,
-    /// Run `knockoff tune` on the temporary index before the lookups.
+    /// Run `knockoff tune` on the temporary index before the lookups (with its options below).
     #[arg(long, conflicts_with = "use_index")]
     pub tune: bool,
+    /// Evaluate the temporary index as indexed, without the fitting `knockoff index`
+    /// ends with (projection when it helps, self-calibration).
+    #[arg(long, conflicts_with_all = ["use_index", "tune"])]
+    pub no_fit: bool,
     #[command(flatten)]
     pub tune_args: TuneArgs,
 }

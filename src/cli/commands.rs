@@ -70,7 +70,7 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
     if !a.no_calibrate && report.counts.indexed > 0 {
-        crate::fit::self_calibrate_logged(&opened.catalog, &mut |line| eprintln!("{line}"))?;
+        crate::fit::fit_index(&opened.catalog, &mut |line| eprintln!("{line}"));
     }
     Ok(i32::from(report.counts.failed > 0))
 }
@@ -159,9 +159,9 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
                 Ok(report) => eprintln!("[eval] tune: {}", serde_json::to_string(&report)?),
                 Err(e) => eprintln!("[eval] tune: not applied: {e}"),
             }
-        } else {
+        } else if !a.no_fit {
             // What `knockoff index` does at its end.
-            crate::fit::self_calibrate_logged(catalog, &mut |line| eprintln!("[eval] {line}"))?;
+            crate::fit::fit_index(catalog, &mut |line| eprintln!("[eval] {line}"));
         }
     }
     let queries = read_queries(&a.queries)?;

@@ -22,7 +22,7 @@ use crate::embed::Embedder;
 use crate::eval::metrics::ece;
 use crate::eval::{evaluate, read_queries, EvalOptions, Query};
 use crate::ingest::IngestError;
-use crate::search::calibration::RiskThreshold;
+use crate::search::calibration::{for_risk, RiskThreshold};
 use crate::search::calibration::{fit_isotonic, fit_logistic, CalibrationSample};
 use crate::search::{assess, Calibration, Candidate, Mapping, VerdictConfig, VerdictThresholds};
 
@@ -132,14 +132,12 @@ fn bootstrap_se_of_ece_difference(a: &[f32], b: &[f32], ok: &[bool], rounds: usi
 /// operator's `max_false_accusation` picks the largest one not above it).
 pub const RISK_LEVELS: [f64; 6] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2];
 
-/// Chooses, for each rate in [`RISK_LEVELS`], the lowest `p_counterfeit`
-/// threshold whose false-accusation rate on `lookups` of authentic products
-/// (their truth labelled authentic; candidates as ranked) stays below the
-/// rate with 95 % confidence (Clopper–Pearson upper bound): risk control in
-/// the sense of conformal / "learn then test" calibration. Above 1 means no
-/// threshold is safe at that rate (too few authentic lookups to show it).
-/// Each lookup is scored by [`assess`], the lookup path's own function.
-/// `None` unless the products carry both labels.
+/// Chooses the verdict thresholds for each rate in [`RISK_LEVELS`] (see
+/// [`VerdictThresholds`]) on `lookups` (truth product and ranked
+/// candidates), scoring each by [`assess`], the lookup path's own function:
+/// risk control in the sense of conformal / "learn then test" calibration.
+/// A threshold above 1 means no threshold is safe at that rate (too few
+/// lookups to show it). `None` unless the products carry both labels.
 #[must_use]
 pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
     lookups: &[RankedLookup<K>],
@@ -150,47 +148,57 @@ pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
     if !(has(Label::Authentic) && has(Label::Counterfeit)) || lookups.is_empty() {
         return None;
     }
+    // (p_counterfeit, p_authentic) per lookup, by the truth's label.
     let (mut authentic, mut counterfeit) = (Vec::new(), Vec::new());
     for l in lookups {
         let Some(truth) = label_of.get(&l.truth) else { continue };
-        let cands: Vec<Candidate<'_>> = l
-            .top
-            .iter()
-            .filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim }))
-            .collect();
-        let p = assess(&cands, cfg).probabilities.p_counterfeit;
+        let cands: Vec<Candidate<'_>> =
+            l.top.iter().filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim })).collect();
+        let p = assess(&cands, cfg).probabilities;
         match truth {
-            Label::Authentic => authentic.push(p),
-            // A counterfeit whose product is not among the candidates cannot be caught: it does not count.
-            Label::Counterfeit if l.top.iter().any(|t| t.0 == l.truth) => counterfeit.push(p),
-            Label::Counterfeit => {}
+            Label::Authentic => authentic.push((p.p_counterfeit, p.p_authentic)),
+            Label::Counterfeit => counterfeit.push((p.p_counterfeit, p.p_authentic)),
         }
     }
-    authentic.sort_by(|a, b| b.total_cmp(a));
-    let n = authentic.len();
-    let by_risk = RISK_LEVELS
+    let wrong_fake: Vec<f32> = authentic.iter().map(|p| p.0).collect();
+    let right_fake: Vec<f32> = counterfeit.iter().map(|p| p.0).collect();
+    let wrong_auth: Vec<f32> = counterfeit.iter().map(|p| p.1).collect();
+    let right_auth: Vec<f32> = authentic.iter().map(|p| p.1).collect();
+    Some(VerdictThresholds {
+        counterfeit: risk_table(wrong_fake, &right_fake),
+        authentic: risk_table(wrong_auth, &right_auth),
+        n_authentic: authentic.len(),
+        n_counterfeit: counterfeit.len(),
+    })
+}
+
+/// For each rate in [`RISK_LEVELS`]: the lowest threshold on a score whose
+/// share of `wrong` lookups at or above it stays under the rate with 95 %
+/// confidence, and how many `right` ones reach it.
+fn risk_table(mut wrong: Vec<f32>, right: &[f32]) -> Vec<RiskThreshold> {
+    wrong.sort_by(|a, b| b.total_cmp(a));
+    let n = wrong.len();
+    RISK_LEVELS
         .iter()
         .map(|alpha| {
-            // The most accusations k (the k highest p_counterfeit) whose upper bound stays under alpha.
+            // The most errors k (the k highest scores) whose upper bound stays under alpha.
             let k = (0..=n).take_while(|k| clopper_pearson_upper(*k, n, 0.05) <= *alpha).last();
             let threshold = match k {
                 None => 1.01,
                 Some(k) if k == n => 0.0,
-                // Just above the (k+1)-th highest, so that it is not accused (f32 values compared in f64).
-                Some(k) => f64::from(authentic[k]) + 1e-7,
+                // Just above the (k+1)-th highest, so that it is not reached (f32 values compared in f64).
+                Some(k) => f64::from(wrong[k]) + 1e-7,
             };
-            let caught = counterfeit.iter().filter(|p| f64::from(**p) >= threshold).count();
-            let accused = authentic.iter().filter(|p| f64::from(**p) >= threshold).count();
+            let errors = wrong.iter().filter(|p| f64::from(**p) >= threshold).count();
             RiskThreshold {
-                max_false_accusation: *alpha,
-                counterfeit_threshold: threshold,
-                accused,
-                false_accusation_ucb: clopper_pearson_upper(accused, n, 0.05),
-                caught,
+                max_rate: *alpha,
+                threshold,
+                errors,
+                error_ucb: clopper_pearson_upper(errors, n, 0.05),
+                hits: right.iter().filter(|p| f64::from(**p) >= threshold).count(),
             }
         })
-        .collect();
-    Some(VerdictThresholds { by_risk, n_authentic: n, n_counterfeit: counterfeit.len() })
+        .collect()
 }
 
 /// One-sided upper `1 − delta` confidence bound on a rate with `k` events in
@@ -327,11 +335,30 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
     Ok(report)
 }
 
+/// What `knockoff index` ends with and the service's background refit runs:
+/// [`tune`] (the projection, when the catalog has several photos per
+/// product and cross-validation says it helps, then self-calibration), or
+/// self-calibration alone when there is nothing to learn a projection from.
+/// A failure is logged, never fatal: the index and its earlier calibration
+/// stay as they were.
+pub fn fit_index(catalog: &Catalog, log: &mut dyn FnMut(String)) {
+    let result = match tune(catalog, &TuneOptions::default(), log) {
+        Err(FitError::Catalog(CatalogError::Projection(why))) => {
+            log(format!("no projection: {why}"));
+            self_calibrate_logged(catalog, log).map(|_| ())
+        }
+        other => other.map(|_| ()),
+    };
+    if let Err(e) = result {
+        log(format!("fitting the index failed, its earlier calibration stays: {e}"));
+    }
+}
+
 /// [`self_calibrate`] with its outcome in words for `log`.
 pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Result<Option<SelfCalReport>, FitError> {
     match self_calibrate(catalog, &SelfCalOptions::default())? {
         Ok(r) => {
-            let risk = r.calibration.verdict.as_ref().and_then(|t| t.for_risk(0.02));
+            let risk = r.calibration.verdict.as_ref().and_then(|t| for_risk(&t.counterfeit, 0.02));
             log(format!(
                 "self-calibration: {} + {} held-out lookups of the catalog's own photos (top-1 {:.3} same shoot, {:.3} another shoot){} in {:.1}s",
                 r.n_same_shoot,
@@ -340,10 +367,10 @@ pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> 
                 r.top1_other_shoot,
                 risk.map_or(String::new(), |t| format!(
                     "; counterfeit threshold {:.3} for a 2% false-accusation rate ({} of {} authentic lookups over it, upper bound {:.3})",
-                    t.counterfeit_threshold,
-                    t.accused,
+                    t.threshold,
+                    t.errors,
                     r.calibration.verdict.as_ref().map_or(0, |v| v.n_authentic),
-                    t.false_accusation_ucb
+                    t.error_ucb
                 )),
                 r.seconds
             ));
@@ -438,15 +465,15 @@ mod tests {
         assert!(rate(&fresh, 0.5) > 0.05, "the case must defeat the naive threshold: {}", rate(&fresh, 0.5));
         let t = fit_risk_thresholds(&fit_on, &labels, &cfg).unwrap();
         assert_eq!(t.n_authentic, 3000);
-        let at = t.for_risk(0.02).unwrap();
-        assert!((at.max_false_accusation - 0.02).abs() < 1e-12);
-        assert!(at.false_accusation_ucb <= 0.02 && at.counterfeit_threshold > 0.5, "{at:?}");
-        assert!(rate(&fresh, at.counterfeit_threshold) <= 0.02, "held out: {}", rate(&fresh, at.counterfeit_threshold));
+        let at = for_risk(&t.counterfeit, 0.02).unwrap();
+        assert!((at.max_rate - 0.02).abs() < 1e-12);
+        assert!(at.error_ucb <= 0.02 && at.threshold > 0.5, "{at:?}");
+        assert!(rate(&fresh, at.threshold) <= 0.02, "held out: {}", rate(&fresh, at.threshold));
         // Stricter rates need higher thresholds.
-        assert!(t.by_risk.windows(2).all(|w| w[0].counterfeit_threshold >= w[1].counterfeit_threshold), "{t:?}");
+        assert!(t.counterfeit.windows(2).all(|w| w[0].threshold >= w[1].threshold), "{t:?}");
         // Too few authentic lookups to show a 0.5% rate: never accuse.
         let few = fit_risk_thresholds(&fit_on[..100], &labels, &cfg).unwrap();
-        assert!(few.for_risk(0.005).unwrap().counterfeit_threshold > 1.0);
+        assert!(for_risk(&few.counterfeit, 0.005).unwrap().threshold > 1.0);
         // A catalog with one label has no verdict to fit.
         let one: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic), (3, Label::Authentic)].into();
         assert!(fit_risk_thresholds(&fit_on, &one, &cfg).is_none());

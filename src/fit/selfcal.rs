@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{fit_risk_thresholds, FitError, RankedLookup};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::search::calibration::{fit_logistic, fit_logistic_weighted, Calibration, CALIBRATION_FILE};
 use crate::search::{Presence, VerdictConfig};
 
@@ -83,12 +83,10 @@ impl std::fmt::Display for Skipped {
 /// calibrate itself (then any earlier calibration file is left as it is).
 pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let t0 = std::time::Instant::now();
-    let mut labelled = catalog.labelled_vectors()?;
-    if let Some(p) = catalog.projection() {
-        for (_, v) in &mut labelled {
-            *v = p.apply(v);
-        }
-    }
+    let labelled = catalog.labelled_vectors()?;
+    // With a projection applied, each held-out side is looked up in a projection
+    // fitted without it (one fitted on all photos has seen the queries).
+    let projection = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
     let mut sizes: HashMap<i64, usize> = HashMap::new();
     for (l, _) in &labelled {
         *sizes.entry(*l).or_default() += 1;
@@ -97,8 +95,9 @@ pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result
     if sizes.len() < 2 || with_two < 10 {
         return Ok(Err(Skipped::TooFewPhotos { products: sizes.len(), with_two_photos: with_two }));
     }
-    let same = held_out_lookups(&labelled, &split_by_order(&labelled), opts.max_lookups);
-    let other = held_out_lookups(&labelled, &split_by_cluster(&labelled), opts.max_lookups);
+    let model = catalog.model();
+    let same = held_out_lookups(&labelled, &split_by_order(&labelled), opts.max_lookups, projection, model)?;
+    let other = held_out_lookups(&labelled, &split_by_cluster(&labelled), opts.max_lookups, projection, model)?;
     let labels = catalog.product_labels();
     let positives: Vec<&RankedLookup<i64>> = same.iter().chain(&other).collect();
     let nones: Vec<RankedLookup<i64>> = positives.iter().map(|l| without_truth(l)).collect();
@@ -217,29 +216,53 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Looks each side's photos (at most `max` in all, evenly spread) up
-/// against the other side: the best 11 products (nearest image each), for
+/// against the other side — in a projection fitted on that other side when
+/// `projection` is given: the best 11 products (nearest image each), for
 /// photos whose product has photos on the other side.
-fn held_out_lookups(labelled: &[(i64, Vec<f32>)], side: &[u8], max: usize) -> Vec<RankedLookup<i64>> {
-    let on_side =
-        |s: u8| labelled.iter().zip(side).filter(move |(_, x)| **x == s).map(|(l, _)| l.0).collect::<std::collections::HashSet<i64>>();
-    let present = [on_side(0), on_side(1)];
-    let queries: Vec<usize> = (0..labelled.len()).filter(|i| present[usize::from(1 - side[*i])].contains(&labelled[*i].0)).collect();
-    let queries: Vec<usize> = if queries.len() > max { (0..max).map(|k| queries[k * queries.len() / max]).collect() } else { queries };
-    queries
-        .into_iter()
-        .map(|q| {
-            let (truth, v) = (labelled[q].0, &labelled[q].1);
+fn held_out_lookups(
+    labelled: &[(i64, Vec<f32>)],
+    side: &[u8],
+    max: usize,
+    projection: Option<FitOptions>,
+    model: &str,
+) -> Result<Vec<RankedLookup<i64>>, CatalogError> {
+    let mut out = Vec::new();
+    for f in 0..2u8 {
+        let gallery: Vec<usize> = (0..labelled.len()).filter(|i| side[*i] != f).collect();
+        let known: std::collections::HashSet<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
+        let queries: Vec<usize> = (0..labelled.len()).filter(|i| side[*i] == f && known.contains(&labelled[*i].0)).collect();
+        let cap = (max / 2).max(1);
+        let queries: Vec<usize> = if queries.len() > cap { (0..cap).map(|k| queries[k * queries.len() / cap]).collect() } else { queries };
+        if queries.is_empty() {
+            continue;
+        }
+        let space: Option<Projection> = match projection {
+            Some(opts) => {
+                let vecs: Vec<&[f32]> = gallery.iter().map(|i| labelled[*i].1.as_slice()).collect();
+                let labels: Vec<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
+                Some(Projection::fit(&vecs, &labels, model, opts)?)
+            }
+            None => None,
+        };
+        let view = |i: usize| -> std::borrow::Cow<'_, [f32]> {
+            match &space {
+                Some(p) => std::borrow::Cow::Owned(p.apply(&labelled[i].1)),
+                None => std::borrow::Cow::Borrowed(labelled[i].1.as_slice()),
+            }
+        };
+        let gallery_vecs: Vec<(i64, std::borrow::Cow<'_, [f32]>)> = gallery.iter().map(|i| (labelled[*i].0, view(*i))).collect();
+        for q in queries {
+            let v = view(q);
             let mut best: HashMap<i64, f32> = HashMap::new();
-            for ((l, g), s) in labelled.iter().zip(side) {
-                if *s != side[q] {
-                    let e = best.entry(*l).or_insert(f32::MIN);
-                    *e = e.max(dot(v, g));
-                }
+            for (l, g) in &gallery_vecs {
+                let e = best.entry(*l).or_insert(f32::MIN);
+                *e = e.max(dot(&v, g));
             }
             let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             ranked.truncate(11);
-            RankedLookup { truth, top: ranked }
-        })
-        .collect()
+            out.push(RankedLookup { truth: labelled[q].0, top: ranked });
+        }
+    }
+    Ok(out)
 }

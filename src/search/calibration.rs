@@ -31,6 +31,12 @@ pub enum Mapping {
 }
 
 impl Mapping {
+    /// Whether the mapping weighs the margin to the next product (and so sees near-ties).
+    #[must_use]
+    pub fn uses_margin(&self) -> bool {
+        matches!(self, Mapping::Logistic { w_margin, .. } if *w_margin != 0.0)
+    }
+
     pub fn apply(&self, sim: f32, margin: f32) -> f32 {
         match self {
             Mapping::Logistic { w_sim, w_margin, bias } => {
@@ -72,41 +78,45 @@ pub struct Calibration {
     pub presence: Option<super::Presence>,
 }
 
-/// The counterfeit threshold chosen for each false-accusation rate an
-/// operator may state: the lowest `p_counterfeit` threshold whose
-/// false-accusation rate on held-out lookups of authentic products stays
-/// below the rate with 95 % confidence (Clopper–Pearson upper bound).
+/// Verdict thresholds chosen for each error rate an operator may state, by
+/// a 95 % upper confidence bound (Clopper–Pearson) on held-out lookups:
+/// - `counterfeit`: the lowest `p_counterfeit` threshold whose rate of
+///   authentic lookups called `likely_counterfeit` (false accusations) stays
+///   under the rate;
+/// - `authentic`: the lowest `p_authentic` threshold whose rate of counterfeit
+///   lookups called `likely_authentic` (missed counterfeits) stays under it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictThresholds {
-    pub by_risk: Vec<RiskThreshold>,
+    pub counterfeit: Vec<RiskThreshold>,
+    pub authentic: Vec<RiskThreshold>,
     /// Held-out lookups of authentic and of counterfeit products the choice was made on.
     pub n_authentic: usize,
     pub n_counterfeit: usize,
 }
 
+/// One threshold and what it does on the lookups it was chosen on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RiskThreshold {
-    pub max_false_accusation: f64,
-    /// `p_counterfeit` needed for `likely_counterfeit` (above 1: never).
-    pub counterfeit_threshold: f64,
-    /// Authentic lookups it would accuse, and the 95 % upper bound of that rate.
-    pub accused: usize,
-    pub false_accusation_ucb: f64,
-    /// Counterfeit lookups it would catch.
-    pub caught: usize,
+    /// The error rate it is chosen for.
+    pub max_rate: f64,
+    /// Probability needed for the verdict (above 1: never).
+    pub threshold: f64,
+    /// Lookups it would decide wrongly, and the 95 % upper bound of that rate.
+    pub errors: usize,
+    pub error_ucb: f64,
+    /// Lookups it would decide rightly.
+    pub hits: usize,
 }
 
-impl VerdictThresholds {
-    /// The threshold for the largest fitted risk not above `max_false_accusation`
-    /// (the strictest one when all are above it).
-    #[must_use]
-    pub fn for_risk(&self, max_false_accusation: f64) -> Option<&RiskThreshold> {
-        self.by_risk
-            .iter()
-            .filter(|r| r.max_false_accusation <= max_false_accusation + 1e-12)
-            .max_by(|a, b| a.max_false_accusation.total_cmp(&b.max_false_accusation))
-            .or_else(|| self.by_risk.iter().min_by(|a, b| a.max_false_accusation.total_cmp(&b.max_false_accusation)))
-    }
+/// The threshold for the largest fitted rate not above `max_rate` (the
+/// strictest one when all are above it).
+#[must_use]
+pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold> {
+    table
+        .iter()
+        .filter(|r| r.max_rate <= max_rate + 1e-12)
+        .max_by(|a, b| a.max_rate.total_cmp(&b.max_rate))
+        .or_else(|| table.iter().min_by(|a, b| a.max_rate.total_cmp(&b.max_rate)))
 }
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
@@ -198,7 +208,7 @@ pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> 
 /// (or the model's shipped default, from `model_dir`) with its presence model
 /// and the counterfeit threshold fitted for the stated false-accusation rate.
 /// `configured` (a `[verdict]` section of the service config) states the rate
-/// and the defaults; without a fitted threshold its `counterfeit_threshold` applies.
+/// and the defaults; without fitted thresholds its own apply.
 #[must_use]
 pub fn verdict_config(catalog: &Catalog, model_dir: &Path, configured: Option<&VerdictConfig>) -> VerdictConfig {
     let projection = catalog.projection().map(|p| p.info.id.clone());
@@ -217,8 +227,13 @@ impl VerdictConfig {
         self.calibration = Some(cal.mapping.clone());
         self.presence.clone_from(&cal.presence);
         self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
-        if let Some(t) = cal.verdict.as_ref().and_then(|t| t.for_risk(f64::from(self.max_false_accusation))) {
-            self.counterfeit_threshold = t.counterfeit_threshold as f32;
+        if let Some(t) = &cal.verdict {
+            if let Some(r) = for_risk(&t.counterfeit, f64::from(self.max_false_accusation)) {
+                self.counterfeit_threshold = r.threshold as f32;
+            }
+            if let Some(r) = for_risk(&t.authentic, f64::from(self.max_missed_counterfeit)) {
+                self.authentic_threshold = (r.threshold as f32).max(self.authentic_threshold);
+            }
         }
     }
 }

@@ -14,8 +14,9 @@
 //!   (without one, `1 − floor`);
 //! - given that, the top product is right with the calibrated probability
 //!   `c1 = mapping(s1, s1 − s2)` ([`super::Mapping`], or the logistic default
-//!   below), capped by its softmax share `exp(slope · s1) / Σ exp(slope · s_i)`
-//!   (a near-tie is a coin toss whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
+//!   below) — unless that mapping weighs the margin, capped by its softmax share
+//!   `exp(slope · s1) / Σ exp(slope · s_i)` (a near-tie is a coin toss whatever
+//!   the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
 //!   to "none");
 //! - each `confidence` is `p_in ×` its share, `p_no_match` the remainder, and
@@ -29,7 +30,9 @@
 //! under `max_false_accusation` with 95 % confidence; see
 //! [`crate::fit::risk_threshold`]); `no_match` when `p_no_match ≥ 0.5`;
 //! `likely_authentic` when `p_authentic` reaches the authentic threshold and
-//! beats `p_counterfeit`; `uncertain` otherwise.
+//! beats `p_counterfeit` (on a catalog with both labels that threshold is
+//! fitted so that counterfeits called `likely_authentic` stay under
+//! `max_missed_counterfeit`); `uncertain` otherwise.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +71,10 @@ pub struct VerdictConfig {
     pub max_false_accusation: f32,
     /// `p_counterfeit` needed for `likely_counterfeit` (fitted; this default applies without a fit).
     pub counterfeit_threshold: f32,
-    /// `p_authentic` needed for `likely_authentic`.
+    /// The rate of counterfeit listings called `likely_authentic` the operator
+    /// accepts (on a catalog with both labels the authentic threshold is fitted to it).
+    pub max_missed_counterfeit: f32,
+    /// `p_authentic` needed for `likely_authentic` (at least this; raised by the fit).
     pub authentic_threshold: f32,
     /// Lowest probability the model gives anything (and `1 − floor` the highest).
     pub floor: f32,
@@ -87,6 +93,7 @@ impl Default for VerdictConfig {
             midpoint: 0.75,
             max_false_accusation: 0.02,
             counterfeit_threshold: 0.95,
+            max_missed_counterfeit: 0.1,
             authentic_threshold: 0.5,
             floor: 0.01,
             calibration: None,
@@ -184,10 +191,12 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     let p_in = cfg.presence_of(first.similarity, margin);
     let weights: Vec<f32> = candidates[1..].iter().map(|c| (cfg.slope * (c.similarity - s2)).exp()).collect();
     let total: f32 = weights.iter().sum();
-    // The top product can be no surer than its share against the others
-    // (a near-tie is a coin toss, whatever the similarity).
+    // A mapping of the similarity alone cannot see a near-tie: there the top
+    // product can be no surer than its share against the others (a fitted
+    // logistic of similarity and margin already weighs it).
     let share = 1.0 / (1.0 + total * (-cfg.slope * margin).exp());
-    let c1 = cfg.confidence_of(first.similarity, margin).min(share.max(cfg.floor));
+    let raw = cfg.confidence_of(first.similarity, margin);
+    let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::uses_margin) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
     confidences.extend(weights.iter().map(|w| p_in * (1.0 - c1) * w / total));
@@ -232,7 +241,15 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
             ),
         )
     } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
-        (VerdictKind::LikelyAuthentic, format!("p_authentic {:.2} (needed {:.2})", p.p_authentic, cfg.authentic_threshold))
+        (
+            VerdictKind::LikelyAuthentic,
+            format!(
+                "p_authentic {:.2} reaches the {:.2} needed to keep counterfeits passed as authentic under {:.0}%",
+                p.p_authentic,
+                cfg.authentic_threshold,
+                cfg.max_missed_counterfeit * 100.0
+            ),
+        )
     } else {
         (
             VerdictKind::Uncertain,
