@@ -98,7 +98,7 @@ pub fn cross_validate_projection(
 
 /// Products (label key, similarity of their nearest image), best first; the
 /// gallery is never empty here (each query's product has photos in it).
-fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
+pub(super) fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
     let mut best: HashMap<i64, f32> = HashMap::new();
     for (g, l) in gallery.iter().zip(labels) {
         let s: f32 = q.iter().zip(g.iter()).map(|(a, b)| a * b).sum();

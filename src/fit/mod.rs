@@ -22,8 +22,8 @@ use crate::embed::Embedder;
 use crate::eval::metrics::ece;
 use crate::eval::{evaluate, read_queries, EvalOptions, Query};
 use crate::ingest::IngestError;
-use crate::search::calibration::{for_risk, RiskThreshold};
 use crate::search::calibration::{fit_isotonic, fit_logistic, CalibrationSample};
+use crate::search::calibration::{for_risk, RiskThreshold};
 use crate::search::{assess, Calibration, Candidate, Mapping, VerdictConfig, VerdictThresholds};
 
 #[derive(Debug, thiserror::Error)]
@@ -152,8 +152,11 @@ pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
     let (mut authentic, mut counterfeit) = (Vec::new(), Vec::new());
     for l in lookups {
         let Some(truth) = label_of.get(&l.truth) else { continue };
-        let cands: Vec<Candidate<'_>> =
-            l.top.iter().filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim })).collect();
+        let cands: Vec<Candidate<'_>> = l
+            .top
+            .iter()
+            .filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim }))
+            .collect();
         let p = assess(&cands, cfg).probabilities;
         match truth {
             Label::Authentic => authentic.push((p.p_counterfeit, p.p_authentic)),

@@ -250,19 +250,48 @@ fn held_out_lookups(
                 None => std::borrow::Cow::Borrowed(labelled[i].1.as_slice()),
             }
         };
-        let gallery_vecs: Vec<(i64, std::borrow::Cow<'_, [f32]>)> = gallery.iter().map(|i| (labelled[*i].0, view(*i))).collect();
+        let gallery_vecs: Vec<std::borrow::Cow<'_, [f32]>> = gallery.iter().map(|i| view(*i)).collect();
+        let gallery_refs: Vec<&[f32]> = gallery_vecs.iter().map(AsRef::as_ref).collect();
+        let gallery_labels: Vec<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
         for q in queries {
-            let v = view(q);
-            let mut best: HashMap<i64, f32> = HashMap::new();
-            for (l, g) in &gallery_vecs {
-                let e = best.entry(*l).or_insert(f32::MIN);
-                *e = e.max(dot(&v, g));
-            }
-            let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut ranked = super::cv::rank_products(&view(q), &gallery_refs, &gallery_labels);
             ranked.truncate(11);
             out.push(RankedLookup { truth: labelled[q].0, top: ranked });
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: [f32; 3]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn splits_cut_each_product_in_two_by_order_and_by_shoot() {
+        // Product 1: two shoots (near x, near y), interleaved in indexing order; product 2: one shoot.
+        let labelled: Vec<(i64, Vec<f32>)> = vec![
+            (1, unit([1.0, 0.1, 0.0])),
+            (1, unit([0.1, 1.0, 0.0])),
+            (1, unit([1.0, 0.0, 0.1])),
+            (1, unit([0.0, 1.0, 0.1])),
+            (2, unit([0.0, 0.1, 1.0])),
+            (2, unit([0.1, 0.0, 1.0])),
+        ];
+        assert_eq!(split_by_order(&labelled), vec![0, 0, 1, 1, 0, 1]);
+        let c = split_by_cluster(&labelled);
+        assert_eq!(c[0], c[2], "same shoot, same side: {c:?}");
+        assert_eq!(c[1], c[3]);
+        assert_ne!(c[0], c[1], "the two shoots end up on opposite sides: {c:?}");
+        assert_ne!(c[4], c[5], "two photos of one shoot still split in two: {c:?}");
+        // Every photo whose product is on the other side is looked up there; its own product is the truth.
+        let looked = held_out_lookups(&labelled, &c, 100, None, "m").unwrap();
+        assert_eq!(looked.len(), 6);
+        assert!(looked.iter().all(|l| l.top.iter().any(|t| t.0 == l.truth)));
+        assert!(looked.iter().all(|l| l.top.windows(2).all(|w| w[0].1 >= w[1].1)));
+    }
 }
