@@ -770,7 +770,9 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
     let answered = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stops when told, or by itself should the main thread fail first.
+            let give_up = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < give_up {
                 let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
                 assert_eq!(st, 200, "a lookup failed during the refit: {j}");
                 answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

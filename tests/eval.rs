@@ -195,7 +195,7 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
     // Self-calibrated in the projected space: every photo looked up under both held-out schemes.
     assert!(cal.queries[0].starts_with("self-calibration"), "{:?}", cal.queries);
-    assert_eq!(s["self_calibration"]["n_same_shoot"], 40, "{s}");
+    assert_eq!(s["self_calibration"]["n_lookups"], 40, "{s}");
     assert!(cal.presence.is_some());
     // The catalog has both labels, so the counterfeit thresholds were fitted with it.
     let v = cal.verdict.as_ref().expect("verdict thresholds fitted");

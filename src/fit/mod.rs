@@ -338,51 +338,47 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
     Ok(report)
 }
 
-/// What `knockoff index` ends with and the service's background refit runs:
-/// [`tune`] (the projection, when the catalog has several photos per
-/// product and cross-validation says it helps, then self-calibration), or
-/// self-calibration alone when there is nothing to learn a projection from.
-/// A failure is logged, never fatal: the index and its earlier calibration
-/// stay as they were.
+/// What `knockoff index` ends with and the service's background refit runs
+/// ([`selfcal::fit_index`]: the projection when it helps, then
+/// self-calibration), with its outcome in words for `log`. A failure is
+/// logged, never fatal: the index and its earlier calibration stay as they were.
 pub fn fit_index(catalog: &Catalog, log: &mut dyn FnMut(String)) {
-    let result = match tune(catalog, &TuneOptions::default(), log) {
-        Err(FitError::Catalog(CatalogError::Projection(why))) => {
-            log(format!("no projection: {why}"));
-            self_calibrate_logged(catalog, log).map(|_| ())
-        }
-        other => other.map(|_| ()),
-    };
-    if let Err(e) = result {
-        log(format!("fitting the index failed, its earlier calibration stays: {e}"));
+    match selfcal::fit_index(catalog, &SelfCalOptions::default()) {
+        Ok(outcome) => log_outcome(outcome, log),
+        Err(e) => log(format!("fitting the index failed, its earlier calibration stays: {e}")),
     }
 }
 
 /// [`self_calibrate`] with its outcome in words for `log`.
 pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Result<Option<SelfCalReport>, FitError> {
-    match self_calibrate(catalog, &SelfCalOptions::default())? {
+    let outcome = self_calibrate(catalog, &SelfCalOptions::default())?;
+    let report = outcome.as_ref().ok().cloned();
+    log_outcome(outcome, log);
+    Ok(report)
+}
+
+fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {
+    match outcome {
         Ok(r) => {
-            let risk = r.calibration.verdict.as_ref().and_then(|t| for_risk(&t.counterfeit, 0.02));
+            let t = r.calibration.verdict.as_ref();
+            let risk = t.and_then(|t| for_risk(&t.counterfeit, 0.02));
             log(format!(
-                "self-calibration: {} + {} held-out lookups of the catalog's own photos (top-1 {:.3} same shoot, {:.3} another shoot){} in {:.1}s",
-                r.n_same_shoot,
-                r.n_other_shoot,
-                r.top1_same_shoot,
-                r.top1_other_shoot,
-                risk.map_or(String::new(), |t| format!(
+                "fitted on {} held-out lookups of the catalog's own photos: top-1 {:.3} as embedded{}; projection {}{}; {:.1}s",
+                r.n_lookups,
+                r.top1_raw,
+                r.top1_projected.map_or(String::new(), |p| format!(", {p:.3} in a projection")),
+                if r.projected { "applied" } else { "not applied" },
+                risk.map_or(String::new(), |c| format!(
                     "; counterfeit threshold {:.3} for a 2% false-accusation rate ({} of {} authentic lookups over it, upper bound {:.3})",
-                    t.threshold,
-                    t.errors,
-                    r.calibration.verdict.as_ref().map_or(0, |v| v.n_authentic),
-                    t.error_ucb
+                    c.threshold,
+                    c.errors,
+                    t.map_or(0, |t| t.n_authentic),
+                    c.error_ucb
                 )),
                 r.seconds
             ));
-            Ok(Some(r))
         }
-        Err(skipped) => {
-            log(format!("self-calibration skipped: {skipped}"));
-            Ok(None)
-        }
+        Err(skipped) => log(format!("no self-calibration: {skipped}")),
     }
 }
 

@@ -1,60 +1,65 @@
-//! Self-calibration: the index fits its own confidence mapping, presence
-//! model and counterfeit thresholds from its catalog alone, without labelled
-//! queries. `knockoff index`, `knockoff tune` and the service's background
-//! refit call [`self_calibrate`].
+//! Self-calibration: the index fits its own projection, confidence mapping,
+//! presence model and verdict thresholds from its catalog alone, without
+//! labelled queries. `knockoff index` ends with [`fit_index`]; the service's
+//! background refit runs it too; `knockoff tune` (an explicit projection)
+//! ends with [`self_calibrate`].
 //!
-//! Each sampled catalog photo is looked up (exhaustively, nearest image per
-//! product) against the rest of the catalog under two held-out schemes, because
-//! a new listing photo may come from the same shoot as the catalog's photos
-//! or from a different one, and we cannot know which:
-//! - **same shoot** (easy): each product's photos in indexing order, first
-//!   half against second half;
-//! - **another shoot** (hard): each product's photos split in two by 2-means
-//!   on their vectors, one cluster against the other.
+//! **The held-out lookups.** Each product's photos, in indexing order, are
+//! cut in two halves; each half (at most `max_lookups` photos in all, evenly
+//! spread) is looked up (exhaustively, nearest image per product) against
+//! the other half — raw, and in a projection fitted on that other half only.
+//! The same pass says whether the projection helps (top-1 with and without
+//! it) and gives the lookups everything is fitted on: each is a positive case
+//! (its product is in the gallery) and, with its product dropped from the
+//! ranking, a "none of these" case. The top-product mapping is a logistic of
+//! (top similarity, margin) fitted on the positives, the presence model a
+//! weighted logistic of the same, positives against none-cases, with an
+//! assumed share of out-of-catalog queries; the verdict thresholds come from
+//! all of them ([`super::fit_risk_thresholds`]).
 //!
-//! Each lookup gives a positive case (the photo's product is in the gallery)
-//! and, with its product dropped from the ranking, a "none of these" case.
-//! The top-product mapping is fitted on the positives, the presence model on
-//! positives vs none-cases weighted by an assumed share of out-of-catalog
-//! queries, and the counterfeit thresholds on all of them
-//! ([`super::fit_risk_thresholds`]). Memory: one ranking at a time (top 11
-//! products kept per lookup), at most `max_lookups` lookups per scheme.
+//! **Why halves by order.** Photos of one product taken one after another are
+//! near-duplicates; interleaved folds would let each photo find its twin.
+//! (A harder split — each product's photos in two clusters, "another shoot" —
+//! was measured and dropped: it makes the mapping far too cautious on real
+//! shelf photos; see docs/evaluation.md.)
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{fit_risk_thresholds, FitError, RankedLookup};
+use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::search::calibration::{fit_logistic, fit_logistic_weighted, Calibration, CALIBRATION_FILE};
 use crate::search::{Presence, VerdictConfig};
 
-/// Settings of [`self_calibrate`].
+/// Settings of [`self_calibrate`] and [`fit_index`].
 #[derive(Debug, Clone)]
 pub struct SelfCalOptions {
-    /// Lookups per held-out scheme (spread evenly over the catalog's photos).
+    /// Held-out lookups in all (spread evenly over the catalog's photos).
     pub max_lookups: usize,
     /// Share of queries assumed to show a product outside the catalog.
     pub prior_none: f64,
+    /// How a projection is fitted when one is tried.
+    pub projection: FitOptions,
 }
 
 impl Default for SelfCalOptions {
     fn default() -> Self {
-        SelfCalOptions { max_lookups: 1500, prior_none: 0.1 }
+        SelfCalOptions { max_lookups: 1200, prior_none: 0.05, projection: FitOptions::default() }
     }
 }
 
-/// What [`self_calibrate`] found.
+/// What [`self_calibrate`] or [`fit_index`] found.
 #[derive(Debug, Clone, Serialize)]
 pub struct SelfCalReport {
-    /// Lookups whose product kept photos in the gallery, per scheme.
-    pub n_same_shoot: usize,
-    pub n_other_shoot: usize,
-    /// Top-1 accuracy of those lookups, per scheme.
-    pub top1_same_shoot: f64,
-    pub top1_other_shoot: f64,
-    /// "None of these" cases (lookups with their product dropped).
-    pub n_none: usize,
+    /// Held-out lookups (photos whose product kept photos in the other half).
+    pub n_lookups: usize,
+    /// Their top-1 accuracy in the model's own space and, when tried, in a projection.
+    pub top1_raw: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_projected: Option<f64>,
+    /// Whether the index now searches in a projection.
+    pub projected: bool,
     pub seconds: f64,
     #[serde(skip)]
     pub calibration: Calibration,
@@ -63,7 +68,7 @@ pub struct SelfCalReport {
 /// Why self-calibration did not run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Skipped {
-    /// Fewer than 2 products, or no product with 2 photos: nothing to hold out.
+    /// Fewer than 10 products with two or more photos: too little to hold out.
     TooFewPhotos { products: usize, with_two_photos: usize },
 }
 
@@ -72,52 +77,118 @@ impl std::fmt::Display for Skipped {
         match self {
             Skipped::TooFewPhotos { products, with_two_photos } => write!(
                 f,
-                "{products} products, {with_two_photos} with two or more photos: self-calibration needs at least 2 products and 10 with several photos (the model's shipped calibration applies)"
+                "{products} products, {with_two_photos} with two or more photos: fitting needs 10 products with several photos (the model's shipped calibration applies)"
             ),
         }
     }
 }
 
-/// Fits the index's calibration from its own photos and writes it to
-/// `<index>/calibration.json`. `Ok(Err(skipped))` when the catalog cannot
-/// calibrate itself (then any earlier calibration file is left as it is).
-pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
-    let t0 = std::time::Instant::now();
+/// Held-out lookups in the model's space and, when a projection was tried, in it.
+struct HeldOut {
+    raw: Vec<RankedLookup<i64>>,
+    projected: Option<Vec<RankedLookup<i64>>>,
+}
+
+/// The catalog's live vectors with their product keys, or why there are too few.
+fn catalog_photos(catalog: &Catalog) -> Result<Result<Vec<(i64, Vec<f32>)>, Skipped>, FitError> {
     let labelled = catalog.labelled_vectors()?;
-    // With a projection applied, each held-out side is looked up in a projection
-    // fitted without it (one fitted on all photos has seen the queries).
-    let projection = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
     let mut sizes: HashMap<i64, usize> = HashMap::new();
     for (l, _) in &labelled {
         *sizes.entry(*l).or_default() += 1;
     }
     let with_two = sizes.values().filter(|n| **n >= 2).count();
-    if sizes.len() < 2 || with_two < 10 {
+    if with_two < 10 {
         return Ok(Err(Skipped::TooFewPhotos { products: sizes.len(), with_two_photos: with_two }));
     }
-    let model = catalog.model();
-    let same = held_out_lookups(&labelled, &split_by_order(&labelled), opts.max_lookups, projection, model)?;
-    let other = held_out_lookups(&labelled, &split_by_cluster(&labelled), opts.max_lookups, projection, model)?;
-    let labels = catalog.product_labels();
-    let positives: Vec<&RankedLookup<i64>> = same.iter().chain(&other).collect();
-    let nones: Vec<RankedLookup<i64>> = positives.iter().map(|l| without_truth(l)).collect();
-    let x = |l: &RankedLookup<i64>| {
-        let s1 = l.top.first().map_or(0.0, |t| t.1);
-        (s1, s1 - l.top.get(1).map_or(0.0, |t| t.1))
+    Ok(Ok(labelled))
+}
+
+/// What `knockoff index` ends with: one held-out pass decides whether a
+/// projection helps (applied, or an earlier one removed, accordingly) and
+/// calibrates the index in the space it now searches.
+pub fn fit_index(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+    let t0 = std::time::Instant::now();
+    let labelled = match catalog_photos(catalog)? {
+        Ok(l) => l,
+        Err(skipped) => return Ok(Err(skipped)),
     };
-    let correct = |l: &RankedLookup<i64>| l.top.first().is_some_and(|t| t.0 == l.truth);
-    let mapping =
-        fit_logistic(&positives.iter().map(|l| x(l)).collect::<Vec<_>>(), &positives.iter().map(|l| correct(l)).collect::<Vec<_>>());
+    let held = held_out_lookups(&labelled, opts.max_lookups, Some(opts.projection), catalog.model())?;
+    let (top1_raw, top1_projected) = (top1(&held.raw), held.projected.as_deref().map(top1));
+    let projected = top1_projected.is_some_and(|p| p > top1_raw);
+    let lookups = if projected {
+        catalog.fit_projection(opts.projection)?;
+        held.projected.unwrap_or_default()
+    } else {
+        catalog.clear_projection()?;
+        held.raw
+    };
+    let calibration = calibrate_from(catalog, &lookups, opts)?;
+    Ok(Ok(SelfCalReport {
+        n_lookups: lookups.len(),
+        top1_raw,
+        top1_projected,
+        projected,
+        seconds: t0.elapsed().as_secs_f64(),
+        calibration,
+    }))
+}
+
+/// Calibrates the index as it is (in its projection, if any, refitted per
+/// held-out half) and writes `<index>/calibration.json`. `Ok(Err(skipped))`
+/// when the catalog cannot calibrate itself (an earlier calibration file is
+/// then left as it is).
+pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+    let t0 = std::time::Instant::now();
+    let labelled = match catalog_photos(catalog)? {
+        Ok(l) => l,
+        Err(skipped) => return Ok(Err(skipped)),
+    };
+    let current = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
+    let held = held_out_lookups(&labelled, opts.max_lookups, current, catalog.model())?;
+    let top1_raw = top1(&held.raw);
+    let top1_projected = held.projected.as_deref().map(top1);
+    let lookups = held.projected.unwrap_or(held.raw);
+    let calibration = calibrate_from(catalog, &lookups, opts)?;
+    let projected = current.is_some();
+    Ok(Ok(SelfCalReport {
+        n_lookups: lookups.len(),
+        top1_raw,
+        top1_projected,
+        projected,
+        seconds: t0.elapsed().as_secs_f64(),
+        calibration,
+    }))
+}
+
+fn top1(lookups: &[RankedLookup<i64>]) -> f64 {
+    if lookups.is_empty() {
+        return 0.0;
+    }
+    lookups.iter().filter(|l| correct(l)).count() as f64 / lookups.len() as f64
+}
+
+fn correct(l: &RankedLookup<i64>) -> bool {
+    l.top.first().is_some_and(|t| t.0 == l.truth)
+}
+
+/// (top similarity, margin to the next product).
+fn features(l: &RankedLookup<i64>) -> (f32, f32) {
+    let s1 = l.top.first().map_or(0.0, |t| t.1);
+    (s1, s1 - l.top.get(1).map_or(0.0, |t| t.1))
+}
+
+/// Fits mapping, presence and thresholds on held-out `positives` and saves them.
+fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &SelfCalOptions) -> Result<Calibration, FitError> {
+    let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
+    let mapping = fit_logistic(&positives.iter().map(features).collect::<Vec<_>>(), &positives.iter().map(correct).collect::<Vec<_>>());
     // Presence: positives (weight 1 − prior) against none-cases (weight prior), mean weight 1.
-    let (np, nn) = (positives.len() as f64, nones.len() as f64);
+    let (np, nn) = (positives.len().max(1) as f64, nones.len().max(1) as f64);
     let n = np + nn;
-    let mut px: Vec<(f32, f32)> = positives.iter().map(|l| x(l)).collect();
-    px.extend(nones.iter().map(x));
-    let py: Vec<bool> = (0..positives.len()).map(|_| true).chain(nones.iter().map(|_| false)).collect();
-    let pw: Vec<f64> =
-        (0..positives.len()).map(|_| (1.0 - opts.prior_none) * n / np).chain(nones.iter().map(|_| opts.prior_none * n / nn)).collect();
-    let [w_sim, w_margin, bias] = fit_logistic_weighted(&px, &py, &pw);
-    let presence = Presence { w_sim, w_margin, bias, prior_none: opts.prior_none };
+    let x: Vec<(f32, f32)> = positives.iter().chain(&nones).map(features).collect();
+    let y: Vec<bool> = positives.iter().map(|_| true).chain(nones.iter().map(|_| false)).collect();
+    let w: Vec<f64> =
+        positives.iter().map(|_| (1.0 - opts.prior_none) * n / np).chain(nones.iter().map(|_| opts.prior_none * n / nn)).collect();
+    let [w_sim, w_margin, bias] = fit_logistic_weighted(&x, &y, &w);
     let mut calibration = Calibration {
         mapping,
         model: catalog.model().to_string(),
@@ -126,30 +197,19 @@ pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result
         n_correct: positives.iter().filter(|l| correct(l)).count(),
         heldout_ece: std::collections::BTreeMap::new(),
         queries: vec![format!(
-            "self-calibration: {} catalog photos looked up against the rest (same shoot / another shoot), {} with their product removed",
-            positives.len(),
-            nones.len()
+            "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed",
+            positives.len()
         )],
         projection: catalog.projection().map(|p| p.info.id.clone()),
         verdict: None,
-        presence: Some(presence),
+        presence: Some(Presence { w_sim, w_margin, bias, prior_none: opts.prior_none }),
     };
     let mut cfg = VerdictConfig::default();
     cfg.apply(&calibration);
-    let all: Vec<RankedLookup<i64>> = positives.iter().map(|l| (*l).clone()).chain(nones).collect();
-    calibration.verdict = fit_risk_thresholds(&all, &labels, &cfg);
-    let path = catalog.dir().join(CALIBRATION_FILE);
-    super::save_calibration(&calibration, &path)?;
-    let top1 = |v: &[RankedLookup<i64>]| if v.is_empty() { 0.0 } else { v.iter().filter(|l| correct(l)).count() as f64 / v.len() as f64 };
-    Ok(Ok(SelfCalReport {
-        n_same_shoot: same.len(),
-        n_other_shoot: other.len(),
-        top1_same_shoot: top1(&same),
-        top1_other_shoot: top1(&other),
-        n_none: positives.len(),
-        seconds: t0.elapsed().as_secs_f64(),
-        calibration,
-    }))
+    let all: Vec<RankedLookup<i64>> = positives.iter().cloned().chain(nones).collect();
+    calibration.verdict = fit_risk_thresholds(&all, &catalog.product_labels(), &cfg);
+    save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
+    Ok(calibration)
 }
 
 /// The same lookup with its product removed from the ranking: a case whose right answer is "none".
@@ -172,61 +232,18 @@ fn split_by_order(labelled: &[(i64, Vec<f32>)]) -> Vec<u8> {
     side
 }
 
-/// Each product's photos split by 2-means on their (unit) vectors, seeded
-/// with its two least similar photos: two "shoots".
-fn split_by_cluster(labelled: &[(i64, Vec<f32>)]) -> Vec<u8> {
-    let mut members: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (i, (l, _)) in labelled.iter().enumerate() {
-        members.entry(*l).or_default().push(i);
-    }
-    let mut side = vec![0u8; labelled.len()];
-    for idx in members.values().filter(|m| m.len() >= 2) {
-        let v = |i: usize| labelled[idx[i]].1.as_slice();
-        // Seeds: the photo least like the first, then the photo least like that one.
-        let far = |from: &[f32]| (0..idx.len()).min_by(|a, b| dot(from, v(*a)).total_cmp(&dot(from, v(*b)))).unwrap_or(0);
-        let a = far(v(0));
-        let b = far(v(a));
-        let mut centres = [v(a).to_vec(), v(b).to_vec()];
-        let mut assign = vec![0u8; idx.len()];
-        for _ in 0..10 {
-            for (k, slot) in assign.iter_mut().enumerate() {
-                *slot = u8::from(dot(v(k), &centres[1]) > dot(v(k), &centres[0]));
-            }
-            for (c, centre) in centres.iter_mut().enumerate() {
-                let mut sum = vec![0f32; centre.len()];
-                for k in (0..idx.len()).filter(|k| usize::from(assign[*k]) == c) {
-                    sum.iter_mut().zip(v(k)).for_each(|(s, x)| *s += x);
-                }
-                // Unit centres: an unnormalised sum would pull every photo into the larger cluster.
-                let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm > 0.0 {
-                    *centre = sum.into_iter().map(|x| x / norm).collect();
-                }
-            }
-        }
-        for (k, i) in idx.iter().enumerate() {
-            side[*i] = assign[k];
-        }
-    }
-    side
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Looks each side's photos (at most `max` in all, evenly spread) up
-/// against the other side — in a projection fitted on that other side when
-/// `projection` is given: the best 11 products (nearest image each), for
-/// photos whose product has photos on the other side.
+/// Looks each half's photos (at most `max` in all) up against the other
+/// half: raw and, with `projection`, in a projection fitted on that other
+/// half. The best 11 products (nearest image each) per lookup, for photos
+/// whose product has photos in the other half.
 fn held_out_lookups(
     labelled: &[(i64, Vec<f32>)],
-    side: &[u8],
     max: usize,
     projection: Option<FitOptions>,
     model: &str,
-) -> Result<Vec<RankedLookup<i64>>, CatalogError> {
-    let mut out = Vec::new();
+) -> Result<HeldOut, CatalogError> {
+    let side = split_by_order(labelled);
+    let (mut raw, mut projected) = (Vec::new(), projection.map(|_| Vec::new()));
     for f in 0..2u8 {
         let gallery: Vec<usize> = (0..labelled.len()).filter(|i| side[*i] != f).collect();
         let known: std::collections::HashSet<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
@@ -236,30 +253,28 @@ fn held_out_lookups(
         if queries.is_empty() {
             continue;
         }
-        let space: Option<Projection> = match projection {
-            Some(opts) => {
-                let vecs: Vec<&[f32]> = gallery.iter().map(|i| labelled[*i].1.as_slice()).collect();
-                let labels: Vec<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
-                Some(Projection::fit(&vecs, &labels, model, opts)?)
-            }
-            None => None,
-        };
-        let view = |i: usize| -> std::borrow::Cow<'_, [f32]> {
-            match &space {
-                Some(p) => std::borrow::Cow::Owned(p.apply(&labelled[i].1)),
-                None => std::borrow::Cow::Borrowed(labelled[i].1.as_slice()),
-            }
-        };
-        let gallery_vecs: Vec<std::borrow::Cow<'_, [f32]>> = gallery.iter().map(|i| view(*i)).collect();
-        let gallery_refs: Vec<&[f32]> = gallery_vecs.iter().map(AsRef::as_ref).collect();
-        let gallery_labels: Vec<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
-        for q in queries {
-            let mut ranked = super::cv::rank_products(&view(q), &gallery_refs, &gallery_labels);
+        let vecs: Vec<&[f32]> = gallery.iter().map(|i| labelled[*i].1.as_slice()).collect();
+        let labels: Vec<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
+        let rank = |q: &[f32], gallery: &[&[f32]]| {
+            let mut ranked = super::cv::rank_products(q, gallery, &labels);
             ranked.truncate(11);
-            out.push(RankedLookup { truth: labelled[q].0, top: ranked });
+            ranked
+        };
+        raw.extend(queries.iter().map(|q| RankedLookup { truth: labelled[*q].0, top: rank(&labelled[*q].1, &vecs) }));
+        if let (Some(opts), Some(out)) = (projection, projected.as_mut()) {
+            match Projection::fit(&vecs, &labels, model, opts) {
+                Ok(p) => {
+                    let g: Vec<Vec<f32>> = vecs.iter().map(|v| p.apply(v)).collect();
+                    let g: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+                    out.extend(queries.iter().map(|q| RankedLookup { truth: labelled[*q].0, top: rank(&p.apply(&labelled[*q].1), &g) }));
+                }
+                // Too few photos per product in this half to learn one: no projection is tried.
+                Err(CatalogError::Projection(_)) => projected = None,
+                Err(e) => return Err(e),
+            }
         }
     }
-    Ok(out)
+    Ok(HeldOut { raw, projected })
 }
 
 #[cfg(test)]
@@ -272,8 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn splits_cut_each_product_in_two_by_order_and_by_shoot() {
-        // Product 1: two shoots (near x, near y), interleaved in indexing order; product 2: one shoot.
+    fn halves_by_order_and_every_photo_is_looked_up_against_the_other_half() {
         let labelled: Vec<(i64, Vec<f32>)> = vec![
             (1, unit([1.0, 0.1, 0.0])),
             (1, unit([0.1, 1.0, 0.0])),
@@ -281,17 +295,17 @@ mod tests {
             (1, unit([0.0, 1.0, 0.1])),
             (2, unit([0.0, 0.1, 1.0])),
             (2, unit([0.1, 0.0, 1.0])),
+            (3, unit([0.5, 0.5, 0.5])),
         ];
-        assert_eq!(split_by_order(&labelled), vec![0, 0, 1, 1, 0, 1]);
-        let c = split_by_cluster(&labelled);
-        assert_eq!(c[0], c[2], "same shoot, same side: {c:?}");
-        assert_eq!(c[1], c[3]);
-        assert_ne!(c[0], c[1], "the two shoots end up on opposite sides: {c:?}");
-        assert_ne!(c[4], c[5], "two photos of one shoot still split in two: {c:?}");
-        // Every photo whose product is on the other side is looked up there; its own product is the truth.
-        let looked = held_out_lookups(&labelled, &c, 100, None, "m").unwrap();
-        assert_eq!(looked.len(), 6);
-        assert!(looked.iter().all(|l| l.top.iter().any(|t| t.0 == l.truth)));
-        assert!(looked.iter().all(|l| l.top.windows(2).all(|w| w[0].1 >= w[1].1)));
+        assert_eq!(split_by_order(&labelled), vec![0, 0, 1, 1, 0, 1, 0]);
+        let held = held_out_lookups(&labelled, 100, None, "m").unwrap();
+        assert!(held.projected.is_none());
+        // Product 3 has one photo: nothing of it in the other half, so it is not looked up.
+        assert_eq!(held.raw.len(), 6);
+        assert!(held.raw.iter().all(|l| l.top.iter().any(|t| t.0 == l.truth) && l.top.windows(2).all(|w| w[0].1 >= w[1].1)));
+        let none = without_truth(&held.raw[0]);
+        assert!(none.top.iter().all(|t| t.0 != none.truth) && none.top.len() == held.raw[0].top.len() - 1);
+        // At most `max` lookups, spread over both halves.
+        assert_eq!(held_out_lookups(&labelled, 2, None, "m").unwrap().raw.len(), 2);
     }
 }
