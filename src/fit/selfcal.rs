@@ -89,8 +89,11 @@ struct HeldOut {
     projected: Option<Vec<RankedLookup<i64>>>,
 }
 
+/// Live photo vectors with their product keys.
+type Photos = Vec<(i64, Vec<f32>)>;
+
 /// The catalog's live vectors with their product keys, or why there are too few.
-fn catalog_photos(catalog: &Catalog) -> Result<Result<Vec<(i64, Vec<f32>)>, Skipped>, FitError> {
+fn catalog_photos(catalog: &Catalog) -> Result<Result<Photos, Skipped>, FitError> {
     let labelled = catalog.labelled_vectors()?;
     let mut sizes: HashMap<i64, usize> = HashMap::new();
     for (l, _) in &labelled {
