@@ -68,9 +68,11 @@ impl AppState {
         if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {
             return false;
         }
-        crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}"));
+        let outcome = crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}"));
         let mut fresh = Self::load_verdicts(&self.catalog, &self.model_dir, self.config.verdict.as_ref());
-        fresh.fitted_at_images = now;
+        // Too little to fit on yet: check again next time (cheap for a catalog that small),
+        // rather than wait for another 10 % of growth. A fit or a failure counts as done.
+        fresh.fitted_at_images = if outcome == Some(false) { before } else { now };
         *self.verdict.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         self.refitting.store(false, Ordering::SeqCst);
         true

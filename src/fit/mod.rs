@@ -342,10 +342,18 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
 /// ([`selfcal::fit_index`]: the projection when it helps, then
 /// self-calibration), with its outcome in words for `log`. A failure is
 /// logged, never fatal: the index and its earlier calibration stay as they were.
-pub fn fit_index(catalog: &Catalog, log: &mut dyn FnMut(String)) {
+/// Returns whether it fitted (`Some(true)`), had too little to fit on (`Some(false)`), or failed (`None`).
+pub fn fit_index(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Option<bool> {
     match selfcal::fit_index(catalog, &SelfCalOptions::default()) {
-        Ok(outcome) => log_outcome(outcome, log),
-        Err(e) => log(format!("fitting the index failed, its earlier calibration stays: {e}")),
+        Ok(outcome) => {
+            let fitted = outcome.is_ok();
+            log_outcome(outcome, log);
+            Some(fitted)
+        }
+        Err(e) => {
+            log(format!("fitting the index failed, its earlier calibration stays: {e}"));
+            None
+        }
     }
 }
 

@@ -93,17 +93,14 @@ struct HeldOut {
 type Photos = Vec<(i64, Vec<f32>)>;
 
 /// The catalog's live vectors with their product keys, or why there are too few.
+/// (Counted in the store first: a catalog too small is told apart without loading its vectors.)
 fn catalog_photos(catalog: &Catalog) -> Result<Result<Photos, Skipped>, FitError> {
-    let labelled = catalog.labelled_vectors()?;
-    let mut sizes: HashMap<i64, usize> = HashMap::new();
-    for (l, _) in &labelled {
-        *sizes.entry(*l).or_default() += 1;
-    }
+    let sizes = catalog.image_counts()?;
     let with_two = sizes.values().filter(|n| **n >= 2).count();
     if with_two < 10 {
         return Ok(Err(Skipped::TooFewPhotos { products: sizes.len(), with_two_photos: with_two }));
     }
-    Ok(Ok(labelled))
+    Ok(Ok(catalog.labelled_vectors()?))
 }
 
 /// What `knockoff index` ends with: one held-out pass decides whether a

@@ -228,6 +228,7 @@ impl VerdictConfig {
         self.presence.clone_from(&cal.presence);
         self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
         if let Some(t) = &cal.verdict {
+            self.thresholds_fitted = true;
             if let Some(r) = for_risk(&t.counterfeit, f64::from(self.max_false_accusation)) {
                 self.counterfeit_threshold = r.threshold as f32;
             }

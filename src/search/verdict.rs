@@ -84,6 +84,9 @@ pub struct VerdictConfig {
     /// A fitted presence model; when absent, `p_no_match` is `floor` unless nothing matched.
     #[serde(skip)]
     pub presence: Option<Presence>,
+    /// Whether the thresholds were fitted to the stated rates (else they are defaults, and the reason says so).
+    #[serde(skip)]
+    pub thresholds_fitted: bool,
 }
 
 impl Default for VerdictConfig {
@@ -98,6 +101,7 @@ impl Default for VerdictConfig {
             floor: 0.01,
             calibration: None,
             presence: None,
+            thresholds_fitted: false,
         }
     }
 }
@@ -225,12 +229,19 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
     let (verdict, why) = if p.p_counterfeit >= cfg.counterfeit_threshold {
         (
             VerdictKind::LikelyCounterfeit,
-            format!(
-                "p_counterfeit {:.2} reaches the {:.2} needed to keep false accusations under {:.0}%",
-                p.p_counterfeit,
-                cfg.counterfeit_threshold,
-                cfg.max_false_accusation * 100.0
-            ),
+            if cfg.thresholds_fitted {
+                format!(
+                    "p_counterfeit {:.2} reaches the {:.2} needed to keep false accusations under {:.0}%",
+                    p.p_counterfeit,
+                    cfg.counterfeit_threshold,
+                    cfg.max_false_accusation * 100.0
+                )
+            } else {
+                format!(
+                    "p_counterfeit {:.2} reaches the default {:.2} (no threshold fitted on this catalog)",
+                    p.p_counterfeit, cfg.counterfeit_threshold
+                )
+            },
         )
     } else if p.p_no_match >= 0.5 {
         (
@@ -243,12 +254,19 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
     } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
         (
             VerdictKind::LikelyAuthentic,
-            format!(
-                "p_authentic {:.2} reaches the {:.2} needed to keep counterfeits passed as authentic under {:.0}%",
-                p.p_authentic,
-                cfg.authentic_threshold,
-                cfg.max_missed_counterfeit * 100.0
-            ),
+            if cfg.thresholds_fitted {
+                format!(
+                    "p_authentic {:.2} reaches the {:.2} needed to keep counterfeits passed as authentic under {:.0}%",
+                    p.p_authentic,
+                    cfg.authentic_threshold,
+                    cfg.max_missed_counterfeit * 100.0
+                )
+            } else {
+                format!(
+                    "p_authentic {:.2} reaches the default {:.2} (no threshold fitted on this catalog)",
+                    p.p_authentic, cfg.authentic_threshold
+                )
+            },
         )
     } else {
         (
