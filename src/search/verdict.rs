@@ -15,8 +15,8 @@
 //! - given that, the top product is right with the calibrated probability
 //!   `c1 = mapping(s1, s1 − s2)` ([`super::Mapping`], or the logistic default
 //!   below) — unless that mapping weighs the margin, capped by its softmax share
-//!   `exp(slope · s1) / Σ exp(slope · s_i)` (a near-tie is a coin toss whatever
-//!   the similarity); the rest, `1 − c1`, is spread over the other candidates in
+//!   `exp(tie_slope · s1) / Σ exp(tie_slope · s_i)` (a near-tie is a coin toss
+//!   whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
 //!   to "none");
 //! - each `confidence` is `p_in ×` its share, `p_no_match` the remainder, and
@@ -66,6 +66,9 @@ pub struct VerdictConfig {
     pub slope: f32,
     /// Similarity at which the default confidence is 0.5.
     pub midpoint: f32,
+    /// Slope of the near-tie cap on a similarity-only mapping: the top product's
+    /// share `1 / Σ exp(tie_slope · (s_i − s1))` (0.5 at a tie, 0.88 at a margin of 0.02).
+    pub tie_slope: f32,
     /// The false-accusation rate the operator accepts (authentic listings
     /// called `likely_counterfeit`); the counterfeit threshold is fitted to it.
     pub max_false_accusation: f32,
@@ -94,6 +97,7 @@ impl Default for VerdictConfig {
         VerdictConfig {
             slope: 20.0,
             midpoint: 0.75,
+            tie_slope: 100.0,
             max_false_accusation: 0.02,
             counterfeit_threshold: 0.95,
             max_missed_counterfeit: 0.1,
@@ -198,7 +202,8 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     // A mapping of the similarity alone cannot see a near-tie: there the top
     // product can be no surer than its share against the others (a fitted
     // logistic of similarity and margin already weighs it).
-    let share = 1.0 / (1.0 + total * (-cfg.slope * margin).exp());
+    let ties: f32 = candidates[1..].iter().map(|c| (cfg.tie_slope * (c.similarity - s2)).exp()).sum();
+    let share = 1.0 / (1.0 + ties * (-cfg.tie_slope * margin).exp());
     let raw = cfg.confidence_of(first.similarity, margin);
     let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::uses_margin) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
