@@ -107,30 +107,7 @@ fn catalog_photos(catalog: &Catalog) -> Result<Result<Photos, Skipped>, FitError
 /// projection helps (applied, or an earlier one removed, accordingly) and
 /// calibrates the index in the space it now searches.
 pub fn fit_index(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
-    let t0 = std::time::Instant::now();
-    let labelled = match catalog_photos(catalog)? {
-        Ok(l) => l,
-        Err(skipped) => return Ok(Err(skipped)),
-    };
-    let held = held_out_lookups(&labelled, opts.max_lookups, Some(opts.projection), catalog.model())?;
-    let (top1_raw, top1_projected) = (top1(&held.raw), held.projected.as_deref().map(top1));
-    let projected = top1_projected.is_some_and(|p| p > top1_raw);
-    let lookups = if projected {
-        catalog.fit_projection(opts.projection)?;
-        held.projected.unwrap_or_default()
-    } else {
-        catalog.clear_projection()?;
-        held.raw
-    };
-    let calibration = calibrate_from(catalog, &lookups, opts)?;
-    Ok(Ok(SelfCalReport {
-        n_lookups: lookups.len(),
-        top1_raw,
-        top1_projected,
-        projected,
-        seconds: t0.elapsed().as_secs_f64(),
-        calibration,
-    }))
+    run(catalog, opts, Projecting::Decide(opts.projection))
 }
 
 /// Calibrates the index as it is (in its projection, if any, refitted per
@@ -138,26 +115,43 @@ pub fn fit_index(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<Self
 /// when the catalog cannot calibrate itself (an earlier calibration file is
 /// then left as it is).
 pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+    let current = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
+    run(catalog, opts, Projecting::Keep(current))
+}
+
+/// Whether the held-out pass decides the projection or keeps the index's own.
+#[derive(Clone, Copy)]
+enum Projecting {
+    Decide(FitOptions),
+    Keep(Option<FitOptions>),
+}
+
+fn run(catalog: &Catalog, opts: &SelfCalOptions, how: Projecting) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let t0 = std::time::Instant::now();
     let labelled = match catalog_photos(catalog)? {
         Ok(l) => l,
         Err(skipped) => return Ok(Err(skipped)),
     };
-    let current = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
-    let held = held_out_lookups(&labelled, opts.max_lookups, current, catalog.model())?;
-    let top1_raw = top1(&held.raw);
-    let top1_projected = held.projected.as_deref().map(top1);
-    let lookups = held.projected.unwrap_or(held.raw);
+    let tried = match how {
+        Projecting::Decide(o) => Some(o),
+        Projecting::Keep(o) => o,
+    };
+    let held = held_out_lookups(&labelled, opts.max_lookups, tried, catalog.model())?;
+    let (top1_raw, top1_projected) = (top1(&held.raw), held.projected.as_deref().map(top1));
+    let (projected, lookups) = match how {
+        Projecting::Decide(o) if top1_projected.is_some_and(|p| p > top1_raw) => {
+            catalog.fit_projection(o)?;
+            (true, held.projected.unwrap_or_default())
+        }
+        Projecting::Decide(_) => {
+            catalog.clear_projection()?;
+            (false, held.raw)
+        }
+        Projecting::Keep(o) => (o.is_some(), held.projected.unwrap_or(held.raw)),
+    };
     let calibration = calibrate_from(catalog, &lookups, opts)?;
-    let projected = current.is_some();
-    Ok(Ok(SelfCalReport {
-        n_lookups: lookups.len(),
-        top1_raw,
-        top1_projected,
-        projected,
-        seconds: t0.elapsed().as_secs_f64(),
-        calibration,
-    }))
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(Ok(SelfCalReport { n_lookups: lookups.len(), top1_raw, top1_projected, projected, seconds, calibration }))
 }
 
 fn top1(lookups: &[RankedLookup<i64>]) -> f64 {
