@@ -36,7 +36,9 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
 
     // Reference: one uninterrupted run.
     let a = work.path().join("a");
-    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", a.to_str().unwrap()]);
+    // Durability is the subject here: the index fitting at the end depends on the
+    // order images were committed in, which a kill changes, so it is left out.
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", a.to_str().unwrap(), "--no-calibrate"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(pairs(&a).len(), total);
 
@@ -44,7 +46,7 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     let b = work.path().join("b");
     let mut child = Command::new(bin())
         .current_dir(root())
-        .args(["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap(), "--batch", "4"])
+        .args(["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap(), "--batch", "4", "--no-calibrate"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -71,7 +73,7 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     assert!(before.len() as i64 >= committed && before.len() < total, "killed mid-run: {} of {total} committed", before.len());
 
     // Resume: the same command completes the run.
-    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap()]);
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", b.to_str().unwrap(), "--no-calibrate"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("skipped {} already indexed", before.len())), "{stderr}");

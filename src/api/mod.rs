@@ -33,6 +33,24 @@ use crate::ingest::FetchOptions;
 use crate::search::calibration::CalibrationInfo;
 use crate::search::VerdictConfig;
 
+/// Lowers the calling thread's CPU priority to the lowest (nice 19; Linux
+/// keeps it per thread), for the rest of the thread's life. Best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+    unsafe {
+        if let Ok(tid) = libc::id_t::try_from(libc::gettid()) {
+            let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+    }
+}
+
+/// Lowers the priority of every thread of the global rayon pool, which only
+/// background work uses (projection fits, graph rebuilds), so lookups come first.
+fn lower_background_pool() {
+    let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| lower_priority()).build_global();
+}
+
 /// The verdict settings lookups use, with what they were fitted on and the
 /// image count they were fitted at.
 #[derive(Debug, Clone)]
@@ -68,7 +86,17 @@ impl AppState {
         if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {
             return false;
         }
-        let outcome = crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}"));
+        // Lookups come first: the refit runs on a thread of its own at the lowest
+        // CPU priority (as do the rayon workers its projection fit and graph rebuild use).
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                lower_priority();
+                crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}"))
+            })
+            .join()
+            .ok()
+            .flatten()
+        });
         let mut fresh = Self::load_verdicts(&self.catalog, &self.model_dir, self.config.verdict.as_ref());
         // Too little to fit on yet: check again next time (cheap for a catalog that small),
         // rather than wait for another 10 % of growth. A fit or a failure counts as done.
@@ -150,6 +178,7 @@ pub fn start(
     intra_threads: Option<usize>,
 ) -> Result<(Arc<AppState>, usize), StartError> {
     let spec = IndexSpec { dir: settings.index.clone(), ..spec.clone() };
+    lower_background_pool();
     let opened = crate::index::open(registry, &spec)?;
     let config = settings.config.clone();
     let mut opts = EmbedOptions { sessions: config.inference_threads, intra_threads: intra_threads.unwrap_or(1), ..Default::default() };

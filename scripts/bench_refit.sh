@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Lookup latency while the service refits in the background, against the same
+# service idle: index the P2 catalog (grocery catalog + train photos) without
+# fitting, serve it with a 1 s refit check, time sequential lookups of val photos
+# (baseline), then add the val photos (+11 %, over the 10 % refit trigger)
+# through an indexing job and time lookups from the job's end until /v1/stats
+# shows the new calibration. Prints p50 / p99 of both windows and their ratio.
+#   ./scripts/bench_refit.sh [MODEL]        (default efficientnet-lite0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=../shared/data/grocery
+[ -d "$DATA" ] || { echo "bench_refit.sh needs ../shared/data/grocery" >&2; exit 1; }
+MODEL=${1:-efficientnet-lite0}
+K=${KNOCKOFF_BIN:-./target/release/knockoff}
+[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
+WORK=$(mktemp -d); trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+python3 - "$DATA" "$WORK" <<'PYEOF'
+import csv, os, sys
+data, work = sys.argv[1], sys.argv[2]
+cols = ["image", "product_id", "label", "brand", "name", "category"]
+def rows(name):
+    for r in csv.DictReader(open(os.path.join(data, name))):
+        r["image"] = os.path.abspath(os.path.join(data, r["image"])); yield r
+for out, names in (("catalog.csv", ("catalog.csv", "photos-train.csv")), ("more.csv", ("photos-val.csv",))):
+    with open(os.path.join(work, out), "w", newline="") as f:
+        w = csv.DictWriter(f, cols); w.writeheader(); [w.writerow(r) for n in names for r in rows(n)]
+PYEOF
+"$K" index "$WORK/catalog.csv" --index "$WORK/idx" --model "$MODEL" --no-calibrate > /dev/null 2>&1
+printf 'refit_interval_ms = 1000\nallow_private_urls = true\n' > "$WORK/k.toml"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$K" serve --index "$WORK/idx" --addr "127.0.0.1:$PORT" --config "$WORK/k.toml" > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+python3 - "$PORT" "$DATA" "$WORK/more.csv" <<'PYEOF'
+import csv, json, os, sys, time, urllib.request
+port, data, more = sys.argv[1], sys.argv[2], sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+for _ in range(120):
+    try: urllib.request.urlopen(base + "/healthz"); break
+    except Exception: time.sleep(0.5)
+photos = [open(os.path.join(data, r["image"]), "rb").read() for r in csv.DictReader(open(os.path.join(data, "photos-val.csv")))][:60]
+def lookup(i):
+    req = urllib.request.Request(base + "/v1/lookup", data=photos[i % len(photos)], headers={"Content-Type": "image/jpeg"})
+    t = time.perf_counter(); urllib.request.urlopen(req).read(); return (time.perf_counter() - t) * 1e3
+def stats(): return json.load(urllib.request.urlopen(base + "/v1/stats"))
+def pct(xs, q): xs = sorted(xs); return xs[min(len(xs) - 1, int(q * len(xs)))]
+for i in range(20): lookup(i)
+baseline = [lookup(i) for i in range(200)]
+before = (stats().get("calibration") or {}).get("fitted_at")
+job = json.load(urllib.request.urlopen(urllib.request.Request(base + "/v1/jobs/index", data=open(more, "rb").read(), headers={"Content-Type": "text/csv"})))
+while json.load(urllib.request.urlopen(base + "/v1/jobs/" + job["id"]))["status"] not in ("done", "failed"): time.sleep(0.2)
+during, i, t0 = [], 0, time.time()
+while (stats().get("calibration") or {}).get("fitted_at") == before and time.time() - t0 < 300:
+    during.append(lookup(i)); i += 1
+print(f"refit bench ({stats()['model']}): {len(baseline)} idle lookups p50 {pct(baseline,.5):.1f} ms p99 {pct(baseline,.99):.1f} ms; "
+      f"{len(during)} lookups during the refit ({time.time()-t0:.1f} s) p50 {pct(during,.5):.1f} ms p99 {pct(during,.99):.1f} ms; "
+      f"p99 ratio {pct(during,.99)/pct(baseline,.99):.2f}x (goal <= 1.5x)")
+PYEOF
