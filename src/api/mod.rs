@@ -68,11 +68,8 @@ impl AppState {
 
     fn load_verdicts(catalog: &Catalog, model_dir: &std::path::Path, configured: Option<&VerdictConfig>) -> Verdicts {
         let images = catalog.stats().map_or(0, |s| s.counts.images);
-        Verdicts {
-            config: crate::search::calibration::verdict_config(catalog, model_dir, configured),
-            info: crate::search::calibration::describe(catalog, model_dir),
-            fitted_at_images: images,
-        }
+        let (config, info) = crate::search::calibration::verdict_config_described(catalog, model_dir, configured);
+        Verdicts { config, info, fitted_at_images: images }
     }
 
     /// Refits the calibration when the catalog's image count moved by at

@@ -200,8 +200,13 @@ impl CalibrationInfo {
 /// The calibration a lookup on `catalog` would use, described.
 #[must_use]
 pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> {
+    matching(catalog, model_dir).map(|(c, p)| CalibrationInfo::new(&c, &p))
+}
+
+/// The index's calibration matching its model and projection, else the model's shipped one.
+fn matching(catalog: &Catalog, model_dir: &Path) -> Option<(Calibration, std::path::PathBuf)> {
     let projection = catalog.projection().map(|p| p.info.id.clone());
-    Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref()).map(|(c, p)| CalibrationInfo::new(&c, &p))
+    Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref())
 }
 
 /// The verdict settings a lookup on `catalog` uses: the index's calibration
@@ -211,14 +216,23 @@ pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> 
 /// and the defaults; without fitted thresholds its own apply.
 #[must_use]
 pub fn verdict_config(catalog: &Catalog, model_dir: &Path, configured: Option<&VerdictConfig>) -> VerdictConfig {
-    let projection = catalog.projection().map(|p| p.info.id.clone());
-    let found = Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref());
+    verdict_config_described(catalog, model_dir, configured).0
+}
+
+/// [`verdict_config`] and the description of the calibration it took (one read of the file).
+#[must_use]
+pub fn verdict_config_described(
+    catalog: &Catalog,
+    model_dir: &Path,
+    configured: Option<&VerdictConfig>,
+) -> (VerdictConfig, Option<CalibrationInfo>) {
     let mut v = configured.cloned().unwrap_or_default();
-    if let Some((cal, path)) = found {
+    let found = matching(catalog, model_dir);
+    if let Some((cal, path)) = &found {
         tracing::info!("confidence calibration from {}", path.display());
-        v.apply(&cal);
+        v.apply(cal);
     }
-    v
+    (v, found.map(|(c, p)| CalibrationInfo::new(&c, &p)))
 }
 
 impl VerdictConfig {
