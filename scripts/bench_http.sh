@@ -64,3 +64,21 @@ done
 echo "503s are the deliberate load shedding of a full inference queue (default depth 64)."
 echo "server peak RSS: $(grep VmHWM /proc/$PID/status | awk '{print $2/1024 " MB"}')"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^knockoff_http_requests_total\{method="POST",route="/v1/lookup"' || true
+# Copy detection's cost: the same c=1 run against a second server with
+# `copy_detection = false` (the lookup as it was before copy detection), p50 ratio.
+kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true
+echo "copy_detection = false" > "$WORK/no-copies.toml"
+./target/release/knockoff serve --index "$WORK/idx" --addr "127.0.0.1:$PORT" --config "$WORK/no-copies.toml" 2>>"$WORK/serve.log" & PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+wrk -t1 -c1 -d${DUR}s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT" > "$WORK/wrk-nocopies.txt" 2>&1
+wrk -t2 -c8 -d${DUR}s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT" > "$WORK/wrk-nocopies-8.txt" 2>&1
+python3 - "$WORK/wrk-1.txt" "$WORK/wrk-nocopies.txt" "$WORK/wrk-8.txt" "$WORK/wrk-nocopies-8.txt" <<'PYEOF'
+import re, sys
+def p50(path):
+    v, u = re.match(r"([\d.]+)(us|ms|s)", re.search(r"^\s+50%\s+(\S+)", open(path).read(), re.M).group(1)).groups()
+    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
+rps = lambda path: float(re.search(r"Requests/sec:\s+([\d.]+)", open(path).read()).group(1))
+on, off = p50(sys.argv[1]), p50(sys.argv[2])
+print(f"copy detection at concurrency 1: p50 {on:.1f} ms with, {off:.1f} ms without (copy_detection = false): {on / off:.2f}x (goal <= 1.30x)")
+print(f"copy detection at concurrency 8: {rps(sys.argv[3]):.1f} requests/s with, {rps(sys.argv[4]):.1f} without: {rps(sys.argv[3]) / rps(sys.argv[4]):.2f}x of the throughput")
+PYEOF

@@ -614,7 +614,50 @@ fn http_search_and_eval_give_the_same_answer_for_the_same_photo() {
                 assert!((x[k].as_f64().unwrap() - y[k].as_f64().unwrap()).abs() < 1e-6, "{k}: {x} vs {y}");
             }
         }
+        // The photo is the catalog's own: every front-end names the same copy, in one shape.
+        let (a, b) = (other["copies"].as_array().unwrap(), http["copies"].as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "{other}\n{http}");
+        assert!(!a.is_empty());
+        for (x, y) in a.iter().zip(b) {
+            let keys = |m: &serde_json::Value| m.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(x), keys(y), "one JSON shape for a copy");
+            assert_eq!((&x["image_id"], &x["inliers"]), (&y["image_id"], &y["inliers"]));
+        }
     }
+}
+
+#[test]
+fn a_reused_photo_is_reported_with_its_region_and_explained_as_a_picture() {
+    use base64::Engine as _;
+    let s = start(None);
+    // The known fake's photo inside a plain border, made by the protocol's generator.
+    let cat = image::open(fixture("photos/chelsea.jpg")).unwrap().to_rgb8();
+    let card = knockoff::eval::edits::apply(knockoff::eval::edits::Edit::Padding, &cat, &[], &mut knockoff::eval::edits::Rng::new(1));
+    let mut body = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut body, 90).encode_image(&card.image).unwrap();
+    let (st, _, mut j) = send(ureq::post(&url(&s, "/v1/lookup?explain=true")), Some(("image/jpeg", &body)));
+    let explain = j.as_object_mut().and_then(|o| o.remove("explain"));
+    assert_eq!(st, 200, "{j}");
+    let copy = &j["copies"][0];
+    assert_eq!(copy["product_id"], "cat-poster", "{j}");
+    assert!(copy["p_copy"].as_f64().unwrap() >= 0.5, "{copy}");
+    let region = ["left", "top", "right", "bottom"].map(|k| copy["region"][k].as_f64().unwrap() as f32);
+    for (got, want) in region.iter().zip(card.region) {
+        assert!((got - want).abs() < 0.05, "region {region:?} vs pasted {:?}", card.region);
+    }
+    assert_eq!(j["verdict"], "likely_counterfeit", "{j}");
+    let png = explain.as_ref().and_then(|e| e.as_str()).and_then(|e| e.strip_prefix("data:image/png;base64,")).expect("a PNG data URL");
+    let picture = image::load_from_memory(&base64::engine::general_purpose::STANDARD.decode(png).unwrap()).unwrap();
+    assert_eq!(picture.height(), 320, "both panels are 320 px high");
+    // Without explain=true there is no picture; a photo that copies nothing has no copies.
+    let (_, _, plain) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &body)));
+    assert!(plain.get("explain").is_none());
+    let noise = image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 11 % 256) as u8, ((x + y) % 256) as u8]));
+    let mut nbody = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut nbody, 90).encode_image(&noise).unwrap();
+    let (_, _, none) = send(ureq::post(&url(&s, "/v1/lookup?explain=true")), Some(("image/jpeg", &nbody)));
+    assert_eq!(none["copies"].as_array().map(Vec::len), Some(0), "{none}");
+    assert!(none.get("explain").is_none());
 }
 
 #[test]

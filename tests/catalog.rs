@@ -69,6 +69,7 @@ fn images(n: u64, per: u64) -> Vec<NewImage> {
                 height: 10,
                 embedding: near(i, i * 1000 + j),
                 thumbnail: None,
+                copy_features: None,
             })
         })
         .collect()
@@ -346,6 +347,7 @@ fn nuisance_images(n: u64, per: u64) -> Vec<NewImage> {
                     height: 10,
                     embedding: v,
                     thumbnail: None,
+                    copy_features: None,
                 }
             })
         })

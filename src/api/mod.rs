@@ -119,6 +119,8 @@ pub struct ServiceConfig {
     pub verdict: Option<VerdictConfig>,
     /// How often the catalog is checked for changes that call for a refit.
     pub refit_interval: Duration,
+    /// Whether lookups check for reused catalog photos.
+    pub copy_detection: bool,
 }
 
 impl Default for ServiceConfig {
@@ -133,6 +135,7 @@ impl Default for ServiceConfig {
             allow_private_urls: false,
             verdict: None,
             refit_interval: Duration::from_secs(30),
+            copy_detection: true,
         }
     }
 }

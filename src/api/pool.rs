@@ -8,9 +8,17 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{Described, EmbedError, Embedder};
 
-type Job = (Vec<u8>, String, oneshot::Sender<Result<Vec<f32>, EmbedError>>);
+/// What a job wants: the vector only (indexing an upload), or the vector and
+/// the copy-detection features (a lookup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Vector,
+    Query,
+}
+
+type Job = (Vec<u8>, String, Want, oneshot::Sender<Result<Described, EmbedError>>);
 
 #[derive(Clone)]
 pub struct InferencePool {
@@ -25,8 +33,14 @@ impl InferencePool {
             std::thread::Builder::new()
                 .name(format!("knockoff-infer-{i}"))
                 .spawn(move || {
-                    for (bytes, name, reply) in rx {
-                        let _ = reply.send(embedder.embed_bytes(&bytes, &name));
+                    for (bytes, name, want, reply) in rx {
+                        let out = match want {
+                            Want::Vector => {
+                                embedder.embed_bytes(&bytes, &name).map(|vector| Described { vector, local: None, regions: Vec::new() })
+                            }
+                            Want::Query => embedder.describe_bytes(&bytes, &name),
+                        };
+                        let _ = reply.send(out);
                     }
                 })
                 .expect("spawn inference thread");
@@ -34,9 +48,19 @@ impl InferencePool {
         InferencePool { tx }
     }
 
-    pub async fn embed(&self, bytes: Vec<u8>, name: String) -> Result<Vec<f32>, ApiError> {
+    /// The photo's vector (no copy features).
+    pub async fn embed(&self, bytes: Vec<u8>, name: String) -> Result<Described, ApiError> {
+        self.run(bytes, name, Want::Vector).await
+    }
+
+    /// The photo's vector and copy-detection features, for a lookup.
+    pub async fn describe(&self, bytes: Vec<u8>, name: String) -> Result<Described, ApiError> {
+        self.run(bytes, name, Want::Query).await
+    }
+
+    async fn run(&self, bytes: Vec<u8>, name: String, want: Want) -> Result<Described, ApiError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send((bytes, name, reply)) {
+        match self.tx.try_send((bytes, name, want, reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ApiError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(ApiError::Internal("inference threads stopped".into())),

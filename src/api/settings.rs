@@ -12,6 +12,7 @@
 //! allow_private_urls = false
 //! max_pixels = 40000000
 //! refit_interval_ms = 30000
+//! copy_detection = true
 //! [verdict]
 //! max_false_accusation = 0.02
 //! authentic_threshold = 0.5
@@ -59,6 +60,8 @@ pub struct ConfigFile {
     pub max_pixels: Option<u64>,
     /// How often the service checks whether the catalog changed enough to refit its calibration.
     pub refit_interval_ms: Option<u64>,
+    /// Whether lookups check for reused catalog photos (`copies`); off saves the local features and their verification.
+    pub copy_detection: Option<bool>,
     pub verdict: Option<VerdictConfig>,
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
@@ -130,6 +133,7 @@ impl Settings {
             allow_private_urls: o.allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
             verdict: file.verdict,
             refit_interval: file.refit_interval_ms.map_or(d.refit_interval, Duration::from_millis),
+            copy_detection: file.copy_detection.unwrap_or(d.copy_detection),
             ..d
         };
         Ok(Settings {

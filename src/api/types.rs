@@ -63,6 +63,9 @@ pub struct LookupParams {
     pub brand: Option<String>,
     pub label: Option<Label>,
     pub category: Option<String>,
+    /// Also return `explain`: the photo and the catalog image it copies side
+    /// by side, the copied region and the matched points drawn (PNG data URL).
+    pub explain: Option<bool>,
 }
 
 /// A photo given in JSON: exactly one of the two.
@@ -129,6 +132,46 @@ pub struct LookupResponse {
     pub p_no_match: f32,
     pub verdict: Verdict,
     pub reason: String,
+    /// Catalog images the photo is a copy of (reuses, possibly edited), best first.
+    pub copies: Vec<CopyOut>,
+    /// With `explain=true` and a copy found: a PNG data URL showing why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<String>,
+}
+
+/// A catalog image the photo copies ([`search::CopyMatch`]).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CopyOut {
+    pub image_id: i64,
+    pub product_id: String,
+    pub label: Label,
+    /// Probability that the photo is a copy of this image, not just another photo of the product.
+    pub p_copy: f32,
+    /// Where the image appears in the photo, 0–1 from the top left.
+    pub region: search::Region,
+    /// Matched points the geometric check explains.
+    pub inliers: usize,
+    /// Pixel correlation between the photo and the image warped onto it (null when not compared).
+    pub correlation: Option<f32>,
+    pub mirrored: bool,
+    /// The image's similarity to the photo under the model.
+    pub similarity: f32,
+}
+
+impl From<search::CopyMatch> for CopyOut {
+    fn from(c: search::CopyMatch) -> Self {
+        CopyOut {
+            image_id: c.image_id,
+            product_id: c.product_id,
+            label: c.label.into(),
+            p_copy: c.p_copy,
+            region: c.region,
+            inliers: c.inliers,
+            correlation: c.correlation,
+            mirrored: c.mirrored,
+            similarity: c.similarity,
+        }
+    }
 }
 
 impl LookupResponse {
@@ -142,6 +185,8 @@ impl LookupResponse {
             p_no_match: lookup.p_no_match,
             verdict: lookup.verdict.into(),
             reason: lookup.reason,
+            copies: lookup.copies.into_iter().map(CopyOut::from).collect(),
+            explain: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use super::projection::{FitOptions, Projection, ProjectionInfo};
 use super::store::{ImageRecord, JobRow, JobStatus, NewImage, Store, StoreCounts};
 use super::vectors::{IndexParams, VectorIndex};
 use super::{CatalogError, Filter, Product};
+use crate::embed::local::LocalFeatures;
 
 /// How a catalog is opened.
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct CatalogStats {
 struct ImageEntry {
     product_row: i64,
     deleted: bool,
+    /// Copy-detection features (none for images indexed before they existed).
+    copy: Option<Arc<LocalFeatures>>,
 }
 
 #[derive(Default)]
@@ -114,7 +117,12 @@ impl Catalog {
         }
         for (id, product_row, deleted) in store.image_owners()? {
             meta.tombstones += usize::from(deleted);
-            meta.images.insert(id, ImageEntry { product_row, deleted });
+            meta.images.insert(id, ImageEntry { product_row, deleted, copy: None });
+        }
+        for (id, data) in store.copy_features()? {
+            if let Some(e) = meta.images.get_mut(&id) {
+                e.copy = LocalFeatures::from_bytes(&data).map(Arc::new);
+            }
         }
         let projection = match Projection::load(dir)? {
             Some(p) if p.info.model != opts.model || p.info.in_dim != opts.dim => {
@@ -319,7 +327,8 @@ impl Catalog {
             for (it, id) in items.iter().zip(&ids) {
                 if let Some((image, row)) = id {
                     meta.products.insert(*row, Arc::new(it.product.clone()));
-                    meta.images.insert(*image, ImageEntry { product_row: *row, deleted: false });
+                    let copy = it.copy_features.as_deref().and_then(LocalFeatures::from_bytes).map(Arc::new);
+                    meta.images.insert(*image, ImageEntry { product_row: *row, deleted: false, copy });
                 }
             }
         }
@@ -451,6 +460,13 @@ impl Catalog {
                 Some((id, sim, meta.products.get(&e.product_row)?.clone()))
             })
             .collect()
+    }
+
+    /// A live image's copy-detection features and product, if it has features.
+    pub fn copy_features(&self, id: i64) -> Option<(Arc<LocalFeatures>, Arc<Product>)> {
+        let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = meta.images.get(&id).filter(|e| !e.deleted)?;
+        Some((e.copy.clone()?, meta.products.get(&e.product_row)?.clone()))
     }
 
     pub fn product(&self, product_id: &str) -> Result<Option<Product>, CatalogError> {

@@ -1,7 +1,7 @@
 //! `SQLite` store (WAL): the source of truth for products, images, embeddings
 //! and indexing jobs.
 //!
-//! Schema (version 3; the example below is a doctest, so this list cannot drift):
+//! Schema (version 4; the example below is a doctest, so this list cannot drift):
 //! - `meta(key, value)`: `schema_version`, `generation` (bumped by every
 //!   committed change to the searchable set), model, fingerprint, index settings.
 //! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at, deleted)`
@@ -14,16 +14,18 @@
 //!   resumes after the process died mid-job, `in_flight` names the item a resumed
 //!   job is working on, so an item that crashes the process is quarantined
 //!   (`quarantined`: a JSON list of those items, never retried) (v3).
+//! - `copy_features(image, data)`: the image's copy-detection features
+//!   (`embed::local`, under 6 KB), model-independent (v4).
 //!
 //! ```
 //! use knockoff::catalog::store::{Store, SCHEMA_VERSION};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::open(dir.path()).unwrap();
-//! assert_eq!(SCHEMA_VERSION, 3);
-//! assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+//! assert_eq!(SCHEMA_VERSION, 4);
+//! assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("4"));
 //! assert_eq!(
 //!     store.tables().unwrap(),
-//!     ["embeddings", "images", "jobs", "meta", "products", "thumbnails"]
+//!     ["copy_features", "embeddings", "images", "jobs", "meta", "products", "thumbnails"]
 //! );
 //! assert_eq!(
 //!     store.columns("jobs").unwrap(),
@@ -38,7 +40,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{CatalogError, Label, Product};
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 pub const STORE_FILE: &str = "catalog.sqlite3";
 
 const MIGRATIONS: &[&str] = &[
@@ -80,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE jobs ADD COLUMN in_flight TEXT;
      ALTER TABLE jobs ADD COLUMN quarantined TEXT NOT NULL DEFAULT '[]';",
+    // v4: copy-detection features per image (images indexed before have none).
+    "CREATE TABLE copy_features (image INTEGER PRIMARY KEY REFERENCES images(id), data BLOB NOT NULL);",
 ];
 
 /// An image to add, with its embedding for the index's model.
@@ -93,6 +97,8 @@ pub struct NewImage {
     pub embedding: Vec<f32>,
     /// A small JPEG for display.
     pub thumbnail: Option<Vec<u8>>,
+    /// Copy-detection features (`embed::local::LocalFeatures::to_bytes`).
+    pub copy_features: Option<Vec<u8>>,
 }
 
 /// A stored image record.
@@ -289,6 +295,9 @@ impl Store {
             if let Some(t) = &it.thumbnail {
                 tx.execute("INSERT INTO thumbnails(image, jpeg) VALUES (?1, ?2)", params![id, t]).map_err(e)?;
             }
+            if let Some(f) = &it.copy_features {
+                tx.execute("INSERT INTO copy_features(image, data) VALUES (?1, ?2)", params![id, f]).map_err(e)?;
+            }
             out.push(Some((id, prod)));
         }
         Self::bump_generation(&tx).map_err(e)?;
@@ -325,6 +334,16 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The copy-detection features of every live image that has them.
+    pub fn copy_features(&self) -> Result<Vec<(i64, Vec<u8>)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT c.image, c.data FROM copy_features c JOIN images i ON i.id = c.image WHERE i.deleted = 0")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -559,6 +578,7 @@ impl Store {
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute("DELETE FROM embeddings WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
         tx.execute("DELETE FROM thumbnails WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
+        tx.execute("DELETE FROM copy_features WHERE image IN (SELECT id FROM images WHERE deleted = 1)", []).map_err(e)?;
         let n = tx.execute("DELETE FROM images WHERE deleted = 1", []).map_err(e)?;
         tx.execute(
             "DELETE FROM products WHERE deleted = 1

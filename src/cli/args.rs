@@ -66,6 +66,24 @@ pub enum Command {
     /// Benchmark: end-to-end embedding throughput on image files (prints JSON).
     #[command(hide = true)]
     BenchEmbed(BenchEmbedArgs),
+    /// Builds a copy-detection protocol from a photo manifest: originals as the
+    /// catalog, an edited copy of each (with `copy_of`) and the next photo of the
+    /// same product (not a copy) as queries (prints JSON).
+    MakeCopies(MakeCopiesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MakeCopiesArgs {
+    /// Photo manifest (consecutive rows of one product are consecutive shots).
+    pub photos: PathBuf,
+    /// Output folder (catalog.csv, queries.csv, copies/).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Originals per product.
+    #[arg(long, default_value_t = 2)]
+    pub per_product: usize,
 }
 
 /// Where the index lives and which model it uses.
@@ -349,6 +367,9 @@ pub struct BenchLookupArgs {
     /// Lookups in total.
     #[arg(long, default_value_t = 400)]
     pub requests: usize,
+    /// Leave out copy detection (the baseline it is measured against).
+    #[arg(long)]
+    pub no_copies: bool,
 }
 
 #[derive(Debug, Args)]

@@ -94,7 +94,17 @@ pub fn lookup(g: &Global, a: &BenchLookupArgs) -> anyhow::Result<i32> {
                             break;
                         }
                         let t = Instant::now();
-                        if let Ok(v) = embedder.embed_bytes(&bodies[i % bodies.len()], "bench") {
+                        let body = &bodies[i % bodies.len()];
+                        let described = if a.no_copies {
+                            embedder.embed_bytes(body, "bench").map(|vector| crate::embed::Described {
+                                vector,
+                                local: None,
+                                regions: Vec::new(),
+                            })
+                        } else {
+                            embedder.describe_bytes(body, "bench")
+                        };
+                        if let Ok(v) = described {
                             let _ = crate::search::lookup(&opened.catalog, &v, &crate::search::SearchRequest::default(), &verdict);
                         }
                         lat.push(t.elapsed().as_secs_f64());

@@ -78,7 +78,7 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
 pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
     let opened = open(g, &a.index.spec())?;
     let embedder = opened.embedder(&embed_options(g, 1, crate::embed::available_cores()))?;
-    let q = embedder.embed_file(&a.image)?;
+    let q = embedder.describe_file(&a.image)?;
     let req = SearchRequest {
         k: a.k,
         ef: a.ef,
@@ -90,7 +90,7 @@ pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
     let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict);
     if a.json {
         print::json(
-            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "reason": answer.reason }),
+            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "reason": answer.reason, "copies": answer.copies }),
         )?;
     } else {
         print::lookup(&answer);
@@ -250,5 +250,15 @@ pub fn delete(g: &Global, a: &DeleteArgs) -> anyhow::Result<i32> {
         opened.catalog.delete_image(id)?;
         eprintln!("deleted image {id}");
     }
+    Ok(0)
+}
+
+pub fn make_copies(a: &super::args::MakeCopiesArgs) -> anyhow::Result<i32> {
+    let (items, errors) = crate::ingest::read_source(&a.photos, &crate::ingest::SourceDefaults::default())?;
+    if let Some(e) = errors.first() {
+        anyhow::bail!("{} rows of {} cannot be used, first: {e}", errors.len(), a.photos.display());
+    }
+    let summary = crate::eval::edits::make_protocol(&items, &a.out, a.seed, a.per_product)?;
+    print::json(&summary)?;
     Ok(0)
 }

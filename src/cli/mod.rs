@@ -53,5 +53,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::BenchAnn(a) => bench::ann(&a),
         Command::BenchLookup(a) => bench::lookup(g, &a),
         Command::BenchEmbed(a) => bench::embed(g, &a),
+        Command::MakeCopies(a) => commands::make_copies(&a),
     }
 }

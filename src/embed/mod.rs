@@ -10,9 +10,11 @@
 
 mod decode;
 mod error;
+pub mod local;
 mod model;
 mod pipeline;
 mod preprocess;
+pub mod regions;
 mod runtime;
 mod session;
 
@@ -20,9 +22,9 @@ pub use decode::{decode_image, DecodeLimits, DecodedImage, DEFAULT_MAX_PIXELS, S
 pub use error::EmbedError;
 pub use model::{InputDtype, InputLayout, ModelManifest, ModelRegistry, Normalization, ResizeMode, DEFAULT_MODEL as DEFAULT_MODEL_NAME};
 pub use pipeline::{embed_files, run_pipeline, PipelineOptions, Prepared};
-pub use preprocess::Preprocessor;
+pub use preprocess::{resize_rgb, Preprocessor};
 pub use runtime::{init_runtime, locate_runtime, RuntimeLocation};
-pub use session::{l2_normalize, EmbedOptions, Embedder};
+pub use session::{l2_normalize, Described, EmbedOptions, Embedder};
 
 /// Cores available to this process (at least 1): the default number of
 /// sessions and workers for bulk work.

@@ -22,6 +22,14 @@ use image::RgbImage;
 
 use super::model::{InputLayout, ModelManifest, Normalization, ResizeMode};
 
+/// `img` resized to `w` × `h` (antialiased bilinear, SIMD).
+pub fn resize_rgb(img: &RgbImage, w: u32, h: u32, resizer: &mut Resizer) -> RgbImage {
+    if img.dimensions() == (w, h) {
+        return img.clone();
+    }
+    Resize { width: w, height: h, mode: ResizeMode::Squash }.apply(img, resizer)
+}
+
 /// Resize with Pillow-compatible antialiased bilinear filtering.
 #[derive(Debug, Clone, Copy)]
 pub struct Resize {

@@ -33,6 +33,15 @@ impl Default for EmbedOptions {
     }
 }
 
+/// A query photo, described: its model vector and its copy-detection features.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub vector: Vec<f32>,
+    pub local: Option<super::local::LocalFeatures>,
+    /// The vectors of the photo's content regions, when it has several or a border ([`super::regions`]).
+    pub regions: Vec<Vec<f32>>,
+}
+
 /// Turns images into L2-normalised embeddings with one model (a single ONNX
 /// model, or a fused model whose parts each run their own session pool).
 pub struct Embedder {
@@ -159,6 +168,41 @@ impl Embedder {
     pub fn embed_bytes(&self, bytes: &[u8], source_name: &str) -> Result<Vec<f32>, EmbedError> {
         let t = self.prepare(bytes, source_name, &mut Resizer::new())?;
         Ok(self.embed_tensors(&t, 1)?.remove(0))
+    }
+
+    /// Decodes one encoded query photo once, then embeds it and extracts its
+    /// copy-detection features (query scale, with mirrored descriptors) side
+    /// by side on two threads.
+    pub fn describe_bytes(&self, bytes: &[u8], source_name: &str) -> Result<Described, EmbedError> {
+        let img = decode_image(bytes, source_name, self.limits)?;
+        let failed = |what: &str| EmbedError::Io { source_name: source_name.into(), error: std::io::Error::other(what.to_string()) };
+        let (vector, (regions, local)) = std::thread::scope(|s| {
+            // Off the model's thread: the content regions, then the local features (region by
+            // region when there are several, so each keeps a whole photo's detail).
+            let side = s.spawn(|| {
+                let mut r = Resizer::new();
+                let regions = super::regions::content_regions(&img.rgb, &mut r);
+                (regions.clone(), super::local::describe_query(&img.rgb, &regions, &mut r))
+            });
+            let vector = self.embed_tensors(&self.pre.run(&img.rgb, &mut Resizer::new()), 1)?.into_iter().next();
+            Ok::<_, EmbedError>((vector, side.join().map_err(|_| failed("feature extraction panicked"))?))
+        })?;
+        let vector = vector.ok_or_else(|| failed("no vector returned"))?;
+        // Each content region (a collage's tiles, a card's photo) is embedded too, in one batch.
+        let mut batch = Vec::new();
+        let mut resizer = Resizer::new();
+        for &[x, y, w, h] in &regions {
+            batch.extend(self.pre.run(&image::imageops::crop_imm(&img.rgb, x, y, w, h).to_image(), &mut resizer));
+        }
+        let regions = self.embed_tensors(&batch, regions.len())?;
+        Ok(Described { vector, local: Some(local), regions })
+    }
+
+    /// Reads a query photo and [`describe_bytes`](Self::describe_bytes) it.
+    pub fn describe_file(&self, path: &Path) -> Result<Described, EmbedError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| EmbedError::Io { source_name: name.clone(), error })?;
+        self.describe_bytes(&bytes, &name)
     }
 
     /// Reads, decodes and embeds one file.

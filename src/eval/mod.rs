@@ -3,6 +3,8 @@
 //! [`crate::search::lookup`]) and measures retrieval quality, calibration,
 //! verdicts and latency. It only measures: fitting lives in [`crate::fit`].
 
+pub mod copies;
+pub mod edits;
 pub mod metrics;
 pub mod report;
 
@@ -33,6 +35,7 @@ pub fn read_queries(paths: &[std::path::PathBuf]) -> Result<(Vec<Query>, Vec<cra
             image: it.image,
             product_id: Some(it.product.product_id).filter(|p| !p.is_empty()),
             category: it.product.category,
+            copy_of: it.copy_of,
         }));
     }
     Ok((qs, errors))
@@ -44,6 +47,8 @@ pub struct Query {
     pub image: String,
     pub product_id: Option<String>,
     pub category: Option<String>,
+    /// The catalog image this query was made from (a copy), if any.
+    pub copy_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +76,8 @@ struct Outcome {
     answer: Lookup,
     embed_ms: f64,
     search_ms: f64,
+    /// The copy check, when the queries carry `copy_of`.
+    copy: Option<copies::CopyOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +102,8 @@ pub struct Metrics {
     pub ece_counterfeit: Option<f64>,
     /// Mean `p_no_match` of distractor queries (null without distractors).
     pub distractor_p_no_match: Option<f64>,
+    #[serde(flatten)]
+    pub copies: copies::CopyMetrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +167,9 @@ pub struct QueryRecord {
     pub truth: Option<String>,
     #[serde(flatten)]
     pub lookup: Lookup,
+    /// The copy check against `copy_of` (when the queries have that column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_check: Option<copies::CopyOutcome>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +220,8 @@ struct Context<'a> {
     opts: &'a EvalOptions,
     n_products: usize,
     n_images: usize,
+    /// Whether any query has `copy_of` (else the copy metrics are null).
+    copy_protocol: bool,
     /// Images per product, for image-level AP.
     product_sizes: HashMap<String, usize>,
 }
@@ -227,10 +241,12 @@ pub fn evaluate(
         n_products: usize::try_from(stats.counts.products.max(1)).unwrap_or(1),
         n_images: usize::try_from(stats.counts.images.max(1)).unwrap_or(1),
         product_sizes: catalog.image_counts()?,
+        copy_protocol: queries.iter().any(|q| q.copy_of.is_some()),
     };
     let (outcomes, failures) = look_up_all(&cx, queries);
     let has_both_labels = stats.counts.per_label.len() >= 2;
-    let overall = compute(&outcomes, has_both_labels);
+    let copy_threshold = copies::threshold_at_1pct(&outcomes.iter().filter_map(|o| o.copy.as_ref()).collect::<Vec<_>>());
+    let overall = compute(&outcomes, has_both_labels, copy_threshold);
     let mut groups: Vec<String> = outcomes.iter().map(|o| o.group.clone()).collect();
     groups.sort();
     groups.dedup();
@@ -238,7 +254,7 @@ pub fn evaluate(
         .into_iter()
         .map(|g| {
             let sub: Vec<Outcome> = outcomes.iter().filter(|o| o.group == g).cloned().collect();
-            (g, compute(&sub, has_both_labels))
+            (g, compute(&sub, has_both_labels, copy_threshold))
         })
         .collect();
     let lat = |f: fn(&Outcome) -> f64| {
@@ -279,7 +295,12 @@ pub fn evaluate(
             .collect(),
         records: outcomes
             .iter()
-            .map(|o| QueryRecord { image: o.query_image.clone(), truth: o.truth.clone(), lookup: o.answer.clone() })
+            .map(|o| QueryRecord {
+                image: o.query_image.clone(),
+                truth: o.truth.clone(),
+                lookup: o.answer.clone(),
+                copy_check: o.copy.clone(),
+            })
             .collect(),
     })
 }
@@ -312,15 +333,17 @@ fn look_up(cx: &Context<'_>, q: &Query) -> Result<Outcome, String> {
     let fetch_opts = FetchOptions { allow_private: true, ..Default::default() };
     let t0 = Instant::now();
     let bytes = fetch(&q.image, &fetch_opts).map_err(|e| e.to_string())?;
-    let v = cx.embedder.embed_bytes(&bytes, &q.image).map_err(|e| e.to_string())?;
+    let described = cx.embedder.describe_bytes(&bytes, &q.image).map_err(|e| e.to_string())?;
+    let v = &described.vector;
     let embed_ms = t0.elapsed().as_secs_f64() * 1e3;
     let score = cx.opts.product_score;
     let t1 = Instant::now();
-    let answer = lookup(cx.catalog, &v, &SearchRequest { k: cx.opts.k, product_score: score, ..Default::default() }, &cx.opts.verdict);
+    let answer =
+        lookup(cx.catalog, &described, &SearchRequest { k: cx.opts.k, product_score: score, ..Default::default() }, &cx.opts.verdict);
     let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let all = search_products(cx.catalog, &v, &SearchRequest { k: cx.n_products, product_score: score, ..Default::default() });
+    let all = search_products(cx.catalog, v, &SearchRequest { k: cx.n_products, product_score: score, ..Default::default() });
     let n = cx.n_images.min(2000);
-    let images = cx.catalog.search_images(&v, n, Some(n.max(64)), &Filter::default());
+    let images = cx.catalog.search_images(v, n, Some(n.max(64)), &Filter::default());
     let truth = q.product_id.as_ref();
     Ok(Outcome {
         truth: q.product_id.clone(),
@@ -336,10 +359,30 @@ fn look_up(cx: &Context<'_>, q: &Query) -> Result<Outcome, String> {
             (Some(a), None) => a.best.similarity,
             _ => 0.0,
         },
+        copy: cx.copy_protocol.then(|| copy_outcome(cx, q, &answer)),
         answer,
         embed_ms,
         search_ms,
     })
+}
+
+/// The copy check's outcome for one query: its top candidate against `copy_of`.
+fn copy_outcome(cx: &Context<'_>, q: &Query, answer: &Lookup) -> copies::CopyOutcome {
+    let canonical = |s: &str| std::fs::canonicalize(s).map_or_else(|_| s.to_string(), |p| p.display().to_string());
+    let top = answer.copy_ranking.first();
+    let top_source = top.and_then(|c| cx.catalog.image(c.image_id).ok().flatten()).map(|r| canonical(&r.source));
+    let truth = q.copy_of.as_deref().map(canonical);
+    copies::CopyOutcome {
+        is_copy: truth.is_some(),
+        source_first: truth.is_some() && top_source == truth,
+        p_copy: top.map_or(0.0, |c| c.p_copy),
+        inliers: top.map_or(0, |c| c.inliers),
+        tight: top.map_or(0, |c| c.tight),
+        distance: top.map_or(256.0, |c| c.distance),
+        correlation: top.and_then(|c| c.correlation),
+        coverage: top.map_or(0.0, |c| c.coverage),
+        score: top.map_or(f32::MIN, |c| c.score + 1e-3 * c.similarity),
+    }
 }
 
 /// Rows: truth label (or `distractor`) → predicted verdict → count.
@@ -420,7 +463,7 @@ fn counterfeit_reliability(outcomes: &[Outcome]) -> (Vec<f32>, Vec<bool>) {
     outcomes.iter().filter_map(|o| o.truth_label.map(|l| (o.answer.p_counterfeit, l == Label::Counterfeit))).unzip()
 }
 
-fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
+fn compute(outcomes: &[Outcome], has_both_labels: bool, copy_threshold: Option<f32>) -> Metrics {
     let with_truth: Vec<&Outcome> = outcomes.iter().filter(|o| o.truth.is_some()).collect();
     let ranks: Vec<Option<usize>> = with_truth.iter().map(|o| o.ranked.iter().position(|(p, _)| Some(p) == o.truth.as_ref())).collect();
     let aps: Vec<f64> = with_truth.iter().map(|o| average_precision(&o.image_relevant, o.total_relevant_images)).collect();
@@ -447,7 +490,9 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool) -> Metrics {
     let ece_counterfeit = (has_both_labels && !p_fake.is_empty()).then(|| ece(&p_fake, &is_fake, 10));
     let distractor_p_no_match = (!distractors.is_empty())
         .then(|| distractors.iter().map(|o| f64::from(o.answer.p_no_match)).sum::<f64>() / distractors.len() as f64);
+    let copy_outcomes: Vec<&copies::CopyOutcome> = outcomes.iter().filter_map(|o| o.copy.as_ref()).collect();
     Metrics {
+        copies: copies::copy_metrics(&copy_outcomes, copy_threshold),
         ece_counterfeit,
         distractor_p_no_match,
         false_accusation_rate,

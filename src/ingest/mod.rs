@@ -118,6 +118,7 @@ struct Decoded {
     width: u32,
     height: u32,
     thumbnail: Vec<u8>,
+    copy_features: Vec<u8>,
 }
 
 /// What preparing one item came to before the model.
@@ -156,7 +157,14 @@ fn prepare(item: SourceItem, known: &Known, embedder: &Embedder, opts: &IngestOp
     match decode_image(&bytes, &item.image, embedder.limits()) {
         Ok(img) => {
             let tensor = embedder.preprocessor().run(&img.rgb, resizer);
-            let d = Decoded { item, sha256, width: img.width(), height: img.height(), thumbnail: crate::catalog::thumbnail(&img.rgb) };
+            let d = Decoded {
+                item,
+                sha256,
+                width: img.width(),
+                height: img.height(),
+                thumbnail: crate::catalog::thumbnail(&img.rgb, resizer),
+                copy_features: crate::catalog::copy_features(&img.rgb, resizer),
+            };
             Prepared::Tensor(Outcome::Embed(Box::new(d)), tensor)
         }
         Err(e) => Prepared::Done(Outcome::Failed(Box::new((item, e.into())))),
@@ -182,9 +190,17 @@ impl Writer<'_> {
                 self.errors.push(ItemError::new(item, &e));
             }
             (Outcome::Embed(d), Some(Ok(embedding))) => {
-                let Decoded { item, sha256, width, height, thumbnail } = *d;
-                let thumbnail = Some(thumbnail);
-                self.pending.push(NewImage { product: item.product, source: item.image, sha256, width, height, embedding, thumbnail });
+                let Decoded { item, sha256, width, height, thumbnail, copy_features } = *d;
+                self.pending.push(NewImage {
+                    product: item.product,
+                    source: item.image,
+                    sha256,
+                    width,
+                    height,
+                    embedding,
+                    thumbnail: Some(thumbnail),
+                    copy_features: Some(copy_features),
+                });
             }
             (Outcome::Embed(d), Some(Err(e))) => {
                 self.counts.failed += 1;

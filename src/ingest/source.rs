@@ -15,6 +15,9 @@ pub struct SourceItem {
     /// A file path (absolute, or resolved against the manifest's folder) or an http(s) URL.
     pub image: String,
     pub product: Product,
+    /// Evaluation queries only: the catalog `image` this photo was made from
+    /// (resolved like `image`); `None` when it is not a copy.
+    pub copy_of: Option<String>,
 }
 
 /// How a manifest is written.
@@ -76,6 +79,7 @@ struct Row {
     brand: Option<String>,
     name: Option<String>,
     category: Option<String>,
+    copy_of: Option<String>,
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -222,18 +226,24 @@ fn item_of(row: Row, base: Option<&Path>, defaults: &SourceDefaults) -> Result<S
         (None, None) if defaults.allow_missing_product => Label::Authentic,
         (None, None) => return Err("'label' is empty (give --label to set a default)".into()),
     };
-    let image = if is_url(&image) || Path::new(&image).is_absolute() {
-        image
-    } else if let Some(base) = base {
-        base.join(&image).display().to_string()
-    } else {
-        return Err(format!("'{image}' is a relative path; an uploaded manifest needs URLs or absolute paths"));
-    };
+    let image = resolve(image, base)?;
+    let copy_of = nonempty(row.copy_of).map(|c| resolve(c, base)).transpose()?;
     let mut product = Product::new(product_id, label);
     product.brand = nonempty(row.brand).or_else(|| defaults.brand.clone());
     product.name = nonempty(row.name);
     product.category = nonempty(row.category);
-    Ok(SourceItem { image, product })
+    Ok(SourceItem { image, product, copy_of })
+}
+
+/// A manifest's image reference: URLs and absolute paths as they are, relative paths against `base`.
+fn resolve(image: String, base: Option<&Path>) -> Result<String, String> {
+    if is_url(&image) || Path::new(&image).is_absolute() {
+        Ok(image)
+    } else if let Some(base) = base {
+        Ok(base.join(&image).display().to_string())
+    } else {
+        Err(format!("'{image}' is a relative path; an uploaded manifest needs URLs or absolute paths"))
+    }
 }
 
 const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -255,7 +265,7 @@ fn read_folder(dir: &Path, defaults: &SourceDefaults) -> Result<(Vec<SourceItem>
             if f.is_file() && IMAGE_EXTS.contains(&ext.as_str()) {
                 let mut product = Product::new(product_id.clone(), defaults.label.unwrap_or(Label::Authentic));
                 product.brand.clone_from(&defaults.brand);
-                items.push(SourceItem { image: f.display().to_string(), product });
+                items.push(SourceItem { image: f.display().to_string(), product, copy_of: None });
             }
         }
     }

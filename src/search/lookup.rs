@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 
-use super::{assess, search_products, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
+use super::copy::{amend_verdict, rank_copies, CopyMatch, COPY_CANDIDATES};
+use super::{assess, search_ranked, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
 use crate::catalog::{Catalog, Label};
+use crate::embed::Described;
 
 /// One matched product, in the shape every front-end prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,22 +43,52 @@ pub struct Lookup {
     pub p_no_match: f32,
     pub verdict: VerdictKind,
     pub reason: String,
+    /// Catalog images the photo is a copy of (`p_copy` at least the model's
+    /// `report_at`), best first; empty when the photo had no copy features.
+    pub copies: Vec<CopyMatch>,
+    /// Every candidate image the copy check verified, best first (for eval).
+    #[serde(skip)]
+    pub copy_ranking: Vec<CopyMatch>,
 }
 
 /// The probability model always weighs at least this many products, so that
 /// `p_*` do not depend on how many matches were asked for.
 pub const PROBABILITY_CANDIDATES: usize = 10;
 
-/// Searches the catalog for `query` (a model vector), then scores and decides.
+/// The images the copy check verifies: the nearest to the whole photo, then
+/// the nearest few to each content region, without repeats.
+fn copy_candidates(catalog: &Catalog, query: &Described, mut nearest: Vec<(i64, f32)>, req: &SearchRequest) -> Vec<(i64, f32)> {
+    for region in &query.regions {
+        for (id, sim, _) in catalog.search_images(region, REGION_CANDIDATES, None, &req.filter) {
+            if !nearest.iter().any(|(n, _)| *n == id) {
+                nearest.push((id, sim));
+            }
+        }
+    }
+    nearest
+}
+
+/// Catalog images verified per content region of the photo.
+const REGION_CANDIDATES: usize = 3;
+
+/// Searches the catalog for `query` (its model vector; its copy features, when
+/// it has them, are checked against the nearest images), then scores and decides.
 #[must_use]
-pub fn lookup(catalog: &Catalog, query: &[f32], req: &SearchRequest, cfg: &VerdictConfig) -> Lookup {
+pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &VerdictConfig) -> Lookup {
     let wide = SearchRequest { k: req.k.max(PROBABILITY_CANDIDATES), ..req.clone() };
-    let ranked = search_products(catalog, query, if req.k == 0 { req } else { &wide });
+    let (ranked, nearest) = search_ranked(catalog, &query.vector, if req.k == 0 { req } else { &wide }, COPY_CANDIDATES);
+    let copy_ranking = query
+        .local
+        .as_ref()
+        .map(|q| rank_copies(catalog, q, &copy_candidates(catalog, query, nearest, req), &cfg.copy))
+        .unwrap_or_default();
+    let copies: Vec<CopyMatch> = copy_ranking.iter().filter(|c| c.p_copy >= cfg.copy.report_at).cloned().collect();
     let candidates: Vec<Candidate<'_>> = ranked
         .iter()
         .map(|m| Candidate { product_id: &m.product.product_id, label: m.product.label, similarity: m.best.similarity })
         .collect();
     let assessment = assess(&candidates, cfg);
+    let verdict = amend_verdict(assessment.verdict, &copies, cfg.counterfeit_threshold);
     let p = assessment.probabilities;
     let matches = ranked
         .iter()
@@ -80,7 +112,9 @@ pub fn lookup(catalog: &Catalog, query: &[f32], req: &SearchRequest, cfg: &Verdi
         p_counterfeit: p.p_counterfeit,
         p_authentic: p.p_authentic,
         p_no_match: p.p_no_match,
-        verdict: assessment.verdict.verdict,
-        reason: assessment.verdict.reason,
+        verdict: verdict.verdict,
+        reason: verdict.reason,
+        copies,
+        copy_ranking,
     }
 }

@@ -90,6 +90,8 @@ pub struct VerdictConfig {
     /// Whether the thresholds were fitted to the stated rates (else they are defaults, and the reason says so).
     #[serde(skip)]
     pub thresholds_fitted: bool,
+    /// How copy evidence becomes `p_copy` (`[verdict.copy]`).
+    pub copy: super::CopyModel,
 }
 
 impl Default for VerdictConfig {
@@ -106,6 +108,7 @@ impl Default for VerdictConfig {
             calibration: None,
             presence: None,
             thresholds_fitted: false,
+            copy: super::CopyModel::default(),
         }
     }
 }

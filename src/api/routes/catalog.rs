@@ -70,13 +70,24 @@ pub async fn add_image(
     let sha256 = crate::util::sha256_hex(&bytes);
     // Decode once here for the size and thumbnail; the pool embeds.
     let (limits, b2) = (state.embedder.limits(), bytes.clone());
-    let (width, height, thumb) = blocking(move || {
+    let (width, height, thumb, copy) = blocking(move || {
         let img = crate::embed::decode_image(&b2, "upload", limits)?;
-        Ok((img.width(), img.height(), crate::catalog::thumbnail(&img.rgb)))
+        let mut resizer = fast_image_resize::Resizer::new();
+        let copy = crate::catalog::copy_features(&img.rgb, &mut resizer);
+        Ok((img.width(), img.height(), crate::catalog::thumbnail(&img.rgb, &mut resizer), copy))
     })
     .await?;
-    let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?;
-    let item = NewImage { product, source: format!("upload:{sha256}"), sha256, width, height, embedding, thumbnail: Some(thumb) };
+    let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?.vector;
+    let item = NewImage {
+        product,
+        source: format!("upload:{sha256}"),
+        sha256,
+        width,
+        height,
+        embedding,
+        thumbnail: Some(thumb),
+        copy_features: Some(copy),
+    };
     let ids = blocking(move || Ok(state.catalog.add_images(&[item])?)).await?;
     let image_id = ids.first().copied().flatten();
     let code = if image_id.is_some() { StatusCode::CREATED } else { StatusCode::OK };

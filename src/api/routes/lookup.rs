@@ -26,6 +26,16 @@ fn search_request(state: &AppState, q: LookupParams) -> Result<SearchRequest, Ap
     Ok(SearchRequest { k, filter, ..Default::default() })
 }
 
+/// The explanation picture for the best copy, as a PNG data URL (`None` without a copy).
+fn explain(state: &AppState, bytes: &[u8], copy: &crate::search::CopyMatch) -> Result<Option<String>, ApiError> {
+    use base64::Engine as _;
+    let Some(thumb) = state.catalog.thumbnail(copy.image_id)? else { return Ok(None) };
+    let query = crate::embed::decode_image(bytes, "upload", state.embedder.limits())?;
+    let catalog = image::load_from_memory(&thumb).map_err(|e| ApiError::Internal(format!("stored thumbnail: {e}")))?.to_rgb8();
+    let png = crate::search::explain::explain_png(&query.rgb, &catalog, copy).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))))
+}
+
 /// Looks up one photo: a raw image body, multipart/form-data with a file, or
 /// application/json `{"image_base64"}` / `{"url"}`.
 #[utoipa::path(post, path = "/v1/lookup", tag = "lookup", params(LookupParams),
@@ -39,25 +49,47 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     let t0 = Instant::now();
     caller?;
-    let req = search_request(&state, query?.0)?;
-    lookup_one(&state, body?.0, req, t0).await.map(Json)
+    let params = query?.0;
+    let want_explain = params.explain.unwrap_or(false);
+    let req = search_request(&state, params)?;
+    lookup_one(&state, body?.0, req, want_explain, t0).await.map(Json)
 }
 
 /// Embeds one photo (inference pool), then runs the library's lookup.
-async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, t0: Instant) -> Result<LookupResponse, ApiError> {
+async fn lookup_one(
+    state: &Arc<AppState>,
+    bytes: Bytes,
+    req: SearchRequest,
+    want_explain: bool,
+    t0: Instant,
+) -> Result<LookupResponse, ApiError> {
     let sha256 = crate::util::sha256_hex(&bytes);
     let n = bytes.len();
     let t_embed = Instant::now();
-    let v = state.pool.embed(bytes.to_vec(), format!("upload {}", &sha256[..12])).await?;
+    let name = format!("upload {}", &sha256[..12]);
+    let v = if state.config.copy_detection {
+        state.pool.describe(bytes.to_vec(), name).await?
+    } else {
+        state.pool.embed(bytes.to_vec(), name).await?
+    };
     let embed_s = t_embed.elapsed().as_secs_f64();
     state.metrics.embed(embed_s);
     let t_search = Instant::now();
     let st = state.clone();
     let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config))).await?;
     let search_s = t_search.elapsed().as_secs_f64();
+    let picture = match answer.copies.first() {
+        Some(top) if want_explain => {
+            let (st, top, bytes) = (state.clone(), top.clone(), bytes.clone());
+            blocking(move || explain(&st, &bytes, &top)).await?
+        }
+        _ => None,
+    };
     state.metrics.search(search_s);
     let timing = Timing { embed_ms: embed_s * 1e3, search_ms: search_s * 1e3, total_ms: t0.elapsed().as_secs_f64() * 1e3 };
-    Ok(LookupResponse::new(QueryInfo { sha256, bytes: n, model: state.embedder.name().to_string(), timing }, answer))
+    let mut out = LookupResponse::new(QueryInfo { sha256, bytes: n, model: state.embedder.name().to_string(), timing }, answer);
+    out.explain = picture;
+    Ok(out)
 }
 
 /// Up to `max_batch` photos: multipart files, or JSON `{"images": [{"image_base64"|"url": ...}, ...]}`.
@@ -73,14 +105,16 @@ pub async fn lookup_batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let t0 = Instant::now();
     caller?;
-    let req = search_request(&state, query?.0)?;
+    let params = query?.0;
+    let want_explain = params.explain.unwrap_or(false);
+    let req = search_request(&state, params)?;
     let handles: Vec<_> = body?
         .0
         .into_iter()
         .map(|item| {
             let (state, req) = (state.clone(), req.clone());
             // Each item embeds through the bounded pool, concurrently.
-            tokio::spawn(async move { lookup_one(&state, item?, req, t0).await })
+            tokio::spawn(async move { lookup_one(&state, item?, req, want_explain, t0).await })
         })
         .collect();
     let mut results = Vec::with_capacity(handles.len());

@@ -1,0 +1,105 @@
+//! Content regions of a listing photo: a collage's tiles, or the photo on a
+//! listing card or inside a plain border. Each region is embedded on its own
+//! too, so that the catalog image a region copies is among the candidates the
+//! copy check verifies even when the whole picture looks like something else.
+
+use image::RgbImage;
+
+/// A region in pixels: left, top, width, height.
+pub type PixelRect = [u32; 4];
+
+/// Longest side of the grey thumbnail the regions are found on.
+const SIDE: u32 = 400;
+/// A row or column whose grey values vary less than this (standard deviation) is a gutter.
+const FLAT: f32 = 6.0;
+/// Regions thinner than this share of the side are ignored (text lines, rules).
+const MIN_SHARE: f32 = 0.15;
+/// At most this many regions.
+pub const MAX_REGIONS: usize = 9;
+
+/// The content regions between plain gutters and borders, largest first;
+/// empty when the photo is one region filling (nearly) the whole frame.
+pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer) -> Vec<PixelRect> {
+    let (w, h) = rgb.dimensions();
+    if w < 32 || h < 32 {
+        return Vec::new();
+    }
+    let s = (SIDE as f32 / w.max(h) as f32).min(1.0);
+    let (sw, sh) = (((w as f32 * s) as u32).max(1), ((h as f32 * s) as u32).max(1));
+    let small = super::resize_rgb(rgb, sw, sh, resizer);
+    let px = |x: u32, y: u32| {
+        let p = small.get_pixel(x, y);
+        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
+    };
+    let flat = |vals: &mut dyn Iterator<Item = f32>| {
+        let (mut n, mut sum, mut sq) = (0f32, 0f32, 0f32);
+        for v in vals {
+            (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
+        }
+        n > 0.0 && (sq / n - (sum / n).powi(2)).max(0.0).sqrt() < FLAT
+    };
+    let mut cells = Vec::new();
+    for (y0, y1) in runs(sh, MIN_SHARE, |y| flat(&mut (0..sw).map(|x| px(x, y)))) {
+        for (x0, x1) in runs(sw, MIN_SHARE, |x| flat(&mut (y0..y1).map(|y| px(x, y)))) {
+            cells.push([x0, y0, x1 - x0, y1 - y0]);
+        }
+    }
+    let area = |c: &PixelRect| c[2] * c[3];
+    cells.sort_by_key(|c| std::cmp::Reverse(area(c)));
+    cells.truncate(MAX_REGIONS);
+    if cells.is_empty() || (cells.len() == 1 && area(&cells[0]) as f32 > 0.8 * (sw * sh) as f32) {
+        return Vec::new();
+    }
+    let back = |v: u32, full: u32, small: u32| (v as f32 * full as f32 / small as f32).round() as u32;
+    cells
+        .into_iter()
+        .map(|[x, y, cw, ch]| {
+            let (l, t) = (back(x, w, sw), back(y, h, sh));
+            [l, t, back(cw, w, sw).min(w - l).max(1), back(ch, h, sh).min(h - t).max(1)]
+        })
+        .collect()
+}
+
+/// Runs of positions in 0..n that are not flat, at least `min_share` of n long.
+fn runs(n: u32, min_share: f32, is_flat: impl Fn(u32) -> bool) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for i in 0..=n {
+        let content = i < n && !is_flat(i);
+        match (content, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if (i - s) as f32 >= min_share * n as f32 {
+                    out.push((s, i));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x * y) % 256) as u8]))
+    }
+
+    #[test]
+    fn a_full_frame_photo_is_one_region_and_a_grid_splits() {
+        let mut r = fast_image_resize::Resizer::new();
+        assert!(content_regions(&busy(400, 300), &mut r).is_empty());
+        let mut grid = RgbImage::from_pixel(800, 800, image::Rgb([255, 255, 255]));
+        for (x, y) in [(10, 10), (410, 10), (10, 410), (410, 410)] {
+            image::imageops::replace(&mut grid, &busy(380, 380), x, y);
+        }
+        let r = content_regions(&grid, &mut r);
+        assert_eq!(r.len(), 4, "{r:?}");
+        for [x, y, w, h] in r {
+            assert!((370..=400).contains(&w) && (370..=400).contains(&h), "{x} {y} {w} {h}");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The edits counterfeit sellers make to a stolen photo, as a seeded
+//! generator: the copy-detection protocol (`knockoff make-copies`) and the
+//! tests build their copies with it. Each edit returns the edited image and
+//! where the original's content lies in it (a 0–1 box), so region answers can
+//! be checked.
+
+use image::{imageops, Rgb, RgbImage};
+
+/// Every edit the generator knows, in the order the protocol cycles through them.
+pub const EDITS: [Edit; 14] = [
+    Edit::Crop,
+    Edit::Rescale,
+    Edit::Jpeg,
+    Edit::Mirror,
+    Edit::Rotate,
+    Edit::Colour,
+    Edit::Greyscale,
+    Edit::Banner,
+    Edit::Sticker,
+    Edit::Padding,
+    Edit::Card,
+    Edit::Collage,
+    Edit::Blur,
+    Edit::Aspect,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Edit {
+    Crop,
+    Rescale,
+    Jpeg,
+    Mirror,
+    Rotate,
+    Colour,
+    Greyscale,
+    Banner,
+    Sticker,
+    Padding,
+    Card,
+    Collage,
+    Blur,
+    Aspect,
+}
+
+impl Edit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Edit::Crop => "crop",
+            Edit::Rescale => "rescale",
+            Edit::Jpeg => "jpeg",
+            Edit::Mirror => "mirror",
+            Edit::Rotate => "rotate",
+            Edit::Colour => "colour",
+            Edit::Greyscale => "greyscale",
+            Edit::Banner => "banner",
+            Edit::Sticker => "sticker",
+            Edit::Padding => "padding",
+            Edit::Card => "card",
+            Edit::Collage => "collage",
+            Edit::Blur => "blur",
+            Edit::Aspect => "aspect",
+        }
+    }
+}
+
+/// A small seeded generator (xorshift64*), so a protocol is reproducible.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// An edited copy and where the original's content is in it (left, top, right, bottom, 0–1).
+pub struct Edited {
+    pub image: RgbImage,
+    pub region: [f32; 4],
+}
+
+/// Applies `edit` to `src`; `others` are unrelated photos a collage may use.
+pub fn apply(edit: Edit, src: &RgbImage, others: &[&RgbImage], rng: &mut Rng) -> Edited {
+    let whole = [0.0, 0.0, 1.0, 1.0];
+    let (w, h) = src.dimensions();
+    match edit {
+        Edit::Crop => {
+            let (fw, fh) = (rng.range(0.6, 0.85), rng.range(0.6, 0.85));
+            let (cw, ch) = (((w as f32) * fw) as u32, ((h as f32) * fh) as u32);
+            let (x, y) = (rng.below((w - cw + 1) as usize) as u32, rng.below((h - ch + 1) as usize) as u32);
+            let image = imageops::crop_imm(src, x, y, cw, ch).to_image();
+            // The visible part of the original fills the whole frame.
+            Edited { image, region: whole }
+        }
+        Edit::Rescale => {
+            let f = rng.range(0.35, 0.7);
+            Edited { image: resize(src, (w as f32 * f) as u32, (h as f32 * f) as u32), region: whole }
+        }
+        Edit::Jpeg => Edited { image: jpeg(src, rng.range(15.0, 35.0) as u8), region: whole },
+        Edit::Mirror => Edited { image: imageops::flip_horizontal(src), region: whole },
+        Edit::Rotate => Edited { image: rotate(src, rng.range(3.0, 10.0) * if rng.below(2) == 0 { 1.0 } else { -1.0 }), region: whole },
+        Edit::Colour => Edited { image: recolour(src, rng), region: whole },
+        Edit::Greyscale => Edited { image: imageops::colorops::grayscale(src).convert(), region: whole },
+        Edit::Banner => Edited { image: banner(src, rng), region: whole },
+        Edit::Sticker => Edited { image: sticker(src, rng), region: whole },
+        Edit::Padding => padding(src, rng),
+        Edit::Card => card(src, rng),
+        Edit::Collage => collage(src, others, rng),
+        Edit::Blur => Edited { image: imageops::blur(src, rng.range(1.2, 2.2)), region: whole },
+        Edit::Aspect => {
+            let f = rng.range(1.25, 1.6);
+            let image = if rng.below(2) == 0 { resize(src, (w as f32 * f) as u32, h) } else { resize(src, w, (h as f32 * f) as u32) };
+            Edited { image, region: whole }
+        }
+    }
+}
+
+trait Convert {
+    fn convert(self) -> RgbImage;
+}
+impl Convert for image::GrayImage {
+    fn convert(self) -> RgbImage {
+        image::DynamicImage::ImageLuma8(self).to_rgb8()
+    }
+}
+
+fn resize(src: &RgbImage, w: u32, h: u32) -> RgbImage {
+    imageops::resize(src, w.max(1), h.max(1), imageops::FilterType::Triangle)
+}
+
+fn jpeg(src: &RgbImage, quality: u8) -> RgbImage {
+    let mut buf = Vec::new();
+    if image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality).encode_image(src).is_err() {
+        return src.clone();
+    }
+    image::load_from_memory(&buf).map_or_else(|_| src.clone(), |i| i.to_rgb8())
+}
+
+/// Rotation by `deg` degrees about the centre, the corners filled with a flat colour.
+fn rotate(src: &RgbImage, deg: f32) -> RgbImage {
+    let (w, h) = src.dimensions();
+    let (s, c) = deg.to_radians().sin_cos();
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let (sx, sy) = (c * dx + s * dy + cx, -s * dx + c * dy + cy);
+        if sx < 0.0 || sy < 0.0 || sx >= w as f32 - 1.0 || sy >= h as f32 - 1.0 {
+            Rgb([240, 240, 240])
+        } else {
+            bilinear(src, sx, sy)
+        }
+    })
+}
+
+fn bilinear(src: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
+    let (x0, y0) = (x as u32, y as u32);
+    let (fx, fy) = (x.fract(), y.fract());
+    let p = |xx: u32, yy: u32, k: usize| f32::from(src.get_pixel(xx, yy)[k]);
+    Rgb(std::array::from_fn(|k| {
+        let top = p(x0, y0, k) * (1.0 - fx) + p(x0 + 1, y0, k) * fx;
+        let bottom = p(x0, y0 + 1, k) * (1.0 - fx) + p(x0 + 1, y0 + 1, k) * fx;
+        (top * (1.0 - fy) + bottom * fy).round() as u8
+    }))
+}
+
+/// Hue rotation by channel mixing, with a brightness and contrast change.
+fn recolour(src: &RgbImage, rng: &mut Rng) -> RgbImage {
+    let shift = rng.range(0.15, 0.35);
+    let (gain, bias) = (rng.range(0.8, 1.2), rng.range(-25.0, 25.0));
+    let mut out = src.clone();
+    for p in out.pixels_mut() {
+        let [r, g, b] = p.0.map(f32::from);
+        let mixed = [r * (1.0 - shift) + g * shift, g * (1.0 - shift) + b * shift, b * (1.0 - shift) + r * shift];
+        p.0 = mixed.map(|v| (v * gain + bias).clamp(0.0, 255.0) as u8);
+    }
+    out
+}
+
+/// Blocky "text": a row of glyph-sized rectangles in `colour` inside the box.
+fn text(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32, colour: Rgb<u8>, rng: &mut Rng) {
+    let glyph = (h * 6 / 10).max(2);
+    let mut x = x0;
+    while x + glyph < x0 + w {
+        let gw = (glyph as f32 * rng.range(0.4, 0.9)) as u32;
+        if rng.below(6) != 0 {
+            fill(img, x, y0 + (h - glyph) / 2, gw.max(1), glyph, colour);
+        }
+        x += gw + glyph / 3 + 1;
+    }
+}
+
+fn fill(img: &mut RgbImage, x: u32, y: u32, w: u32, h: u32, colour: Rgb<u8>) {
+    for yy in y..(y + h).min(img.height()) {
+        for xx in x..(x + w).min(img.width()) {
+            img.put_pixel(xx, yy, colour);
+        }
+    }
+}
+
+/// A "SALE -70%" band across the top or bottom.
+fn banner(src: &RgbImage, rng: &mut Rng) -> RgbImage {
+    let mut out = src.clone();
+    let (w, h) = src.dimensions();
+    let bh = (h as f32 * rng.range(0.12, 0.2)) as u32;
+    let y = if rng.below(2) == 0 { 0 } else { h - bh };
+    fill(&mut out, 0, y, w, bh, Rgb([200, 20, 30]));
+    text(&mut out, w / 10, y + bh / 6, w * 8 / 10, bh * 2 / 3, Rgb([255, 255, 255]), rng);
+    out
+}
+
+/// A round price sticker somewhere on the photo.
+fn sticker(src: &RgbImage, rng: &mut Rng) -> RgbImage {
+    let mut out = src.clone();
+    let (w, h) = src.dimensions();
+    let r = (w.min(h) as f32 * rng.range(0.12, 0.2)) as i64;
+    let (cx, cy) = (rng.range(r as f32, (i64::from(w) - r) as f32) as i64, rng.range(r as f32, (i64::from(h) - r) as f32) as i64);
+    for y in (cy - r).max(0)..(cy + r).min(i64::from(h)) {
+        for x in (cx - r).max(0)..(cx + r).min(i64::from(w)) {
+            if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
+                out.put_pixel(x as u32, y as u32, Rgb([250, 210, 0]));
+            }
+        }
+    }
+    text(
+        &mut out,
+        (cx - r * 2 / 3).max(0) as u32,
+        (cy - r / 4).max(0) as u32,
+        (r * 4 / 3) as u32,
+        (r / 2).max(2) as u32,
+        Rgb([20, 20, 20]),
+        rng,
+    );
+    out
+}
+
+/// Pastes `src` at (x, y) on `canvas`, returning its 0–1 box.
+fn paste(canvas: &mut RgbImage, src: &RgbImage, x: u32, y: u32) -> [f32; 4] {
+    imageops::replace(canvas, src, i64::from(x), i64::from(y));
+    let (cw, ch) = (canvas.width() as f32, canvas.height() as f32);
+    [x as f32 / cw, y as f32 / ch, ((x + src.width()) as f32 / cw).min(1.0), ((y + src.height()) as f32 / ch).min(1.0)]
+}
+
+/// A uniform border of 8–30 % on each side.
+fn padding(src: &RgbImage, rng: &mut Rng) -> Edited {
+    let (w, h) = src.dimensions();
+    let colour = if rng.below(2) == 0 { Rgb([255, 255, 255]) } else { Rgb([15, 15, 15]) };
+    let [l, t, r, b] = [(); 4].map(|()| rng.range(0.08, 0.3));
+    let (pl, pt) = ((w as f32 * l) as u32, (h as f32 * t) as u32);
+    let mut canvas = RgbImage::from_pixel(w + pl + (w as f32 * r) as u32, h + pt + (h as f32 * b) as u32, colour);
+    let region = paste(&mut canvas, src, pl, pt);
+    Edited { image: canvas, region }
+}
+
+/// A marketplace listing card: the photo at 50–70 % on white, a title and a price.
+fn card(src: &RgbImage, rng: &mut Rng) -> Edited {
+    let (cw, ch) = (800u32, 1000u32);
+    let mut canvas = RgbImage::from_pixel(cw, ch, Rgb([255, 255, 255]));
+    let f = rng.range(0.5, 0.7);
+    let scale = (cw as f32 * f / src.width() as f32).min(ch as f32 * 0.6 / src.height() as f32);
+    let photo = resize(src, (src.width() as f32 * scale) as u32, (src.height() as f32 * scale) as u32);
+    let x = (cw - photo.width()) / 2;
+    let y = 60 + rng.below(40) as u32;
+    let region = paste(&mut canvas, &photo, x, y);
+    let below = y + photo.height() + 30;
+    text(&mut canvas, 60, below, cw - 120, 40, Rgb([40, 40, 40]), rng);
+    text(&mut canvas, 60, below + 60, cw / 2, 40, Rgb([90, 90, 90]), rng);
+    fill(&mut canvas, 60, below + 130, 220, 70, Rgb([230, 60, 20]));
+    text(&mut canvas, 80, below + 145, 180, 40, Rgb([255, 255, 255]), rng);
+    Edited { image: canvas, region }
+}
+
+/// A 2×2 or 3×3 grid of photos, one of them the original.
+fn collage(src: &RgbImage, others: &[&RgbImage], rng: &mut Rng) -> Edited {
+    let n = if rng.below(3) == 0 { 3 } else { 2 };
+    let tile = 960 / n;
+    let mut canvas = RgbImage::from_pixel(tile * n, tile * n, Rgb([255, 255, 255]));
+    let at = rng.below((n * n) as usize) as u32;
+    let mut region = [0.0; 4];
+    for i in 0..n * n {
+        let img = if i == at || others.is_empty() { src } else { others[rng.below(others.len())] };
+        let s = (tile - 8) as f32 / img.width().max(img.height()) as f32;
+        let t = resize(img, (img.width() as f32 * s) as u32, (img.height() as f32 * s) as u32);
+        let (x, y) = ((i % n) * tile + (tile - t.width()) / 2, (i / n) * tile + (tile - t.height()) / 2);
+        let r = paste(&mut canvas, &t, x, y);
+        if i == at {
+            region = r;
+        }
+    }
+    Edited { image: canvas, region }
+}
+
+/// What [`make_protocol`] wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProtocolSummary {
+    pub catalog: std::path::PathBuf,
+    pub queries: std::path::PathBuf,
+    pub originals: usize,
+    pub copies: usize,
+    pub non_copies: usize,
+}
+
+/// Builds a copy-detection protocol from photos (a manifest's items, in
+/// order): per product, up to `per_product` originals (every other photo),
+/// each followed by the next photo of the same product — the hardest
+/// non-copy, a consecutive shot of the same item. Writes `catalog.csv` (the
+/// originals), `queries.csv` (one edited copy of each original with `copy_of`
+/// and the edit as `category`, plus the non-copies with category
+/// `not-a-copy`) and the copies' JPEGs under `out/copies/`. Edits cycle
+/// through [`EDITS`]; their parameters come from `seed`.
+pub fn make_protocol(
+    items: &[crate::ingest::SourceItem],
+    out: &std::path::Path,
+    seed: u64,
+    per_product: usize,
+) -> Result<ProtocolSummary, crate::ingest::IngestError> {
+    use crate::ingest::IngestError;
+    let io = |p: &std::path::Path, e: &dyn std::fmt::Display| IngestError::Source { path: p.into(), detail: e.to_string() };
+    std::fs::create_dir_all(out.join("copies")).map_err(|e| io(out, &e))?;
+    // (original, next photo of the same product) pairs, per product in order.
+    let mut pairs: Vec<(&crate::ingest::SourceItem, &crate::ingest::SourceItem)> = Vec::new();
+    let mut taken: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut i = 0;
+    while i + 1 < items.len() {
+        let (a, b) = (&items[i], &items[i + 1]);
+        let n = taken.entry(a.product.product_id.as_str()).or_default();
+        if a.product.product_id == b.product.product_id && *n < per_product {
+            *n += 1;
+            pairs.push((a, b));
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    let load = |p: &str| image::open(p).map(|i| i.to_rgb8()).map_err(|e| io(std::path::Path::new(p), &e));
+    let originals: Vec<RgbImage> = pairs.iter().map(|(a, _)| load(&a.image)).collect::<Result<_, _>>()?;
+    let seconds: Vec<RgbImage> = pairs.iter().map(|(_, b)| load(&b.image)).collect::<Result<_, _>>()?;
+    let mut rng = Rng::new(seed);
+    let (catalog_path, queries_path) = (out.join("catalog.csv"), out.join("queries.csv"));
+    let mut cat = csv::Writer::from_path(&catalog_path).map_err(|e| io(&catalog_path, &e))?;
+    let mut qs = csv::Writer::from_path(&queries_path).map_err(|e| io(&queries_path, &e))?;
+    let header = ["image", "product_id", "label", "brand", "name", "category", "copy_of"];
+    cat.write_record(&header[..6]).map_err(|e| io(&catalog_path, &e))?;
+    qs.write_record(header).map_err(|e| io(&queries_path, &e))?;
+    let absolute = |p: &str| std::fs::canonicalize(p).map_or_else(|_| p.to_string(), |p| p.display().to_string());
+    for (k, ((orig, next), img)) in pairs.iter().zip(&originals).enumerate() {
+        let p = &orig.product;
+        let (orig_path, next_path) = (absolute(&orig.image), absolute(&next.image));
+        let (label, brand, name) = (p.label.as_str(), p.brand.as_deref().unwrap_or(""), p.name.as_deref().unwrap_or(""));
+        cat.write_record([orig_path.as_str(), &p.product_id, label, brand, name, p.category.as_deref().unwrap_or("")])
+            .map_err(|e| io(&catalog_path, &e))?;
+        let edit = EDITS[k % EDITS.len()];
+        // A collage's other tiles: photos that are not in the catalog (other products' second shots).
+        let others: Vec<&RgbImage> = (0..3).map(|_| rng.below(seconds.len())).filter(|&i| i != k).map(|i| &seconds[i]).collect();
+        let edited = apply(edit, img, &others, &mut rng);
+        let file = out.join("copies").join(format!("{k:05}-{}.jpg", edit.name()));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92).encode_image(&edited.image).map_err(|e| io(&file, &e))?;
+        std::fs::write(&file, bytes).map_err(|e| io(&file, &e))?;
+        let file = file.display().to_string();
+        qs.write_record([file.as_str(), &p.product_id, label, brand, name, edit.name(), orig_path.as_str()])
+            .map_err(|e| io(&queries_path, &e))?;
+        qs.write_record([next_path.as_str(), &p.product_id, label, brand, name, "not-a-copy", ""]).map_err(|e| io(&queries_path, &e))?;
+    }
+    cat.flush().map_err(|e| io(&catalog_path, &e))?;
+    qs.flush().map_err(|e| io(&queries_path, &e))?;
+    Ok(ProtocolSummary {
+        catalog: catalog_path,
+        queries: queries_path,
+        originals: pairs.len(),
+        copies: pairs.len(),
+        non_copies: pairs.len(),
+    })
+}
