@@ -90,7 +90,7 @@ impl LocalFeatures {
         let total_area: f32 = (0..params.levels).map(|l| params.step.powi(-2 * l as i32)).sum();
         let mut level = base;
         for l in 0..params.levels {
-            if level.w < 2 * BORDER + 8 || level.h < 2 * BORDER + 8 {
+            if params.max_points == 0 || level.w < 2 * BORDER + 8 || level.h < 2 * BORDER + 8 {
                 break;
             }
             let quota = ((params.max_points as f32) * params.step.powi(-2 * l as i32) / total_area).ceil() as usize;
@@ -135,8 +135,8 @@ impl LocalFeatures {
     }
 
     /// The stored form: a version byte, width, height (u16 LE), the point
-    /// count (u16), then per point x, y (u16 LE, in 1/64 pixel... clamped) and
-    /// the 32 descriptor bytes. Mirrored descriptors are not stored.
+    /// count (u16), then per point x, y (u16 LE, in 1/16 pixel) and then the
+    /// 32-byte descriptors. Mirrored descriptors and pixels are not stored.
     pub fn to_bytes(&self) -> Vec<u8> {
         let n = self.points.len().min(usize::from(u16::MAX));
         let mut out = Vec::with_capacity(7 + n * (4 + DESCRIPTOR_BYTES));
