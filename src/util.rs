@@ -71,6 +71,28 @@ pub fn find_project_dir(name: &str) -> Option<PathBuf> {
     starts.iter().flat_map(|s| s.ancestors()).map(|d| d.join(name)).find(|p| p.exists())
 }
 
+/// Solves the 3×3 system `a x = b` by Cramer's rule; `None` when
+/// `|det a| < singular_below` (the caller's notion of singular).
+pub fn solve3(a: [[f64; 3]; 3], b: [f64; 3], singular_below: f64) -> Option<[f64; 3]> {
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(&a);
+    if d.abs() < singular_below {
+        return None;
+    }
+    let mut out = [0.0; 3];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut m = a;
+        for (row, v) in m.iter_mut().zip(b) {
+            row[k] = v;
+        }
+        *o = det(&m) / d;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

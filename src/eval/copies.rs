@@ -15,10 +15,8 @@ pub struct CopyOutcome {
     pub source_first: bool,
     /// The top candidate's `p_copy` (0 without candidates).
     pub p_copy: f32,
-    /// The top candidate's verified matched points, how many land tightly, their mean descriptor distance.
+    /// The top candidate's verified matched points.
     pub inliers: usize,
-    pub tight: usize,
-    pub distance: f32,
     pub correlation: Option<f32>,
     pub coverage: f32,
     /// A continuous detection score: the copy model's log-odds (ties broken by similarity).
@@ -75,7 +73,7 @@ mod tests {
     use super::*;
 
     fn o(is_copy: bool, source_first: bool, p_copy: f32) -> CopyOutcome {
-        CopyOutcome { is_copy, source_first, p_copy, inliers: 0, tight: 0, distance: 0.0, correlation: None, coverage: 0.0, score: p_copy }
+        CopyOutcome { is_copy, source_first, p_copy, inliers: 0, correlation: None, coverage: 0.0, score: p_copy }
     }
 
     #[test]

@@ -377,8 +377,6 @@ fn copy_outcome(cx: &Context<'_>, q: &Query, answer: &Lookup) -> copies::CopyOut
         source_first: truth.is_some() && top_source == truth,
         p_copy: top.map_or(0.0, |c| c.p_copy),
         inliers: top.map_or(0, |c| c.inliers),
-        tight: top.map_or(0, |c| c.tight),
-        distance: top.map_or(256.0, |c| c.distance),
         correlation: top.and_then(|c| c.correlation),
         coverage: top.map_or(0.0, |c| c.coverage),
         score: top.map_or(f32::MIN, |c| c.score + 1e-3 * c.similarity),

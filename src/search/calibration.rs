@@ -281,7 +281,7 @@ pub fn fit_logistic_weighted(x: &[(f32, f32)], y: &[bool], weight: &[f64]) -> [f
         for (i, row) in h.iter_mut().enumerate() {
             row[i] += 1e-6; // ridge, keeps separable data finite
         }
-        let Some(step) = solve3(h, g) else { break };
+        let Some(step) = crate::util::solve3(h, g, 1e-300) else { break };
         for i in 0..3 {
             w[i] -= step[i];
         }
@@ -290,26 +290,6 @@ pub fn fit_logistic_weighted(x: &[(f32, f32)], y: &[bool], weight: &[f64]) -> [f
         }
     }
     w
-}
-
-fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(a);
-    if d.abs() < 1e-300 {
-        return None;
-    }
-    let mut out = [0.0; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut m = a;
-        for i in 0..3 {
-            m[i][k] = b[i];
-        }
-        *o = det(m) / d;
-    }
-    Some(out)
 }
 
 /// Isotonic regression (pool adjacent violators) of correct on similarity.

@@ -48,12 +48,6 @@ pub struct CopyMatch {
     pub region: Region,
     /// Matched points the geometric check explains.
     pub inliers: usize,
-    /// Of those, the ones that land within a third of the tolerance.
-    #[serde(skip)]
-    pub tight: usize,
-    /// Mean descriptor distance of the inliers (bits).
-    #[serde(skip)]
-    pub distance: f32,
     /// Share of the catalog image's points the check explains.
     #[serde(skip)]
     pub coverage: f32,
@@ -119,8 +113,6 @@ pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64,
                 score: model.logit(ev.as_ref(), correlation),
                 region: Region { left: region[0], top: region[1], right: region[2], bottom: region[3] },
                 inliers: ev.as_ref().map_or(0, |e| e.inliers),
-                tight: ev.as_ref().map_or(0, |e| e.tight),
-                distance: ev.as_ref().map_or(256.0, |e| e.distance),
                 coverage: ev.as_ref().map_or(0.0, |e| e.inliers as f32 / e.catalog_points.max(1) as f32),
                 correlation,
                 mirrored: ev.as_ref().is_some_and(|e| e.mirrored),
@@ -173,11 +165,6 @@ pub struct CopyEvidence {
     pub matches: usize,
     /// Points the catalog image has (the most that could match).
     pub catalog_points: usize,
-    /// Inliers within a third of the tolerance: a copy keeps its points
-    /// exactly where the map sends them, a second photo of the scene does not.
-    pub tight: usize,
-    /// Mean descriptor distance (bits of 256) of the inliers.
-    pub distance: f32,
     /// The fitted map, catalog working-scale pixels → query working-scale pixels (in the mirrored frame when mirrored).
     pub map: [f32; 6],
     /// Whether the copy is mirrored.
@@ -197,7 +184,7 @@ const RANSAC_ROUNDS: usize = 300;
 const TOLERANCE: f32 = 0.008;
 
 /// Nearest query descriptor for each catalog descriptor, passing the ratio test.
-fn match_descriptors(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize, u32)> {
+fn match_descriptors(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("popcnt") {
         // SAFETY: the CPU has POPCNT (checked just above).
@@ -208,12 +195,12 @@ fn match_descriptors(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn match_descriptors_popcnt(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize, u32)> {
+unsafe fn match_descriptors_popcnt(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize)> {
     match_descriptors_portable(query, catalog)
 }
 
 #[inline(always)]
-fn match_descriptors_portable(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize, u32)> {
+fn match_descriptors_portable(query: &[Descriptor], catalog: &[Descriptor]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for (j, c) in catalog.iter().enumerate() {
         let (mut best, mut second, mut at) = (u32::MAX, u32::MAX, 0);
@@ -228,7 +215,7 @@ fn match_descriptors_portable(query: &[Descriptor], catalog: &[Descriptor]) -> V
             }
         }
         if best <= MAX_DISTANCE && (best as f32) < RATIO * second as f32 {
-            out.push((at, j, best));
+            out.push((at, j));
         }
     }
     out
@@ -256,31 +243,11 @@ fn fit_affine(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Affine> {
             aty[i] += r[i] * f64::from(d[1]);
         }
     }
-    let x = solve3(ata, atx)?;
-    let y = solve3(ata, aty)?;
+    // (Nearly) singular relative to the matrix's scale: collinear points.
+    let singular = 1e-9 * ata.iter().flatten().map(|v| v.abs()).fold(0.0, f64::max).powi(3).max(1e-300);
+    let x = crate::util::solve3(ata, atx, singular)?;
+    let y = crate::util::solve3(ata, aty, singular)?;
     Some([x[0] as f32, x[1] as f32, x[2] as f32, y[0] as f32, y[1] as f32, y[2] as f32])
-}
-
-/// Solves a 3×3 system by Cramer's rule; `None` when (nearly) singular.
-fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: &[[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(&a);
-    let scale = a.iter().flatten().map(|v| v.abs()).fold(0.0, f64::max).powi(3);
-    if d.abs() <= 1e-9 * scale.max(1e-300) {
-        return None;
-    }
-    let mut out = [0f64; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut m = a;
-        for r in 0..3 {
-            m[r][k] = b[r];
-        }
-        *o = det(&m) / d;
-    }
-    Some(out)
 }
 
 /// Whether a map is one a copy edit could make: not mirrored (mirrors are
@@ -376,13 +343,10 @@ fn verify_one(query: &LocalFeatures, descriptors: &[Descriptor], catalog: &Local
             [x, y]
         }
     };
-    let src: Vec<[f32; 2]> = pairs.iter().map(|&(_, j, _)| catalog.points[j]).collect();
-    let dst: Vec<[f32; 2]> = pairs.iter().map(|&(i, _, _)| qpoint(i)).collect();
+    let src: Vec<[f32; 2]> = pairs.iter().map(|&(_, j)| catalog.points[j]).collect();
+    let dst: Vec<[f32; 2]> = pairs.iter().map(|&(i, _)| qpoint(i)).collect();
     let tol = TOLERANCE * qw.max(qh);
     let (m, mask) = ransac(&src, &dst, tol)?;
-    let tight = src.iter().zip(&dst).filter(|(s, d)| dist2(apply(&m, **s), **d) <= (tol / 3.0).powi(2)).count();
-    let inlier_bits: Vec<u32> = pairs.iter().zip(&mask).filter(|(_, &k)| k).map(|(p, _)| p.2).collect();
-    let distance = inlier_bits.iter().sum::<u32>() as f32 / inlier_bits.len().max(1) as f32;
     let corners = [[0.0, 0.0], [cw, 0.0], [0.0, ch], [cw, ch]].map(|p| apply(&m, p));
     let (mut l, mut t, mut r, mut b) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
     for [x, y] in corners {
@@ -404,8 +368,6 @@ fn verify_one(query: &LocalFeatures, descriptors: &[Descriptor], catalog: &Local
         inliers: kept.len(),
         matches: pairs.len(),
         catalog_points: catalog.points.len(),
-        tight,
-        distance,
         map: m,
         mirrored,
         region,
@@ -551,8 +513,6 @@ mod tests {
             inliers: n,
             matches: n,
             catalog_points: 150,
-            tight: n,
-            distance: 20.0,
             map: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
             mirrored: false,
             region: [0.0, 0.0, 1.0, 1.0],
