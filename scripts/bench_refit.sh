@@ -13,7 +13,7 @@ DATA=../shared/data/grocery
 MODEL=${1:-efficientnet-lite0}
 K=${KNOCKOFF_BIN:-./target/release/knockoff}
 [ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
-WORK=$(mktemp -d); trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+WORK=$(mktemp -d); trap 'kill $SERVER 2>/dev/null && wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 python3 - "$DATA" "$WORK" <<'PYEOF'
 import csv, os, sys
 data, work = sys.argv[1], sys.argv[2]

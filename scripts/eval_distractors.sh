@@ -30,8 +30,10 @@ def write(path, rs):
 write(f"{work}/catalog.csv", [r for n in ("catalog.csv", "photos-train.csv") for r in rows(n) if r["product_id"] in kept])
 write(f"{work}/queries.csv", [dict(r, product_id=r["product_id"] if r["product_id"] in kept else "") for r in rows("photos-val.csv")])
 PYEOF
-"$K" eval --catalog "$WORK/catalog.csv" --queries "$WORK/queries.csv" --per-query "$WORK/per-query.jsonl" "$@" > "$WORK/report.json"
-python3 - "$WORK/report.json" "$WORK/per-query.jsonl" <<'PYEOF'
+# PER_QUERY=FILE keeps the per-query records.
+PQ=${PER_QUERY:-$WORK/per-query.jsonl}
+"$K" eval --catalog "$WORK/catalog.csv" --queries "$WORK/queries.csv" --per-query "$PQ" "$@" > "$WORK/report.json"
+python3 - "$WORK/report.json" "$PQ" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 recs = [json.loads(l) for l in open(sys.argv[2])]

@@ -67,7 +67,7 @@ impl AppState {
     }
 
     fn load_verdicts(catalog: &Catalog, model_dir: &std::path::Path, configured: Option<&VerdictConfig>) -> Verdicts {
-        let images = catalog.stats().map_or(0, |s| s.counts.images);
+        let images = catalog.live_image_count() as i64;
         let (config, info) = crate::search::calibration::verdict_config_described(catalog, model_dir, configured);
         Verdicts { config, info, fitted_at_images: images }
     }
@@ -77,7 +77,7 @@ impl AppState {
     /// Lookups keep the old settings until the swap; one refit at a time.
     pub fn refit_if_changed(&self) -> bool {
         use std::sync::atomic::Ordering;
-        let now = self.catalog.stats().map_or(0, |s| s.counts.images);
+        let now = self.catalog.live_image_count() as i64;
         let before = self.verdicts().fitted_at_images;
         let moved = (now - before).abs();
         if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {

@@ -16,6 +16,8 @@
 //! [verdict]
 //! max_false_accusation = 0.02
 //! authentic_threshold = 0.5
+//! # Share of lookups expected to show products outside the catalog (default: the 5 % fitted with).
+//! out_of_catalog_share = 0.05
 //! [[api_keys]]
 //! name = "shop"
 //! role = "read"
@@ -44,6 +46,8 @@ pub enum ConfigError {
     Keys(#[from] KeyError),
     #[error("refusing to listen on {0} without API keys: set KNOCKOFF_API_KEYS=name:role:secret,... or bind to 127.0.0.1")]
     PublicWithoutKeys(SocketAddr),
+    #[error("config [verdict] {key} = {value}: a rate or share must lie strictly between 0 and 1")]
+    Rate { key: &'static str, value: f32 },
 }
 
 /// The config file (`--config`); every field is optional.
@@ -124,6 +128,9 @@ impl Settings {
         if keys.is_empty() && !addr.ip().is_loopback() {
             return Err(ConfigError::PublicWithoutKeys(addr));
         }
+        if let Some(v) = &file.verdict {
+            check_rates(v)?;
+        }
         let d = ServiceConfig::default();
         let config = ServiceConfig {
             max_body_bytes: o.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
@@ -143,6 +150,19 @@ impl Settings {
             config,
             max_pixels: o.max_pixels.or(file.max_pixels).unwrap_or(crate::embed::DEFAULT_MAX_PIXELS),
         })
+    }
+}
+
+/// The `[verdict]` rates an operator states are probabilities.
+fn check_rates(v: &VerdictConfig) -> Result<(), ConfigError> {
+    let rates = [
+        ("max_false_accusation", Some(v.max_false_accusation)),
+        ("max_missed_counterfeit", Some(v.max_missed_counterfeit)),
+        ("out_of_catalog_share", v.out_of_catalog_share),
+    ];
+    match rates.into_iter().find_map(|(key, r)| r.filter(|x| !(*x > 0.0 && *x < 1.0)).map(|value| (key, value))) {
+        Some((key, value)) => Err(ConfigError::Rate { key, value }),
+        None => Ok(()),
     }
 }
 
@@ -167,6 +187,19 @@ mod tests {
         assert_eq!(s.config.verdict.as_ref().map(|v| v.max_false_accusation), Some(0.02));
         assert_eq!(s.config.refit_interval, Duration::from_secs(30));
         assert!(!s.keys.is_empty());
+    }
+
+    #[test]
+    fn verdict_rates_outside_zero_to_one_are_refused_with_the_key_named() {
+        for (line, key) in [("max_false_accusation = 2.0", "max_false_accusation"), ("out_of_catalog_share = 0.0", "out_of_catalog_share")]
+        {
+            let file = ConfigFile::parse(&format!("[verdict]\n{line}\n"), Path::new("k.toml")).unwrap();
+            let err = Settings::resolve(Overrides::default(), file).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("between 0 and 1"), "{err}");
+        }
+        let ok = ConfigFile::parse("[verdict]\nout_of_catalog_share = 0.3\n", Path::new("k.toml")).unwrap();
+        let s = Settings::resolve(Overrides::default(), ok).unwrap();
+        assert_eq!(s.config.verdict.and_then(|v| v.out_of_catalog_share), Some(0.3));
     }
 
     #[test]

@@ -198,9 +198,10 @@ impl Catalog {
         Ok(info)
     }
 
-    /// The live model vectors (not projected), each with its product's row id.
+    /// The live model vectors (not projected), each with its product's row id,
+    /// in source order (file name or URL; see [`Store::live_vectors_by_source`]).
     pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
-        let live = self.store().live_vectors_after(&self.opts.model, 0)?;
+        let live = self.store().live_vectors_by_source(&self.opts.model)?;
         let labels = self.labels_of(&live);
         Ok(labels.into_iter().zip(live).map(|(l, (_, v))| (l, v)).collect())
     }
@@ -477,6 +478,13 @@ impl Catalog {
     }
     pub fn image(&self, id: i64) -> Result<Option<ImageRecord>, CatalogError> {
         self.store().image(id)
+    }
+
+    /// Live images, counted in memory (no store query, no disk walk): what
+    /// the service's refit check polls.
+    pub fn live_image_count(&self) -> usize {
+        let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        meta.images.values().filter(|e| !e.deleted).count()
     }
 
     pub fn stats(&self) -> Result<CatalogStats, CatalogError> {

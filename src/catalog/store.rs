@@ -537,6 +537,23 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Live vectors of `model` ordered by their images' source (file name or
+    /// URL), then id: an order that does not depend on how indexing was
+    /// scheduled or resumed.
+    pub fn live_vectors_by_source(&self, model: &str) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
+                 WHERE e.model = ?1 AND i.deleted = 0 ORDER BY i.source, e.image",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![model], |r| Ok((r.get(0)?, crate::util::f32s_from_le_bytes(&r.get::<_, Vec<u8>>(1)?))))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Marks the product and all its images deleted. Returns the image ids tombstoned.
     pub fn delete_product(&mut self, product_id: &str) -> Result<Vec<i64>, CatalogError> {
         let path = self.path.clone();

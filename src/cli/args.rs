@@ -253,6 +253,10 @@ pub struct EvalArgs {
     /// Product ranking score: best (best image) or topN (mean of its best N images).
     #[arg(long, default_value = "best")]
     pub product_score: crate::search::ProductScore,
+    /// Share of queries expected to show products outside the catalog
+    /// (`[verdict] out_of_catalog_share`; default: the 5 % the index was fitted with).
+    #[arg(long, value_parser = share)]
+    pub out_of_catalog_share: Option<f32>,
     /// Run `knockoff tune` on the temporary index before the lookups (with its options below).
     #[arg(long, conflicts_with = "use_index")]
     pub tune: bool,
@@ -386,4 +390,12 @@ pub struct BenchEmbedArgs {
     /// Sessions (and inference threads) for the pipelined run.
     #[arg(long, default_value_t = 1)]
     pub sessions: usize,
+}
+
+/// A share strictly between 0 and 1.
+fn share(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a share strictly between 0 and 1")),
+    }
 }

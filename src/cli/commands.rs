@@ -166,7 +166,8 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     }
     let queries = read_queries(&a.queries)?;
     eprintln!("[eval] looking up {} queries", queries.len());
-    let verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, None);
+    let stated = crate::search::VerdictConfig { out_of_catalog_share: a.out_of_catalog_share, ..Default::default() };
+    let verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
     let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
     let report = crate::eval::evaluate(catalog, &embedder, &queries, &opts)?;
     let text = serde_json::to_string_pretty(&report)?;

@@ -132,23 +132,72 @@ fn bootstrap_se_of_ece_difference(a: &[f32], b: &[f32], ok: &[bool], rounds: usi
 /// operator's `max_false_accusation` picks the largest one not above it).
 pub const RISK_LEVELS: [f64; 6] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2];
 
+/// Held-out lookups the verdict thresholds are chosen on: `positives`
+/// (the truth's product is in the gallery) and, optionally, `nones` (the
+/// same kind of lookups with the truth's product removed: a photo of a
+/// product the catalog does not hold), with the share of uncatalogued
+/// products assumed among authentic listings (`authentic_none_share`: a
+/// brand catalogs its own products, so small) and among counterfeit ones
+/// (`counterfeit_none_share`: most fakes a marketplace meets are not in the
+/// brand's catalog, so large).
+pub struct RiskSample<'a, K> {
+    pub positives: &'a [RankedLookup<K>],
+    pub nones: &'a [RankedLookup<K>],
+    pub authentic_none_share: f64,
+    pub counterfeit_none_share: f64,
+}
+
+impl<'a, K> RiskSample<'a, K> {
+    /// Lookups of catalogued products only (labelled outside photos).
+    #[must_use]
+    pub fn positives(positives: &'a [RankedLookup<K>]) -> Self {
+        RiskSample { positives, nones: &[], authentic_none_share: 0.0, counterfeit_none_share: 0.0 }
+    }
+}
+
 /// Chooses the verdict thresholds for each rate in [`RISK_LEVELS`] (see
-/// [`VerdictThresholds`]) on `lookups` (truth product and ranked
+/// [`VerdictThresholds`]) on held-out lookups (truth product and ranked
 /// candidates), scoring each by [`assess`], the lookup path's own function:
 /// risk control in the sense of conformal / "learn then test" calibration.
-/// A threshold above 1 means no threshold is safe at that rate (too few
-/// lookups to show it). `None` unless the products carry both labels.
+/// The bounded rate is the mixture the queries are assumed to be, e.g. for
+/// false accusations `(1 − share) · rate on positives + share · rate on
+/// nones` with the authentic share, each part bounded at 97.5 % (so the sum
+/// holds with 95 %). A threshold above 1
+/// means no threshold is safe at that rate (too few lookups to show it).
+/// `None` unless the products carry both labels.
 #[must_use]
 pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
-    lookups: &[RankedLookup<K>],
+    sample: &RiskSample<'_, K>,
     label_of: &HashMap<K, Label, S>,
     cfg: &VerdictConfig,
 ) -> Option<VerdictThresholds> {
     let has = |l: Label| label_of.values().any(|x| *x == l);
-    if !(has(Label::Authentic) && has(Label::Counterfeit)) || lookups.is_empty() {
+    if !(has(Label::Authentic) && has(Label::Counterfeit)) || sample.positives.is_empty() {
         return None;
     }
-    // (p_counterfeit, p_authentic) per lookup, by the truth's label.
+    let pos = scored_by_label(sample.positives, label_of, cfg);
+    let none = scored_by_label(sample.nones, label_of, cfg);
+    let share = |s: f64| if sample.nones.is_empty() { 0.0 } else { s.clamp(0.0, 1.0) };
+    let (sa, sc) = (share(sample.authentic_none_share), share(sample.counterfeit_none_share));
+    let fake = |s: &Scored| s.iter().map(|p| p.0).collect::<Vec<f32>>();
+    let auth = |s: &Scored| s.iter().map(|p| p.1).collect::<Vec<f32>>();
+    Some(VerdictThresholds {
+        counterfeit: risk_table([(fake(&pos.0), 1.0 - sa), (fake(&none.0), sa)], &fake(&pos.1)),
+        authentic: risk_table([(auth(&pos.1), 1.0 - sc), (auth(&none.1), sc)], &auth(&pos.0)),
+        n_authentic: pos.0.len() + none.0.len(),
+        n_counterfeit: pos.1.len() + none.1.len(),
+    })
+}
+
+/// (`p_counterfeit`, `p_authentic`) per lookup.
+type Scored = Vec<(f32, f32)>;
+
+/// Each lookup's (`p_counterfeit`, `p_authentic`) by [`assess`], split by its truth's label: (authentic, counterfeit).
+fn scored_by_label<K: Eq + Hash, S: std::hash::BuildHasher>(
+    lookups: &[RankedLookup<K>],
+    label_of: &HashMap<K, Label, S>,
+    cfg: &VerdictConfig,
+) -> (Scored, Scored) {
     let (mut authentic, mut counterfeit) = (Vec::new(), Vec::new());
     for l in lookups {
         let Some(truth) = label_of.get(&l.truth) else { continue };
@@ -163,41 +212,43 @@ pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
             Label::Counterfeit => counterfeit.push((p.p_counterfeit, p.p_authentic)),
         }
     }
-    let wrong_fake: Vec<f32> = authentic.iter().map(|p| p.0).collect();
-    let right_fake: Vec<f32> = counterfeit.iter().map(|p| p.0).collect();
-    let wrong_auth: Vec<f32> = counterfeit.iter().map(|p| p.1).collect();
-    let right_auth: Vec<f32> = authentic.iter().map(|p| p.1).collect();
-    Some(VerdictThresholds {
-        counterfeit: risk_table(wrong_fake, &right_fake),
-        authentic: risk_table(wrong_auth, &right_auth),
-        n_authentic: authentic.len(),
-        n_counterfeit: counterfeit.len(),
-    })
+    (authentic, counterfeit)
 }
 
 /// For each rate in [`RISK_LEVELS`]: the lowest threshold on a score whose
-/// share of `wrong` lookups at or above it stays under the rate with 95 %
-/// confidence, and how many `right` ones reach it.
-fn risk_table(mut wrong: Vec<f32>, right: &[f32]) -> Vec<RiskThreshold> {
-    wrong.sort_by(|a, b| b.total_cmp(a));
-    let n = wrong.len();
+/// rate of `wrong` lookups at or above it — a mixture of groups, each
+/// `(scores, weight)` — stays under the rate with 95 % confidence, and how
+/// many `right` ones reach it.
+fn risk_table<const G: usize>(wrong: [(Vec<f32>, f64); G], right: &[f32]) -> Vec<RiskThreshold> {
+    let groups: Vec<(Vec<f32>, f64)> = wrong.into_iter().filter(|(v, w)| *w > 0.0 && !v.is_empty()).collect();
+    let delta = 0.05 / groups.len().max(1) as f64;
+    let at_or_above = |v: &[f32], t: f64| v.iter().filter(|p| f64::from(**p) >= t).count();
+    let bound = |t: f64| groups.iter().map(|(v, w)| w * clopper_pearson_upper(at_or_above(v, t), v.len(), delta)).sum::<f64>();
+    // Candidate thresholds, strictest first: never, then just above each wrong score (f32 compared in f64), then 0.
+    let mut cands: Vec<f64> = groups.iter().flat_map(|(v, _)| v.iter().map(|p| f64::from(*p) + 1e-7)).collect();
+    cands.sort_by(|a, b| b.total_cmp(a));
+    cands.dedup();
+    let cands: Vec<f64> = std::iter::once(1.01).chain(cands).chain(std::iter::once(0.0)).collect();
+    // Bounds grow as the threshold falls: computed until past the loosest rate.
+    let loosest = RISK_LEVELS.iter().copied().fold(0.0, f64::max);
+    let mut bounds = Vec::new();
+    for t in &cands {
+        bounds.push(bound(*t));
+        if bounds.last().is_some_and(|b| *b > loosest) {
+            break;
+        }
+    }
     RISK_LEVELS
         .iter()
         .map(|alpha| {
-            // The most errors k (the k highest scores) whose upper bound stays under alpha.
-            let k = (0..=n).take_while(|k| clopper_pearson_upper(*k, n, 0.05) <= *alpha).last();
-            let threshold = match k {
-                None => 1.01,
-                Some(k) if k == n => 0.0,
-                // Just above the (k+1)-th highest, so that it is not reached (f32 values compared in f64).
-                Some(k) => f64::from(wrong[k]) + 1e-7,
-            };
-            let errors = wrong.iter().filter(|p| f64::from(**p) >= threshold).count();
+            // The lowest candidate before the first one whose bound exceeds alpha.
+            let ok = bounds.iter().take_while(|b| **b <= *alpha).count();
+            let threshold = if ok == 0 { 1.01 } else { cands[ok - 1] };
             RiskThreshold {
                 max_rate: *alpha,
                 threshold,
-                errors,
-                error_ucb: clopper_pearson_upper(errors, n, 0.05),
+                errors: groups.iter().map(|(v, _)| at_or_above(v, threshold)).sum(),
+                error_ucb: bound(threshold),
                 hits: right.iter().filter(|p| f64::from(**p) >= threshold).count(),
             }
         })
@@ -424,7 +475,13 @@ pub fn calibrate(
             }
         }
     }
-    fit_and_save_calibration(catalog, &report.samples, |cfg| fit_risk_thresholds(&report.lookups, &label_of, cfg), sources, out)
+    fit_and_save_calibration(
+        catalog,
+        &report.samples,
+        |cfg| fit_risk_thresholds(&RiskSample::positives(&report.lookups), &label_of, cfg),
+        sources,
+        out,
+    )
 }
 
 #[cfg(test)]
@@ -470,20 +527,22 @@ mod tests {
         let fit_on = lookalike_lookups(3000, 7);
         let fresh = lookalike_lookups(3000, 99);
         assert!(rate(&fresh, 0.5) > 0.05, "the case must defeat the naive threshold: {}", rate(&fresh, 0.5));
-        let t = fit_risk_thresholds(&fit_on, &labels, &cfg).unwrap();
+        let t = fit_risk_thresholds(&RiskSample::positives(&fit_on), &labels, &cfg).unwrap();
         assert_eq!(t.n_authentic, 3000);
         let at = for_risk(&t.counterfeit, 0.02).unwrap();
         assert!((at.max_rate - 0.02).abs() < 1e-12);
+        // The configured rate is an f32 (0.02 is 0.0199999995 as f64): it must still pick the 2 % level.
+        assert_eq!(for_risk(&t.counterfeit, f64::from(0.02f32)), Some(at));
         assert!(at.error_ucb <= 0.02 && at.threshold > 0.5, "{at:?}");
         assert!(rate(&fresh, at.threshold) <= 0.02, "held out: {}", rate(&fresh, at.threshold));
         // Stricter rates need higher thresholds.
         assert!(t.counterfeit.windows(2).all(|w| w[0].threshold >= w[1].threshold), "{t:?}");
         // Too few authentic lookups to show a 0.5% rate: never accuse.
-        let few = fit_risk_thresholds(&fit_on[..100], &labels, &cfg).unwrap();
+        let few = fit_risk_thresholds(&RiskSample::positives(&fit_on[..100]), &labels, &cfg).unwrap();
         assert!(for_risk(&few.counterfeit, 0.005).unwrap().threshold > 1.0);
         // A catalog with one label has no verdict to fit.
         let one: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic), (3, Label::Authentic)].into();
-        assert!(fit_risk_thresholds(&fit_on, &one, &cfg).is_none());
+        assert!(fit_risk_thresholds(&RiskSample::positives(&fit_on), &one, &cfg).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! background refit runs it too; `knockoff tune` (an explicit projection)
 //! ends with [`self_calibrate`].
 //!
-//! **The held-out lookups.** Each product's photos, in indexing order, are
+//! **The held-out lookups.** Each product's photos, in source order (file
+//! name or URL, so the split does not depend on how indexing ran), are
 //! cut in two halves; each half (at most `max_lookups` photos in all, evenly
 //! spread) is looked up (exhaustively, nearest image per product) against
 //! the other half — raw, and in a projection fitted on that other half only.
@@ -15,7 +16,9 @@
 //! (top similarity, margin) fitted on the positives, the presence model a
 //! weighted logistic of the same, positives against none-cases, with an
 //! assumed share of out-of-catalog queries; the verdict thresholds come from
-//! all of them ([`super::fit_risk_thresholds`]).
+//! all of them, the none-cases weighted by the share of uncatalogued products
+//! assumed among authentic (5 %) and counterfeit (50 %) listings
+//! ([`super::fit_risk_thresholds`]).
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
@@ -27,7 +30,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup};
+use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskSample};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::search::calibration::{fit_logistic, fit_logistic_weighted, Calibration, CALIBRATION_FILE};
 use crate::search::{Presence, VerdictConfig};
@@ -37,15 +40,19 @@ use crate::search::{Presence, VerdictConfig};
 pub struct SelfCalOptions {
     /// Held-out lookups in all (spread evenly over the catalog's photos).
     pub max_lookups: usize,
-    /// Share of queries assumed to show a product outside the catalog.
+    /// Share of queries assumed to show a product outside the catalog (and
+    /// of authentic listings, for the false-accusation bound).
     pub prior_none: f64,
+    /// Share of counterfeit listings assumed to show a fake the catalog does
+    /// not hold (for the bound on counterfeits called `likely_authentic`).
+    pub counterfeit_none_share: f64,
     /// How a projection is fitted when one is tried.
     pub projection: FitOptions,
 }
 
 impl Default for SelfCalOptions {
     fn default() -> Self {
-        SelfCalOptions { max_lookups: 1200, prior_none: 0.05, projection: FitOptions::default() }
+        SelfCalOptions { max_lookups: 1200, prior_none: 0.05, counterfeit_none_share: 0.5, projection: FitOptions::default() }
     }
 }
 
@@ -200,8 +207,9 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
     };
     let mut cfg = VerdictConfig::default();
     cfg.apply(&calibration);
-    let all: Vec<RankedLookup<i64>> = positives.iter().cloned().chain(nones).collect();
-    calibration.verdict = fit_risk_thresholds(&all, &catalog.product_labels(), &cfg);
+    let sample =
+        RiskSample { positives, nones: &nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
+    calibration.verdict = fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg);
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     Ok(calibration)
 }
@@ -211,7 +219,7 @@ fn without_truth(l: &RankedLookup<i64>) -> RankedLookup<i64> {
     RankedLookup { truth: l.truth, top: l.top.iter().filter(|t| t.0 != l.truth).take(10).copied().collect() }
 }
 
-/// Each product's photos in indexing order: first half 0, second half 1.
+/// Each product's photos in the order given (source order): first half 0, second half 1.
 fn split_by_order(labelled: &[(i64, Vec<f32>)]) -> Vec<u8> {
     let mut members: HashMap<i64, Vec<usize>> = HashMap::new();
     for (i, (l, _)) in labelled.iter().enumerate() {

@@ -114,7 +114,8 @@ pub struct RiskThreshold {
 pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold> {
     table
         .iter()
-        .filter(|r| r.max_rate <= max_rate + 1e-12)
+        // (A rate stated as f32 — 0.02 is 0.0199999995 in f64 — still picks the 0.02 level.)
+        .filter(|r| r.max_rate <= max_rate + 1e-6)
         .max_by(|a, b| a.max_rate.total_cmp(&b.max_rate))
         .or_else(|| table.iter().min_by(|a, b| a.max_rate.total_cmp(&b.max_rate)))
 }

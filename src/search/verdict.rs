@@ -56,6 +56,19 @@ impl Presence {
         let z = self.w_sim * f64::from(s1) + self.w_margin * f64::from(margin) + self.bias;
         (1.0 / (1.0 + (-z).exp())) as f32
     }
+
+    /// [`Presence::apply`] for traffic with a share `prior_none` of photos
+    /// outside the catalog instead of the one fitted with: the log-odds move
+    /// by the change in prior odds (a share outside (0, 1) is clamped).
+    #[must_use]
+    pub fn apply_with_prior(&self, s1: f32, margin: f32, prior_none: f64) -> f32 {
+        let odds = |pi: f64| {
+            let pi = pi.clamp(1e-4, 1.0 - 1e-4);
+            ((1.0 - pi) / pi).ln()
+        };
+        let shifted = Presence { bias: self.bias + odds(prior_none) - odds(self.prior_none), ..self.clone() };
+        shifted.apply(s1, margin)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +100,11 @@ pub struct VerdictConfig {
     /// A fitted presence model; when absent, `p_no_match` is `floor` unless nothing matched.
     #[serde(skip)]
     pub presence: Option<Presence>,
+    /// Share of lookups expected to show a product the catalog does not hold,
+    /// when the operator knows it: the fitted presence model's prior (5 %) is
+    /// shifted to it (Bayes' rule on the odds), so `p_no_match` means what it
+    /// says for that traffic. Unset: the prior it was fitted with.
+    pub out_of_catalog_share: Option<f32>,
     /// Whether the thresholds were fitted to the stated rates (else they are defaults, and the reason says so).
     #[serde(skip)]
     pub thresholds_fitted: bool,
@@ -107,6 +125,7 @@ impl Default for VerdictConfig {
             floor: 0.01,
             calibration: None,
             presence: None,
+            out_of_catalog_share: None,
             thresholds_fitted: false,
             copy: super::CopyModel::default(),
         }
@@ -133,7 +152,11 @@ impl VerdictConfig {
 
     /// Probability that the photo shows some catalog product.
     fn presence_of(&self, s1: f32, margin: f32) -> f32 {
-        self.presence.as_ref().map_or(1.0 - self.floor, |p| p.apply(s1, margin)).clamp(self.floor, 1.0 - self.floor)
+        let shifted = |p: &Presence| match self.out_of_catalog_share {
+            Some(share) => p.apply_with_prior(s1, margin, f64::from(share)),
+            None => p.apply(s1, margin),
+        };
+        self.presence.as_ref().map_or(1.0 - self.floor, shifted).clamp(self.floor, 1.0 - self.floor)
     }
 }
 
@@ -303,6 +326,22 @@ mod tests {
     fn presence() -> Presence {
         // p_in = 0.5 at similarity 0.6, rising with similarity.
         Presence { w_sim: 30.0, w_margin: 0.0, bias: -18.0, prior_none: 0.2 }
+    }
+
+    #[test]
+    fn a_stated_out_of_catalog_share_shifts_p_no_match_by_the_prior_odds() {
+        let p = presence();
+        // The fitted prior changes nothing; at 0.5 the odds move by ln(4) from the 0.2 it was fitted with.
+        assert!((p.apply_with_prior(0.6, 0.0, 0.2) - p.apply(0.6, 0.0)).abs() < 1e-6);
+        let at_half = p.apply_with_prior(0.6, 0.0, 0.5);
+        assert!((at_half - 1.0 / (1.0 + 4.0)).abs() < 1e-4, "{at_half}");
+        let cands = [c("a", Label::Authentic, 0.62), c("b", Label::Authentic, 0.5)];
+        let base = VerdictConfig { presence: Some(p.clone()), ..Default::default() };
+        let more_strangers = VerdictConfig { out_of_catalog_share: Some(0.5), ..base.clone() };
+        let (pb, pm) = (assess(&cands, &base).probabilities, assess(&cands, &more_strangers).probabilities);
+        assert!(pm.p_no_match > pb.p_no_match && pm.p_authentic < pb.p_authentic, "{pb:?} {pm:?}");
+        let sum = pm.p_no_match + pm.p_authentic + pm.p_counterfeit;
+        assert!((sum - 1.0).abs() < 1e-5, "{sum}");
     }
 
     #[test]
