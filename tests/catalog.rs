@@ -134,12 +134,15 @@ fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
     assert_eq!(expected[0], "p22");
 
     let vdir = dir.path().join("vectors/test-model");
-    let data = std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.data")).unwrap();
-    // Damage the data file: detected by checksum, rebuilt from the store, same answers.
-    let mut bytes = std::fs::read(&data).unwrap();
+    let part = |suffix: &str| {
+        std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(suffix)).unwrap()
+    };
+    // Damage the exact rows (read at open): detected by checksum, rebuilt from the store, same answers.
+    let exact = part(".hnsw.exact");
+    let mut bytes = std::fs::read(&exact).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xFF;
-    std::fs::write(&data, &bytes).unwrap();
+    std::fs::write(&exact, &bytes).unwrap();
     {
         let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
         match report {
@@ -148,20 +151,40 @@ fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
         }
         assert_eq!(top_ids(&cat, &vector(22), 5), expected);
     }
-    // The rebuild wrote a fresh dump; now truncate the graph file.
-    let graph =
-        std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".hnsw.graph")).unwrap();
-    let len = std::fs::metadata(&graph).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(len / 3).unwrap();
+    // The rebuild wrote a fresh dump; now truncate its flat graph.
+    let flat = part(".hnsw.flat");
+    let len = std::fs::metadata(&flat).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&flat).unwrap().set_len(len / 3).unwrap();
+    {
+        let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+        assert!(matches!(report, OpenReport::Rebuilt { points: 50, .. }), "{report:?}");
+        assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+    }
+    // The hnsw_rs part is read only when a write needs it: damage there does
+    // not stop queries, and the first write rebuilds that part from the index's own vectors.
+    let data = part(".hnsw.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&data, &bytes).unwrap();
+    {
+        let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+        assert_eq!(report, OpenReport::Loaded { points: 50, caught_up: 0 });
+        assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+        cat.add_images(&images(31, 2)[60..]).unwrap();
+        assert_eq!(top_ids(&cat, &vector(30), 1), vec!["p30".to_string()]);
+        assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+        cat.persist().unwrap();
+    }
     let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
-    assert!(matches!(report, OpenReport::Rebuilt { points: 50, .. }), "{report:?}");
-    assert_eq!(top_ids(&cat, &vector(22), 5), expected);
+    assert_eq!(report, OpenReport::Loaded { points: 52, caught_up: 0 });
+    assert_eq!(top_ids(&cat, &vector(30), 1), vec!["p30".to_string()]);
     drop(cat);
     // A missing marker is a rebuild too.
     std::fs::remove_file(vdir.join("CURRENT.json")).unwrap();
     let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
-    assert!(matches!(report, OpenReport::Rebuilt { points: 50, .. }));
-    assert_eq!(cat.stats().unwrap().counts.images, 50, "no data lost");
+    assert!(matches!(report, OpenReport::Rebuilt { points: 52, .. }));
+    assert_eq!(cat.stats().unwrap().counts.images, 52, "no data lost");
 }
 
 #[test]

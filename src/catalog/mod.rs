@@ -11,8 +11,10 @@
 //! vectors into the space the graph is built in.
 
 mod error;
+mod flat;
 mod folder;
 pub mod projection;
+pub mod quant;
 pub mod store;
 pub mod vectors;
 

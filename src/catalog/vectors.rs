@@ -1,21 +1,40 @@
 //! The HNSW graph of one model's vectors (`hnsw_rs`, inner-product distance
 //! over unit vectors), and its crash-safe persistence.
 //!
+//! Queries walk a flat copy of the graph over int8 points ([`super::flat`],
+//! [`super::quant`]) and rescore their shortlist exactly from a contiguous
+//! f32 matrix; `hnsw_rs` builds and extends the graph and writes its part
+//! of the dump. Opening an index reads only what queries need (the exact
+//! rows and the flat copy); the `hnsw_rs` graph is read on the first write.
+//!
 //! A dump lives in `<index>/vectors/<model>/`: `<base>.hnsw.graph` and
-//! `<base>.hnsw.data` written by `hnsw_rs`, fsynced, then `CURRENT.json`
+//! `<base>.hnsw.data` written by `hnsw_rs`, `<base>.hnsw.exact` (the f32
+//! rows) and `<base>.hnsw.flat` (the flat copy), fsynced, then `CURRENT.json`
 //! (the marker) replaced atomically (temp file, fsync, rename, fsync of the
-//! folder). The marker names the files with their sha256, the store
-//! generation and the highest image id the dump contains. Anything that does
-//! not check out is ignored and the graph is rebuilt from the store.
+//! folder). The marker names the files with their CRC-32 and size, the
+//! store generation and the highest image id the dump contains. Anything
+//! that does not check out is ignored and the graph is rebuilt from the
+//! store (or, for the `hnsw_rs` part read later, from the exact rows).
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
+use super::flat::FlatGraph;
+use super::quant::{quantize, ExactRows, QuantDot};
 use super::CatalogError;
+
+/// The dump layout this code writes (int8 graph, exact rows, flat copy);
+/// a dump of another layout is not loaded (the graph is rebuilt).
+const DUMP_FORMAT: u32 = 2;
+
+/// The files of a dump, by suffix.
+const PARTS: [&str; 4] = ["graph", "data", "exact", "flat"];
 
 /// HNSW parameters. `m` and `ef_construction` are fixed when the graph is
 /// built; `ef_search` is the default for queries (each query may override it).
@@ -32,21 +51,52 @@ impl Default for IndexParams {
     }
 }
 
+/// One file of a dump: its size and CRC-32 (torn or damaged writes show).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DumpFile {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
 /// What a dump contains; written last, atomically.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DumpMarker {
     pub basename: String,
-    pub graph_sha256: String,
-    pub data_sha256: String,
     pub generation: u64,
     pub max_image_id: i64,
     pub points: usize,
     pub dim: usize,
     pub params: IndexParams,
+    /// Dump layout (absent in the first one: f32 points, sha256 per file).
+    #[serde(default)]
+    pub format: u32,
+    /// Each file by suffix (`graph`, `data`, `exact`, `flat`).
+    #[serde(default)]
+    pub files: BTreeMap<String, DumpFile>,
+}
+
+/// The flat copy queries walk, and how many exact rows existed when it was taken.
+struct Snapshot {
+    graph: FlatGraph,
+    rows_covered: usize,
+}
+
+/// Where the `hnsw_rs` graph of a loaded index is read from when a write first needs it.
+struct Deferred {
+    dir: PathBuf,
+    marker: DumpMarker,
 }
 
 pub struct VectorIndex {
-    hnsw: Hnsw<'static, f32, UnitDot>,
+    /// The `hnsw_rs` graph: built here, or read from `deferred` on first use.
+    hnsw: OnceLock<Hnsw<'static, i8, QuantDot>>,
+    deferred: Option<Deferred>,
+    /// Whether anything was inserted since the index was loaded.
+    dirty: AtomicBool,
+    exact: RwLock<ExactRows>,
+    flat: RwLock<Option<Arc<Snapshot>>>,
+    /// Held while a flat copy is being taken (one at a time).
+    freezing: Mutex<()>,
     params: IndexParams,
     dim: usize,
     points: AtomicUsize,
@@ -59,10 +109,26 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
+fn new_hnsw(params: IndexParams, capacity: usize) -> Hnsw<'static, i8, QuantDot> {
+    Hnsw::new(params.m, capacity.max(1024), 16, params.ef_construction, QuantDot)
+}
+
 impl VectorIndex {
     pub fn new(dim: usize, params: IndexParams, capacity: usize) -> Self {
-        let hnsw = Hnsw::new(params.m, capacity.max(1024), 16, params.ef_construction, UnitDot);
-        VectorIndex { hnsw, params, dim, points: AtomicUsize::new(0), max_id: AtomicI64::new(0) }
+        let hnsw = OnceLock::new();
+        let _ = hnsw.set(new_hnsw(params, capacity));
+        VectorIndex {
+            hnsw,
+            deferred: None,
+            dirty: AtomicBool::new(false),
+            exact: RwLock::new(ExactRows::with_capacity(dim, capacity)),
+            flat: RwLock::new(None),
+            freezing: Mutex::new(()),
+            params,
+            dim,
+            points: AtomicUsize::new(0),
+            max_id: AtomicI64::new(0),
+        }
     }
 
     pub fn params(&self) -> IndexParams {
@@ -82,31 +148,65 @@ impl VectorIndex {
         self.max_id.load(Ordering::Relaxed)
     }
 
+    /// The `hnsw_rs` graph, read from the dump the index was loaded from the
+    /// first time a write needs it (rebuilt from the exact rows if that part
+    /// of the dump does not check out).
+    fn graph(&self) -> &Hnsw<'static, i8, QuantDot> {
+        self.hnsw.get_or_init(|| {
+            let Some(d) = &self.deferred else { return new_hnsw(self.params, self.len()) };
+            match read_hnsw(&d.dir, &d.marker) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!("{e}; rebuilding the graph from the index's own vectors");
+                    let rows = self.rows();
+                    let points: Vec<(i64, Vec<i8>)> = rows.rows_from(0).map(|(id, v)| (id, quantize(v))).collect();
+                    drop(rows);
+                    let h = new_hnsw(self.params, points.len());
+                    let refs: Vec<(&[i8], usize)> = points.iter().map(|(id, p)| (p.as_slice(), *id as usize)).collect();
+                    h.parallel_insert_slice(&refs);
+                    h
+                }
+            }
+        })
+    }
+
     /// Inserts one unit vector under `id` (thread-safe; concurrent searches proceed).
     pub fn insert(&self, id: i64, v: &[f32]) -> Result<(), CatalogError> {
         if v.len() != self.dim {
             return Err(CatalogError::Dimension { got: v.len(), want: self.dim });
         }
-        self.hnsw.insert_slice((v, id as usize));
+        // Graph first, then the exact row: a flat copy counts a point as covered
+        // only once its row exists, and its row only once it is in the graph.
+        self.graph().insert_slice((&quantize(v), id as usize));
+        self.rows_mut().push(id, v);
+        self.dirty.store(true, Ordering::Relaxed);
         self.points.fetch_add(1, Ordering::Relaxed);
         self.max_id.fetch_max(id, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Inserts many vectors using all cores.
+    /// Inserts many vectors using all cores, then takes a new flat copy.
     pub fn insert_many(&self, items: &[(i64, Vec<f32>)]) -> Result<(), CatalogError> {
         if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != self.dim) {
             return Err(CatalogError::Dimension { got: v.len(), want: self.dim });
         }
-        let refs: Vec<(&[f32], usize)> = items.iter().map(|(id, v)| (v.as_slice(), *id as usize)).collect();
-        self.hnsw.parallel_insert_slice(&refs);
+        let points: Vec<Vec<i8>> = items.iter().map(|(_, v)| quantize(v)).collect();
+        let refs: Vec<(&[i8], usize)> = points.iter().zip(items).map(|(p, (id, _))| (p.as_slice(), *id as usize)).collect();
+        self.graph().parallel_insert_slice(&refs);
+        {
+            let mut rows = self.rows_mut();
+            for (id, v) in items {
+                rows.push(*id, v);
+            }
+        }
+        self.dirty.store(true, Ordering::Relaxed);
         self.points.fetch_add(items.len(), Ordering::Relaxed);
         if let Some(m) = items.iter().map(|(id, _)| *id).max() {
             self.max_id.fetch_max(m, Ordering::Relaxed);
         }
+        self.freeze();
         Ok(())
     }
-
     /// The `k` nearest ids with their similarity (dot product), best first,
     /// skipping ids for which `keep` is false during the graph walk.
     pub fn search(&self, q: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(i64) -> bool>) -> Vec<(i64, f32)> {
@@ -114,61 +214,164 @@ impl VectorIndex {
             return Vec::new();
         }
         let ef = ef.max(k);
+        // The walk's best `shortlist` by approximate distance, rescored exactly.
+        let shortlist = (2 * k).max(k + 16).min(ef);
+        let qq = quantize(q);
+        let Some(snap) = self.current_snapshot() else {
+            return self.search_hnsw(q, &qq, k, shortlist, ef, keep);
+        };
+        let rows = self.rows();
+        let mut out: Vec<(i64, f32)> = snap
+            .graph
+            .search(&qq, shortlist, ef, keep)
+            .into_iter()
+            .map(|(id, d)| (id, rows.get(id).map_or(1.0 - d, |v| dot(q, v))))
+            .collect();
+        // Points added since the copy was taken: compared exactly (a few hundred at most).
+        let known: std::collections::HashSet<i64> = out.iter().map(|(id, _)| *id).collect();
+        out.extend(
+            rows.rows_from(snap.rows_covered)
+                .filter(|(id, _)| !known.contains(id) && keep.is_none_or(|f| f(*id)))
+                .map(|(id, v)| (id, dot(q, v))),
+        );
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(k);
+        out
+    }
+
+    /// Search through `hnsw_rs` itself (while a flat copy is being taken).
+    fn search_hnsw(
+        &self,
+        q: &[f32],
+        qq: &[i8],
+        k: usize,
+        shortlist: usize,
+        ef: usize,
+        keep: Option<&dyn Fn(i64) -> bool>,
+    ) -> Vec<(i64, f32)> {
         let res = match keep {
             Some(keep) => {
                 let f = move |id: &usize| keep(*id as i64);
-                self.hnsw.search_filter(q, k, ef, Some(&f as &dyn FilterT))
+                self.graph().search_filter(qq, shortlist, ef, Some(&f as &dyn FilterT))
             }
-            None => self.hnsw.search(q, k, ef),
+            None => self.graph().search(qq, shortlist, ef),
         };
-        res.into_iter().map(|n| (n.d_id as i64, 1.0 - n.distance)).collect()
+        let rows = self.rows();
+        let mut out: Vec<(i64, f32)> = res
+            .into_iter()
+            .map(|n| {
+                let id = n.d_id as i64;
+                (id, rows.get(id).map_or(1.0 - n.distance, |v| dot(q, v)))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(k);
+        out
+    }
+
+    /// The flat copy if it is recent enough (at most 256 points, or 1/16 of
+    /// the graph, added since), taking a new one when not and no other
+    /// thread is; `None` while another thread takes it.
+    fn current_snapshot(&self) -> Option<Arc<Snapshot>> {
+        let fresh_enough = |s: &Snapshot, rows: usize| rows.saturating_sub(s.rows_covered) <= 256.max(s.graph.len() / 16);
+        let rows = self.rows().len();
+        let snap = self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match snap {
+            Some(s) if fresh_enough(&s, rows) => Some(s),
+            _ => {
+                let _taking = self.freezing.try_lock().ok()?;
+                self.freeze_locked();
+                self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+            }
+        }
+    }
+
+    /// Takes a new flat copy of the graph (waits for one being taken).
+    fn freeze(&self) {
+        let _taking = self.freezing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.freeze_locked();
+    }
+
+    fn freeze_locked(&self) {
+        // Rows counted before the graph is read: every counted row's point is in the graph.
+        let rows_covered = self.rows().len();
+        let snap = FlatGraph::freeze(self.graph(), self.params.m).map(|graph| Arc::new(Snapshot { graph, rows_covered }));
+        *self.flat.write().unwrap_or_else(std::sync::PoisonError::into_inner) = snap;
+    }
+
+    fn rows(&self) -> std::sync::RwLockReadGuard<'_, ExactRows> {
+        self.exact.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rows_mut(&self) -> std::sync::RwLockWriteGuard<'_, ExactRows> {
+        self.exact.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes of the exact f32 rows per vector (the graph's int8 points and links come on top).
+    pub fn exact_bytes_per_vector(&self) -> usize {
+        self.rows().bytes_per_row()
     }
 
     /// Writes the graph to `dir` atomically and returns the marker. An empty
-    /// graph is recorded by its marker alone (`hnsw_rs` does not dump one).
+    /// graph is recorded by its marker alone (`hnsw_rs` does not dump one);
+    /// an index unchanged since it was loaded from `dir` keeps its files.
     pub fn dump(&self, dir: &Path, generation: u64) -> Result<DumpMarker, CatalogError> {
         let io = |error| CatalogError::Io { path: dir.into(), error };
         std::fs::create_dir_all(dir).map_err(io)?;
-        if self.is_empty() {
-            let marker = DumpMarker {
-                basename: String::new(),
-                graph_sha256: String::new(),
-                data_sha256: String::new(),
-                generation,
-                max_image_id: self.max_id(),
-                points: 0,
-                dim: self.dim,
-                params: self.params,
-            };
-            let json = serde_json::to_vec_pretty(&marker).map_err(|e| CatalogError::Dump(e.to_string()))?;
-            write_atomic(&dir.join(MARKER), &json)?;
-            remove_dumps_except(dir, None);
-            return Ok(marker);
-        }
-        let basename = format!("g{generation}-{}", u64::from(std::process::id()) * 1000 + (now_nanos() % 1000));
-        self.hnsw.file_dump(dir, &basename).map_err(|e| CatalogError::Dump(e.to_string()))?;
-        let graph = dir.join(format!("{basename}.hnsw.graph"));
-        let data = dir.join(format!("{basename}.hnsw.data"));
-        for f in [&graph, &data] {
-            File::open(f).and_then(|f| f.sync_all()).map_err(io)?;
-        }
-        let marker = DumpMarker {
-            basename: basename.clone(),
-            graph_sha256: sha256_file(&graph)?,
-            data_sha256: sha256_file(&data)?,
+        let mut marker = DumpMarker {
+            basename: String::new(),
             generation,
             max_image_id: self.max_id(),
             points: self.len(),
             dim: self.dim,
             params: self.params,
+            format: DUMP_FORMAT,
+            files: BTreeMap::new(),
         };
+        match &self.deferred {
+            Some(d) if !self.dirty.load(Ordering::Relaxed) && d.dir == dir && !self.is_empty() => {
+                marker.basename.clone_from(&d.marker.basename);
+                marker.files.clone_from(&d.marker.files);
+            }
+            _ if self.is_empty() => {}
+            _ => self.write_files(dir, &mut marker)?,
+        }
         let json = serde_json::to_vec_pretty(&marker).map_err(|e| CatalogError::Dump(e.to_string()))?;
         write_atomic(&dir.join(MARKER), &json)?;
-        remove_dumps_except(dir, Some(&basename));
+        remove_dumps_except(dir, (!marker.basename.is_empty()).then_some(marker.basename.as_str()));
         Ok(marker)
     }
 
-    /// Loads the dump in `dir` if its marker and files check out.
+    /// Writes the four files of a dump under a new base name into `marker`.
+    fn write_files(&self, dir: &Path, marker: &mut DumpMarker) -> Result<(), CatalogError> {
+        let io = |error| CatalogError::Io { path: dir.into(), error };
+        let basename = format!("g{}-{}", marker.generation, u64::from(std::process::id()) * 1000 + (now_nanos() % 1000));
+        self.graph().file_dump(dir, &basename).map_err(|e| CatalogError::Dump(e.to_string()))?;
+        // (The read guard must be gone before `freeze` takes the write lock.)
+        let current = self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let snap = match current {
+            Some(s) if s.rows_covered == self.rows().len() => Some(s),
+            _ => {
+                self.freeze();
+                self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+            }
+        };
+        let flat = snap.ok_or_else(|| CatalogError::Dump("no flat copy of a non-empty graph".into()))?;
+        std::fs::write(part_path(dir, &basename, "exact"), self.rows().to_bytes()).map_err(io)?;
+        std::fs::write(part_path(dir, &basename, "flat"), flat.graph.to_bytes()).map_err(io)?;
+        for part in PARTS {
+            let path = part_path(dir, &basename, part);
+            File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
+            let bytes = std::fs::read(&path).map_err(io)?;
+            marker.files.insert(part.into(), DumpFile { bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) });
+        }
+        marker.points = flat.graph.len();
+        marker.basename = basename;
+        Ok(())
+    }
+
+    /// Loads the dump in `dir` if its marker and files check out: the exact
+    /// rows and the flat copy now, the `hnsw_rs` graph on the first write.
     /// `Ok(None)`: no dump. `Err`: a dump exists but is unusable (the caller rebuilds).
     pub fn load(dir: &Path, dim: usize, params: IndexParams) -> Result<Option<(VectorIndex, DumpMarker)>, CatalogError> {
         let marker_path = dir.join(MARKER);
@@ -182,9 +385,13 @@ impl VectorIndex {
         if marker.dim != dim || marker.params.m != params.m || marker.params.ef_construction != params.ef_construction {
             return Err(CatalogError::Dump("dump was built with other dimension or parameters".into()));
         }
+        if marker.format != DUMP_FORMAT {
+            return Err(CatalogError::Dump(format!("dump layout {} is not this version's ({DUMP_FORMAT})", marker.format)));
+        }
+        let params = IndexParams { ef_search: params.ef_search, ..marker.params };
+        let idx = VectorIndex::new(dim, params, 0);
+        idx.max_id.store(marker.max_image_id, Ordering::Relaxed);
         if marker.points == 0 {
-            let idx = VectorIndex::new(dim, IndexParams { ef_search: params.ef_search, ..marker.params }, 0);
-            idx.max_id.store(marker.max_image_id, Ordering::Relaxed);
             return Ok(Some((idx, marker)));
         }
         if !valid_basename(&marker.basename) {
@@ -194,38 +401,67 @@ impl VectorIndex {
                 marker.basename
             )));
         }
-        let graph = dir.join(format!("{}.hnsw.graph", marker.basename));
-        let data = dir.join(format!("{}.hnsw.data", marker.basename));
-        for (f, want) in [(&graph, &marker.graph_sha256), (&data, &marker.data_sha256)] {
-            let got = sha256_file(f)?;
-            if &got != want {
-                return Err(CatalogError::Dump(format!("{} is damaged (sha256 {got}, marker says {want})", f.display())));
-            }
+        let exact = ExactRows::from_bytes(dim, &read_part(dir, &marker, "exact")?)
+            .ok_or_else(|| CatalogError::Dump("the exact rows of the dump do not parse".into()))?;
+        let graph = FlatGraph::from_bytes(&read_part(dir, &marker, "flat")?)
+            .ok_or_else(|| CatalogError::Dump("the flat graph of the dump does not parse".into()))?;
+        if exact.len() != marker.points || graph.len() != marker.points {
+            return Err(CatalogError::Dump(format!(
+                "dump holds {} exact rows and {} graph points, marker says {}",
+                exact.len(),
+                graph.len(),
+                marker.points
+            )));
         }
-        // hnsw_rs ties the loaded graph's lifetime to its reader; the reader is
-        // a few paths and options, leaked once per load.
-        let reader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &marker.basename)));
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let reader = reader;
-            load_static(reader)
-        }));
-        let hnsw = match loaded {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err(CatalogError::Dump(format!("cannot read dump: {e}"))),
-            Err(_) => return Err(CatalogError::Dump("dump reader panicked on the files".into())),
-        };
-        if hnsw.get_nb_point() != marker.points {
-            return Err(CatalogError::Dump(format!("dump holds {} points, marker says {}", hnsw.get_nb_point(), marker.points)));
-        }
+        let rows_covered = exact.len();
         let idx = VectorIndex {
-            hnsw,
-            params: IndexParams { ef_search: params.ef_search, ..marker.params },
-            dim,
+            hnsw: OnceLock::new(),
+            deferred: Some(Deferred { dir: dir.to_path_buf(), marker: marker.clone() }),
+            exact: RwLock::new(exact),
+            flat: RwLock::new(Some(Arc::new(Snapshot { graph, rows_covered }))),
             points: AtomicUsize::new(marker.points),
-            max_id: AtomicI64::new(marker.max_image_id),
+            ..idx
         };
         Ok(Some((idx, marker)))
     }
+}
+
+fn part_path(dir: &Path, basename: &str, part: &str) -> PathBuf {
+    dir.join(format!("{basename}.hnsw.{part}"))
+}
+
+/// One file of the dump, checked against its size and CRC-32 in the marker.
+fn read_part(dir: &Path, marker: &DumpMarker, part: &str) -> Result<Vec<u8>, CatalogError> {
+    let path = part_path(dir, &marker.basename, part);
+    let want = marker.files.get(part).ok_or_else(|| CatalogError::Dump(format!("marker lists no {part} file")))?;
+    let bytes = std::fs::read(&path).map_err(|error| CatalogError::Io { path: path.clone(), error })?;
+    if bytes.len() as u64 != want.bytes || crc32fast::hash(&bytes) != want.crc32 {
+        return Err(CatalogError::Dump(format!("{} is damaged (size or CRC-32 differs from the marker)", path.display())));
+    }
+    Ok(bytes)
+}
+
+/// The `hnsw_rs` part of a dump, checked first.
+fn read_hnsw(dir: &Path, marker: &DumpMarker) -> Result<Hnsw<'static, i8, QuantDot>, CatalogError> {
+    for part in ["graph", "data"] {
+        read_part(dir, marker, part)?;
+    }
+    // hnsw_rs ties the loaded graph's lifetime to its reader; the reader is
+    // a few paths and options, leaked once per load.
+    let reader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &marker.basename)));
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let reader = reader;
+        load_static(reader)
+    }));
+    let hnsw = match loaded {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return Err(CatalogError::Dump(format!("cannot read dump: {e}"))),
+        Err(_) => return Err(CatalogError::Dump("dump reader panicked on the files".into())),
+    };
+    if hnsw.get_nb_point() != marker.points {
+        return Err(CatalogError::Dump(format!("dump holds {} points, marker says {}", hnsw.get_nb_point(), marker.points)));
+    }
+    Ok(hnsw)
 }
 
 /// A dump's base name as `dump` writes it (`g<generation>-<number>`): no
@@ -246,8 +482,8 @@ fn remove_dumps_except(dir: &Path, keep: Option<&str>) {
     }
 }
 
-fn load_static(reader: &'static mut HnswIo) -> anyhow::Result<Hnsw<'static, f32, UnitDot>> {
-    reader.load_hnsw::<f32, UnitDot>()
+fn load_static(reader: &'static mut HnswIo) -> anyhow::Result<Hnsw<'static, i8, QuantDot>> {
+    reader.load_hnsw::<i8, QuantDot>()
 }
 
 /// `1 - a·b` for unit vectors, clamped at 0 (rounding can push a·b of
@@ -325,10 +561,6 @@ pub const MARKER: &str = "CURRENT.json";
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos()))
-}
-
-fn sha256_file(p: &Path) -> Result<String, CatalogError> {
-    crate::util::sha256_file(p).map_err(|error| CatalogError::Io { path: p.into(), error })
 }
 
 /// [`crate::util::write_atomic`], with the index folder's error.
