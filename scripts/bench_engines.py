@@ -8,8 +8,11 @@ import numpy as np
 import psycopg
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
 
-n, dim, pg_url, mv_addr, mv_pass, mv_pid = sys.argv[1:7]
+from urllib.parse import urlsplit
+
+n, dim, pg_url, mv_url, mv_pid = sys.argv[1:6]
 n, dim, mv_pid = int(n), int(dim), int(mv_pid)
+mv = urlsplit(mv_url)  # milvus://root:PASSWORD@HOST:PORT, as scripts/cluster.sh prints it
 rng = np.random.default_rng(7)
 rows = []
 
@@ -84,10 +87,7 @@ with psycopg.connect(pg_url, autocommit=True) as pg:
     row("PostgreSQL: bytes per image row (with its vector, indexes)", f"{size / (n + 300):,.0f}")
 
 # -------------------------------------------------------------------- Milvus
-connections.connect(alias="default", uri=f"http://{mv_addr}", user="root", password="Milvus")
-utility.reset_password("root", "Milvus", mv_pass, using="default")
-connections.disconnect("default")
-connections.connect(alias="default", uri=f"http://{mv_addr}", user="root", password=mv_pass)
+connections.connect(alias="default", uri=f"http://{mv.hostname}:{mv.port}", user=mv.username, password=mv.password)
 rss0 = rss_tree(mv_pid)
 schema = CollectionSchema([
     FieldSchema("id", DataType.INT64, is_primary=True),

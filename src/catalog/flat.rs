@@ -283,3 +283,44 @@ impl FlatGraph {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::quant::quantize;
+
+    #[test]
+    fn a_copy_round_trips_and_damaged_bytes_are_refused() {
+        let hnsw = Hnsw::new(8, 1024, 16, 64, QuantDot);
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let points: Vec<Vec<i8>> = (0..300)
+            .map(|_| {
+                let v: Vec<f32> = (0..16)
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        (s % 2001) as f32 / 1000.0 - 1.0
+                    })
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                quantize(&v.iter().map(|x| x / norm).collect::<Vec<f32>>())
+            })
+            .collect();
+        let refs: Vec<(&[i8], usize)> = points.iter().enumerate().map(|(i, p)| (p.as_slice(), i + 100)).collect();
+        hnsw.parallel_insert_slice(&refs);
+        let g = FlatGraph::freeze(&hnsw, 8).unwrap();
+        let bytes = g.to_bytes();
+        let back = FlatGraph::from_bytes(&bytes).unwrap();
+        assert_eq!(back.len(), 300);
+        assert_eq!(back.search(&points[5], 3, 32, None), g.search(&points[5], 3, 32, None));
+        assert_eq!(g.search(&points[5], 1, 32, None)[0].0, 105);
+        assert!(FlatGraph::from_bytes(&bytes[..bytes.len() - 1]).is_none());
+        // A link pointing outside the graph.
+        let mut bad = bytes.clone();
+        let links_at = 40 + 8 * 300 + 300 * g.stride;
+        bad[links_at..links_at + 4].copy_from_slice(&5000u32.to_le_bytes());
+        assert!(FlatGraph::from_bytes(&bad).is_none());
+        assert!(FlatGraph::freeze(&Hnsw::new(8, 1024, 16, 64, QuantDot), 8).is_none());
+    }
+}

@@ -580,6 +580,76 @@ mod tests {
         }
     }
 
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<(i64, Vec<f32>)> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 20_001) as f32 / 10_000.0 - 1.0
+        };
+        let centres: Vec<Vec<f32>> = (0..50).map(|_| (0..dim).map(|_| next()).collect()).collect();
+        (0..n)
+            .map(|i| {
+                let v: Vec<f32> = centres[i % 50].iter().map(|c| c + 0.6 * next()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                (i as i64 * 3 + 1, v.iter().map(|x| x / norm).collect())
+            })
+            .collect()
+    }
+
+    fn exact_top(items: &[(i64, Vec<f32>)], q: &[f32], k: usize, keep: &dyn Fn(i64) -> bool) -> Vec<i64> {
+        let mut all: Vec<(i64, f32)> = items.iter().filter(|(id, _)| keep(*id)).map(|(id, v)| (*id, dot(q, v))).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.into_iter().take(k).map(|(id, _)| id).collect()
+    }
+
+    fn recall(idx: &VectorIndex, items: &[(i64, Vec<f32>)], queries: &[(i64, Vec<f32>)], keep: Option<&dyn Fn(i64) -> bool>) -> f64 {
+        let all = |_: i64| true;
+        let mut hits = 0;
+        for (_, q) in queries {
+            let want = exact_top(items, q, 10, keep.unwrap_or(&all));
+            let got = idx.search(q, 10, 64, keep);
+            // Similarities are the exact ones, best first.
+            assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+            for (id, sim) in &got {
+                let v = &items.iter().find(|(i, _)| i == id).unwrap().1;
+                assert!((dot(q, v) - sim).abs() < 1e-6);
+            }
+            hits += got.iter().filter(|(id, _)| want.contains(id)).count();
+        }
+        hits as f64 / (10 * queries.len()) as f64
+    }
+
+    #[test]
+    fn the_flat_int8_walk_finds_the_exact_neighbours_with_and_without_filters_and_after_a_reload() {
+        let items = clustered(3000, 64, 11);
+        let queries = clustered(40, 64, 99);
+        let idx = VectorIndex::new(64, IndexParams::default(), items.len());
+        idx.insert_many(&items[..2500]).unwrap();
+        // Added one by one after the flat copy: found by the exact pass, then by a new copy.
+        for (id, v) in &items[2500..] {
+            idx.insert(*id, v).unwrap();
+        }
+        let odd: &dyn Fn(i64) -> bool = &|id: i64| id % 2 == 1;
+        assert!(recall(&idx, &items, &queries, None) >= 0.95);
+        assert!(recall(&idx, &items, &queries, Some(odd)) >= 0.95);
+        let (id, v) = &items[2999];
+        assert_eq!(idx.search(v, 1, 64, None)[0].0, *id);
+        let dir = tempfile::tempdir().unwrap();
+        idx.dump(dir.path(), 7).unwrap();
+        let (loaded, marker) = VectorIndex::load(dir.path(), 64, IndexParams::default()).unwrap().unwrap();
+        assert_eq!((loaded.len(), marker.points, marker.format), (3000, 3000, DUMP_FORMAT));
+        for (_, q) in &queries {
+            assert_eq!(loaded.search(q, 10, 64, None), idx.search(q, 10, 64, None));
+        }
+        // A marker of the first layout is not loaded (the caller rebuilds from the store).
+        let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(MARKER)).unwrap()).unwrap();
+        old["format"] = 0.into();
+        std::fs::write(dir.path().join(MARKER), old.to_string()).unwrap();
+        assert!(VectorIndex::load(dir.path(), 64, IndexParams::default()).is_err());
+    }
+
     #[test]
     fn an_empty_graph_dumps_and_loads() {
         let dir = tempfile::tempdir().unwrap();
