@@ -137,12 +137,14 @@ fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
     let part = |suffix: &str| {
         std::fs::read_dir(&vdir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(suffix)).unwrap()
     };
+    let flip_middle_byte = |path: &std::path::Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xFF;
+        std::fs::write(path, &bytes).unwrap();
+    };
     // Damage the exact rows (read at open): detected by checksum, rebuilt from the store, same answers.
-    let exact = part(".hnsw.exact");
-    let mut bytes = std::fs::read(&exact).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xFF;
-    std::fs::write(&exact, &bytes).unwrap();
+    flip_middle_byte(&part(".hnsw.exact"));
     {
         let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
         match report {
@@ -162,11 +164,7 @@ fn dump_is_reused_caught_up_and_rebuilt_when_damaged() {
     }
     // The hnsw_rs part is read only when a write needs it: damage there does
     // not stop queries, and the first write rebuilds that part from the index's own vectors.
-    let data = part(".hnsw.data");
-    let mut bytes = std::fs::read(&data).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xFF;
-    std::fs::write(&data, &bytes).unwrap();
+    flip_middle_byte(&part(".hnsw.data"));
     {
         let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
         assert_eq!(report, OpenReport::Loaded { points: 50, caught_up: 0 });

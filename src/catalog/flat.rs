@@ -287,26 +287,12 @@ impl FlatGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::quant::quantize;
+    use crate::catalog::quant::{quantize, test_unit};
 
     #[test]
     fn a_copy_round_trips_and_damaged_bytes_are_refused() {
         let hnsw = Hnsw::new(8, 1024, 16, 64, QuantDot);
-        let mut s = 0x2545_F491_4F6C_DD1Du64;
-        let points: Vec<Vec<i8>> = (0..300)
-            .map(|_| {
-                let v: Vec<f32> = (0..16)
-                    .map(|_| {
-                        s ^= s << 13;
-                        s ^= s >> 7;
-                        s ^= s << 17;
-                        (s % 2001) as f32 / 1000.0 - 1.0
-                    })
-                    .collect();
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                quantize(&v.iter().map(|x| x / norm).collect::<Vec<f32>>())
-            })
-            .collect();
+        let points: Vec<Vec<i8>> = (1..=300).map(|i| quantize(&test_unit(i * 7919, 16))).collect();
         let refs: Vec<(&[i8], usize)> = points.iter().enumerate().map(|(i, p)| (p.as_slice(), i + 100)).collect();
         hnsw.parallel_insert_slice(&refs);
         let g = FlatGraph::freeze(&hnsw, 8).unwrap();

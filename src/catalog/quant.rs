@@ -208,22 +208,28 @@ impl Reader<'_> {
     }
 }
 
+/// A pseudo-random unit vector (xorshift), for tests of the index.
+#[cfg(test)]
+pub(crate) fn test_unit(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / norm).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn unit(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter().map(|x| x / norm).collect()
+        test_unit(seed, n)
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
 use super::flat::FlatGraph;
@@ -32,6 +32,10 @@ use super::CatalogError;
 /// The dump layout this code writes (int8 graph, exact rows, flat copy);
 /// a dump of another layout is not loaded (the graph is rebuilt).
 const DUMP_FORMAT: u32 = 2;
+
+/// Points added after the flat copy that queries compare exactly before a
+/// write takes a new copy (a scan of at most ~1.3 MB of f32 rows at 1280-d).
+const MAX_UNCOPIED: usize = 256;
 
 /// The files of a dump, by suffix.
 const PARTS: [&str; 4] = ["graph", "data", "exact", "flat"];
@@ -182,6 +186,12 @@ impl VectorIndex {
         self.dirty.store(true, Ordering::Relaxed);
         self.points.fetch_add(1, Ordering::Relaxed);
         self.max_id.fetch_max(id, Ordering::Relaxed);
+        // Queries compare points added since the flat copy exactly; past
+        // `MAX_UNCOPIED` the writer takes a new copy (writes wait, reads do not).
+        let covered = self.snapshot().map_or(0, |s| s.rows_covered);
+        if self.rows().len().saturating_sub(covered) > MAX_UNCOPIED {
+            self.freeze();
+        }
         Ok(())
     }
 
@@ -207,6 +217,7 @@ impl VectorIndex {
         self.freeze();
         Ok(())
     }
+
     /// The `k` nearest ids with their similarity (dot product), best first,
     /// skipping ids for which `keep` is false during the graph walk.
     pub fn search(&self, q: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(i64) -> bool>) -> Vec<(i64, f32)> {
@@ -216,21 +227,19 @@ impl VectorIndex {
         let ef = ef.max(k);
         // The walk's best `shortlist` by approximate distance, rescored exactly.
         let shortlist = (2 * k).max(k + 16).min(ef);
-        let qq = quantize(q);
-        let Some(snap) = self.current_snapshot() else {
-            return self.search_hnsw(q, &qq, k, shortlist, ef, keep);
-        };
+        let snap = self.snapshot();
         let rows = self.rows();
-        let mut out: Vec<(i64, f32)> = snap
-            .graph
-            .search(&qq, shortlist, ef, keep)
-            .into_iter()
-            .map(|(id, d)| (id, rows.get(id).map_or(1.0 - d, |v| dot(q, v))))
-            .collect();
-        // Points added since the copy was taken: compared exactly (a few hundred at most).
+        let mut out: Vec<(i64, f32)> = snap.as_ref().map_or_else(Vec::new, |s| {
+            s.graph
+                .search(&quantize(q), shortlist, ef, keep)
+                .into_iter()
+                .map(|(id, d)| (id, rows.get(id).map_or(1.0 - d, |v| dot(q, v))))
+                .collect()
+        });
+        // Points added since the copy was taken (at most `MAX_UNCOPIED`): compared exactly.
         let known: std::collections::HashSet<i64> = out.iter().map(|(id, _)| *id).collect();
         out.extend(
-            rows.rows_from(snap.rows_covered)
+            rows.rows_from(snap.as_ref().map_or(0, |s| s.rows_covered))
                 .filter(|(id, _)| !known.contains(id) && keep.is_none_or(|f| f(*id)))
                 .map(|(id, v)| (id, dot(q, v))),
         );
@@ -239,51 +248,8 @@ impl VectorIndex {
         out
     }
 
-    /// Search through `hnsw_rs` itself (while a flat copy is being taken).
-    fn search_hnsw(
-        &self,
-        q: &[f32],
-        qq: &[i8],
-        k: usize,
-        shortlist: usize,
-        ef: usize,
-        keep: Option<&dyn Fn(i64) -> bool>,
-    ) -> Vec<(i64, f32)> {
-        let res = match keep {
-            Some(keep) => {
-                let f = move |id: &usize| keep(*id as i64);
-                self.graph().search_filter(qq, shortlist, ef, Some(&f as &dyn FilterT))
-            }
-            None => self.graph().search(qq, shortlist, ef),
-        };
-        let rows = self.rows();
-        let mut out: Vec<(i64, f32)> = res
-            .into_iter()
-            .map(|n| {
-                let id = n.d_id as i64;
-                (id, rows.get(id).map_or(1.0 - n.distance, |v| dot(q, v)))
-            })
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        out.truncate(k);
-        out
-    }
-
-    /// The flat copy if it is recent enough (at most 256 points, or 1/16 of
-    /// the graph, added since), taking a new one when not and no other
-    /// thread is; `None` while another thread takes it.
-    fn current_snapshot(&self) -> Option<Arc<Snapshot>> {
-        let fresh_enough = |s: &Snapshot, rows: usize| rows.saturating_sub(s.rows_covered) <= 256.max(s.graph.len() / 16);
-        let rows = self.rows().len();
-        let snap = self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        match snap {
-            Some(s) if fresh_enough(&s, rows) => Some(s),
-            _ => {
-                let _taking = self.freezing.try_lock().ok()?;
-                self.freeze_locked();
-                self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-            }
-        }
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Takes a new flat copy of the graph (waits for one being taken).
@@ -347,13 +313,11 @@ impl VectorIndex {
         let io = |error| CatalogError::Io { path: dir.into(), error };
         let basename = format!("g{}-{}", marker.generation, u64::from(std::process::id()) * 1000 + (now_nanos() % 1000));
         self.graph().file_dump(dir, &basename).map_err(|e| CatalogError::Dump(e.to_string()))?;
-        // (The read guard must be gone before `freeze` takes the write lock.)
-        let current = self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let snap = match current {
+        let snap = match self.snapshot() {
             Some(s) if s.rows_covered == self.rows().len() => Some(s),
             _ => {
                 self.freeze();
-                self.flat.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+                self.snapshot()
             }
         };
         let flat = snap.ok_or_else(|| CatalogError::Dump("no flat copy of a non-empty graph".into()))?;

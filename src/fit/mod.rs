@@ -546,6 +546,38 @@ mod tests {
     }
 
     #[test]
+    fn uncatalogued_cases_count_by_their_assumed_share_and_the_mixed_bound_holds() {
+        let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit), (3, Label::Authentic)].into();
+        let cfg = VerdictConfig::default();
+        let positives = lookalike_lookups(3000, 7);
+        // The same photos with their own product missing: the counterfeit look-alike now ranks first.
+        let nones: Vec<RankedLookup<i64>> =
+            positives.iter().map(|l| RankedLookup { truth: 1, top: l.top.iter().filter(|t| t.0 != 1).copied().collect() }).collect();
+        let at = |share: f64| {
+            let sample = RiskSample { positives: &positives, nones: &nones, authentic_none_share: share, counterfeit_none_share: share };
+            for_risk(&fit_risk_thresholds(&sample, &labels, &cfg).unwrap().counterfeit, 0.02).unwrap().clone()
+        };
+        let (rare, even) = (at(0.05), at(0.5));
+        // Rare uncatalogued listings weigh less: a lower threshold (more counterfeits caught) at the same bound.
+        assert!(rare.threshold < even.threshold, "{rare:?} {even:?}");
+        for t in [&rare, &even] {
+            assert!(t.error_ucb <= 0.02, "{t:?}");
+        }
+        // The bound is the weighted sum of the parts' bounds at 97.5 %.
+        let count = |v: &[RankedLookup<i64>]| {
+            v.iter()
+                .filter(|l| {
+                    let c: Vec<Candidate<'_>> =
+                        l.top.iter().map(|(k, s)| Candidate { product_id: "", label: labels[k], similarity: *s }).collect();
+                    f64::from(assess(&c, &cfg).probabilities.p_counterfeit) >= rare.threshold
+                })
+                .count()
+        };
+        let want = 0.95 * clopper_pearson_upper(count(&positives), 3000, 0.025) + 0.05 * clopper_pearson_upper(count(&nones), 3000, 0.025);
+        assert!((rare.error_ucb - want).abs() < 1e-9, "{} vs {want}", rare.error_ucb);
+    }
+
+    #[test]
     fn clopper_pearson_matches_known_values() {
         // k = 0: 1 - delta^(1/n).
         for n in [10usize, 149, 1000] {
