@@ -33,8 +33,10 @@ use crate::ingest::FetchOptions;
 use crate::search::calibration::CalibrationInfo;
 use crate::search::VerdictConfig;
 
-/// Lowers the calling thread's CPU priority to the lowest (nice 19; Linux
-/// keeps it per thread), for the rest of the thread's life. Best effort.
+/// Lowers the calling thread's CPU priority to the lowest (nice 19 and the
+/// `SCHED_IDLE` policy; Linux keeps both per thread), for the rest of the
+/// thread's life. Such a thread still progresses under load (CFS weight 3),
+/// only slower. Best effort.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
@@ -42,6 +44,10 @@ fn lower_priority() {
         if let Ok(tid) = libc::id_t::try_from(libc::gettid()) {
             let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
         }
+        // SCHED_IDLE: a waking lookup thread preempts this one at once (nice 19
+        // alone still lets it finish its slice first, which showed in lookup p99).
+        let param = libc::sched_param { sched_priority: 0 };
+        let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param);
     }
 }
 
