@@ -110,26 +110,34 @@ impl FlatGraph {
     /// The copy as dumped: `n`, stride, slots, top layer, entry (u64 LE),
     /// ids, int8 points, layer-0 links, then per upper layer its point count
     /// and `(point, count, links…)` (u32 LE).
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40 + 8 * self.ids.len() + self.points.len() + 4 * self.links0.len());
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut out);
+        out
+    }
+
+    /// [`FlatGraph::to_bytes`] streamed to `w`.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         for v in [self.ids.len(), self.stride, self.slots, self.top_layer, self.entry as usize] {
-            out.extend_from_slice(&(v as u64).to_le_bytes());
+            w.write_all(&(v as u64).to_le_bytes())?;
         }
-        out.extend_from_slice(bytemuck::cast_slice(&self.ids));
-        out.extend_from_slice(bytemuck::cast_slice(&self.points));
-        out.extend_from_slice(bytemuck::cast_slice(&self.links0));
+        w.write_all(bytemuck::cast_slice(&self.ids))?;
+        w.write_all(bytemuck::cast_slice(&self.points))?;
+        w.write_all(bytemuck::cast_slice(&self.links0))?;
         for layer in &self.upper {
-            out.extend_from_slice(&(layer.len() as u64).to_le_bytes());
+            w.write_all(&(layer.len() as u64).to_le_bytes())?;
             let mut keys: Vec<&u32> = layer.keys().collect();
             keys.sort_unstable();
             for k in keys {
                 let to = &layer[k];
-                out.extend_from_slice(&k.to_le_bytes());
-                out.extend_from_slice(&(to.len() as u32).to_le_bytes());
-                out.extend_from_slice(bytemuck::cast_slice(to));
+                w.write_all(&k.to_le_bytes())?;
+                w.write_all(&(to.len() as u32).to_le_bytes())?;
+                w.write_all(bytemuck::cast_slice(to))?;
             }
         }
-        out
+        Ok(())
     }
 
     /// The inverse of [`FlatGraph::to_bytes`]; `None` unless the bytes are

@@ -156,11 +156,17 @@ impl ExactRows {
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + 8 * self.ids.len() + 4 * self.data.len());
-        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.dim as u64).to_le_bytes());
-        out.extend_from_slice(bytemuck::cast_slice(&self.ids));
-        out.extend_from_slice(bytemuck::cast_slice(&self.data));
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut out);
         out
+    }
+
+    /// [`ExactRows::to_bytes`] streamed to `w` (no copy of the matrix).
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(&(self.ids.len() as u64).to_le_bytes())?;
+        w.write_all(&(self.dim as u64).to_le_bytes())?;
+        w.write_all(bytemuck::cast_slice(&self.ids))?;
+        w.write_all(bytemuck::cast_slice(&self.data))
     }
 
     /// The inverse of [`ExactRows::to_bytes`]; `None` unless the bytes are

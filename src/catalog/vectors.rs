@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -36,9 +37,6 @@ const DUMP_FORMAT: u32 = 2;
 /// Points added after the flat copy that queries compare exactly before a
 /// write takes a new copy (a scan of at most ~1.3 MB of f32 rows at 1280-d).
 const MAX_UNCOPIED: usize = 256;
-
-/// The files of a dump, by suffix.
-const PARTS: [&str; 4] = ["graph", "data", "exact", "flat"];
 
 /// HNSW parameters. `m` and `ef_construction` are fixed when the graph is
 /// built; `ef_search` is the default for queries (each query may override it).
@@ -237,12 +235,13 @@ impl VectorIndex {
                 .collect()
         });
         // Points added since the copy was taken (at most `MAX_UNCOPIED`): compared exactly.
-        let known: std::collections::HashSet<i64> = out.iter().map(|(id, _)| *id).collect();
-        out.extend(
-            rows.rows_from(snap.as_ref().map_or(0, |s| s.rows_covered))
-                .filter(|(id, _)| !known.contains(id) && keep.is_none_or(|f| f(*id)))
-                .map(|(id, v)| (id, dot(q, v))),
-        );
+        let covered = snap.as_ref().map_or(0, |s| s.rows_covered);
+        if rows.len() > covered {
+            let known: std::collections::HashSet<i64> = out.iter().map(|(id, _)| *id).collect();
+            out.extend(
+                rows.rows_from(covered).filter(|(id, _)| !known.contains(id) && keep.is_none_or(|f| f(*id))).map(|(id, v)| (id, dot(q, v))),
+            );
+        }
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out.truncate(k);
         out
@@ -321,13 +320,13 @@ impl VectorIndex {
             }
         };
         let flat = snap.ok_or_else(|| CatalogError::Dump("no flat copy of a non-empty graph".into()))?;
-        std::fs::write(part_path(dir, &basename, "exact"), self.rows().to_bytes()).map_err(io)?;
-        std::fs::write(part_path(dir, &basename, "flat"), flat.graph.to_bytes()).map_err(io)?;
-        for part in PARTS {
-            let path = part_path(dir, &basename, part);
-            File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
-            let bytes = std::fs::read(&path).map_err(io)?;
-            marker.files.insert(part.into(), DumpFile { bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) });
+        // Ours are checksummed as they are written; hnsw_rs's are read back once.
+        let exact = write_part(&part_path(dir, &basename, "exact"), |w| self.rows().write_to(w)).map_err(io)?;
+        let copy = write_part(&part_path(dir, &basename, "flat"), |w| flat.graph.write_to(w)).map_err(io)?;
+        marker.files.insert("exact".into(), exact);
+        marker.files.insert("flat".into(), copy);
+        for part in ["graph", "data"] {
+            marker.files.insert(part.into(), checksum_file(&part_path(dir, &basename, part)).map_err(io)?);
         }
         marker.points = flat.graph.len();
         marker.basename = basename;
@@ -388,6 +387,44 @@ impl VectorIndex {
         };
         Ok(Some((idx, marker)))
     }
+}
+
+/// Writes through to `inner`, counting the bytes and their CRC-32.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Creates `path` with what `fill` writes, fsynced; its size and CRC-32.
+fn write_part(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<DumpFile> {
+    let mut w = Checksummed { inner: BufWriter::new(File::create(path)?), crc: crc32fast::Hasher::new(), bytes: 0 };
+    fill(&mut w)?;
+    w.flush()?;
+    let Checksummed { inner, crc, bytes } = w;
+    inner.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+    Ok(DumpFile { bytes, crc32: crc.finalize() })
+}
+
+/// Fsyncs a written file and reads it once for its size and CRC-32.
+fn checksum_file(path: &Path) -> std::io::Result<DumpFile> {
+    let mut file = File::open(path)?;
+    file.sync_all()?;
+    let mut w = Checksummed { inner: std::io::sink(), crc: crc32fast::Hasher::new(), bytes: 0 };
+    std::io::copy(&mut file, &mut w)?;
+    Ok(DumpFile { bytes: w.bytes, crc32: w.crc.finalize() })
 }
 
 fn part_path(dir: &Path, basename: &str, part: &str) -> PathBuf {
