@@ -238,3 +238,23 @@ fn a_source_where_no_row_succeeds_reports_every_row_and_leaves_a_valid_index() {
     let out = knockoff(&["stats", "--json", "--index", idx2.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn shared_backend_settings_are_refused_clearly_without_echoing_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .current_dir(root())
+        .env("KNOCKOFF_STORE", "postgres://knockoff:s3cret-pw@127.0.0.1:5544/knockoff")
+        .args(["stats", "--index", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("KNOCKOFF_STORE") && err.contains("postgres://127.0.0.1:5544") && err.contains("not part of this version"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    // Nothing was written where the embedded index would be.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
