@@ -145,12 +145,6 @@ impl ExactRows {
         self.ids.is_empty()
     }
 
-    /// Bytes held per row (vector and id), for the memory report.
-    #[must_use]
-    pub fn bytes_per_row(&self) -> usize {
-        4 * self.dim + 8
-    }
-
     /// The rows as dumped: `n`, `dim` (u64 LE), the ids (i64 LE), then the
     /// vectors (f32 LE, row after row).
     #[must_use]

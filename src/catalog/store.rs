@@ -524,33 +524,24 @@ impl Store {
 
     /// Live embeddings of `model` with image id greater than `after`, in id order.
     pub fn live_vectors_after(&self, model: &str, after: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
-                 WHERE e.model = ?1 AND i.deleted = 0 AND e.image > ?2 ORDER BY e.image",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![model, after], |r| Ok((r.get(0)?, crate::util::f32s_from_le_bytes(&r.get::<_, Vec<u8>>(1)?))))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.live_vectors("e.image > ?2 ORDER BY e.image", params![model, after])
     }
 
     /// Live vectors of `model` ordered by their images' source (file name or
     /// URL), then id: an order that does not depend on how indexing was
     /// scheduled or resumed.
     pub fn live_vectors_by_source(&self, model: &str) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
-                 WHERE e.model = ?1 AND i.deleted = 0 ORDER BY i.source, e.image",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![model], |r| Ok((r.get(0)?, crate::util::f32s_from_le_bytes(&r.get::<_, Vec<u8>>(1)?))))
-            .map_err(|e| self.err(e))?;
+        self.live_vectors("1 ORDER BY i.source, e.image", params![model])
+    }
+
+    /// Live `(image, vector)` rows of model `?1` where `rest` (a condition and its order) holds.
+    fn live_vectors(&self, rest: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let sql = format!(
+            "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image WHERE e.model = ?1 AND i.deleted = 0 AND {rest}"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows =
+            st.query_map(args, |r| Ok((r.get(0)?, crate::util::f32s_from_le_bytes(&r.get::<_, Vec<u8>>(1)?)))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 

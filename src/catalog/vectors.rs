@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
 use super::flat::FlatGraph;
@@ -272,11 +272,6 @@ impl VectorIndex {
         self.exact.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Bytes of the exact f32 rows per vector (the graph's int8 points and links come on top).
-    pub fn exact_bytes_per_vector(&self) -> usize {
-        self.rows().bytes_per_row()
-    }
-
     /// Writes the graph to `dir` atomically and returns the marker. An empty
     /// graph is recorded by its marker alone (`hnsw_rs` does not dump one);
     /// an index unchanged since it was loaded from `dir` keeps its files.
@@ -487,17 +482,6 @@ fn load_static(reader: &'static mut HnswIo) -> anyhow::Result<Hnsw<'static, i8, 
     reader.load_hnsw::<i8, QuantDot>()
 }
 
-/// `1 - a·b` for unit vectors, clamped at 0 (rounding can push a·b of
-/// near-identical vectors just over 1, which `anndists::DistDot` asserts on).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitDot;
-
-impl Distance<f32> for UnitDot {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
 /// Dot product with AVX2 + FMA when the CPU has them.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -663,14 +647,10 @@ mod tests {
     }
 
     #[test]
-    fn dot_matches_naive_and_distance_never_goes_negative() {
+    fn dot_matches_naive() {
         let a: Vec<f32> = (0..1283).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
         let b: Vec<f32> = (0..1283).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
         assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-3);
-        let n = dot(&a, &a).sqrt();
-        let u: Vec<f32> = a.iter().map(|x| x / n).collect();
-        assert!(UnitDot.eval(&u, &u) >= 0.0);
-        assert!(UnitDot.eval(&u, &u) < 1e-5);
     }
 }
