@@ -6,9 +6,10 @@
 # live in DIR (default .cluster/, git-ignored); `up` prints the settings as
 # `export NAME=VALUE` lines:
 #   eval "$(./scripts/cluster.sh up)"     # KNOCKOFF_STORE, KNOCKOFF_VECTORS
+#   ./target/release/knockoff serve       # now a replica of the shared catalog
 #   ./scripts/cluster.sh down             # stops both, keeps the data
-# (knockoff does not use these settings yet: the shared backend is the
-# scale-out issue's open work; scripts/bench_engines.sh measures the engines.)
+# ./scripts/test.sh uses it for the shared backend's tests; scripts/bench_engines.sh
+# measures the engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMD=${1:-}; DIR=$(realpath -m "${2:-.cluster}")

@@ -11,4 +11,12 @@ cargo clippy --release --all-targets -q -- -D warnings
 # New indexes in the tests use Lite0 whether or not the optional SSCD model is
 # installed (the default model otherwise follows what is installed).
 export KNOCKOFF_DEFAULT_MODEL=${KNOCKOFF_DEFAULT_MODEL:-efficientnet-lite0}
+# The shared backend's tests (tests/backends.rs, tests/replicas.rs) run on
+# PostgreSQL + Milvus started here (each test makes a database of its own);
+# under CI they are stopped again at the end. KNOCKOFF_STORE / KNOCKOFF_VECTORS
+# are unset so that no other test's `knockoff` process uses them.
+eval "$(./scripts/cluster.sh up)"
+export KNOCKOFF_TEST_STORE=$KNOCKOFF_STORE KNOCKOFF_TEST_VECTORS=$KNOCKOFF_VECTORS
+unset KNOCKOFF_STORE KNOCKOFF_VECTORS
+if [ -n "${CI:-}" ]; then trap './scripts/cluster.sh down' EXIT; fi
 cargo test --release "$@"

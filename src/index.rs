@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError, CatalogOptions, IndexParams, OpenReport, Store};
+use crate::catalog::transfer::{Endpoint, MigrateReport};
+use crate::catalog::{Catalog, CatalogError, CatalogOptions, IndexParams, OpenReport, SharedSpec, Store};
 use crate::embed::{EmbedError, EmbedOptions, Embedder, ModelManifest, ModelRegistry};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +27,32 @@ pub struct IndexSpec {
     pub params: IndexParams,
     /// Compact by itself when deleted images pass this share of the graph.
     pub auto_compact: f64,
+    /// The shared backend's PostgreSQL (`KNOCKOFF_STORE`); with `vectors`, used instead of `dir`.
+    pub store: Option<String>,
+    /// The shared backend's Milvus (`KNOCKOFF_VECTORS`).
+    pub vectors: Option<String>,
 }
 
 impl IndexSpec {
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        IndexSpec { dir: dir.into(), model: None, params: IndexParams::default(), auto_compact: 0.2 }
+        IndexSpec { dir: dir.into(), model: None, params: IndexParams::default(), auto_compact: 0.2, store: None, vectors: None }
+    }
+
+    /// The shared backend's settings, if given (both or neither).
+    pub fn shared(&self) -> Result<Option<SharedSpec>, CatalogError> {
+        match (&self.store, &self.vectors) {
+            (Some(store), Some(vectors)) => Ok(Some(SharedSpec { store: store.clone(), vectors: vectors.clone() })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(CatalogError::Invalid {
+                field: "KNOCKOFF_VECTORS",
+                detail: "KNOCKOFF_STORE (--store) is set but not KNOCKOFF_VECTORS (--vectors): the shared backend needs both".into(),
+            }),
+            (None, Some(_)) => Err(CatalogError::Invalid {
+                field: "KNOCKOFF_STORE",
+                detail: "KNOCKOFF_VECTORS (--vectors) is set but not KNOCKOFF_STORE (--store): the shared backend needs both".into(),
+            }),
+        }
     }
 }
 
@@ -63,9 +84,15 @@ pub fn open_registry(dir: Option<&Path>) -> Result<ModelRegistry, EmbedError> {
     ModelRegistry::open(&dir)
 }
 
-/// Opens (or creates) the index in `spec.dir` with its model from `registry`.
+/// Opens (or creates) the index in `spec.dir`, or on the shared backend
+/// when `spec` names it, with its model from `registry`.
 pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, OpenError> {
-    let existing = if spec.dir.join(crate::catalog::store::STORE_FILE).exists() { Store::open(&spec.dir)?.meta("model")? } else { None };
+    let shared = spec.shared()?;
+    let existing = match &shared {
+        Some(s) => crate::catalog::shared::pg::PgStore::connect(&s.store)?.meta("model")?,
+        None if spec.dir.join(crate::catalog::store::STORE_FILE).exists() => Store::open(&spec.dir)?.meta("model")?,
+        None => None,
+    };
     let model = match (&existing, &spec.model) {
         (Some(found), Some(wanted)) if found != wanted => {
             return Err(CatalogError::ModelMismatch { path: spec.dir.clone(), found: found.clone(), wanted: wanted.clone() }.into());
@@ -81,6 +108,43 @@ pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, Ope
         params: spec.params,
         auto_compact_share: spec.auto_compact,
     };
-    let (catalog, report) = Catalog::open(&spec.dir, opts)?;
+    let (catalog, report) = match &shared {
+        Some(s) => Catalog::connect(s, opts)?,
+        None => Catalog::open(&spec.dir, opts)?,
+    };
     Ok(OpenIndex { catalog, manifest, report })
+}
+
+/// The index spec that opens a migration endpoint.
+fn endpoint_spec(e: &Endpoint) -> IndexSpec {
+    match e {
+        Endpoint::Folder(dir) => IndexSpec::new(dir),
+        Endpoint::Shared(s) => IndexSpec { store: Some(s.store.clone()), vectors: Some(s.vectors.clone()), ..IndexSpec::new("index") },
+    }
+}
+
+/// `knockoff migrate`: copies the catalog at `from` to `to` (rows, then the
+/// files that define scoring), opens the target (which builds its vectors
+/// from the copied rows) and checks that both sides count the same products,
+/// images and searchable vectors. Resumable: run it again after a failure.
+pub fn migrate(
+    registry: &ModelRegistry,
+    from: &Endpoint,
+    to: &Endpoint,
+    progress: &mut dyn FnMut(String),
+) -> Result<MigrateReport, OpenError> {
+    let report = crate::catalog::transfer::copy_rows(from, to, &mut |n| {
+        if n % 5000 < 500 {
+            progress(format!("{n} images copied"));
+        }
+    })?;
+    progress(format!(
+        "copied {} products, {} images, files {:?}; building the target's vectors",
+        report.products, report.images, report.files
+    ));
+    let source = open(registry, &endpoint_spec(from))?;
+    let target = open(registry, &endpoint_spec(to))?;
+    crate::catalog::transfer::check_counts(&source.catalog, &target.catalog)?;
+    progress(format!("counts agree: {} products, {} images", report.products, target.catalog.live_image_count()));
+    Ok(report)
 }

@@ -33,6 +33,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The current time in RFC 3339, UTC, whole seconds (`2026-11-29T07:33:55Z`).
 #[must_use]
+/// `scheme://host:port` of a URL, without the credentials it may carry.
+pub fn address_only(value: &str) -> String {
+    let Ok(u) = url::Url::parse(value) else { return "a value that is not a URL".into() };
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or_default())
+}
+
 pub fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).map_or_else(|_| now.to_string(), |t| t.to_string())

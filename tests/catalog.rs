@@ -1,118 +1,20 @@
-//! Catalog and vector index: durability, deletes, compaction, filters and
-//! concurrency, on synthetic vectors (no model needed).
+//! The embedded catalog and vector index: durability, dumps, deletes,
+//! compaction, projections and concurrency, on synthetic vectors (no model
+//! needed). What both backends must do is in `backends.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, IndexParams, Label, NewImage, OpenReport, Product};
+use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, NewImage, OpenReport};
 use knockoff::search::{search_products, SearchRequest};
 
-const DIM: usize = 32;
+mod common;
 
-fn opts() -> CatalogOptions {
-    CatalogOptions {
-        model: "test-model".into(),
-        dim: DIM,
-        params: IndexParams::default(),
-        auto_compact_share: 0.2,
-        fingerprint: Some("fp-1".into()),
-    }
-}
-
-/// Deterministic pseudo-random unit vector.
-fn vector(seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-    let mut v: Vec<f32> = (0..DIM)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 20_000) as f32 / 10_000.0 - 1.0
-        })
-        .collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    for a in &mut v {
-        *a /= n;
-    }
-    v
-}
-
-/// A vector close to `vector(center)`.
-fn near(center: u64, seed: u64) -> Vec<f32> {
-    let c = vector(center);
-    let noise = vector(seed + 1_000_000);
-    let mut v: Vec<f32> = c.iter().zip(&noise).map(|(a, b)| a + 0.15 * b).collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    for a in &mut v {
-        *a /= n;
-    }
-    v
-}
-
-fn product(i: u64) -> Product {
-    let mut p = Product::new(format!("p{i}"), if i % 3 == 0 { Label::Counterfeit } else { Label::Authentic });
-    p.brand = Some(if i % 2 == 0 { "Acme".into() } else { "Globex".into() });
-    p.category = Some(format!("cat{}", i % 4));
-    p
-}
-
-/// `per` images for each of `n` products, image j of product i near vector(i).
-fn images(n: u64, per: u64) -> Vec<NewImage> {
-    (0..n)
-        .flat_map(|i| {
-            (0..per).map(move |j| NewImage {
-                product: product(i),
-                source: format!("mem://{i}/{j}"),
-                sha256: format!("{:064x}", i * 1000 + j),
-                width: 10,
-                height: 10,
-                embedding: near(i, i * 1000 + j),
-                thumbnail: None,
-                copy_features: None,
-            })
-        })
-        .collect()
-}
+use common::synth::{images, opts, product, vector, DIM};
 
 fn top_ids(cat: &Catalog, q: &[f32], k: usize) -> Vec<String> {
-    search_products(cat, q, &SearchRequest { k, ..Default::default() }).iter().map(|m| m.product.product_id.clone()).collect()
-}
-
-#[test]
-fn products_are_grouped_and_filters_apply_inside_the_search() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
-    cat.add_images(&images(40, 3)).unwrap();
-    let q = vector(7);
-    let res = search_products(&cat, &q, &SearchRequest { k: 5, second_best: true, ..Default::default() });
-    assert_eq!(res.len(), 5);
-    assert_eq!(res[0].product.product_id, "p7");
-    let mut ids: Vec<_> = res.iter().map(|m| m.product.product_id.clone()).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 5, "one entry per product");
-    assert!(res[0].second.is_some() && res[0].second.as_ref().unwrap().similarity <= res[0].best.similarity);
-    assert!(res.windows(2).all(|w| w[0].best.similarity >= w[1].best.similarity));
-
-    // Filters: the best Globex match for a query near p7 (Globex) is p7; for Acme it is not.
-    let acme = Filter { brand: Some("Acme".into()), ..Default::default() };
-    let res = search_products(&cat, &q, &SearchRequest { k: 10, filter: acme, ..Default::default() });
-    assert_eq!(res.len(), 10, "a filter still fills k");
-    assert!(res.iter().all(|m| m.product.brand.as_deref() == Some("Acme")));
-    let fake = Filter { label: Some(Label::Counterfeit), category: Some("cat2".into()), ..Default::default() };
-    let res = search_products(&cat, &q, &SearchRequest { k: 3, filter: fake, ..Default::default() });
-    assert!(!res.is_empty());
-    assert!(res.iter().all(|m| m.product.label == Label::Counterfeit && m.product.category.as_deref() == Some("cat2")));
-}
-
-#[test]
-fn re_adding_the_same_bytes_is_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
-    let imgs = images(3, 2);
-    assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_some));
-    assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_none));
-    assert_eq!(cat.stats().unwrap().counts.images, 6);
+    search_products(cat, q, &SearchRequest { k, ..Default::default() }).unwrap().iter().map(|m| m.product.product_id.clone()).collect()
 }
 
 #[test]
@@ -257,9 +159,9 @@ fn deleted_products_never_come_back() {
     gone(&cat);
     assert!(cat.stats().unwrap().counts.tombstones == 3);
     // Deleting one image hides exactly that image.
-    let img = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() })[0].best.image_id;
+    let img = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap()[0].best.image_id;
     cat.delete_image(img).unwrap();
-    let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() });
+    let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap();
     assert_eq!(again[0].product.product_id, "p6");
     assert_ne!(again[0].best.image_id, img);
     assert!(matches!(cat.delete_product("p5"), Err(CatalogError::UnknownProduct(_))));
@@ -310,7 +212,7 @@ fn searches_run_during_writes_and_see_consistent_results() {
             let mut seen_max = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let res = search_products(&cat, &vector(3), &SearchRequest { k: 5, ..Default::default() });
+                let res = search_products(&cat, &vector(3), &SearchRequest { k: 5, ..Default::default() }).unwrap();
                 worst = worst.max(t.elapsed());
                 n += 1;
                 assert_eq!(res[0].product.product_id, "p3", "the committed best match never disappears");

@@ -43,7 +43,7 @@ fn jpeg(img: &RgbImage) -> Vec<u8> {
 fn look_up(opened: &knockoff::index::OpenIndex, img: &RgbImage) -> Lookup {
     let described: Described = embedder().describe_bytes(&jpeg(img), "test").unwrap();
     assert!(described.local.is_some());
-    lookup(&opened.catalog, &described, &SearchRequest::default(), &VerdictConfig::default())
+    lookup(&opened.catalog, &described, &SearchRequest::default(), &VerdictConfig::default()).unwrap()
 }
 
 /// Another shot of the same scene, simulated: the camera moved (a keystone

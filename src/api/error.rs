@@ -32,6 +32,9 @@ pub enum ApiError {
     Busy,
     #[error("the request took longer than {0} ms")]
     Timeout(u128),
+    /// A dependency of the shared backend (PostgreSQL, Milvus) is down.
+    #[error("{0}; retry shortly")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable", "Dependency unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -74,6 +78,9 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Busy | ApiError::Timeout(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, ApiError::Unavailable(_)) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -96,6 +103,7 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::UnknownProduct(_) | CatalogError::UnknownImage(_) => ApiError::NotFound(e.to_string()),
             CatalogError::Invalid { .. } | CatalogError::Dimension { .. } => ApiError::BadRequest(e.to_string()),
+            CatalogError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -64,6 +64,8 @@ pub struct Verdicts {
     pub config: VerdictConfig,
     pub info: Option<CalibrationInfo>,
     pub fitted_at_images: i64,
+    /// The catalog's shared state these were loaded from ([`Catalog::state_version`]).
+    pub state_version: u64,
 }
 
 impl AppState {
@@ -74,16 +76,24 @@ impl AppState {
 
     fn load_verdicts(catalog: &Catalog, model_dir: &std::path::Path, configured: Option<&VerdictConfig>) -> Verdicts {
         let images = catalog.live_image_count() as i64;
+        let state_version = catalog.state_version();
         let (config, info) = crate::search::calibration::verdict_config_described(catalog, model_dir, configured);
-        Verdicts { config, info, fitted_at_images: images }
+        Verdicts { config, info, fitted_at_images: images, state_version }
     }
 
     /// Refits the calibration when the catalog's image count moved by at
     /// least 10 % (and 10 images) since the last fit, then swaps it in.
-    /// Lookups keep the old settings until the swap; one refit at a time.
+    /// Lookups keep the old settings until the swap; one refit at a time
+    /// (on the shared backend, one replica refits and the others load its
+    /// result when it arrives).
     pub fn refit_if_changed(&self) -> bool {
         use std::sync::atomic::Ordering;
         let now = self.catalog.live_image_count() as i64;
+        if self.catalog.state_version() != self.verdicts().state_version {
+            let fresh = Self::load_verdicts(&self.catalog, &self.model_dir, self.config.verdict.as_ref());
+            *self.verdict.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+            return true;
+        }
         let before = self.verdicts().fitted_at_images;
         let moved = (now - before).abs();
         if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {
@@ -91,15 +101,27 @@ impl AppState {
         }
         // Lookups come first: the refit runs on a thread of its own at the lowest
         // CPU priority (as do the rayon workers its projection fit and graph rebuild use).
-        let outcome = std::thread::scope(|s| {
+        let led = std::thread::scope(|s| {
             s.spawn(|| {
                 lower_priority();
-                crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}"))
+                self.catalog.lead("refit", || crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}")))
             })
             .join()
             .ok()
-            .flatten()
         });
+        let outcome = match led {
+            Some(Ok(Some(outcome))) => outcome,
+            Some(Ok(None)) => {
+                // Another replica refits now; its calibration arrives as shared state.
+                self.refitting.store(false, Ordering::SeqCst);
+                return false;
+            }
+            Some(Err(e)) => {
+                tracing::warn!("refit: {e}");
+                None
+            }
+            None => None,
+        };
         let mut fresh = Self::load_verdicts(&self.catalog, &self.model_dir, self.config.verdict.as_ref());
         // Too little to fit on yet: check again next time (cheap for a catalog that small),
         // rather than wait for another 10 % of growth. A fit or a failure counts as done.
@@ -183,7 +205,12 @@ pub fn start(
     spec: &IndexSpec,
     intra_threads: Option<usize>,
 ) -> Result<(Arc<AppState>, usize), StartError> {
-    let spec = IndexSpec { dir: settings.index.clone(), ..spec.clone() };
+    let spec = IndexSpec {
+        dir: settings.index.clone(),
+        store: spec.store.clone().or_else(|| settings.store.clone()),
+        vectors: spec.vectors.clone().or_else(|| settings.vectors.clone()),
+        ..spec.clone()
+    };
     lower_background_pool();
     let opened = crate::index::open(registry, &spec)?;
     let config = settings.config.clone();

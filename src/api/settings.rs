@@ -5,6 +5,9 @@
 //! ```toml
 //! addr = "127.0.0.1:8080"
 //! index = "index"
+//! # The shared backend instead of the index folder (KNOCKOFF_STORE / KNOCKOFF_VECTORS win over these):
+//! # store = "postgres://knockoff:PASSWORD@127.0.0.1:5432/knockoff"
+//! # vectors = "milvus://root:PASSWORD@127.0.0.1:19530"
 //! max_body_bytes = 20971520
 //! queue_depth = 64
 //! max_batch = 32
@@ -56,6 +59,10 @@ pub enum ConfigError {
 pub struct ConfigFile {
     pub addr: Option<SocketAddr>,
     pub index: Option<PathBuf>,
+    /// The shared backend's PostgreSQL (with `vectors`; replaces `index`).
+    pub store: Option<String>,
+    /// The shared backend's Milvus.
+    pub vectors: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub queue_depth: Option<usize>,
     pub max_batch: Option<usize>,
@@ -110,6 +117,9 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub index: PathBuf,
+    /// The shared backend from the config file (the command line and environment win).
+    pub store: Option<String>,
+    pub vectors: Option<String>,
     pub addr: SocketAddr,
     pub keys: Keys,
     pub config: ServiceConfig,
@@ -145,6 +155,8 @@ impl Settings {
         };
         Ok(Settings {
             index: o.index.or(file.index).unwrap_or_else(|| PathBuf::from("index")),
+            store: file.store,
+            vectors: file.vectors,
             addr,
             keys,
             config,

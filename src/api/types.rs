@@ -326,6 +326,9 @@ pub struct JobView {
     pub errors: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The replica (`host:pid`) that runs or ran it (shared backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
 }
 
 impl From<JobRecord> for JobView {
@@ -338,6 +341,7 @@ impl From<JobRecord> for JobView {
             counts: serde_json::to_value(j.counts).unwrap_or_default(),
             errors: serde_json::to_value(j.errors).unwrap_or_default(),
             message: j.message,
+            runner: j.runner,
         }
     }
 }

@@ -24,6 +24,13 @@ pub enum CatalogError {
     Dump(String),
     #[error("projection: {0}")]
     Projection(String),
+    /// A shared-backend engine (PostgreSQL, Milvus) did not answer; the
+    /// service answers 503 and retries until it does.
+    #[error("cannot reach {engine} at {address} ({setting}): {detail}")]
+    Unavailable { engine: &'static str, setting: &'static str, address: String, detail: String },
+    /// A shared-backend engine answered with an error (a bug or a schema mismatch, not an outage).
+    #[error("{engine}: {detail}")]
+    Engine { engine: &'static str, detail: String },
 }
 
 impl CatalogError {

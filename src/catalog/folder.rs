@@ -61,8 +61,8 @@ struct Meta {
     tombstones: usize,
 }
 
-/// A durable, searchable catalog in one index folder.
-pub struct Catalog {
+/// A durable, searchable catalog in one index folder (the embedded backend).
+pub struct FolderCatalog {
     dir: PathBuf,
     opts: CatalogOptions,
     /// The store; its lock also serialises writers (add, delete, compact, dump).
@@ -73,10 +73,10 @@ pub struct Catalog {
     projection: RwLock<Option<Arc<Projection>>>,
 }
 
-impl Catalog {
+impl FolderCatalog {
     /// Opens or creates the catalog in `dir`, loading the vector dump if it
     /// checks out and rebuilding it from the store otherwise.
-    pub fn open(dir: &Path, opts: CatalogOptions) -> Result<(Catalog, OpenReport), CatalogError> {
+    pub fn open(dir: &Path, opts: CatalogOptions) -> Result<(FolderCatalog, OpenReport), CatalogError> {
         let store = Store::open(dir)?;
         let mut opts = opts;
         match store.meta("model")? {
@@ -138,7 +138,7 @@ impl Catalog {
             p => p.map(Arc::new),
         };
         let (index, report) = load_graph(&store, dir, &opts, projection.as_deref())?;
-        let cat = Catalog {
+        let cat = FolderCatalog {
             dir: dir.into(),
             opts,
             store: Mutex::new(store),
@@ -289,12 +289,17 @@ impl Catalog {
         self.store().job(id)
     }
 
-    /// Jobs that were queued or running when the service stopped; those that
-    /// were running count one more crash.
-    pub fn unfinished_jobs(&self) -> Result<Vec<String>, CatalogError> {
+    /// At start: jobs that were running when the process stopped count one
+    /// more crash and are queued again; returns how many jobs are unfinished.
+    pub fn recover_jobs(&self) -> Result<usize, CatalogError> {
         let store = self.store();
         store.count_job_crashes()?;
-        store.unfinished_jobs()
+        Ok(store.unfinished_jobs()?.len())
+    }
+
+    /// Takes the oldest queued job (this process is the folder's only runner).
+    pub fn claim_job(&self) -> Result<Option<String>, CatalogError> {
+        self.store().claim_job()
     }
 
     /// Records the item a job is about to work on (`None`: between items).
@@ -435,7 +440,13 @@ impl Catalog {
 
     /// The `k` nearest live images passing `filter`, best first, with their
     /// product. `q` is a model vector; the projection, if any, is applied here.
-    pub fn search_images(&self, q: &[f32], k: usize, ef: Option<usize>, filter: &Filter) -> Vec<(i64, f32, Arc<Product>)> {
+    pub fn search_images(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: &Filter,
+    ) -> Result<Vec<(i64, f32, Arc<Product>)>, CatalogError> {
         let projected;
         let q = match self.projection() {
             Some(p) => {
@@ -453,14 +464,14 @@ impl Catalog {
             }
         };
         let ef = ef.unwrap_or(self.opts.params.ef_search);
-        index
+        Ok(index
             .search(q, k, ef, Some(&keep))
             .into_iter()
             .filter_map(|(id, sim)| {
                 let e = meta.images.get(&id)?;
                 Some((id, sim, meta.products.get(&e.product_row)?.clone()))
             })
-            .collect()
+            .collect())
     }
 
     /// A live image's copy-detection features and product, if it has features.

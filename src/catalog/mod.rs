@@ -9,18 +9,26 @@
 //! brand, label, category and tombstones inside the graph walk. An optional
 //! [`projection`] learned from the catalog's own photos maps the stored model
 //! vectors into the space the graph is built in.
+//!
+//! [`Catalog`] is the one interface the rest of the code uses, with two
+//! implementations: [`FolderCatalog`] (the embedded default above, one
+//! process) and [`SharedCatalog`] (PostgreSQL + Milvus, any number of
+//! replicas; see [`shared`]).
 
 mod error;
 mod flat;
 mod folder;
 pub mod projection;
 pub mod quant;
+pub mod shared;
 pub mod store;
+pub mod transfer;
 pub mod vectors;
 
 pub use error::CatalogError;
-pub use folder::{Catalog, CatalogOptions, CatalogStats, OpenReport};
+pub use folder::{CatalogOptions, CatalogStats, FolderCatalog, OpenReport};
 pub use projection::{FitOptions, Projection, ProjectionInfo};
+pub use shared::{SharedCatalog, SharedSpec};
 pub use store::{ImageRecord, JobRow, JobStatus, NewImage, Store};
 
 /// A small JPEG (at most 256 px on a side) for display (and the copy check's pixel comparison).
@@ -138,5 +146,206 @@ impl Filter {
         self.brand.as_ref().is_none_or(|b| p.brand.as_deref() == Some(b.as_str()))
             && self.label.is_none_or(|l| p.label == l)
             && self.category.as_ref().is_none_or(|c| p.category.as_deref() == Some(c.as_str()))
+    }
+}
+
+/// A catalog on either backend; every use case calls this.
+pub enum Catalog {
+    /// `SQLite` + the embedded HNSW index in one folder.
+    Folder(Box<FolderCatalog>),
+    /// PostgreSQL + Milvus, shared by replicas.
+    Shared(SharedCatalog),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! both {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Catalog::Folder($c) => $e,
+            Catalog::Shared($c) => $e,
+        }
+    };
+}
+
+type Hits = Vec<(i64, f32, std::sync::Arc<Product>)>;
+type Pairs = std::collections::HashSet<(String, String)>;
+
+impl Catalog {
+    /// Opens or creates the embedded catalog in `dir`.
+    pub fn open(dir: &std::path::Path, opts: CatalogOptions) -> Result<(Catalog, OpenReport), CatalogError> {
+        FolderCatalog::open(dir, opts).map(|(c, r)| (Catalog::Folder(Box::new(c)), r))
+    }
+    /// Connects to the shared catalog on PostgreSQL + Milvus.
+    pub fn connect(spec: &SharedSpec, opts: CatalogOptions) -> Result<(Catalog, OpenReport), CatalogError> {
+        SharedCatalog::connect(spec, opts).map(|(c, r)| (Catalog::Shared(c), r))
+    }
+    /// A local folder: the index folder, or a replica's private mirror of the shared files.
+    pub fn dir(&self) -> &std::path::Path {
+        both!(self, c => c.dir())
+    }
+    /// Where the catalog lives, for people (no password).
+    pub fn location(&self) -> String {
+        match self {
+            Catalog::Folder(c) => c.dir().display().to_string(),
+            Catalog::Shared(c) => c.location(),
+        }
+    }
+    pub fn model(&self) -> &str {
+        both!(self, c => c.model())
+    }
+    pub fn dim(&self) -> usize {
+        both!(self, c => c.dim())
+    }
+    pub fn params(&self) -> IndexParams {
+        both!(self, c => c.params())
+    }
+    pub fn projection(&self) -> Option<std::sync::Arc<Projection>> {
+        both!(self, c => c.projection())
+    }
+    pub fn fit_projection(&self, opts: FitOptions) -> Result<ProjectionInfo, CatalogError> {
+        both!(self, c => c.fit_projection(opts))
+    }
+    pub fn clear_projection(&self) -> Result<bool, CatalogError> {
+        both!(self, c => c.clear_projection())
+    }
+    /// The live model vectors with their product's row id, in source order.
+    pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        both!(self, c => c.labelled_vectors())
+    }
+    pub fn product_labels(&self) -> std::collections::HashMap<i64, Label> {
+        both!(self, c => c.product_labels())
+    }
+    pub fn live_sources(&self) -> Result<Pairs, CatalogError> {
+        both!(self, c => c.live_sources())
+    }
+    pub fn live_hashes(&self) -> Result<Pairs, CatalogError> {
+        both!(self, c => c.live_hashes())
+    }
+    pub fn image_counts(&self) -> Result<std::collections::HashMap<String, usize>, CatalogError> {
+        both!(self, c => c.image_counts())
+    }
+    pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
+        both!(self, c => c.thumbnail(id))
+    }
+    pub fn create_job(&self, id: &str, format: &str, source: &str) -> Result<(), CatalogError> {
+        both!(self, c => c.create_job(id, format, source))
+    }
+    pub fn update_job(&self, id: &str, status: JobStatus, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
+        both!(self, c => c.update_job(id, status, counts, errors, message))
+    }
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>, CatalogError> {
+        both!(self, c => c.job(id))
+    }
+    /// At start: jobs an earlier run of this process left running are queued
+    /// again (counting a crash); on the shared backend, leases do this.
+    pub fn recover_jobs(&self) -> Result<usize, CatalogError> {
+        match self {
+            Catalog::Folder(c) => c.recover_jobs(),
+            Catalog::Shared(_) => Ok(0),
+        }
+    }
+    /// Takes the next job to run, for `owner`: each job is claimed once.
+    pub fn claim_job(&self, owner: &str) -> Result<Option<String>, CatalogError> {
+        match self {
+            Catalog::Folder(c) => c.claim_job(),
+            Catalog::Shared(c) => c.claim_job(owner),
+        }
+    }
+    /// Tells the other replicas that `owner` still runs job `id`.
+    pub fn renew_job(&self, id: &str, owner: &str) -> Result<(), CatalogError> {
+        match self {
+            Catalog::Folder(_) => Ok(()),
+            Catalog::Shared(c) => c.renew_job(id, owner),
+        }
+    }
+    pub fn set_job_in_flight(&self, id: &str, item: Option<&str>) -> Result<(), CatalogError> {
+        both!(self, c => c.set_job_in_flight(id, item))
+    }
+    pub fn quarantine_job_in_flight(&self, id: &str) -> Result<(), CatalogError> {
+        both!(self, c => c.quarantine_job_in_flight(id))
+    }
+    /// Commits images, then makes them searchable; per item its new id, or `None` if already indexed.
+    pub fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
+        both!(self, c => c.add_images(items))
+    }
+    pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
+        both!(self, c => c.upsert_product(p))
+    }
+    pub fn delete_product(&self, product_id: &str) -> Result<usize, CatalogError> {
+        both!(self, c => c.delete_product(product_id))
+    }
+    pub fn delete_image(&self, id: i64) -> Result<(), CatalogError> {
+        both!(self, c => c.delete_image(id))
+    }
+    pub fn tombstone_share(&self) -> f64 {
+        both!(self, c => c.tombstone_share())
+    }
+    pub fn compact(&self) -> Result<usize, CatalogError> {
+        both!(self, c => c.compact())
+    }
+    /// Makes the current state durable (the embedded dump; the shared backend always is).
+    pub fn persist(&self) -> Result<(), CatalogError> {
+        match self {
+            Catalog::Folder(c) => c.persist(),
+            Catalog::Shared(_) => Ok(()),
+        }
+    }
+    /// The `k` nearest live images passing `filter`, best first, with their product.
+    pub fn search_images(&self, q: &[f32], k: usize, ef: Option<usize>, filter: &Filter) -> Result<Hits, CatalogError> {
+        both!(self, c => c.search_images(q, k, ef, filter))
+    }
+    pub fn copy_features(&self, id: i64) -> Option<(std::sync::Arc<crate::embed::local::LocalFeatures>, std::sync::Arc<Product>)> {
+        both!(self, c => c.copy_features(id))
+    }
+    pub fn product(&self, product_id: &str) -> Result<Option<Product>, CatalogError> {
+        both!(self, c => c.product(product_id))
+    }
+    pub fn images_of(&self, product_id: &str) -> Result<Vec<ImageRecord>, CatalogError> {
+        both!(self, c => c.images_of(product_id))
+    }
+    pub fn image(&self, id: i64) -> Result<Option<ImageRecord>, CatalogError> {
+        both!(self, c => c.image(id))
+    }
+    pub fn live_image_count(&self) -> usize {
+        both!(self, c => c.live_image_count())
+    }
+    pub fn stats(&self) -> Result<CatalogStats, CatalogError> {
+        both!(self, c => c.stats())
+    }
+    /// Changes whenever state shared by replicas (projection, calibration) changed.
+    pub fn state_version(&self) -> u64 {
+        match self {
+            Catalog::Folder(_) => 0,
+            Catalog::Shared(c) => c.state_version(),
+        }
+    }
+    /// Shares a file written into [`Catalog::dir`] (the calibration) with every replica.
+    pub fn publish_file(&self, name: &str) -> Result<(), CatalogError> {
+        match self {
+            Catalog::Folder(_) => Ok(()),
+            Catalog::Shared(c) => c.publish_file(name),
+        }
+    }
+    /// Runs `f` unless another replica runs the work named `name` now (then `None`).
+    pub fn lead<T>(&self, name: &str, f: impl FnOnce() -> T) -> Result<Option<T>, CatalogError> {
+        match self {
+            Catalog::Folder(_) => Ok(Some(f())),
+            Catalog::Shared(c) => c.lead(name, f),
+        }
+    }
+    /// Shared backend: places vectors missing from Milvus and removes deleted
+    /// ones now (also done periodically); returns how many were placed.
+    pub fn reconcile(&self) -> Result<usize, CatalogError> {
+        match self {
+            Catalog::Folder(_) => Ok(0),
+            Catalog::Shared(c) => c.reconcile(),
+        }
+    }
+    /// Each dependency and, if it is down, why (the embedded backend has none).
+    pub fn health(&self) -> Vec<(&'static str, Option<String>)> {
+        match self {
+            Catalog::Folder(_) => Vec::new(),
+            Catalog::Shared(c) => c.health(),
+        }
     }
 }

@@ -401,6 +401,7 @@ impl Store {
                         crashes: r.get(9)?,
                         in_flight: r.get(10)?,
                         quarantined: r.get(11)?,
+                        runner: None,
                     })
                 },
             )
@@ -427,9 +428,24 @@ impl Store {
     }
 
     /// Counts one more crash for every job that was running when the process
-    /// died (called once at start-up, before jobs are resumed).
+    /// died and queues it again (called once at start-up, before jobs are resumed).
     pub fn count_job_crashes(&self) -> Result<usize, CatalogError> {
-        self.conn.execute("UPDATE jobs SET crashes = crashes + 1 WHERE status = ?1", [JobStatus::Running.as_str()]).map_err(|e| self.err(e))
+        self.conn
+            .execute("UPDATE jobs SET crashes = crashes + 1, status = 'queued' WHERE status = ?1", [JobStatus::Running.as_str()])
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks the oldest queued job running and returns its id.
+    pub fn claim_job(&self) -> Result<Option<String>, CatalogError> {
+        self.conn
+            .query_row(
+                "UPDATE jobs SET status = 'running' WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1)
+                 RETURNING id",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// Jobs that were queued or running when the service stopped.
@@ -598,6 +614,98 @@ impl Store {
         Ok(n)
     }
 
+    /// Every live product with its row id and timestamps (for `migrate`).
+    pub fn export_products(&self) -> Result<Vec<super::transfer::ProductRow>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT product_id, label, brand, name, category, attributes, id, created_at, updated_at FROM products WHERE deleted = 0 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(super::transfer::ProductRow {
+                    row: r.get(6)?,
+                    product: Self::product_from_row(r)?,
+                    created_at: r.get(7)?,
+                    updated_at: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Live images after `after` (by id), at most `limit`, with everything stored for them (for `migrate`).
+    pub fn export_images(&self, model: &str, after: i64, limit: i64) -> Result<Vec<super::transfer::ImageRow>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT i.id, i.product, i.source, i.sha256, i.width, i.height, i.added_at, e.vector, t.jpeg, f.data
+                 FROM images i JOIN embeddings e ON e.image = i.id AND e.model = ?1
+                 LEFT JOIN thumbnails t ON t.image = i.id LEFT JOIN copy_features f ON f.image = i.id
+                 WHERE i.deleted = 0 AND i.id > ?2 ORDER BY i.id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![model, after, limit], |r| {
+                Ok(super::transfer::ImageRow {
+                    id: r.get(0)?,
+                    product_row: r.get(1)?,
+                    source: r.get(2)?,
+                    sha256: r.get(3)?,
+                    width: r.get(4)?,
+                    height: r.get(5)?,
+                    added_at: r.get(6)?,
+                    vector: r.get(7)?,
+                    thumbnail: r.get(8)?,
+                    copy_features: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Writes products and images with their ids in one transaction; rows
+    /// already there are kept (a resumed migration skips them).
+    pub fn import(
+        &mut self,
+        model: &str,
+        products: &[super::transfer::ProductRow],
+        images: &[super::transfer::ImageRow],
+    ) -> Result<(), CatalogError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        for p in products {
+            let attrs = serde_json::Value::Object(p.product.attributes.clone()).to_string();
+            let pr = &p.product;
+            tx.execute(
+                "INSERT OR IGNORE INTO products(id, product_id, label, brand, name, category, attributes, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![p.row, pr.product_id, pr.label.as_str(), pr.brand, pr.name, pr.category, attrs, p.created_at, p.updated_at],
+            )
+            .map_err(e)?;
+        }
+        for i in images {
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO images(id, product, source, sha256, width, height, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![i.id, i.product_row, i.source, i.sha256, i.width, i.height, i.added_at],
+                )
+                .map_err(e)?;
+            if n == 0 {
+                continue;
+            }
+            tx.execute("INSERT INTO embeddings(image, model, vector) VALUES (?1, ?2, ?3)", params![i.id, model, i.vector]).map_err(e)?;
+            if let Some(t) = &i.thumbnail {
+                tx.execute("INSERT INTO thumbnails(image, jpeg) VALUES (?1, ?2)", params![i.id, t]).map_err(e)?;
+            }
+            if let Some(f) = &i.copy_features {
+                tx.execute("INSERT INTO copy_features(image, data) VALUES (?1, ?2)", params![i.id, f]).map_err(e)?;
+            }
+        }
+        Self::bump_generation(&tx).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
     /// Counts: (products, live images, tombstones, per label, per brand).
     pub fn counts(&self) -> Result<StoreCounts, CatalogError> {
         const LIVE: &str = "FROM products p WHERE EXISTS (SELECT 1 FROM images i WHERE i.product = p.id AND i.deleted = 0)";
@@ -668,6 +776,8 @@ pub struct JobRow {
     pub in_flight: Option<String>,
     /// Items that crashed the process (a JSON list of image sources).
     pub quarantined: String,
+    /// The replica running or last running it (shared backend only).
+    pub runner: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -57,6 +57,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Delete a product (all its images) or one image.
     Delete(DeleteArgs),
+    /// Copy a catalog between an index folder and the shared backend (PostgreSQL + Milvus), either
+    /// way, without re-embedding; resumable; counts are checked at the end.
+    Migrate(MigrateArgs),
     /// Benchmark: HNSW build / query / persistence on raw little-endian f32 files (prints JSON).
     #[command(hide = true)]
     BenchAnn(BenchAnnArgs),
@@ -101,6 +104,12 @@ pub struct IndexArgs {
     /// Compact by itself when deleted images pass this share of the graph.
     #[arg(long, default_value_t = 0.2)]
     pub auto_compact: f64,
+    /// Shared backend: the PostgreSQL store, postgres://USER:PASSWORD@HOST:PORT/DB (with --vectors; replaces --index).
+    #[arg(long, env = "KNOCKOFF_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Shared backend: the Milvus server, milvus://USER:PASSWORD@HOST:PORT (with --store).
+    #[arg(long, env = "KNOCKOFF_VECTORS", hide_env_values = true)]
+    pub vectors: Option<String>,
 }
 
 impl IndexArgs {
@@ -111,6 +120,8 @@ impl IndexArgs {
             model: self.model.clone(),
             params: IndexParams { ef_search: self.ef_search, ..IndexParams::default() },
             auto_compact: self.auto_compact,
+            store: self.store.clone().filter(|s| !s.is_empty()),
+            vectors: self.vectors.clone().filter(|s| !s.is_empty()),
         }
     }
 }
@@ -329,6 +340,48 @@ pub struct StatsArgs {
     pub index: IndexArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Source index folder.
+    #[arg(long, conflicts_with_all = ["from_store", "from_vectors"], required_unless_present = "from_store")]
+    pub from: Option<PathBuf>,
+    /// Source shared backend: PostgreSQL URL (with --from-vectors).
+    #[arg(long, requires = "from_vectors")]
+    pub from_store: Option<String>,
+    /// Source shared backend: Milvus URL (with --from-store).
+    #[arg(long, requires = "from_store")]
+    pub from_vectors: Option<String>,
+    /// Target index folder.
+    #[arg(long, conflicts_with_all = ["to_store", "to_vectors"], required_unless_present = "to_store")]
+    pub to: Option<PathBuf>,
+    /// Target shared backend: PostgreSQL URL (with --to-vectors).
+    #[arg(long, requires = "to_vectors")]
+    pub to_store: Option<String>,
+    /// Target shared backend: Milvus URL (with --to-store).
+    #[arg(long, requires = "to_store")]
+    pub to_vectors: Option<String>,
+}
+
+impl MigrateArgs {
+    fn endpoint(dir: Option<&PathBuf>, store: Option<&String>, vectors: Option<&String>) -> crate::catalog::transfer::Endpoint {
+        use crate::catalog::transfer::Endpoint;
+        match (dir, store, vectors) {
+            (Some(d), _, _) => Endpoint::Folder(d.clone()),
+            (None, Some(s), Some(v)) => Endpoint::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() }),
+            // clap requires one of the two forms.
+            _ => Endpoint::Folder(PathBuf::from("index")),
+        }
+    }
+    #[must_use]
+    pub fn source(&self) -> crate::catalog::transfer::Endpoint {
+        Self::endpoint(self.from.as_ref(), self.from_store.as_ref(), self.from_vectors.as_ref())
+    }
+    #[must_use]
+    pub fn target(&self) -> crate::catalog::transfer::Endpoint {
+        Self::endpoint(self.to.as_ref(), self.to_store.as_ref(), self.to_vectors.as_ref())
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 
 use super::args::{
-    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexCmdArgs, IndexOnly, SearchArgs, ServeArgs, StatsArgs, TuneCmdArgs,
+    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexCmdArgs, IndexOnly, MigrateArgs, SearchArgs, ServeArgs, StatsArgs,
+    TuneCmdArgs,
 };
 use super::print;
 use crate::catalog::{Filter, IndexParams, OpenReport};
@@ -87,7 +88,7 @@ pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
         ..Default::default()
     };
     let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, None);
-    let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict);
+    let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict)?;
     if a.json {
         print::json(
             &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "reason": answer.reason, "copies": answer.copies }),
@@ -197,7 +198,7 @@ fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
 pub fn calibrate(g: &Global, a: &CalibrateArgs) -> anyhow::Result<i32> {
     let opened = open(g, &a.index.spec())?;
     let embedder = opened.embedder(&bulk(g))?;
-    let out = a.out.clone().unwrap_or_else(|| a.index.dir.join(crate::search::calibration::CALIBRATION_FILE));
+    let out = a.out.clone().unwrap_or_else(|| opened.catalog.dir().join(crate::search::calibration::CALIBRATION_FILE));
     let skipped = &mut |e| eprintln!("skipped query row: {e}");
     let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, &out, skipped)?;
     eprintln!("wrote {}", out.display());
@@ -239,6 +240,15 @@ pub fn stats(g: &Global, a: &StatsArgs) -> anyhow::Result<i32> {
             None => println!("calibration none (the logistic default applies)"),
         }
     }
+    Ok(0)
+}
+
+pub fn migrate(g: &Global, a: &MigrateArgs) -> anyhow::Result<i32> {
+    let registry = open_registry(g.models.as_deref())?;
+    let (from, to) = (a.source(), a.target());
+    eprintln!("[migrate] {from} -> {to}");
+    let report = crate::index::migrate(&registry, &from, &to, &mut |line| eprintln!("[migrate] {line}"))?;
+    print::json(&report)?;
     Ok(0)
 }
 

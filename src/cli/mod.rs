@@ -38,13 +38,6 @@ fn init_logging() {
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
     let g = &cli.global;
-    let uses_index = !matches!(
-        cli.command,
-        Command::Embed(_) | Command::Models | Command::BenchAnn(_) | Command::BenchEmbed(_) | Command::MakeCopies(_)
-    );
-    if uses_index {
-        refuse_shared_backend_settings()?;
-    }
     match cli.command {
         Command::Embed(a) => commands::embed(g, &a),
         Command::Models => commands::models(g),
@@ -57,31 +50,10 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Compact(a) => commands::compact(g, &a),
         Command::Stats(a) => commands::stats(g, &a),
         Command::Delete(a) => commands::delete(g, &a),
+        Command::Migrate(a) => commands::migrate(g, &a),
         Command::BenchAnn(a) => bench::ann(&a),
         Command::BenchLookup(a) => bench::lookup(g, &a),
         Command::BenchEmbed(a) => bench::embed(g, &a),
         Command::MakeCopies(a) => commands::make_copies(&a),
     }
-}
-
-/// The shared backend's settings (`KNOCKOFF_STORE`, `KNOCKOFF_VECTORS`, as
-/// `scripts/cluster.sh up` prints them) are not read by this version: say so
-/// rather than silently serve the embedded index in their place.
-fn refuse_shared_backend_settings() -> anyhow::Result<()> {
-    for key in ["KNOCKOFF_STORE", "KNOCKOFF_VECTORS"] {
-        if let Some(value) = std::env::var_os(key).filter(|v| !v.is_empty()) {
-            let shown = address_only(&value.to_string_lossy());
-            anyhow::bail!(
-                "{key} is set ({shown}), but the shared PostgreSQL + Milvus backend is not part of this version yet: unset KNOCKOFF_STORE and KNOCKOFF_VECTORS to use the embedded index (--index)"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `scheme://host:port` of a URL, without the credentials it may carry.
-fn address_only(value: &str) -> String {
-    let Ok(u) = url::Url::parse(value) else { return "a value that is not a URL".into() };
-    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-    format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or_default())
 }

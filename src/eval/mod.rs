@@ -339,11 +339,13 @@ fn look_up(cx: &Context<'_>, q: &Query) -> Result<Outcome, String> {
     let score = cx.opts.product_score;
     let t1 = Instant::now();
     let answer =
-        lookup(cx.catalog, &described, &SearchRequest { k: cx.opts.k, product_score: score, ..Default::default() }, &cx.opts.verdict);
+        lookup(cx.catalog, &described, &SearchRequest { k: cx.opts.k, product_score: score, ..Default::default() }, &cx.opts.verdict)
+            .map_err(|e| e.to_string())?;
     let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let all = search_products(cx.catalog, v, &SearchRequest { k: cx.n_products, product_score: score, ..Default::default() });
+    let all = search_products(cx.catalog, v, &SearchRequest { k: cx.n_products, product_score: score, ..Default::default() })
+        .map_err(|e| e.to_string())?;
     let n = cx.n_images.min(2000);
-    let images = cx.catalog.search_images(v, n, Some(n.max(64)), &Filter::default());
+    let images = cx.catalog.search_images(v, n, Some(n.max(64)), &Filter::default()).map_err(|e| e.to_string())?;
     let truth = q.product_id.as_ref();
     Ok(Outcome {
         truth: q.product_id.clone(),

@@ -322,6 +322,9 @@ pub fn fit_and_save_calibration(
     cfg.apply(&cal);
     cal.verdict = fit_verdict(&cfg);
     save_calibration(&cal, path)?;
+    if path == catalog.dir().join(crate::search::calibration::CALIBRATION_FILE) {
+        catalog.publish_file(crate::search::calibration::CALIBRATION_FILE)?;
+    }
     Ok(cal)
 }
 

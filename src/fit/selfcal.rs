@@ -211,6 +211,7 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
         RiskSample { positives, nones: &nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
     calibration.verdict = fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg);
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
+    catalog.publish_file(CALIBRATION_FILE)?;
     Ok(calibration)
 }
 

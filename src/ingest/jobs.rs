@@ -1,14 +1,18 @@
-//! Indexing jobs: a manifest is stored in the index's store before its id is
-//! returned; one worker thread runs jobs in order and writes progress back
-//! after every commit. At start-up, jobs that were queued or running are
-//! queued again, and since indexing skips what is already committed, they
-//! resume rather than restart. The HTTP API's `/v1/jobs` only translates.
+//! Indexing jobs: a manifest is stored in the catalog's store before its id
+//! is returned; a worker thread per process claims jobs in order (on the
+//! shared backend `FOR UPDATE SKIP LOCKED`, so each job runs on one replica)
+//! and writes progress back after every commit. A job whose runner died is
+//! taken up again (the embedded backend at start-up, the shared one when the
+//! runner's lease lapses), and since indexing skips what is already
+//! committed, it resumes rather than restarts. The HTTP API's `/v1/jobs`
+//! only translates.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
 use serde::Serialize;
 
 use super::{
@@ -39,6 +43,8 @@ pub struct JobRecord {
     /// Per-item errors (the first 1000).
     pub errors: Vec<ItemError>,
     pub message: Option<String>,
+    /// The replica that runs or ran it (shared backend).
+    pub runner: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,33 +59,51 @@ pub enum JobError {
 
 type Live = Arc<Mutex<HashMap<String, IngestCounts>>>;
 
+/// How often an idle worker looks for jobs submitted elsewhere (another replica).
+const POLL: Duration = Duration::from_millis(500);
+
 /// The job queue and its worker thread (which ends when the queue is dropped).
 pub struct JobQueue {
-    tx: Sender<String>,
+    /// Wakes the worker when a job was submitted here.
+    tx: Sender<()>,
     live: Live,
     catalog: Arc<Catalog>,
 }
 
+/// This process's name as a job runner: host and process id.
+fn runner_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |h| h.trim().to_string());
+    format!("{host}:{}", std::process::id())
+}
+
 impl JobQueue {
-    /// Starts the worker and queues the jobs an earlier run left unfinished;
-    /// returns the queue and how many it resumed.
+    /// Starts the worker, which also takes up the jobs an earlier run left
+    /// unfinished; returns the queue and how many of those there were.
     pub fn start(catalog: Arc<Catalog>, embedder: Arc<Embedder>, settings: JobSettings) -> Result<(JobQueue, usize), JobError> {
-        let (tx, rx) = unbounded::<String>();
+        let resumed = catalog.recover_jobs()?;
+        let (tx, rx) = unbounded::<()>();
         let live: Live = Arc::default();
         let (live2, catalog2) = (live.clone(), catalog.clone());
         std::thread::Builder::new()
             .name("knockoff-jobs".into())
             .spawn(move || {
-                for id in rx {
-                    run_job(&catalog2, &embedder, &settings, &id, &live2);
+                let me = runner_name();
+                loop {
+                    match catalog2.claim_job(&me) {
+                        Ok(Some(id)) => {
+                            run_claimed(&catalog2, &embedder, &settings, &id, &live2, &me);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("jobs: cannot claim the next job: {e}"),
+                    }
+                    if let Err(RecvTimeoutError::Disconnected) = rx.recv_timeout(POLL) {
+                        return;
+                    }
                 }
             })
             .map_err(|e| CatalogError::Io { path: catalog.dir().into(), error: e })?;
-        let unfinished = catalog.unfinished_jobs()?;
-        for id in &unfinished {
-            let _ = tx.send(id.clone());
-        }
-        Ok((JobQueue { tx, live, catalog }, unfinished.len()))
+        Ok((JobQueue { tx, live, catalog }, resumed))
     }
 
     /// Validates and stores a manifest, queues it, and returns the job id.
@@ -87,7 +111,7 @@ impl JobQueue {
         parse_manifest(text.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
         let id = new_id();
         self.catalog.create_job(&id, format.as_str(), text)?;
-        let _ = self.tx.send(id.clone());
+        let _ = self.tx.send(());
         Ok(id)
     }
 
@@ -107,6 +131,7 @@ impl JobQueue {
             counts,
             errors: serde_json::from_str(&row.errors).unwrap_or_default(),
             message: row.message,
+            runner: row.runner,
         })
     }
 }
@@ -134,6 +159,31 @@ fn job_items(catalog: &Catalog, row: &crate::catalog::JobRow) -> Result<(Vec<Sou
     let (bad, items): (Vec<SourceItem>, Vec<SourceItem>) = items.into_iter().partition(|it| quarantined.contains(&it.image));
     row_errors.extend(bad.into_iter().map(|it| IngestError::Crashed { source_name: it.image }));
     Ok((items, row_errors))
+}
+
+/// Runs a claimed job while telling the other replicas, every third of the
+/// lease, that this one still runs it.
+fn run_claimed(
+    catalog: &Arc<Catalog>,
+    embedder: &Embedder,
+    settings: &JobSettings,
+    id: &str,
+    live: &Mutex<HashMap<String, IngestCounts>>,
+    me: &str,
+) {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let every = crate::catalog::shared::job_lease() / 3;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                if let Err(e) = catalog.renew_job(id, me) {
+                    tracing::warn!("job {id}: cannot renew its lease: {e}");
+                }
+            }
+        });
+        run_job(catalog, embedder, settings, id, live);
+        drop(stop);
+    });
 }
 
 fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, id: &str, live: &Mutex<HashMap<String, IngestCounts>>) {

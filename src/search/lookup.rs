@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::copy::{amend_verdict, rank_copies, CopyMatch, COPY_CANDIDATES};
 use super::{assess, search_ranked, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
-use crate::catalog::{Catalog, Label};
+use crate::catalog::{Catalog, CatalogError, Label};
 use crate::embed::Described;
 
 /// One matched product, in the shape every front-end prints.
@@ -57,15 +57,20 @@ pub const PROBABILITY_CANDIDATES: usize = 10;
 
 /// The images the copy check verifies: the nearest to the whole photo, then
 /// the nearest few to each content region, without repeats.
-fn copy_candidates(catalog: &Catalog, query: &Described, mut nearest: Vec<(i64, f32)>, req: &SearchRequest) -> Vec<(i64, f32)> {
+fn copy_candidates(
+    catalog: &Catalog,
+    query: &Described,
+    mut nearest: Vec<(i64, f32)>,
+    req: &SearchRequest,
+) -> Result<Vec<(i64, f32)>, CatalogError> {
     for region in &query.regions {
-        for (id, sim, _) in catalog.search_images(region, REGION_CANDIDATES, None, &req.filter) {
+        for (id, sim, _) in catalog.search_images(region, REGION_CANDIDATES, None, &req.filter)? {
             if !nearest.iter().any(|(n, _)| *n == id) {
                 nearest.push((id, sim));
             }
         }
     }
-    nearest
+    Ok(nearest)
 }
 
 /// Catalog images verified per content region of the photo.
@@ -73,15 +78,13 @@ const REGION_CANDIDATES: usize = 3;
 
 /// Searches the catalog for `query` (its model vector; its copy features, when
 /// it has them, are checked against the nearest images), then scores and decides.
-#[must_use]
-pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &VerdictConfig) -> Lookup {
+pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &VerdictConfig) -> Result<Lookup, CatalogError> {
     let wide = SearchRequest { k: req.k.max(PROBABILITY_CANDIDATES), ..req.clone() };
-    let (ranked, nearest) = search_ranked(catalog, &query.vector, if req.k == 0 { req } else { &wide }, COPY_CANDIDATES);
-    let copy_ranking = query
-        .local
-        .as_ref()
-        .map(|q| rank_copies(catalog, q, &copy_candidates(catalog, query, nearest, req), &cfg.copy))
-        .unwrap_or_default();
+    let (ranked, nearest) = search_ranked(catalog, &query.vector, if req.k == 0 { req } else { &wide }, COPY_CANDIDATES)?;
+    let copy_ranking = match &query.local {
+        Some(q) => rank_copies(catalog, q, &copy_candidates(catalog, query, nearest, req)?, &cfg.copy),
+        None => Vec::new(),
+    };
     let copies: Vec<CopyMatch> = copy_ranking.iter().filter(|c| c.p_copy >= cfg.copy.report_at).cloned().collect();
     let candidates: Vec<Candidate<'_>> = ranked
         .iter()
@@ -107,7 +110,7 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
             score: m.score,
         })
         .collect();
-    Lookup {
+    Ok(Lookup {
         matches,
         p_counterfeit: p.p_counterfeit,
         p_authentic: p.p_authentic,
@@ -116,5 +119,5 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         reason: verdict.reason,
         copies,
         copy_ranking,
-    }
+    })
 }

@@ -24,7 +24,7 @@ pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
 pub use verdict::{assess, probabilities, Assessment, Candidate, Presence, Probabilities, Verdict, VerdictConfig, VerdictKind};
 
-use crate::catalog::{Catalog, Filter, Product};
+use crate::catalog::{Catalog, CatalogError, Filter, Product};
 
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -86,26 +86,29 @@ pub struct ProductMatch {
     pub second: Option<ImageHit>,
 }
 
+/// Products ranked, and the nearest images (id, similarity) the search saw.
+pub type Ranked = (Vec<ProductMatch>, Vec<(i64, f32)>);
+
 /// The `k` best products for a query embedding, best first.
-pub fn search_products(catalog: &Catalog, query: &[f32], req: &SearchRequest) -> Vec<ProductMatch> {
-    search_ranked(catalog, query, req, 0).0
+pub fn search_products(catalog: &Catalog, query: &[f32], req: &SearchRequest) -> Result<Vec<ProductMatch>, CatalogError> {
+    Ok(search_ranked(catalog, query, req, 0)?.0)
 }
 
 /// [`search_products`], and the `images` nearest images (id, similarity) that the search saw.
-pub fn search_ranked(catalog: &Catalog, query: &[f32], req: &SearchRequest, images: usize) -> (Vec<ProductMatch>, Vec<(i64, f32)>) {
+pub fn search_ranked(catalog: &Catalog, query: &[f32], req: &SearchRequest, images: usize) -> Result<Ranked, CatalogError> {
     if req.k == 0 && images == 0 {
-        return (Vec::new(), Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     // Ask for more images than products; widen while too few distinct products come back.
     let mut n = (req.k * 10).max(64).max(images);
     loop {
         let ef = req.ef.map(|e| e.max(n));
-        let hits = catalog.search_images(query, n, ef.or(Some(n)), &req.filter);
+        let hits = catalog.search_images(query, n, ef.or(Some(n)), &req.filter)?;
         let exhausted = hits.len() < n;
         let nearest: Vec<(i64, f32)> = hits.iter().take(images).map(|(id, sim, _)| (*id, *sim)).collect();
         let groups = group(hits, req.second_best, req.product_score);
         if groups.len() >= req.k || exhausted || n >= 4096 {
-            return (groups.into_iter().take(req.k).collect(), nearest);
+            return Ok((groups.into_iter().take(req.k).collect(), nearest));
         }
         n *= 4;
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod synth;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -87,4 +89,56 @@ pub fn available(what: &str, present: bool, how: &str) -> bool {
     assert!(std::env::var_os("CI").is_none(), "CI must run this test but {what} is missing: {how}");
     eprintln!("SKIPPED: {what} is missing ({how})");
     false
+}
+
+/// A fresh, empty catalog on the shared backend for one test: a database of
+/// its own on the test PostgreSQL (`KNOCKOFF_TEST_STORE`, a URL whose
+/// database part is replaced) and the test Milvus (`KNOCKOFF_TEST_VECTORS`),
+/// as `./scripts/test.sh` starts them with `scripts/cluster.sh`. Dropped
+/// with its Milvus collections at the end of the test.
+pub struct SharedDb {
+    pub spec: knockoff::catalog::SharedSpec,
+    admin: String,
+    name: String,
+}
+
+impl SharedDb {
+    /// `None` (and a note) outside CI when the engines are not running; under CI a failure.
+    pub fn create(tag: &str) -> Option<SharedDb> {
+        let store = std::env::var("KNOCKOFF_TEST_STORE").ok().filter(|s| !s.is_empty());
+        let vectors = std::env::var("KNOCKOFF_TEST_VECTORS").ok().filter(|s| !s.is_empty());
+        let how = "start them with ./scripts/cluster.sh up and export KNOCKOFF_TEST_STORE / KNOCKOFF_TEST_VECTORS (./scripts/test.sh does)";
+        if !available("the shared backend (PostgreSQL + Milvus)", store.is_some() && vectors.is_some(), how) {
+            return None;
+        }
+        let (store, vectors) = (store.unwrap(), vectors.unwrap());
+        let mut admin = url::Url::parse(&store).expect("KNOCKOFF_TEST_STORE is a URL");
+        admin.set_path("/postgres");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("t_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000);
+        let mut c = postgres::Client::connect(admin.as_str(), postgres::NoTls).expect("test PostgreSQL answers");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut url = url::Url::parse(&store).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(SharedDb { spec: knockoff::catalog::SharedSpec { store: url.to_string(), vectors }, admin: admin.to_string(), name })
+    }
+
+    /// The settings a `knockoff` process needs to use this catalog.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [("KNOCKOFF_STORE", self.spec.store.clone()), ("KNOCKOFF_VECTORS", self.spec.vectors.clone())]
+    }
+}
+
+impl Drop for SharedDb {
+    fn drop(&mut self) {
+        let uid = knockoff::catalog::shared::pg::PgStore::connect(&self.spec.store).ok().and_then(|p| p.meta("catalog_uid").ok().flatten());
+        if let (Some(uid), Ok(m)) = (uid, knockoff::catalog::shared::milvus::Milvus::connect(&self.spec.vectors)) {
+            for c in m.collections().unwrap_or_default().into_iter().filter(|c| c.starts_with(&format!("knockoff_{uid}_"))) {
+                let _ = m.drop_collection(&c);
+            }
+        }
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
 }

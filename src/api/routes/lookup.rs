@@ -76,7 +76,7 @@ async fn lookup_one(
     state.metrics.embed(embed_s);
     let t_search = Instant::now();
     let st = state.clone();
-    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config))).await?;
+    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config)?)).await?;
     let search_s = t_search.elapsed().as_secs_f64();
     let picture = match answer.copies.first() {
         Some(top) if want_explain => {

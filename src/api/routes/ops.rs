@@ -10,7 +10,7 @@ use super::{blocking, St};
 use crate::api::error::ApiError;
 use crate::api::extract::{Caller, Read};
 use crate::api::openapi::ApiDoc;
-use crate::api::types::{Ready, StatsOut};
+use crate::api::types::{Problem, Ready, StatsOut};
 
 /// The analyst's page, embedded in the binary (no CDN).
 #[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, description = "the analyst web page", body = String, content_type = "text/html")))]
@@ -23,8 +23,15 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "model and index loaded", body = Ready)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "model and index loaded", body = Ready),
+    (status = 503, description = "a dependency of the shared backend (PostgreSQL, Milvus) is down: the problem's detail names it", body = Problem)))]
 pub async fn readyz(State(state): St) -> Result<Json<Ready>, ApiError> {
+    let st = state.clone();
+    let down = blocking(move || Ok(st.catalog.health())).await?;
+    let down: Vec<String> = down.into_iter().filter_map(|(name, e)| e.map(|e| format!("{name} is down ({e})"))).collect();
+    if !down.is_empty() {
+        return Err(ApiError::Unavailable(down.join("; ")));
+    }
     let st = state.clone();
     let s = blocking(move || Ok(st.catalog.stats()?)).await?;
     Ok(Json(Ready { ready: true, model: state.embedder.name().to_string(), images: s.graph_points }))

@@ -1,0 +1,248 @@
+//! What every catalog backend must do, run on both: the embedded folder and
+//! the shared PostgreSQL + Milvus backend (one suite, two backends). The
+//! shared runs need the engines (`./scripts/test.sh` starts them; under CI
+//! their absence fails these tests).
+
+use std::time::{Duration, Instant};
+
+use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, Label, OpenReport, Product};
+use knockoff::search::{search_products, SearchRequest};
+
+mod common;
+
+use common::synth::{images, opts, vector};
+use common::SharedDb;
+
+/// Where a test's catalog lives.
+enum Backend {
+    Folder(tempfile::TempDir),
+    Shared(SharedDb),
+}
+
+impl Backend {
+    fn open(&self, o: CatalogOptions) -> Result<(Catalog, OpenReport), CatalogError> {
+        match self {
+            Backend::Folder(d) => Catalog::open(d.path(), o),
+            Backend::Shared(s) => Catalog::connect(&s.spec, o),
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Folder(_) => "folder",
+            Backend::Shared(_) => "shared",
+        }
+    }
+}
+
+/// The embedded backend, and the shared one (when its engines run).
+fn backends(tag: &str) -> Vec<Backend> {
+    let mut v = vec![Backend::Folder(tempfile::tempdir().unwrap())];
+    v.extend(SharedDb::create(tag).map(Backend::Shared));
+    v
+}
+
+fn top_ids(cat: &Catalog, q: &[f32], k: usize) -> Vec<String> {
+    search_products(cat, q, &SearchRequest { k, ..Default::default() }).unwrap().iter().map(|m| m.product.product_id.clone()).collect()
+}
+
+#[test]
+fn products_are_grouped_and_filters_apply_inside_the_search() {
+    for b in backends("filters") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&images(40, 3)).unwrap();
+        let q = vector(7);
+        let res = search_products(&cat, &q, &SearchRequest { k: 5, second_best: true, ..Default::default() }).unwrap();
+        assert_eq!(res.len(), 5, "{}", b.name());
+        assert_eq!(res[0].product.product_id, "p7");
+        let mut ids: Vec<_> = res.iter().map(|m| m.product.product_id.clone()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 5, "one entry per product");
+        assert!(res[0].second.is_some() && res[0].second.as_ref().unwrap().similarity <= res[0].best.similarity);
+        assert!(res.windows(2).all(|w| w[0].best.similarity >= w[1].best.similarity));
+
+        // Filters: the best Globex match for a query near p7 (Globex) is p7; for Acme it is not.
+        let acme = Filter { brand: Some("Acme".into()), ..Default::default() };
+        let res = search_products(&cat, &q, &SearchRequest { k: 10, filter: acme, ..Default::default() }).unwrap();
+        assert_eq!(res.len(), 10, "a filter still fills k ({})", b.name());
+        assert!(res.iter().all(|m| m.product.brand.as_deref() == Some("Acme")));
+        let fake = Filter { label: Some(Label::Counterfeit), category: Some("cat2".into()), ..Default::default() };
+        let res = search_products(&cat, &q, &SearchRequest { k: 3, filter: fake, ..Default::default() }).unwrap();
+        assert!(!res.is_empty());
+        assert!(res.iter().all(|m| m.product.label == Label::Counterfeit && m.product.category.as_deref() == Some("cat2")));
+    }
+}
+
+#[test]
+fn re_adding_the_same_bytes_is_skipped() {
+    for b in backends("readd") {
+        let (cat, _) = b.open(opts()).unwrap();
+        let imgs = images(3, 2);
+        assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_some), "{}", b.name());
+        assert!(cat.add_images(&imgs).unwrap().iter().all(std::option::Option::is_none));
+        assert_eq!(cat.stats().unwrap().counts.images, 6);
+    }
+}
+
+#[test]
+fn deletes_hide_at_once_and_survive_reopening() {
+    for b in backends("deletes") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&images(20, 3)).unwrap();
+        let q = vector(5);
+        assert_eq!(top_ids(&cat, &q, 1), vec!["p5"], "{}", b.name());
+        assert_eq!(cat.delete_product("p5").unwrap(), 3);
+        let gone = |cat: &Catalog| {
+            let ids = top_ids(cat, &q, 20);
+            assert_eq!(ids.len(), 19, "{}", b.name());
+            assert!(!ids.contains(&"p5".to_string()));
+        };
+        gone(&cat);
+        let img = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap()[0].best.image_id;
+        cat.delete_image(img).unwrap();
+        let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap();
+        assert_eq!(again[0].product.product_id, "p6");
+        assert_ne!(again[0].best.image_id, img);
+        assert!(matches!(cat.delete_product("p5"), Err(CatalogError::UnknownProduct(_))));
+        assert!(matches!(cat.delete_image(img), Err(CatalogError::UnknownImage(_))));
+        assert_eq!(cat.stats().unwrap().counts.images, 56);
+        cat.persist().unwrap();
+        drop(cat);
+        let (cat, _) = b.open(opts()).unwrap();
+        gone(&cat);
+        assert_eq!(cat.live_image_count(), 56);
+        cat.compact().unwrap();
+        gone(&cat);
+    }
+}
+
+#[test]
+fn product_metadata_updates_reach_answers_and_filters() {
+    for b in backends("upsert") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&images(10, 2)).unwrap();
+        let mut p = cat.product("p4").unwrap().unwrap();
+        p.brand = Some("Initech".into());
+        p.name = Some("Renamed".into());
+        cat.upsert_product(&p).unwrap();
+        let only = Filter { brand: Some("Initech".into()), ..Default::default() };
+        let res = search_products(&cat, &vector(1), &SearchRequest { k: 5, filter: only, ..Default::default() }).unwrap();
+        // (On the shared backend the filter runs inside Milvus, on fields copied there.)
+        let ids: Vec<_> = res.iter().map(|m| m.product.product_id.as_str()).collect();
+        assert_eq!(ids, ["p4"], "{}", b.name());
+        let top = search_products(&cat, &vector(4), &SearchRequest { k: 1, ..Default::default() }).unwrap();
+        assert_eq!(top[0].product.name.as_deref(), Some("Renamed"));
+        let mut fresh = Product::new("new-one", Label::Counterfeit);
+        fresh.category = Some("x".into());
+        cat.upsert_product(&fresh).unwrap();
+        assert_eq!(cat.product("new-one").unwrap().unwrap().label, Label::Counterfeit);
+    }
+}
+
+#[test]
+fn a_projection_is_applied_to_searches_and_new_images_and_kept() {
+    for b in backends("projection") {
+        let (cat, _) = b.open(opts()).unwrap();
+        let all = images(12, 4);
+        cat.add_images(&all[..40]).unwrap();
+        let info = cat.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
+        assert_eq!(info.out_dim, 16);
+        cat.add_images(&all[40..]).unwrap();
+        for it in [&all[3], &all[45]] {
+            assert_eq!(top_ids(&cat, &it.embedding, 1)[0], it.product.product_id, "{}", b.name());
+        }
+        drop(cat);
+        let (cat, _) = b.open(opts()).unwrap();
+        assert_eq!(cat.projection().map(|p| p.info.id.clone()), Some(info.id), "{}", b.name());
+        assert_eq!(top_ids(&cat, &all[45].embedding, 1)[0], all[45].product.product_id);
+        assert!(cat.clear_projection().unwrap());
+        assert!(cat.projection().is_none());
+        assert_eq!(top_ids(&cat, &all[45].embedding, 1)[0], all[45].product.product_id);
+    }
+}
+
+#[test]
+fn each_job_is_claimed_once() {
+    for b in backends("jobs") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.create_job("job-a", "csv", "image,product_id,label\n").unwrap();
+        cat.create_job("job-b", "csv", "image,product_id,label\n").unwrap();
+        let first = cat.claim_job("one").unwrap();
+        let second = cat.claim_job("two").unwrap();
+        assert_eq!((first.as_deref(), second.as_deref()), (Some("job-a"), Some("job-b")), "{}", b.name());
+        assert_eq!(cat.claim_job("three").unwrap(), None, "nothing left to claim");
+        assert_eq!(cat.job("job-a").unwrap().unwrap().status, knockoff::catalog::JobStatus::Running);
+    }
+}
+
+#[test]
+fn another_model_is_refused() {
+    for b in backends("model") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&images(2, 1)).unwrap();
+        drop(cat);
+        let other = CatalogOptions { model: "other".into(), ..opts() };
+        assert!(matches!(b.open(other), Err(CatalogError::ModelMismatch { .. })), "{}", b.name());
+        let changed = CatalogOptions { fingerprint: Some("fp-2".into()), ..opts() };
+        assert!(matches!(b.open(changed), Err(CatalogError::ModelChanged { .. })), "{}", b.name());
+    }
+}
+
+/// Shared backend only: a second replica sees the first one's writes within
+/// a second, and the stores never serve a vector the store does not hold live.
+#[test]
+fn replicas_see_each_others_writes_and_strays_are_never_served() {
+    let Some(db) = SharedDb::create("replicas") else { return };
+    let (a, _) = Catalog::connect(&db.spec, opts()).unwrap();
+    let (b, _) = Catalog::connect(&db.spec, opts()).unwrap();
+    a.add_images(&images(10, 2)).unwrap();
+    let seen = |cat: &Catalog, want: &str| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(1) {
+            if top_ids(cat, &vector(3), 1).first().map(String::as_str) == Some(want) {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the other replica did not see the change within 1 s");
+    };
+    seen(&b, "p3");
+    a.delete_product("p3").unwrap();
+    let t = Instant::now();
+    while top_ids(&b, &vector(3), 1).first().map(String::as_str) == Some("p3") {
+        assert!(t.elapsed() < Duration::from_secs(1), "a deleted product stayed visible on the other replica");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A vector in Milvus with no live image in the store (a writer that died
+    // between the two) is never answered, and reconciliation removes it.
+    let Catalog::Shared(sa) = &a else { unreachable!() };
+    let uid = sa.pg().meta("catalog_uid").unwrap().unwrap();
+    let milvus = knockoff::catalog::shared::milvus::Milvus::connect(&db.spec.vectors).unwrap();
+    let coll = format!("knockoff_{uid}_raw");
+    let v = vector(3);
+    let stray = knockoff::catalog::shared::milvus::MilvusRow {
+        image_id: 999_999,
+        vector: &v,
+        label: Label::Authentic,
+        brand: None,
+        category: None,
+    };
+    milvus.insert(&coll, &[stray]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let hits = b.search_images(&v, 5, None, &Filter::default()).unwrap();
+    assert!(hits.iter().all(|(id, _, _)| *id != 999_999), "a stray vector was served");
+    b.compact().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        milvus.search(&coll, &v, 50, &Filter::default()).unwrap().iter().all(|(id, _)| *id != 999_999),
+        "reconciliation left the stray"
+    );
+    // An image committed to the store whose vector never reached Milvus is placed by reconciliation.
+    let before = milvus.search(&coll, &vector(4), 50, &Filter::default()).unwrap().len();
+    let ids: Vec<i64> = b.images_of("p4").unwrap().iter().map(|i| i.id).collect();
+    milvus.delete_images(&coll, &ids).unwrap();
+    sa.pg().set_vectors_at(&ids, None).unwrap();
+    assert_eq!(b.reconcile().unwrap(), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(milvus.search(&coll, &vector(4), 50, &Filter::default()).unwrap().len(), before);
+    assert_eq!(top_ids(&b, &vector(4), 1), vec!["p4"]);
+}

@@ -1,0 +1,243 @@
+//! Stateless replicas: `knockoff serve` processes on one shared catalog
+//! (PostgreSQL + Milvus, started by `./scripts/test.sh` through
+//! `scripts/cluster.sh`; under CI their absence fails these tests).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{bin, fixture, make_catalog, root, SharedDb};
+
+struct Replica {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn serve(env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(root()).arg("serve").env_remove("KNOCKOFF_API_KEYS").env("KNOCKOFF_JOB_LEASE_MS", "2000");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn replica(env: &[(&str, String)]) -> Replica {
+    let addr = free_addr();
+    let child = serve(env).args(["--addr", &addr.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
+        assert!(Instant::now() < deadline, "replica did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Replica { child, addr }
+}
+
+/// (status, Retry-After, body as JSON or null).
+fn send(req: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Option<String>, serde_json::Value) {
+    let res = match body {
+        Some((ctype, b)) => req.set("Content-Type", ctype).send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let (status, retry) = (resp.status(), resp.header("retry-after").map(String::from));
+    let mut buf = Vec::new();
+    resp.into_reader().read_to_end(&mut buf).unwrap();
+    (status, retry, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null))
+}
+
+fn at(r: &Replica, path: &str) -> String {
+    format!("http://{}{path}", r.addr)
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(&format!("photos/{name}.jpg"))).unwrap()
+}
+
+fn top(r: &Replica, img: &[u8]) -> Option<String> {
+    let (st, _, j) = send(ureq::post(&at(r, "/v1/lookup")), Some(("image/jpeg", img)));
+    assert_eq!(st, 200, "{j}");
+    j["matches"][0]["product_id"].as_str().map(String::from)
+}
+
+/// Polls until `cond` holds; returns how long that took (fails after `limit`).
+fn within(limit: Duration, what: &str, cond: impl Fn() -> bool) -> Duration {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    t.elapsed()
+}
+
+fn job(r: &Replica, id: &str) -> serde_json::Value {
+    let (st, _, j) = send(ureq::get(&at(r, &format!("/v1/jobs/{id}"))), None);
+    assert_eq!(st, 200, "{j}");
+    j
+}
+
+#[test]
+fn two_replicas_share_writes_deletes_and_jobs_and_survive_a_kill() {
+    let Some(db) = SharedDb::create("replicas_http") else { return };
+    let env = db.env();
+    let a = replica(&env);
+    let mut b = Some(replica(&env));
+    let bref = b.as_ref().unwrap();
+
+    // Added through A, found through B within a second.
+    let body = br#"{"label": "authentic", "brand": "Acme", "name": "Coffee"}"#;
+    assert_eq!(send(ureq::put(&at(&a, "/v1/products/coffee-cup")), Some(("application/json", body))).0, 200);
+    let (st, _, j) = send(ureq::post(&at(&a, "/v1/products/coffee-cup/images")), Some(("image/jpeg", &photo("coffee"))));
+    assert_eq!(st, 201, "{j}");
+    assert_eq!(top(&a, &photo("coffee")).as_deref(), Some("coffee-cup"), "the writer reads its own write");
+    let lag = within(Duration::from_secs(1), "B sees A's image", || top(bref, &photo("coffee")).as_deref() == Some("coffee-cup"));
+    eprintln!("visible on the other replica after {lag:?}");
+
+    // Deleted through B, gone from A within a second.
+    assert_eq!(send(ureq::delete(&at(bref, "/v1/products/coffee-cup")), None).0, 200);
+    within(Duration::from_secs(1), "A drops the deleted product", || top(&a, &photo("coffee")).as_deref() != Some("coffee-cup"));
+
+    // A job submitted to A runs on exactly one replica; killing that one
+    // mid-job leaves it to the other, which finishes it: every image once.
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 30, 8);
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("img/", &format!("{}/img/", work.path().display()));
+    let (st, _, j) = send(ureq::post(&at(&a, "/v1/jobs/index")), Some(("text/csv", text.as_bytes())));
+    assert_eq!(st, 202, "{j}");
+    let id = j["id"].as_str().unwrap().to_string();
+    within(Duration::from_secs(120), "the job starts", || job(&a, &id)["counts"]["indexed"].as_u64().unwrap_or(0) > 0);
+    let runner = job(bref, &id)["runner"].as_str().unwrap().to_string();
+    let pid_of = |r: &Replica| r.child.id().to_string();
+    let (killed, survivor) = if runner.ends_with(&format!(":{}", pid_of(&a))) {
+        (a, b.take().unwrap())
+    } else {
+        assert!(runner.ends_with(&format!(":{}", pid_of(bref))), "runner {runner} is one of the replicas");
+        (b.take().unwrap(), a)
+    };
+    assert_ne!(job(&survivor, &id)["status"], "done", "killed mid-job");
+    drop(killed); // SIGKILL
+    assert_eq!(top(&survivor, &photo("chelsea")), top(&survivor, &photo("chelsea")), "the survivor keeps answering");
+    within(Duration::from_secs(180), "the survivor finishes the job", || job(&survivor, &id)["status"] == "done");
+    let j = job(&survivor, &id);
+    assert!(j["runner"].as_str().unwrap().ends_with(&format!(":{}", pid_of(&survivor))), "{j}");
+    let (_, _, stats) = send(ureq::get(&at(&survivor, "/v1/stats")), None);
+    assert_eq!(stats["images"], 240, "every image of the job once: {stats}");
+    let probe = std::fs::read(work.path().join("img/p007-03.jpg")).unwrap();
+    assert_eq!(top(&survivor, &probe).as_deref(), Some("prod-007"));
+}
+
+/// A loopback TCP forwarder the test can cut, standing between a replica and an engine.
+struct Cable {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Cable {
+    fn to(target: SocketAddr) -> Cable {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (cut, open) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::<TcpStream>::new())));
+        let cable = Cable { addr: listener.local_addr().unwrap(), cut: cut.clone(), open: open.clone() };
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let Ok(outbound) = TcpStream::connect(target) else { continue };
+                for s in [&inbound, &outbound] {
+                    open.lock().unwrap().push(s.try_clone().unwrap());
+                }
+                let (mut i2, mut o2) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                let (mut i1, mut o1) = (inbound, outbound);
+                std::thread::spawn(move || std::io::copy(&mut i1, &mut o1));
+                std::thread::spawn(move || std::io::copy(&mut o2, &mut i2));
+            }
+        });
+        cable
+    }
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn with_port(url: &str, port: u16) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_port(Some(port)).unwrap();
+    u.to_string()
+}
+
+fn target(url: &str) -> SocketAddr {
+    let u = url::Url::parse(url).unwrap();
+    format!("{}:{}", u.host_str().unwrap(), u.port().unwrap()).parse().unwrap()
+}
+
+#[test]
+fn a_lost_engine_is_a_503_with_retry_after_and_the_replica_recovers_by_itself() {
+    let Some(db) = SharedDb::create("outage") else { return };
+    let (pg, milvus) = (Cable::to(target(&db.spec.store)), Cable::to(target(&db.spec.vectors)));
+    let env = [
+        ("KNOCKOFF_STORE", with_port(&db.spec.store, pg.addr.port())),
+        ("KNOCKOFF_VECTORS", with_port(&db.spec.vectors, milvus.addr.port())),
+    ];
+    let r = replica(&env);
+    let body = br#"{"label": "counterfeit"}"#;
+    assert_eq!(send(ureq::put(&at(&r, "/v1/products/rocket-toy")), Some(("application/json", body))).0, 200);
+    assert_eq!(send(ureq::post(&at(&r, "/v1/products/rocket-toy/images")), Some(("image/jpeg", &photo("rocket")))).0, 201);
+    assert_eq!(send(ureq::get(&at(&r, "/readyz")), None).0, 200);
+
+    for (cable, name) in [(&milvus, "milvus"), (&pg, "postgresql")] {
+        cable.set_cut(true);
+        within(Duration::from_secs(15), "lookups answer 503 while an engine is down", || {
+            let (st, retry, j) = send(ureq::post(&at(&r, "/v1/lookup")), Some(("image/jpeg", &photo("rocket"))));
+            st == 503 && retry.is_some() && j["type"].as_str().is_some_and(|t| t.ends_with("dependency-unavailable"))
+        });
+        let (st, retry, j) = send(ureq::get(&at(&r, "/readyz")), None);
+        assert_eq!((st, retry.is_some()), (503, true), "{j}");
+        assert!(j["detail"].as_str().unwrap().contains(name), "readyz names the engine that is down: {j}");
+        cable.set_cut(false);
+        within(Duration::from_secs(15), "the replica recovers by itself", || {
+            let (st, _, j) = send(ureq::post(&at(&r, "/v1/lookup")), Some(("image/jpeg", &photo("rocket"))));
+            st == 200 && j["matches"][0]["product_id"] == "rocket-toy"
+        });
+        assert_eq!(send(ureq::get(&at(&r, "/readyz")), None).0, 200);
+    }
+
+    // At start, an unreachable engine is one sentence naming the setting and the address, and a non-zero exit.
+    let closed = free_addr();
+    for (key, url) in
+        [("KNOCKOFF_STORE", with_port(&db.spec.store, closed.port())), ("KNOCKOFF_VECTORS", with_port(&db.spec.vectors, closed.port()))]
+    {
+        let mut env = db.env().to_vec();
+        env.retain(|(k, _)| *k != key);
+        env.push((key, url));
+        let out = serve(&env).args(["--addr", &free_addr().to_string()]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(key) && err.contains(&format!("127.0.0.1:{}", closed.port())), "{err}");
+        assert!(!err.contains(&db.spec.store) && !err.contains(&db.spec.vectors), "no password in messages: {err}");
+    }
+}
