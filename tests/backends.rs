@@ -41,6 +41,14 @@ fn backends(tag: &str) -> Vec<Backend> {
     v
 }
 
+fn within_1s(what: &str, cond: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(1), "{what}: not within 1 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn top_ids(cat: &Catalog, q: &[f32], k: usize) -> Vec<String> {
     search_products(cat, q, &SearchRequest { k, ..Default::default() }).unwrap().iter().map(|m| m.product.product_id.clone()).collect()
 }
@@ -206,6 +214,19 @@ fn replicas_see_each_others_writes_and_strays_are_never_served() {
         panic!("the other replica did not see the change within 1 s");
     };
     seen(&b, "p3");
+    // A projection fitted (or a calibration written) by one replica is swapped in by the other.
+    let version = b.state_version();
+    let info = a.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
+    within_1s("the other replica swaps the projection in", || b.projection().map(|p| p.info.id.clone()) == Some(info.id.clone()));
+    assert!(b.state_version() > version);
+    assert_eq!(top_ids(&b, &vector(3), 1), vec!["p3"], "searched in the new space");
+    std::fs::write(a.dir().join("calibration.json"), "{}").unwrap();
+    a.publish_file("calibration.json").unwrap();
+    within_1s("the other replica mirrors the calibration", || {
+        std::fs::read_to_string(b.dir().join("calibration.json")).is_ok_and(|t| t == "{}")
+    });
+    assert!(a.clear_projection().unwrap());
+    within_1s("the other replica drops the projection", || b.projection().is_none());
     a.delete_product("p3").unwrap();
     let t = Instant::now();
     while top_ids(&b, &vector(3), 1).first().map(String::as_str) == Some("p3") {
@@ -215,9 +236,8 @@ fn replicas_see_each_others_writes_and_strays_are_never_served() {
     // A vector in Milvus with no live image in the store (a writer that died
     // between the two) is never answered, and reconciliation removes it.
     let Catalog::Shared(sa) = &a else { unreachable!() };
-    let uid = sa.pg().meta("catalog_uid").unwrap().unwrap();
     let milvus = knockoff::catalog::shared::milvus::Milvus::connect(&db.spec.vectors).unwrap();
-    let coll = format!("knockoff_{uid}_raw");
+    let coll = sa.collection();
     let v = vector(3);
     let stray = knockoff::catalog::shared::milvus::MilvusRow {
         image_id: 999_999,

@@ -240,21 +240,29 @@ fn a_source_where_no_row_succeeds_reports_every_row_and_leaves_a_valid_index() {
 }
 
 #[test]
-fn shared_backend_settings_are_refused_clearly_without_echoing_the_password() {
+fn shared_backend_settings_are_used_or_refused_clearly_without_echoing_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .current_dir(root())
-        .env("KNOCKOFF_STORE", "postgres://knockoff:s3cret-pw@127.0.0.1:5544/knockoff")
-        .args(["stats", "--index", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("KNOCKOFF_STORE") && err.contains("postgres://127.0.0.1:5544") && err.contains("not part of this version"),
-        "{err}"
-    );
-    assert!(!err.contains("s3cret-pw"), "{err}");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(root()).env_remove("KNOCKOFF_STORE").env_remove("KNOCKOFF_VECTORS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(["stats", "--index", dir.path().to_str().unwrap()]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    // One setting without the other.
+    let (code, err) = run(&[("KNOCKOFF_STORE", "postgres://knockoff:s3cret-pw@127.0.0.1:5544/knockoff")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("KNOCKOFF_VECTORS") && err.contains("needs both"), "{err}");
+    // Both, but nothing listens there: one sentence naming the setting and the address.
+    let (code, err) = run(&[
+        ("KNOCKOFF_STORE", "postgres://knockoff:s3cret-pw@127.0.0.1:9/knockoff"),
+        ("KNOCKOFF_VECTORS", "milvus://root:pw2@127.0.0.1:9"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("KNOCKOFF_STORE") && err.contains("127.0.0.1:9/knockoff") && err.contains("cannot reach PostgreSQL"), "{err}");
+    assert!(!err.contains("s3cret-pw") && !err.contains("pw2"), "{err}");
     // Nothing was written where the embedded index would be.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -169,7 +169,7 @@ pub struct IndexCmdArgs {
     /// Decode workers (default: half the cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Errors file (CSV); default <index>/ingest-errors.csv.
+    /// Errors file (CSV); default <index>/ingest-errors.csv (./ingest-errors.csv on the shared backend).
     #[arg(long)]
     pub errors: Option<PathBuf>,
     /// HNSW M, for a new index.

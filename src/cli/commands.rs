@@ -67,7 +67,10 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
         opts.pipeline.workers = w;
     }
     opts.pipeline.inference_threads = crate::embed::available_cores();
-    opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| a.index.dir.join("ingest-errors.csv")));
+    // Beside the index folder; on the shared backend (no folder of its own) in the current one.
+    let errors_dir =
+        if matches!(opened.catalog, crate::catalog::Catalog::Shared(_)) { std::path::PathBuf::new() } else { a.index.dir.clone() };
+    opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| errors_dir.join("ingest-errors.csv")));
     let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
     if !a.no_calibrate && report.counts.indexed > 0 {
@@ -234,7 +237,7 @@ pub fn stats(g: &Global, a: &StatsArgs) -> anyhow::Result<i32> {
         v["calibration"] = serde_json::to_value(&calibration)?;
         print::json(&v)?;
     } else {
-        print::stats(opened.catalog.dir(), &s);
+        print::stats(&opened.catalog.location(), &s);
         match &calibration {
             Some(c) => println!("calibration {} (fitted {}: {})", c.file, c.fitted_at, c.fitted_on),
             None => println!("calibration none (the logistic default applies)"),

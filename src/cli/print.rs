@@ -125,8 +125,8 @@ pub fn lookup(answer: &Lookup) {
     println!("verdict: {} ({})", answer.verdict.as_str(), answer.reason);
 }
 
-pub fn stats(dir: &Path, s: &CatalogStats) {
-    println!("index      {}", dir.display());
+pub fn stats(location: &str, s: &CatalogStats) {
+    println!("index      {location}");
     println!("model      {} ({}-d)", s.model, s.dim);
     println!("products   {}", s.counts.products);
     println!("images     {} (graph {}, tombstones {})", s.counts.images, s.graph_points, s.counts.tombstones);

@@ -174,6 +174,10 @@ impl SharedCatalog {
     pub fn state_version(&self) -> u64 {
         self.inner.state_version.load(Ordering::SeqCst)
     }
+    /// The Milvus collection searched now (one per catalog and projection).
+    pub fn collection(&self) -> String {
+        lock(&self.inner.space).1.clone()
+    }
 
     /// Applies other replicas' changes now (also done every [`SYNC_EVERY`]).
     pub fn sync(&self) -> Result<(), CatalogError> {
