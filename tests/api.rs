@@ -98,19 +98,7 @@ fn url(s: &Server, path: &str) -> String {
 
 /// (status, content-type, body as JSON or null).
 fn send(req: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, String, serde_json::Value) {
-    let res = match body {
-        Some((ctype, b)) => req.set("Content-Type", ctype).send_bytes(b),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = resp.status();
-    let ctype = resp.header("content-type").unwrap_or("").to_string();
-    let mut buf = Vec::new();
-    resp.into_reader().read_to_end(&mut buf).unwrap();
-    (status, ctype, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null))
+    common::send_reading(req, body, "content-type")
 }
 
 fn jpeg(name: &str) -> Vec<u8> {

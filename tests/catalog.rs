@@ -158,14 +158,9 @@ fn deleted_products_never_come_back() {
     };
     gone(&cat);
     assert!(cat.stats().unwrap().counts.tombstones == 3);
-    // Deleting one image hides exactly that image.
+    // (What deleting one image does on both backends is in backends.rs; here: the tombstones it leaves.)
     let img = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap()[0].best.image_id;
     cat.delete_image(img).unwrap();
-    let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap();
-    assert_eq!(again[0].product.product_id, "p6");
-    assert_ne!(again[0].best.image_id, img);
-    assert!(matches!(cat.delete_product("p5"), Err(CatalogError::UnknownProduct(_))));
-    assert!(matches!(cat.delete_image(img), Err(CatalogError::UnknownImage(_))));
     cat.persist().unwrap();
     drop(cat);
     // After restart (dump loaded), still gone.

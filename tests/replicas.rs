@@ -2,7 +2,6 @@
 //! (PostgreSQL + Milvus, started by `./scripts/test.sh` through
 //! `scripts/cluster.sh`; under CI their absence fails these tests).
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,18 +50,8 @@ fn replica(env: &[(&str, String)]) -> Replica {
 
 /// (status, Retry-After, body as JSON or null).
 fn send(req: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Option<String>, serde_json::Value) {
-    let res = match body {
-        Some((ctype, b)) => req.set("Content-Type", ctype).send_bytes(b),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let (status, retry) = (resp.status(), resp.header("retry-after").map(String::from));
-    let mut buf = Vec::new();
-    resp.into_reader().read_to_end(&mut buf).unwrap();
-    (status, retry, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null))
+    let (status, retry, json) = common::send_reading(req, body, "retry-after");
+    (status, Some(retry).filter(|r| !r.is_empty()), json)
 }
 
 fn at(r: &Replica, path: &str) -> String {

@@ -47,11 +47,12 @@ pub struct CatalogStats {
     pub projection: Option<ProjectionInfo>,
 }
 
-struct ImageEntry {
-    product_row: i64,
-    deleted: bool,
+/// What a catalog keeps in memory per image (both backends).
+pub(crate) struct ImageEntry {
+    pub(crate) product_row: i64,
+    pub(crate) deleted: bool,
     /// Copy-detection features (none for images indexed before they existed).
-    copy: Option<Arc<LocalFeatures>>,
+    pub(crate) copy: Option<Arc<LocalFeatures>>,
 }
 
 #[derive(Default)]

@@ -91,6 +91,25 @@ pub fn available(what: &str, present: bool, how: &str) -> bool {
     false
 }
 
+/// Sends a request to a test server: (status, the value of response header
+/// `header` or "", the body as JSON or null). A transport error fails the test.
+pub fn send_reading(req: ureq::Request, body: Option<(&str, &[u8])>, header: &str) -> (u16, String, serde_json::Value) {
+    use std::io::Read as _;
+    let res = match body {
+        Some((ctype, b)) => req.set("Content-Type", ctype).send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let value = resp.header(header).unwrap_or("").to_string();
+    let mut buf = Vec::new();
+    resp.into_reader().read_to_end(&mut buf).unwrap();
+    (status, value, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null))
+}
+
 /// A fresh, empty catalog on the shared backend for one test: a database of
 /// its own on the test PostgreSQL (`KNOCKOFF_TEST_STORE`, a URL whose
 /// database part is replaced) and the test Milvus (`KNOCKOFF_TEST_VECTORS`),

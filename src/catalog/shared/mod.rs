@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use self::milvus::{Milvus, MilvusRow};
 use self::pg::PgStore;
+use super::folder::ImageEntry;
 use super::projection::{FitOptions, Projection, ProjectionInfo, PROJECTION_FILE};
 use super::store::{ImageRecord, JobRow, JobStatus, NewImage};
 use super::{CatalogError, CatalogOptions, CatalogStats, Filter, IndexParams, OpenReport, Product};
@@ -50,12 +51,6 @@ pub struct SharedSpec {
     pub store: String,
     /// `milvus://USER:PASSWORD@HOST:PORT`
     pub vectors: String,
-}
-
-struct ImageEntry {
-    product_row: i64,
-    deleted: bool,
-    copy: Option<Arc<LocalFeatures>>,
 }
 
 #[derive(Default)]
