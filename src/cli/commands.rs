@@ -138,7 +138,7 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let (addr, model) = (listener.local_addr()?, state.embedder.name().to_string());
-        eprintln!("knockoff serving on http://{addr} (index {}, model {model})", settings.index.display());
+        eprintln!("knockoff serving on http://{addr} (index {}, model {model})", state.catalog.location());
         crate::api::serve(listener, state).await
     })?;
     eprintln!("knockoff stopped; index persisted");
