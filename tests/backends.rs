@@ -260,7 +260,8 @@ fn replicas_see_each_others_writes_and_strays_are_never_served() {
     let before = milvus.search(&coll, &vector(4), 50, &Filter::default()).unwrap().len();
     let ids: Vec<i64> = b.images_of("p4").unwrap().iter().map(|i| i.id).collect();
     milvus.delete_images(&coll, &ids).unwrap();
-    sa.pg().set_vectors_at(&ids, None).unwrap();
+    // (An image with no placement at all is left a minute to its writer; one recorded elsewhere is placed at once.)
+    sa.pg().set_vectors_at(&ids, Some("knockoff_lost")).unwrap();
     assert_eq!(b.reconcile().unwrap(), 2);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(milvus.search(&coll, &vector(4), 50, &Filter::default()).unwrap().len(), before);

@@ -207,8 +207,7 @@ impl SharedCatalog {
     /// Runs `f` only if no other replica runs work named `name` now (a
     /// PostgreSQL session lock); `None` when another does.
     pub fn lead<T>(&self, name: &str, f: impl FnOnce() -> T) -> Result<Option<T>, CatalogError> {
-        let key = i64::from_str_radix(&crate::util::sha256_hex(format!("{}:{name}", self.inner.uid).as_bytes())[..15], 16).unwrap_or(1);
-        self.inner.pg.with_session_lock(key, f)
+        self.inner.pg.with_session_lock(lock_key(&self.inner.uid, name), f)
     }
 
     pub fn fit_projection(&self, fit: FitOptions) -> Result<ProjectionInfo, CatalogError> {
@@ -365,8 +364,11 @@ impl SharedCatalog {
         // A few more than asked: hits this replica does not know live yet (or any more) are dropped.
         let hits = self.inner.milvus.search(&coll, q, k + 8, filter)?;
         let meta = lock(&self.inner.meta);
+        let mut seen = std::collections::HashSet::new();
         Ok(hits
             .into_iter()
+            // An image's vector twice (a re-placement not yet cleaned up) counts once.
+            .filter(|(id, _)| seen.insert(*id))
             .filter_map(|(id, sim)| {
                 let e = meta.images.get(&id).filter(|e| !e.deleted)?;
                 let p = meta.products.get(&e.product_row)?;
@@ -400,6 +402,11 @@ impl SharedCatalog {
             projection: self.projection().map(|p| p.info.clone()),
         })
     }
+}
+
+/// The PostgreSQL advisory lock that stands for work `name` on this catalog.
+fn lock_key(uid: &str, name: &str) -> i64 {
+    i64::from_str_radix(&crate::util::sha256_hex(format!("{uid}:{name}").as_bytes())[..15], 16).unwrap_or(1)
 }
 
 /// How long a claimed job stays with its replica without a sign of life
@@ -570,8 +577,9 @@ impl Inner {
         for p in product_ids {
             ids.extend(self.pg.images_of(p)?.iter().map(|i| i.id));
         }
-        self.pg.set_vectors_at(&ids, None)?;
-        self.reconcile().map(drop)
+        let coll = lock(&self.space).1.clone();
+        self.milvus.delete_images(&coll, &ids)?;
+        self.place(&self.pg.vectors_of(&self.opts.model, &ids)?)
     }
 
     fn after_delete(&self, ids: &[i64]) -> Result<(), CatalogError> {
@@ -591,6 +599,12 @@ impl Inner {
     /// Vectors of live images that are not in the current collection are
     /// placed (any partial copy removed first); vectors of deleted images removed.
     fn reconcile(&self) -> Result<usize, CatalogError> {
+        // One replica at a time (two would both place what is missing, twice).
+        let key = lock_key(&self.uid, "reconcile");
+        self.pg.with_session_lock(key, || self.reconcile_alone()).and_then(|r| r.unwrap_or(Ok(0)))
+    }
+
+    fn reconcile_alone(&self) -> Result<usize, CatalogError> {
         let coll = lock(&self.space).1.clone();
         self.milvus.ensure_collection(&coll, self.graph_dim())?;
         let mut placed = 0;

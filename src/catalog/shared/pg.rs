@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS images (
     deleted BOOLEAN NOT NULL DEFAULT false,
     deleted_at TIMESTAMPTZ,
     vectors_at TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT now(),
     seq BIGINT NOT NULL DEFAULT nextval('change_seq'));
 CREATE UNIQUE INDEX IF NOT EXISTS images_live_sha ON images(product, sha256) WHERE NOT deleted;
 CREATE INDEX IF NOT EXISTS images_product ON images(product);
@@ -333,13 +334,16 @@ impl PgStore {
         })
     }
 
-    /// Live vectors of `model`: all (`order`: by source then id) or those
-    /// whose vector is not in `collection` (by id, at most `limit`).
+    /// Live vectors of `model`: all (by source then id), or those whose
+    /// vector is not in `collection` (by id, at most `limit`) — placed
+    /// elsewhere, or not placed by a writer that had a minute to do it.
     pub fn live_vectors(&self, model: &str, missing_from: Option<&str>, limit: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
         let rows = self.with(|c| match missing_from {
             Some(coll) => c.query(
                 "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
-                 WHERE e.model = $1 AND NOT i.deleted AND i.vectors_at IS DISTINCT FROM $2 ORDER BY e.image LIMIT $3",
+                 WHERE e.model = $1 AND NOT i.deleted AND i.vectors_at IS DISTINCT FROM $2
+                   AND (i.vectors_at IS NOT NULL OR i.created < now() - interval '60 seconds')
+                 ORDER BY e.image LIMIT $3",
                 &[&model, &coll, &limit],
             ),
             None => c.query(
@@ -347,6 +351,18 @@ impl PgStore {
                  WHERE e.model = $1 AND NOT i.deleted ORDER BY i.source, e.image",
                 &[&model],
             ),
+        })?;
+        Ok(rows.iter().map(|r| (r.get(0), crate::util::f32s_from_le_bytes(r.get::<_, &[u8]>(1)))).collect())
+    }
+
+    /// The stored vectors of these live images.
+    pub fn vectors_of(&self, model: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image
+                 WHERE e.model = $1 AND NOT i.deleted AND e.image = ANY($2) ORDER BY e.image",
+                &[&model, &ids],
+            )
         })?;
         Ok(rows.iter().map(|r| (r.get(0), crate::util::f32s_from_le_bytes(r.get::<_, &[u8]>(1)))).collect())
     }
@@ -666,8 +682,8 @@ impl PgStore {
             }
             for i in images {
                 let n = tx.execute(
-                    "INSERT INTO images(id, product, source, sha256, width, height, added_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO images(id, product, source, sha256, width, height, added_at, created)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'epoch') ON CONFLICT DO NOTHING",
                     &[&i.id, &i.product_row, &i.source, &i.sha256, &(i.width as i32), &(i.height as i32), &i.added_at],
                 )?;
                 if n == 0 {
