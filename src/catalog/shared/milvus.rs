@@ -50,8 +50,9 @@ impl Milvus {
         }
         let host = u.host_str().ok_or_else(|| bad("no host".into()))?.to_string();
         let port = u.port().unwrap_or(19530);
-        let user = url::form_urlencoded::parse(u.username().as_bytes()).map(|(k, _)| k.into_owned()).next().unwrap_or_default();
-        let password = u.password().map(|p| url::form_urlencoded::parse(p.as_bytes()).map(|(k, _)| k.into_owned()).collect::<String>());
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let user = decode(u.username());
+        let password = u.password().map(decode);
         let auth = match password {
             Some(p) => format!("Bearer {user}:{p}"),
             None if user.is_empty() => String::new(),
@@ -266,6 +267,14 @@ mod tests {
         assert_eq!(filter_expr(&Filter::default()), None);
         let f = Filter { brand: Some("Ac\"me\\".into()), label: Some(Label::Counterfeit), category: None };
         assert_eq!(filter_expr(&f).unwrap(), r#"label == "counterfeit" and brand == "Ac\"me\\""#);
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded_and_never_shown() {
+        // Nothing listens on port 9: the error names the address only.
+        let err = Milvus::connect("milvus://ro%40ot:p%2Fw%20x@127.0.0.1:9").unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1:9") && err.contains("KNOCKOFF_VECTORS") && !err.contains("p%2Fw") && !err.contains("p/w"), "{err}");
+        assert!(Milvus::connect("postgres://x@127.0.0.1:9").is_err());
     }
 
     #[test]
