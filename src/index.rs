@@ -88,6 +88,12 @@ pub fn open_registry(dir: Option<&Path>) -> Result<ModelRegistry, EmbedError> {
 /// when `spec` names it, with its model from `registry`.
 pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, OpenError> {
     let shared = spec.shared()?;
+    if shared.is_some() && spec.dir != Path::new("index") {
+        tracing::warn!(
+            "KNOCKOFF_STORE / KNOCKOFF_VECTORS select the shared catalog: the index folder {} is not used",
+            spec.dir.display()
+        );
+    }
     let existing = match &shared {
         Some(s) => crate::catalog::shared::pg::PgStore::connect(&s.store)?.meta("model")?,
         None if spec.dir.join(crate::catalog::store::STORE_FILE).exists() => Store::open(&spec.dir)?.meta("model")?,
