@@ -89,10 +89,7 @@ pub fn open_registry(dir: Option<&Path>) -> Result<ModelRegistry, EmbedError> {
 pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, OpenError> {
     let shared = spec.shared()?;
     if shared.is_some() && spec.dir != Path::new("index") {
-        tracing::warn!(
-            "KNOCKOFF_STORE / KNOCKOFF_VECTORS select the shared catalog: the index folder {} is not used",
-            spec.dir.display()
-        );
+        tracing::warn!("KNOCKOFF_STORE / KNOCKOFF_VECTORS select the shared catalog: the index folder {} is not used", spec.dir.display());
     }
     let existing = match &shared {
         Some(s) => crate::catalog::shared::pg::PgStore::connect(&s.store)?.meta("model")?,
