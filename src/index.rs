@@ -148,6 +148,6 @@ pub fn migrate(
     let source = open(registry, &endpoint_spec(from))?;
     let target = open(registry, &endpoint_spec(to))?;
     crate::catalog::transfer::check_counts(&source.catalog, &target.catalog)?;
-    progress(format!("counts agree: {} products, {} images", report.products, target.catalog.live_image_count()));
+    progress(format!("counts agree: {} products, {} images, all searchable", report.products, target.catalog.searchable_count()?));
     Ok(report)
 }

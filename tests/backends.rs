@@ -289,6 +289,7 @@ fn migration_round_trips_with_the_same_answers_and_resumes() {
     }
     let (on_shared, _) = Catalog::connect(&db.spec, opts()).unwrap();
     check_counts(&folder, &on_shared).unwrap();
+    assert_eq!(on_shared.searchable_count().unwrap(), 44, "every copied image has its vector in Milvus");
     copy_rows(&shared, &back, &mut |_| {}).unwrap();
     let (folder_back, _) = Catalog::open(&dir.path().join("b"), opts()).unwrap();
     check_counts(&on_shared, &folder_back).unwrap();

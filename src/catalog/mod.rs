@@ -309,6 +309,14 @@ impl Catalog {
     pub fn live_image_count(&self) -> usize {
         both!(self, c => c.live_image_count())
     }
+    /// Live images a search can find: the graph's live points, or the live
+    /// images whose vector Milvus holds (counted in Milvus).
+    pub fn searchable_count(&self) -> Result<usize, CatalogError> {
+        match self {
+            Catalog::Folder(c) => Ok(c.live_image_count()),
+            Catalog::Shared(c) => c.searchable_count(),
+        }
+    }
     pub fn stats(&self) -> Result<CatalogStats, CatalogError> {
         both!(self, c => c.stats())
     }

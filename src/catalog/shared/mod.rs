@@ -388,6 +388,15 @@ impl SharedCatalog {
         self.inner.live_count()
     }
 
+    /// Live images whose vector Milvus holds in the collection searched now (counted there, not in the store).
+    pub fn searchable_count(&self) -> Result<usize, CatalogError> {
+        let coll = self.collection();
+        let (live, max) = self.inner.pg.live_ids(0, i64::MAX)?;
+        let mut placed = std::collections::HashSet::new();
+        placed.extend(self.inner.milvus.image_ids(&coll, 0, max)?.into_iter().filter(|id| live.contains(id)));
+        Ok(placed.len())
+    }
+
     pub fn stats(&self) -> Result<CatalogStats, CatalogError> {
         let inner = &self.inner;
         let counts = inner.pg.counts()?;
