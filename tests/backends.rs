@@ -154,6 +154,13 @@ fn a_projection_is_applied_to_searches_and_new_images_and_kept() {
         cat.add_images(&all[..40]).unwrap();
         let info = cat.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
         assert_eq!(info.out_dim, 16);
+        // Fitting again on the same photos gives the same projection: nothing is
+        // rebuilt or switched (the shared backend keeps searching the collection it has).
+        let version = cat.state_version();
+        let again = cat.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
+        assert_eq!(again.id, info.id, "{}", b.name());
+        assert_eq!(cat.state_version(), version, "no switch to the same projection ({})", b.name());
+        assert_eq!(top_ids(&cat, &all[3].embedding, 1)[0], all[3].product.product_id);
         cat.add_images(&all[40..]).unwrap();
         for it in [&all[3], &all[45]] {
             assert_eq!(top_ids(&cat, &it.embedding, 1)[0], it.product.product_id, "{}", b.name());

@@ -680,6 +680,10 @@ impl Inner {
     /// Fills a new collection for `projection`, then switches every replica to it.
     fn switch_space(&self, projection: Option<&Projection>, live: &[(i64, Vec<f32>)]) -> Result<(), CatalogError> {
         let coll = collection_name(&self.uid, projection);
+        if coll == lock(&self.space).1 {
+            // The same projection (its id is its content): the collection searched now already holds it.
+            return Ok(());
+        }
         let dim = projection.map_or(self.opts.dim, |p| p.info.out_dim);
         let _ = self.milvus.drop_collection(&coll);
         self.milvus.ensure_collection(&coll, dim)?;
