@@ -321,12 +321,7 @@ impl FolderCatalog {
     /// Commits images in one transaction, then makes them searchable.
     /// Returns each item's new image id, or `None` if it was already indexed.
     pub fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
-        if let Some(it) = items.iter().find(|it| it.embedding.len() != self.opts.dim) {
-            return Err(CatalogError::Dimension { got: it.embedding.len(), want: self.opts.dim });
-        }
-        for it in items {
-            super::check_product_id(&it.product.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
-        }
+        super::check_new_images(items, self.opts.dim)?;
         let mut store = self.store();
         let ids = store.add_images(&self.opts.model, items)?;
         {
@@ -354,7 +349,7 @@ impl FolderCatalog {
 
     /// Creates or updates a product's metadata.
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
-        super::check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
+        super::check_product(p)?;
         let mut store = self.store();
         store.upsert_product(p)?;
         // Refresh the in-memory copy that searches filter and answer with.

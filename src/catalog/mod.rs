@@ -108,6 +108,20 @@ pub fn check_product_id(id: &str) -> Result<(), String> {
     Err(format!("product id '{shown}' {problem}; ids are 1-{MAX_PRODUCT_ID_CHARS} printable characters"))
 }
 
+/// What both backends check before writing a product: its id.
+fn check_product(p: &Product) -> Result<(), CatalogError> {
+    check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })
+}
+
+/// What both backends check before writing images: every vector has the
+/// catalog's dimension and every product id is valid (nothing is written otherwise).
+fn check_new_images(items: &[NewImage], dim: usize) -> Result<(), CatalogError> {
+    if let Some(it) = items.iter().find(|it| it.embedding.len() != dim) {
+        return Err(CatalogError::Dimension { got: it.embedding.len(), want: dim });
+    }
+    items.iter().try_for_each(|it| check_product(&it.product))
+}
+
 /// A catalog product (the caller's `product_id` is its key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {

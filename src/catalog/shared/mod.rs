@@ -174,12 +174,6 @@ impl SharedCatalog {
         lock(&self.inner.space).1.clone()
     }
 
-    /// Applies other replicas' changes now (also done every [`SYNC_EVERY`]).
-    pub fn sync(&self) -> Result<(), CatalogError> {
-        self.inner.sync_files()?;
-        self.inner.sync_changes()
-    }
-
     /// Places vectors missing from Milvus and removes deleted ones; returns how many were placed.
     pub fn reconcile(&self) -> Result<usize, CatalogError> {
         self.inner.reconcile()
@@ -294,12 +288,7 @@ impl SharedCatalog {
     /// Commits images to PostgreSQL, then places their vectors in Milvus.
     pub fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
         let inner = &self.inner;
-        if let Some(it) = items.iter().find(|it| it.embedding.len() != inner.opts.dim) {
-            return Err(CatalogError::Dimension { got: it.embedding.len(), want: inner.opts.dim });
-        }
-        for it in items {
-            super::check_product_id(&it.product.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
-        }
+        super::check_new_images(items, inner.opts.dim)?;
         let changed = inner.changed_filter_fields(items.iter().map(|it| &it.product));
         let ids = inner.pg.add_images(&inner.opts.model, items)?;
         inner.sync_changes()?;
@@ -314,7 +303,7 @@ impl SharedCatalog {
     }
 
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
-        super::check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
+        super::check_product(p)?;
         let changed = self.inner.changed_filter_fields(std::iter::once(p));
         self.inner.pg.upsert_product(p)?;
         self.inner.sync_changes()?;
