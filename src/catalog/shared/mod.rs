@@ -381,8 +381,8 @@ impl SharedCatalog {
     pub fn searchable_count(&self) -> Result<usize, CatalogError> {
         let coll = self.collection();
         let (live, max) = self.inner.pg.live_ids(0, i64::MAX)?;
-        let mut placed = std::collections::HashSet::new();
-        placed.extend(self.inner.milvus.image_ids(&coll, 0, max)?.into_iter().filter(|id| live.contains(id)));
+        let placed: std::collections::HashSet<i64> =
+            self.inner.milvus.image_ids(&coll, 0, max)?.into_iter().filter(|id| live.contains(id)).collect();
         Ok(placed.len())
     }
 
@@ -421,9 +421,7 @@ impl Inner {
             return Ok(());
         }
         Err(match &synced.1 {
-            Some(CatalogError::Unavailable { engine, setting, address, detail }) => {
-                CatalogError::Unavailable { engine, setting, address: address.clone(), detail: detail.clone() }
-            }
+            Some(e @ CatalogError::Unavailable { .. }) => clone_error(e),
             other => CatalogError::Unavailable {
                 engine: "PostgreSQL",
                 setting: "KNOCKOFF_STORE",
