@@ -94,6 +94,50 @@ pub fn ece(confidence: &[f32], correct: &[bool], bins: usize) -> f64 {
     (0..bins).filter(|b| cnt[*b] > 0).map(|b| (sum_c[b] - sum_a[b]).abs()).sum::<f64>() / n as f64
 }
 
+/// How to read an ECE measured on few queries: ECE is biased upwards on a
+/// small sample (a perfectly calibrated model shows about 0.08 on 100
+/// queries), so the report gives the ECE such a model would show with the
+/// same confidences and the share of its draws at least as far off as the
+/// one measured.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EceCheck {
+    /// Median ECE of a perfectly calibrated model (outcomes drawn with the stated probabilities).
+    pub if_calibrated: f64,
+    /// Its 95th percentile: a measured ECE above it is evidence of miscalibration.
+    pub if_calibrated_p95: f64,
+    /// Share of those draws with an ECE at least the measured one (small: miscalibrated).
+    pub p_value: f64,
+}
+
+/// Draws for [`ece_check`]: enough for a p-value to ±0.01.
+const ECE_DRAWS: usize = 2000;
+
+/// [`EceCheck`] of `measured` = `ece(confidence, …, bins)`, by simulation
+/// with a fixed seed (the same input gives the same check). Empty input: all 0.
+pub fn ece_check(confidence: &[f32], measured: f64, bins: usize) -> EceCheck {
+    if confidence.is_empty() {
+        return EceCheck { if_calibrated: 0.0, if_calibrated_p95: 0.0, p_value: 1.0 };
+    }
+    let mut rng = super::edits::Rng::new(0x00EC_E5EE_D000 + confidence.len() as u64);
+    let mut outcome = vec![false; confidence.len()];
+    let mut draws: Vec<f64> = (0..ECE_DRAWS)
+        .map(|_| {
+            for (o, c) in outcome.iter_mut().zip(confidence) {
+                *o = rng.range(0.0, 1.0) < *c;
+            }
+            ece(confidence, &outcome, bins)
+        })
+        .collect();
+    draws.sort_by(f64::total_cmp);
+    // A draw equal to the measured value up to rounding counts as "at least as far off".
+    let at_least = draws.iter().filter(|d| **d >= measured - 1e-12).count();
+    EceCheck {
+        if_calibrated: percentile(&draws, 0.5),
+        if_calibrated_p95: percentile(&draws, 0.95),
+        p_value: at_least as f64 / ECE_DRAWS as f64,
+    }
+}
+
 /// The value below which `p` (0..=1) of the sorted values fall (nearest rank).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -142,6 +186,24 @@ mod tests {
         let pos = [0.985, 0.5, 0.999, 0.2];
         assert_eq!(tpr_at_fpr(&pos, &neg, 0.01), Some(0.5));
         assert_eq!(tpr_at_fpr(&pos, &[], 0.01), None);
+    }
+
+    #[test]
+    fn ece_check_tells_sampling_noise_from_miscalibration() {
+        // 100 queries at confidence 0.7: calibrated when 70 are right, not when all are.
+        let conf = vec![0.7f32; 100];
+        let right: Vec<bool> = (0..100).map(|i| i < 70).collect();
+        let calibrated = ece_check(&conf, ece(&conf, &right, 10), 10);
+        assert!(calibrated.p_value > 0.5, "{calibrated:?}");
+        let over = ece_check(&conf, ece(&conf, &[true; 100], 10), 10);
+        assert!(over.p_value < 0.001, "{over:?}");
+        // A calibrated model still shows a positive ECE on 100 queries; fewer queries, more.
+        assert!(calibrated.if_calibrated > 0.01 && calibrated.if_calibrated <= calibrated.if_calibrated_p95);
+        let spread: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let every_fifth: Vec<f32> = spread.iter().step_by(5).copied().collect();
+        let few = ece_check(&every_fifth, 0.0, 10).if_calibrated;
+        assert!(few > ece_check(&spread, 0.0, 10).if_calibrated, "{few}");
+        assert_eq!(ece_check(&conf, 0.05, 10), ece_check(&conf, 0.05, 10));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::fit::RankedLookup;
 use crate::ingest::{fetch, FetchOptions};
 use crate::search::calibration::CalibrationSample;
 use crate::search::{lookup, search_products, Lookup, SearchRequest, VerdictConfig, VerdictKind};
-use metrics::{average_precision, ece, mrr, percentile, recall_at_k, roc_auc, tpr_at_fpr};
+use metrics::{average_precision, ece, ece_check, mrr, percentile, recall_at_k, roc_auc, tpr_at_fpr, EceCheck};
 
 /// Reads query manifests (rows without `product_id` are distractors);
 /// returns the queries and the rows that could not be read.
@@ -90,6 +90,8 @@ pub struct Metrics {
     pub auc: Option<f64>,
     pub tpr_at_fpr_1pct: Option<f64>,
     pub ece: f64,
+    /// The ECE a perfectly calibrated model would show on these queries, and how unusual `ece` is for one.
+    pub ece_check: EceCheck,
     pub verdict_accuracy: Option<f64>,
     pub distractor_false_match_rate: Option<f64>,
     /// Authentic queries called `likely_counterfeit` (null unless the catalog has both labels).
@@ -100,6 +102,8 @@ pub struct Metrics {
     pub coverage: Option<f64>,
     /// Calibration of `p_counterfeit` against the query's true label (null unless the catalog has both labels).
     pub ece_counterfeit: Option<f64>,
+    /// As `ece_check`, for `ece_counterfeit`.
+    pub ece_counterfeit_check: Option<EceCheck>,
     /// Mean `p_no_match` of distractor queries (null without distractors).
     pub distractor_p_no_match: Option<f64>,
     #[serde(flatten)]
@@ -488,12 +492,15 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool, copy_threshold: Option<f
     let (false_accusation_rate, catch_rate, coverage) = decision_rates(outcomes, has_both_labels);
     let (p_fake, is_fake) = counterfeit_reliability(outcomes);
     let ece_counterfeit = (has_both_labels && !p_fake.is_empty()).then(|| ece(&p_fake, &is_fake, 10));
+    let ece_counterfeit_check = ece_counterfeit.map(|e| ece_check(&p_fake, e, 10));
+    let ece_top = ece(&conf, &correct, 10);
     let distractor_p_no_match = (!distractors.is_empty())
         .then(|| distractors.iter().map(|o| f64::from(o.answer.p_no_match)).sum::<f64>() / distractors.len() as f64);
     let copy_outcomes: Vec<&copies::CopyOutcome> = outcomes.iter().filter_map(|o| o.copy.as_ref()).collect();
     Metrics {
         copies: copies::copy_metrics(&copy_outcomes, copy_threshold),
         ece_counterfeit,
+        ece_counterfeit_check,
         distractor_p_no_match,
         false_accusation_rate,
         catch_rate,
@@ -505,7 +512,8 @@ fn compute(outcomes: &[Outcome], has_both_labels: bool, copy_threshold: Option<f
         mrr: mrr(&ranks),
         auc: roc_auc(&pos, &neg),
         tpr_at_fpr_1pct: tpr_at_fpr(&pos, &neg, 0.01),
-        ece: ece(&conf, &correct, 10),
+        ece: ece_top,
+        ece_check: ece_check(&conf, ece_top, 10),
         verdict_accuracy,
         distractor_false_match_rate,
     }

@@ -131,11 +131,11 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
         report.n_catalog_images,
         report.n_failed_queries
     );
-    h.push_str("<h2>Metrics</h2><table><tr><th>group</th><th>queries</th><th>R@1</th><th>R@5</th><th>mAP</th><th>MRR</th><th>AUC</th><th>TPR@1%FPR</th><th>ECE</th><th>verdict acc.</th><th>distractor false match</th></tr>");
+    h.push_str("<h2>Metrics</h2><table><tr><th>group</th><th>queries</th><th>R@1</th><th>R@5</th><th>mAP</th><th>MRR</th><th>AUC</th><th>TPR@1%FPR</th><th>ECE (a calibrated model: median, p)</th><th>verdict acc.</th><th>distractor false match</th></tr>");
     let row = |name: &str, m: &super::Metrics| {
         format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
-            esc(name), m.n_queries, m.recall_at_1, m.recall_at_5, m.map, m.mrr, f(m.auc), f(m.tpr_at_fpr_1pct), m.ece, f(m.verdict_accuracy), f(m.distractor_false_match_rate)
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{:.3} ({:.3}, p {:.2})</td><td>{}</td><td>{}</td></tr>",
+            esc(name), m.n_queries, m.recall_at_1, m.recall_at_5, m.map, m.mrr, f(m.auc), f(m.tpr_at_fpr_1pct), m.ece, m.ece_check.if_calibrated, m.ece_check.p_value, f(m.verdict_accuracy), f(m.distractor_false_match_rate)
         )
     };
     h.push_str(&row("all", m));
