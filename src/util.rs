@@ -1,5 +1,6 @@
 //! Small helpers shared by several modules: hashing, atomic file writes,
-//! timestamps, little-endian `f32` blobs and locating the project's folders.
+//! timestamps, little-endian `f32` blobs, a seeded generator and locating
+//! the project's folders.
 
 use std::fs::File;
 use std::io::Write;
@@ -98,6 +99,29 @@ pub fn solve3(a: [[f64; 3]; 3], b: [f64; 3], singular_below: f64) -> Option<[f64
         *o = det(&m) / d;
     }
     Some(out)
+}
+
+/// A small seeded generator (xorshift64*), so a protocol is reproducible.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
 }
 
 #[cfg(test)]

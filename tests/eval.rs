@@ -153,6 +153,39 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
 }
 
 #[test]
+fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 12, 1);
+    let index = |name: &str| {
+        let idx = work.path().join(name);
+        let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        (knockoff::search::Calibration::load(&idx.join("calibration.json")), said, idx)
+    };
+    let (cal, said, idx) = index("a");
+    let cal = cal.expect("a single-photo catalog of 12 products fits its own calibration");
+    assert!(said.contains("96 synthetic listing photos"), "{said}");
+    assert!(cal.queries[0].starts_with("self-calibration") && cal.queries[0].contains("synthetic"), "{:?}", cal.queries);
+    // 8 views of each of the 12 images; only the confidence mapping is fitted on made-up photos.
+    assert_eq!(cal.n_queries, 96);
+    assert!(cal.n_correct > 0 && cal.n_correct <= 96);
+    assert!(cal.presence.is_none() && cal.verdict.is_none(), "{cal:?}");
+    let shipped = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
+    assert_ne!(cal.mapping, shipped.mapping);
+    // More similarity or a wider margin never lowers the confidence, and it stays off 0 and 1 at the extremes it saw.
+    assert!(cal.mapping.apply(0.9, 0.1) >= cal.mapping.apply(0.6, 0.1) && cal.mapping.apply(0.8, 0.2) >= cal.mapping.apply(0.8, 0.01));
+    // The views are seeded: indexing the same catalog again fits the same mapping.
+    let (again, _, _) = index("b");
+    assert_eq!(again.unwrap().mapping, cal.mapping);
+    let stats: serde_json::Value = serde_json::from_slice(
+        &Command::new(bin()).current_dir(root()).args(["stats", "--json", "--index"]).arg(&idx).output().unwrap().stdout,
+    )
+    .unwrap();
+    assert!(stats["calibration"]["fitted_on"].as_str().unwrap_or("").contains("synthetic"), "{stats}");
+}
+
+#[test]
 fn shipped_default_calibration_loads_for_the_default_model() {
     let (cal, _) =
         knockoff::search::Calibration::find(std::path::Path::new("/nonexistent"), &root().join("models/efficientnet-lite0")).unwrap();

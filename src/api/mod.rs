@@ -104,7 +104,9 @@ impl AppState {
         let led = std::thread::scope(|s| {
             s.spawn(|| {
                 lower_priority();
-                self.catalog.lead("refit", || crate::fit::fit_index(&self.catalog, &mut |line| tracing::info!("refit: {line}")))
+                self.catalog.lead("refit", || {
+                    crate::fit::fit_index(&self.catalog, Some(&self.embedder), &mut |line| tracing::info!("refit: {line}"))
+                })
             })
             .join()
             .ok()

@@ -201,10 +201,10 @@ impl FolderCatalog {
 
     /// The live model vectors (not projected), each with its product's row id,
     /// in source order (file name or URL; see [`Store::live_vectors_by_source`]).
-    pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+    pub fn labelled_images(&self) -> Result<Vec<(i64, i64, Vec<f32>)>, CatalogError> {
         let live = self.store().live_vectors_by_source(&self.opts.model)?;
         let labels = self.labels_of(&live);
-        Ok(labels.into_iter().zip(live).map(|(l, (_, v))| (l, v)).collect())
+        Ok(labels.into_iter().zip(live).map(|(l, (id, v))| (id, l, v)).collect())
     }
 
     /// Each live product's row id (the key of `labelled_vectors`) and label.

@@ -224,7 +224,11 @@ impl Catalog {
     }
     /// The live model vectors with their product's row id, in source order.
     pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
-        both!(self, c => c.labelled_vectors())
+        Ok(self.labelled_images()?.into_iter().map(|(_, product, v)| (product, v)).collect())
+    }
+    /// The live images as (image id, product row id, model vector), in source order.
+    pub fn labelled_images(&self) -> Result<Vec<(i64, i64, Vec<f32>)>, CatalogError> {
+        both!(self, c => c.labelled_images())
     }
     pub fn product_labels(&self) -> std::collections::HashMap<i64, Label> {
         both!(self, c => c.product_labels())

@@ -74,7 +74,7 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
     if !a.no_calibrate && report.counts.indexed > 0 {
-        let _ = crate::fit::fit_index(&opened.catalog, &mut |line| eprintln!("{line}"));
+        let _ = crate::fit::fit_index(&opened.catalog, Some(&embedder), &mut |line| eprintln!("{line}"));
     }
     Ok(i32::from(report.counts.failed > 0))
 }
@@ -165,7 +165,7 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
             }
         } else if !a.no_fit {
             // What `knockoff index` does at its end.
-            let _ = crate::fit::fit_index(catalog, &mut |line| eprintln!("[eval] {line}"));
+            let _ = crate::fit::fit_index(catalog, Some(&embedder), &mut |line| eprintln!("[eval] {line}"));
         }
     }
     let queries = read_queries(&a.queries)?;

@@ -118,7 +118,7 @@ pub fn ece_check(confidence: &[f32], measured: f64, bins: usize) -> EceCheck {
     if confidence.is_empty() {
         return EceCheck { if_calibrated: 0.0, if_calibrated_p95: 0.0, p_value: 1.0 };
     }
-    let mut rng = super::edits::Rng::new(0x00EC_E5EE_D000 + confidence.len() as u64);
+    let mut rng = crate::util::Rng::new(0x00EC_E5EE_D000 + confidence.len() as u64);
     let mut outcome = vec![false; confidence.len()];
     let mut draws: Vec<f64> = (0..ECE_DRAWS)
         .map(|_| {

@@ -7,9 +7,10 @@
 
 mod cv;
 mod selfcal;
+pub mod views;
 
 pub use cv::{cross_validate_projection, ProjectionCv};
-pub use selfcal::{self_calibrate, SelfCalOptions, SelfCalReport, Skipped};
+pub use selfcal::{self_calibrate, Evidence, SelfCalOptions, SelfCalReport, Skipped};
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -36,6 +37,8 @@ pub enum FitError {
     Queries(#[from] IngestError),
     #[error("cannot write {path}: {error}")]
     Write { path: PathBuf, error: std::io::Error },
+    #[error("embedding synthetic views failed: {0}")]
+    Embed(#[from] crate::embed::EmbedError),
 }
 
 /// One labelled lookup: the right product and the best products found (key, similarity).
@@ -397,8 +400,8 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
 /// self-calibration), with its outcome in words for `log`. A failure is
 /// logged, never fatal: the index and its earlier calibration stay as they were.
 /// Returns whether it fitted (`Some(true)`), had too little to fit on (`Some(false)`), or failed (`None`).
-pub fn fit_index(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Option<bool> {
-    match selfcal::fit_index(catalog, &SelfCalOptions::default()) {
+pub fn fit_index(catalog: &Catalog, embedder: Option<&Embedder>, log: &mut dyn FnMut(String)) -> Option<bool> {
+    match selfcal::fit_index(catalog, embedder, &SelfCalOptions::default()) {
         Ok(outcome) => {
             let fitted = outcome.is_ok();
             log_outcome(outcome, log);
@@ -421,6 +424,10 @@ pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> 
 
 fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {
     match outcome {
+        Ok(r) if r.evidence == Evidence::SyntheticViews => log(format!(
+            "fitted the confidence mapping on {} synthetic listing photos of the catalog's own images (one photo per product: none to hold out): top-1 {:.3}; no presence model or thresholds fitted on made-up photos (defaults apply); {:.1}s",
+            r.n_lookups, r.top1_raw, r.seconds
+        )),
         Ok(r) => {
             let t = r.calibration.verdict.as_ref();
             let risk = t.and_then(|t| for_risk(&t.counterfeit, 0.02));

@@ -30,8 +30,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::views::{view_lookups, ViewOptions};
 use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskSample};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
+use crate::embed::Embedder;
 use crate::search::calibration::{fit_logistic, fit_logistic_weighted, Calibration, CALIBRATION_FILE};
 use crate::search::{Presence, VerdictConfig};
 
@@ -48,18 +50,28 @@ pub struct SelfCalOptions {
     pub counterfeit_none_share: f64,
     /// How a projection is fitted when one is tried.
     pub projection: FitOptions,
+    /// The synthetic views a catalog with one photo per product is fitted on.
+    pub views: ViewOptions,
 }
 
 impl Default for SelfCalOptions {
     fn default() -> Self {
-        SelfCalOptions { max_lookups: 1200, prior_none: 0.05, counterfeit_none_share: 0.5, projection: FitOptions::default() }
+        SelfCalOptions {
+            max_lookups: 1200,
+            prior_none: 0.05,
+            counterfeit_none_share: 0.5,
+            projection: FitOptions::default(),
+            views: ViewOptions::default(),
+        }
     }
 }
 
 /// What [`self_calibrate`] or [`fit_index`] found.
 #[derive(Debug, Clone, Serialize)]
 pub struct SelfCalReport {
-    /// Held-out lookups (photos whose product kept photos in the other half).
+    /// What the lookups were.
+    pub evidence: Evidence,
+    /// Lookups fitted on (held-out photos whose product kept photos in the other half, or synthetic views).
     pub n_lookups: usize,
     /// Their top-1 accuracy in the model's own space and, when tried, in a projection.
     pub top1_raw: f64,
@@ -72,11 +84,29 @@ pub struct SelfCalReport {
     pub calibration: Calibration,
 }
 
+/// The lookups self-calibration fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Catalog photos looked up against the other half of their product's photos.
+    HeldOutHalves,
+    /// Synthetic listing photos made from the catalog's images ([`super::views`]):
+    /// a catalog with one photo per product; the confidence mapping only.
+    SyntheticViews,
+}
+
+/// Products a catalog needs for self-calibration.
+const MIN_PRODUCTS: usize = 10;
+
 /// Why self-calibration did not run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Skipped {
-    /// Fewer than 10 products with two or more photos: too little to hold out.
+    /// Fewer than 10 products with two or more photos, and no model at hand to make synthetic views.
     TooFewPhotos { products: usize, with_two_photos: usize },
+    /// Fewer than 10 products: a ranking among so few says little.
+    TooFewProducts { products: usize },
+    /// No stored thumbnail to make synthetic views from.
+    NoThumbnails,
 }
 
 impl std::fmt::Display for Skipped {
@@ -86,6 +116,10 @@ impl std::fmt::Display for Skipped {
                 f,
                 "{products} products, {with_two_photos} with two or more photos: fitting needs 10 products with several photos (the model's shipped calibration applies)"
             ),
+            Skipped::TooFewProducts { products } => {
+                write!(f, "{products} products: fitting needs {MIN_PRODUCTS} (the model's shipped calibration applies)")
+            }
+            Skipped::NoThumbnails => write!(f, "no stored thumbnails to make synthetic views from (the model's shipped calibration applies)"),
         }
     }
 }
@@ -112,9 +146,15 @@ fn catalog_photos(catalog: &Catalog) -> Result<Result<Photos, Skipped>, FitError
 
 /// What `knockoff index` ends with: one held-out pass decides whether a
 /// projection helps (applied, or an earlier one removed, accordingly) and
-/// calibrates the index in the space it now searches.
-pub fn fit_index(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
-    run(catalog, opts, Projecting::Decide(opts.projection))
+/// calibrates the index in the space it now searches. A catalog without
+/// several photos per product is calibrated on synthetic views made with
+/// `embedder` instead (without one, it keeps the shipped calibration).
+pub fn fit_index(
+    catalog: &Catalog,
+    embedder: Option<&Embedder>,
+    opts: &SelfCalOptions,
+) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+    run(catalog, embedder, opts, Projecting::Decide(opts.projection))
 }
 
 /// Calibrates the index as it is (in its projection, if any, refitted per
@@ -123,7 +163,7 @@ pub fn fit_index(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<Self
 /// then left as it is).
 pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let current = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
-    run(catalog, opts, Projecting::Keep(current))
+    run(catalog, None, opts, Projecting::Keep(current))
 }
 
 /// Whether the held-out pass decides the projection or keeps the index's own.
@@ -133,11 +173,17 @@ enum Projecting {
     Keep(Option<FitOptions>),
 }
 
-fn run(catalog: &Catalog, opts: &SelfCalOptions, how: Projecting) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+fn run(
+    catalog: &Catalog,
+    embedder: Option<&Embedder>,
+    opts: &SelfCalOptions,
+    how: Projecting,
+) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let t0 = std::time::Instant::now();
-    let labelled = match catalog_photos(catalog)? {
-        Ok(l) => l,
-        Err(skipped) => return Ok(Err(skipped)),
+    let labelled = match (catalog_photos(catalog)?, embedder) {
+        (Ok(l), _) => l,
+        (Err(_), Some(embedder)) => return from_views(catalog, embedder, opts, t0),
+        (Err(skipped), None) => return Ok(Err(skipped)),
     };
     let tried = match how {
         Projecting::Decide(o) => Some(o),
@@ -158,7 +204,63 @@ fn run(catalog: &Catalog, opts: &SelfCalOptions, how: Projecting) -> Result<Resu
     };
     let calibration = calibrate_from(catalog, &lookups, opts)?;
     let seconds = t0.elapsed().as_secs_f64();
-    Ok(Ok(SelfCalReport { n_lookups: lookups.len(), top1_raw, top1_projected, projected, seconds, calibration }))
+    Ok(Ok(SelfCalReport {
+        evidence: Evidence::HeldOutHalves,
+        n_lookups: lookups.len(),
+        top1_raw,
+        top1_projected,
+        projected,
+        seconds,
+        calibration,
+    }))
+}
+
+/// Self-calibration of a catalog with one photo per product: the
+/// confidence mapping alone, fitted on synthetic views of its images
+/// ([`super::views`]); `p_no_match` and the verdict thresholds keep their
+/// defaults, since made-up photos say too little about real listings for them.
+fn from_views(
+    catalog: &Catalog,
+    embedder: &Embedder,
+    opts: &SelfCalOptions,
+    t0: std::time::Instant,
+) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+    let images = catalog.labelled_images()?;
+    let products = images.iter().map(|i| i.1).collect::<std::collections::HashSet<_>>().len();
+    if products < MIN_PRODUCTS {
+        return Ok(Err(Skipped::TooFewProducts { products }));
+    }
+    let lookups = view_lookups(catalog, embedder, &images, &opts.views)?;
+    if lookups.is_empty() {
+        return Ok(Err(Skipped::NoThumbnails));
+    }
+    let mapping = fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>());
+    let calibration = Calibration {
+        mapping,
+        model: catalog.model().to_string(),
+        fitted_at: crate::util::now_rfc3339(),
+        n_queries: lookups.len(),
+        n_correct: lookups.iter().filter(|l| correct(l)).count(),
+        heldout_ece: std::collections::BTreeMap::new(),
+        queries: vec![format!(
+            "self-calibration: {} synthetic listing photos made from the catalog's own images (one photo per product: none to hold out), looked up against the catalog; confidence only, no presence model or fitted thresholds",
+            lookups.len()
+        )],
+        projection: catalog.projection().map(|p| p.info.id.clone()),
+        verdict: None,
+        presence: None,
+    };
+    save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
+    catalog.publish_file(CALIBRATION_FILE)?;
+    Ok(Ok(SelfCalReport {
+        evidence: Evidence::SyntheticViews,
+        n_lookups: lookups.len(),
+        top1_raw: top1(&lookups),
+        top1_projected: None,
+        projected: catalog.projection().is_some(),
+        seconds: t0.elapsed().as_secs_f64(),
+        calibration,
+    }))
 }
 
 fn top1(lookups: &[RankedLookup<i64>]) -> f64 {

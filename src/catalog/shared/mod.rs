@@ -224,10 +224,10 @@ impl SharedCatalog {
         Ok(true)
     }
 
-    pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+    pub fn labelled_images(&self) -> Result<Vec<(i64, i64, Vec<f32>)>, CatalogError> {
         let live = self.inner.pg.live_vectors(&self.inner.opts.model, None, i64::MAX)?;
         let labels = self.inner.labels_of(&live);
-        Ok(labels.into_iter().zip(live).map(|(l, (_, v))| (l, v)).collect())
+        Ok(labels.into_iter().zip(live).map(|(l, (id, v))| (id, l, v)).collect())
     }
 
     pub fn product_labels(&self) -> HashMap<i64, super::Label> {
