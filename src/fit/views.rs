@@ -19,6 +19,7 @@
 //! and no verdict thresholds (the defaults apply, and the reason says so).
 
 use image::{imageops, Rgba, RgbaImage};
+use rayon::prelude::*;
 
 use super::{FitError, RankedLookup};
 use crate::catalog::Catalog;
@@ -179,32 +180,26 @@ pub fn view_lookups(
             sources.push((labels[i], img.to_rgba8()));
         }
     }
-    let mut rng = Rng::new(opts.seed);
-    let mut lookups = Vec::with_capacity(sources.len() * per);
-    let (mut truths, mut views) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
-    let flush = |truths: &mut Vec<i64>, views: &mut Vec<image::RgbImage>, out: &mut Vec<RankedLookup<i64>>| -> Result<(), FitError> {
-        if views.is_empty() {
-            return Ok(());
-        }
-        for (truth, v) in truths.drain(..).zip(embedder.embed_batch(views)?) {
+    // View j of the catalog is made by its own generator, so the views do not
+    // depend on how many threads make them; a batch is made in parallel, then embedded.
+    let jobs: Vec<usize> = (0..sources.len()).flat_map(|k| std::iter::repeat_n(k, per)).collect();
+    let mut lookups = Vec::with_capacity(jobs.len());
+    for (b, batch) in jobs.chunks(BATCH).enumerate() {
+        let views: Vec<image::RgbImage> = batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut rng = Rng::new(opts.seed ^ ((b * BATCH + i) as u64).wrapping_mul(0x9E37_79B9));
+                let clutter: Vec<&RgbaImage> = (0..5).map(|_| rng.below(sources.len())).filter(|j| j != k).map(|j| &sources[j].1).collect();
+                synthetic_view(&sources[*k].1, &clutter, &mut rng)
+            })
+            .collect();
+        for (k, v) in batch.iter().zip(embedder.embed_batch(&views)?) {
             let mut top = super::cv::rank_products(&space(&v), &gallery, &labels);
             top.truncate(11);
-            out.push(RankedLookup { truth, top });
-        }
-        views.clear();
-        Ok(())
-    };
-    for (k, (truth, src)) in sources.iter().enumerate() {
-        for _ in 0..per {
-            let clutter: Vec<&RgbaImage> = (0..5).map(|_| rng.below(sources.len())).filter(|j| *j != k).map(|j| &sources[j].1).collect();
-            truths.push(*truth);
-            views.push(synthetic_view(src, &clutter, &mut rng));
-            if views.len() == BATCH {
-                flush(&mut truths, &mut views, &mut lookups)?;
-            }
+            lookups.push(RankedLookup { truth: sources[*k].0, top });
         }
     }
-    flush(&mut truths, &mut views, &mut lookups)?;
     Ok(lookups)
 }
 
