@@ -5,7 +5,10 @@
 # (baseline), then add the val photos (+11 %, over the 10 % refit trigger)
 # through an indexing job and time lookups from the job's end until /v1/stats
 # shows the new calibration. Prints p50 / p99 of both windows and their ratio.
-#   ./scripts/bench_refit.sh [MODEL]        (default efficientnet-lite0)
+# SINGLE_PHOTO=1: a catalog with one photo per product instead (the 81 studio
+# images), grown by 81 new products (each one's first shelf photo) to 162: the
+# refit then fits on synthetic views, which the service's own model embeds.
+#   [SINGLE_PHOTO=1] ./scripts/bench_refit.sh [MODEL]        (default efficientnet-lite0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/grocery
@@ -14,16 +17,23 @@ MODEL=${1:-efficientnet-lite0}
 K=${KNOCKOFF_BIN:-./target/release/knockoff}
 [ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
 WORK=$(mktemp -d); trap 'kill $SERVER 2>/dev/null && wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-python3 - "$DATA" "$WORK" <<'PYEOF'
+python3 - "$DATA" "$WORK" "${SINGLE_PHOTO:-0}" <<'PYEOF'
 import csv, os, sys
-data, work = sys.argv[1], sys.argv[2]
+data, work, single = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 cols = ["image", "product_id", "label", "brand", "name", "category"]
 def rows(name):
     for r in csv.DictReader(open(os.path.join(data, name))):
         r["image"] = os.path.abspath(os.path.join(data, r["image"])); yield r
-for out, names in (("catalog.csv", ("catalog.csv", "photos-train.csv")), ("more.csv", ("photos-val.csv",))):
+def new_products(name):
+    seen = set()
+    for r in rows(name):
+        if r["product_id"] not in seen:
+            seen.add(r["product_id"]); r["product_id"] += "-shelf"; yield r
+parts = ((("catalog.csv", list(rows("catalog.csv"))), ("more.csv", list(new_products("photos-train.csv")))) if single else
+         (("catalog.csv", [*rows("catalog.csv"), *rows("photos-train.csv")]), ("more.csv", list(rows("photos-val.csv")))))
+for out, rs in parts:
     with open(os.path.join(work, out), "w", newline="") as f:
-        w = csv.DictWriter(f, cols); w.writeheader(); [w.writerow(r) for n in names for r in rows(n)]
+        w = csv.DictWriter(f, cols, extrasaction="ignore"); w.writeheader(); w.writerows(rs)
 PYEOF
 "$K" index "$WORK/catalog.csv" --index "$WORK/idx" --model "$MODEL" --no-calibrate > /dev/null 2>&1
 printf 'refit_interval_ms = 1000\nallow_private_urls = true\n' > "$WORK/k.toml"
