@@ -42,8 +42,10 @@ impl Default for ViewOptions {
     }
 }
 
-/// Catalog images embedded per model call.
+/// Views embedded per model call.
 const BATCH: usize = 16;
+/// Catalog images whose thumbnails are held at once (about 33 MB decoded).
+const SOURCES_IN_MEMORY: usize = 128;
 
 /// One made-up listing photo of `src`, in a scene of `clutter` (other catalog images).
 pub fn synthetic_view(src: &RgbaImage, clutter: &[&RgbaImage], rng: &mut Rng) -> image::RgbImage {
@@ -169,35 +171,44 @@ pub fn view_lookups(
 ) -> Result<Vec<RankedLookup<i64>>, FitError> {
     let projection = catalog.projection();
     let space = |v: &[f32]| projection.as_ref().map_or_else(|| v.to_vec(), |p| p.apply(v));
-    let gallery: Vec<Vec<f32>> = images.iter().map(|(_, _, v)| space(v)).collect();
-    let gallery: Vec<&[f32]> = gallery.iter().map(Vec::as_slice).collect();
+    let projected: Option<Vec<Vec<f32>>> = projection.as_ref().map(|p| images.iter().map(|(_, _, v)| p.apply(v)).collect());
+    let gallery: Vec<&[f32]> = match &projected {
+        Some(g) => g.iter().map(Vec::as_slice).collect(),
+        None => images.iter().map(|(_, _, v)| v.as_slice()).collect(),
+    };
     let labels: Vec<i64> = images.iter().map(|(_, p, _)| *p).collect();
     let (chosen, per) = sample(images.len(), opts);
-    let mut sources: Vec<(i64, RgbaImage)> = Vec::with_capacity(chosen.len());
-    for i in chosen {
-        let Some(bytes) = catalog.thumbnail(images[i].0)? else { continue };
-        if let Ok(img) = image::load_from_memory(&bytes) {
-            sources.push((labels[i], img.to_rgba8()));
+    let mut lookups = Vec::with_capacity(chosen.len() * per);
+    // A group of images at a time in memory (thumbnails are at most 256 px): the
+    // views of an image take their clutter from the other images of its group.
+    for (g, group) in chosen.chunks(SOURCES_IN_MEMORY).enumerate() {
+        let mut sources: Vec<(i64, RgbaImage)> = Vec::with_capacity(group.len());
+        for &i in group {
+            let Some(bytes) = catalog.thumbnail(images[i].0)? else { continue };
+            if let Ok(img) = image::load_from_memory(&bytes) {
+                sources.push((labels[i], img.to_rgba8()));
+            }
         }
-    }
-    // View j of the catalog is made by its own generator, so the views do not
-    // depend on how many threads make them; a batch is made in parallel, then embedded.
-    let jobs: Vec<usize> = (0..sources.len()).flat_map(|k| std::iter::repeat_n(k, per)).collect();
-    let mut lookups = Vec::with_capacity(jobs.len());
-    for (b, batch) in jobs.chunks(BATCH).enumerate() {
-        let views: Vec<image::RgbImage> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let mut rng = Rng::new(opts.seed ^ ((b * BATCH + i) as u64).wrapping_mul(0x9E37_79B9));
-                let clutter: Vec<&RgbaImage> = (0..5).map(|_| rng.below(sources.len())).filter(|j| j != k).map(|j| &sources[j].1).collect();
-                synthetic_view(&sources[*k].1, &clutter, &mut rng)
-            })
-            .collect();
-        for (k, v) in batch.iter().zip(embedder.embed_batch(&views)?) {
-            let mut top = super::cv::rank_products(&space(&v), &gallery, &labels);
-            top.truncate(11);
-            lookups.push(RankedLookup { truth: sources[*k].0, top });
+        // Each view is made by its own generator, so the views do not depend on
+        // how many threads make them; a batch is made in parallel, then embedded.
+        let jobs: Vec<usize> = (0..sources.len()).flat_map(|k| std::iter::repeat_n(k, per)).collect();
+        for (b, batch) in jobs.chunks(BATCH).enumerate() {
+            let first = (g * SOURCES_IN_MEMORY * per + b * BATCH) as u64;
+            let views: Vec<image::RgbImage> = batch
+                .par_iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let mut rng = Rng::new(opts.seed ^ (first + i as u64).wrapping_mul(0x9E37_79B9));
+                    let clutter: Vec<&RgbaImage> =
+                        (0..5).map(|_| rng.below(sources.len())).filter(|j| j != k).map(|j| &sources[j].1).collect();
+                    synthetic_view(&sources[*k].1, &clutter, &mut rng)
+                })
+                .collect();
+            for (k, v) in batch.iter().zip(embedder.embed_batch(&views)?) {
+                let mut top = super::cv::rank_products(&space(&v), &gallery, &labels);
+                top.truncate(11);
+                lookups.push(RankedLookup { truth: sources[*k].0, top });
+            }
         }
     }
     Ok(lookups)
