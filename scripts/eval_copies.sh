@@ -11,12 +11,8 @@
 #   MODEL=sscd-lite0 ./scripts/eval_copies.sh     # another model than the default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=../shared/data/grocery
-[ -d "$DATA" ] || { echo "eval_copies.sh needs ../shared/data/grocery" >&2; exit 1; }
-./scripts/setup.sh --no-python >/dev/null
-K=${KNOCKOFF_BIN:-./target/release/knockoff}
-[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
-WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+# KNOCKOFF_BIN: a built binary to use instead of building.
+source scripts/eval_env.sh
 MODEL_ARGS=(); [ -n "${MODEL:-}" ] && MODEL_ARGS=(--model "$MODEL")
 for spec in val:4:7 train:6:11; do
   IFS=: read -r split per seed <<< "$spec"

@@ -8,12 +8,8 @@
 #   ./scripts/eval_distractors.sh [extra knockoff eval args, e.g. --model sscd-lite0 --json FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=../shared/data/grocery
-[ -d "$DATA" ] || { echo "eval_distractors.sh needs ../shared/data/grocery" >&2; exit 1; }
-./scripts/setup.sh --no-python >/dev/null
-K=${KNOCKOFF_BIN:-./target/release/knockoff}
-[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
-WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+# KNOCKOFF_BIN: a built binary to use instead of building.
+source scripts/eval_env.sh
 python3 - "$DATA" "$WORK" <<'PYEOF'
 import csv, os, sys
 data, work = sys.argv[1], sys.argv[2]

@@ -10,13 +10,8 @@
 #   ./scripts/eval_single_photo.sh [--model NAME]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=../shared/data/grocery
-[ -d "$DATA" ] || { echo "eval_single_photo.sh needs ../shared/data/grocery" >&2; exit 1; }
-./scripts/setup.sh --no-python >/dev/null
 # KNOCKOFF_BIN: a built binary to use instead of building.
-K=${KNOCKOFF_BIN:-./target/release/knockoff}
-[ -n "${KNOCKOFF_BIN:-}" ] || cargo build --release -q
-WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+source scripts/eval_env.sh
 python3 - "$DATA" "$WORK" <<'PYEOF'
 import csv, os, sys
 data, work = sys.argv[1], sys.argv[2]

@@ -234,22 +234,14 @@ fn from_views(
     if lookups.is_empty() {
         return Ok(Err(Skipped::NoThumbnails));
     }
-    let mapping = fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>());
-    let calibration = Calibration {
-        mapping,
-        model: catalog.model().to_string(),
-        fitted_at: crate::util::now_rfc3339(),
-        n_queries: lookups.len(),
-        n_correct: lookups.iter().filter(|l| correct(l)).count(),
-        heldout_ece: std::collections::BTreeMap::new(),
-        queries: vec![format!(
+    let calibration = mapping_fitted_on(
+        catalog,
+        &lookups,
+        format!(
             "self-calibration: {} synthetic listing photos made from the catalog's own images (one photo per product: none to hold out), looked up against the catalog; confidence only, no presence model or fitted thresholds",
             lookups.len()
-        )],
-        projection: catalog.projection().map(|p| p.info.id.clone()),
-        verdict: None,
-        presence: None,
-    };
+        ),
+    );
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(Ok(SelfCalReport {
@@ -280,10 +272,27 @@ fn features(l: &RankedLookup<i64>) -> (f32, f32) {
     (s1, s1 - l.top.get(1).map_or(0.0, |t| t.1))
 }
 
+/// A calibration of the index with the top-product mapping (logistic of
+/// [`features`]) fitted on `lookups`, described as `fitted_on`; no presence
+/// model or thresholds yet.
+fn mapping_fitted_on(catalog: &Catalog, lookups: &[RankedLookup<i64>], fitted_on: String) -> Calibration {
+    Calibration {
+        mapping: fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>()),
+        model: catalog.model().to_string(),
+        fitted_at: crate::util::now_rfc3339(),
+        n_queries: lookups.len(),
+        n_correct: lookups.iter().filter(|l| correct(l)).count(),
+        heldout_ece: std::collections::BTreeMap::new(),
+        queries: vec![fitted_on],
+        projection: catalog.projection().map(|p| p.info.id.clone()),
+        verdict: None,
+        presence: None,
+    }
+}
+
 /// Fits mapping, presence and thresholds on held-out `positives` and saves them.
 fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &SelfCalOptions) -> Result<Calibration, FitError> {
     let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
-    let mapping = fit_logistic(&positives.iter().map(features).collect::<Vec<_>>(), &positives.iter().map(correct).collect::<Vec<_>>());
     // Presence: positives (weight 1 − prior) against none-cases (weight prior), mean weight 1.
     let (np, nn) = (positives.len().max(1) as f64, nones.len().max(1) as f64);
     let n = np + nn;
@@ -292,21 +301,15 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
     let w: Vec<f64> =
         positives.iter().map(|_| (1.0 - opts.prior_none) * n / np).chain(nones.iter().map(|_| opts.prior_none * n / nn)).collect();
     let [w_sim, w_margin, bias] = fit_logistic_weighted(&x, &y, &w);
-    let mut calibration = Calibration {
-        mapping,
-        model: catalog.model().to_string(),
-        fitted_at: crate::util::now_rfc3339(),
-        n_queries: positives.len(),
-        n_correct: positives.iter().filter(|l| correct(l)).count(),
-        heldout_ece: std::collections::BTreeMap::new(),
-        queries: vec![format!(
+    let mut calibration = mapping_fitted_on(
+        catalog,
+        positives,
+        format!(
             "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed",
             positives.len()
-        )],
-        projection: catalog.projection().map(|p| p.info.id.clone()),
-        verdict: None,
-        presence: Some(Presence { w_sim, w_margin, bias, prior_none: opts.prior_none }),
-    };
+        ),
+    );
+    calibration.presence = Some(Presence { w_sim, w_margin, bias, prior_none: opts.prior_none });
     let mut cfg = VerdictConfig::default();
     cfg.apply(&calibration);
     let sample =
