@@ -20,6 +20,13 @@
 //! assumed among authentic (5 %) and counterfeit (50 %) listings
 //! ([`super::fit_risk_thresholds`]).
 //!
+//! **One photo per product.** A catalog with fewer than 10 products with
+//! several photos has nothing to hold out: with the index's model at hand
+//! (`knockoff index`, the service's refit) its confidence mapping is fitted
+//! on synthetic listing photos of its own images instead ([`super::views`]),
+//! and nothing else is; a catalog of fewer than 10 products keeps the
+//! model's shipped calibration.
+//!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
 //! (A harder split — each product's photos in two clusters, "another shoot" —
