@@ -5,14 +5,15 @@
 # the right answer is `no_match`). Prints the distractor false-match rate (a
 # distractor given any verdict but `no_match`), the mean p_no_match of
 # distractors and of catalog queries, and the catalog queries' R@1 and ECE.
-#   ./scripts/eval_distractors.sh [extra knockoff eval args, e.g. --model sscd-lite0 --json FILE]
+# SINGLE_PHOTO=1: the catalog is the studio image alone (one photo per product).
+#   [SINGLE_PHOTO=1] ./scripts/eval_distractors.sh [extra knockoff eval args, e.g. --model sscd-lite0 --json FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # KNOCKOFF_BIN: a built binary to use instead of building.
 source scripts/eval_env.sh
-python3 - "$DATA" "$WORK" <<'PYEOF'
+python3 - "$DATA" "$WORK" "${SINGLE_PHOTO:-0}" <<'PYEOF'
 import csv, os, sys
-data, work = sys.argv[1], sys.argv[2]
+data, work, single = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 def rows(name):
     for r in csv.DictReader(open(os.path.join(data, name))):
         r["image"] = os.path.abspath(os.path.join(data, r["image"]))
@@ -23,7 +24,8 @@ cols = ["image", "product_id", "label", "brand", "name", "category"]
 def write(path, rs):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rs)
-write(f"{work}/catalog.csv", [r for n in ("catalog.csv", "photos-train.csv") for r in rows(n) if r["product_id"] in kept])
+sources = ("catalog.csv",) if single else ("catalog.csv", "photos-train.csv")
+write(f"{work}/catalog.csv", [r for n in sources for r in rows(n) if r["product_id"] in kept])
 write(f"{work}/queries.csv", [dict(r, product_id=r["product_id"] if r["product_id"] in kept else "") for r in rows("photos-val.csv")])
 PYEOF
 # PER_QUERY=FILE keeps the per-query records.

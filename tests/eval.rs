@@ -167,10 +167,12 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     let cal = cal.expect("a single-photo catalog of 12 products fits its own calibration");
     assert!(said.contains("96 synthetic listing photos"), "{said}");
     assert!(cal.queries[0].starts_with("self-calibration") && cal.queries[0].contains("synthetic"), "{:?}", cal.queries);
-    // 8 views of each of the 12 images; only the confidence mapping is fitted on made-up photos.
+    // 8 views of each of the 12 images; the mapping and p_no_match are fitted on them, no thresholds.
     assert_eq!(cal.n_queries, 96);
     assert!(cal.n_correct > 0 && cal.n_correct <= 96);
-    assert!(cal.presence.is_none() && cal.verdict.is_none(), "{cal:?}");
+    assert!(cal.presence.is_some() && cal.verdict.is_none(), "{cal:?}");
+    let presence = cal.presence.as_ref().unwrap();
+    assert!(presence.apply(0.95, 0.2) > presence.apply(0.3, 0.01), "a close, clear match is more likely in the catalog: {presence:?}");
     let shipped = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
     assert_ne!(cal.mapping, shipped.mapping);
     // More similarity or a wider margin never lowers the confidence, and it stays off 0 and 1 at the extremes it saw.

@@ -22,10 +22,10 @@
 //!
 //! **One photo per product.** A catalog with fewer than 10 products with
 //! several photos has nothing to hold out: with the index's model at hand
-//! (`knockoff index`, the service's refit) its confidence mapping is fitted
-//! on synthetic listing photos of its own images instead ([`super::views`]),
-//! and nothing else is; a catalog of fewer than 10 products keeps the
-//! model's shipped calibration.
+//! (`knockoff index`, the service's refit) its confidence mapping
+//! and its presence model on synthetic listing photos of its own images
+//! instead ([`super::views`]), not its thresholds; a catalog of fewer than
+//! 10 products keeps the model's shipped calibration.
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
@@ -98,7 +98,7 @@ pub enum Evidence {
     /// Catalog photos looked up against the other half of their product's photos.
     HeldOutHalves,
     /// Synthetic listing photos made from the catalog's images ([`super::views`]):
-    /// a catalog with one photo per product; the confidence mapping only.
+    /// a catalog with one photo per product; mapping and presence, no thresholds.
     SyntheticViews,
 }
 
@@ -223,9 +223,10 @@ fn run(
 }
 
 /// Self-calibration of a catalog with one photo per product: the
-/// confidence mapping alone, fitted on synthetic views of its images
-/// ([`super::views`]); `p_no_match` and the verdict thresholds keep their
-/// defaults, since made-up photos say too little about real listings for them.
+/// confidence mapping and the presence model, fitted on synthetic views of
+/// its images ([`super::views`]) as the held-out lookups are otherwise; the
+/// verdict thresholds keep their defaults — a false-accusation bound fitted
+/// on made-up photos would promise what real listings may not keep.
 fn from_views(
     catalog: &Catalog,
     embedder: &Embedder,
@@ -241,14 +242,16 @@ fn from_views(
     if lookups.is_empty() {
         return Ok(Err(Skipped::NoThumbnails));
     }
-    let calibration = mapping_fitted_on(
+    let mut calibration = mapping_fitted_on(
         catalog,
         &lookups,
         format!(
-            "self-calibration: {} synthetic listing photos made from the catalog's own images (one photo per product: none to hold out), looked up against the catalog; confidence only, no presence model or fitted thresholds",
+            "self-calibration: {} synthetic listing photos made from the catalog's own images (one photo per product: none to hold out), looked up against the catalog, and again with their product removed; no thresholds fitted on made-up photos",
             lookups.len()
         ),
     );
+    let nones: Vec<RankedLookup<i64>> = lookups.iter().map(without_truth).collect();
+    calibration.presence = Some(fit_presence(&lookups, &nones, opts.prior_none));
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(Ok(SelfCalReport {
@@ -300,14 +303,6 @@ fn mapping_fitted_on(catalog: &Catalog, lookups: &[RankedLookup<i64>], fitted_on
 /// Fits mapping, presence and thresholds on held-out `positives` and saves them.
 fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &SelfCalOptions) -> Result<Calibration, FitError> {
     let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
-    // Presence: positives (weight 1 − prior) against none-cases (weight prior), mean weight 1.
-    let (np, nn) = (positives.len().max(1) as f64, nones.len().max(1) as f64);
-    let n = np + nn;
-    let x: Vec<(f32, f32)> = positives.iter().chain(&nones).map(features).collect();
-    let y: Vec<bool> = positives.iter().map(|_| true).chain(nones.iter().map(|_| false)).collect();
-    let w: Vec<f64> =
-        positives.iter().map(|_| (1.0 - opts.prior_none) * n / np).chain(nones.iter().map(|_| opts.prior_none * n / nn)).collect();
-    let [w_sim, w_margin, bias] = fit_logistic_weighted(&x, &y, &w);
     let mut calibration = mapping_fitted_on(
         catalog,
         positives,
@@ -316,7 +311,7 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
             positives.len()
         ),
     );
-    calibration.presence = Some(Presence { w_sim, w_margin, bias, prior_none: opts.prior_none });
+    calibration.presence = Some(fit_presence(positives, &nones, opts.prior_none));
     let mut cfg = VerdictConfig::default();
     cfg.apply(&calibration);
     let sample =
@@ -325,6 +320,18 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(calibration)
+}
+
+/// The presence model (`p_no_match`): a weighted logistic of [`features`],
+/// `positives` (weight 1 − `prior_none`) against `nones` (weight `prior_none`), mean weight 1.
+fn fit_presence(positives: &[RankedLookup<i64>], nones: &[RankedLookup<i64>], prior_none: f64) -> Presence {
+    let (np, nn) = (positives.len().max(1) as f64, nones.len().max(1) as f64);
+    let n = np + nn;
+    let x: Vec<(f32, f32)> = positives.iter().chain(nones).map(features).collect();
+    let y: Vec<bool> = positives.iter().map(|_| true).chain(nones.iter().map(|_| false)).collect();
+    let w: Vec<f64> = positives.iter().map(|_| (1.0 - prior_none) * n / np).chain(nones.iter().map(|_| prior_none * n / nn)).collect();
+    let [w_sim, w_margin, bias] = fit_logistic_weighted(&x, &y, &w);
+    Presence { w_sim, w_margin, bias, prior_none }
 }
 
 /// The same lookup with its product removed from the ranking: a case whose right answer is "none".
