@@ -22,10 +22,10 @@
 //!
 //! **One photo per product.** A catalog with fewer than 10 products with
 //! several photos has nothing to hold out: with the index's model at hand
-//! (`knockoff index`, the service's refit) its confidence mapping
-//! and its presence model on synthetic listing photos of its own images
-//! instead ([`super::views`]), not its thresholds; a catalog of fewer than
-//! 10 products keeps the model's shipped calibration.
+//! (`knockoff index`, the service's refit) it fits its confidence mapping
+//! and presence model on synthetic listing photos of its own images instead
+//! ([`super::views`]), not its thresholds; a catalog of fewer than 10
+//! products keeps the model's shipped calibration.
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
