@@ -6,6 +6,8 @@
 
 use image::{imageops, Rgb, RgbImage};
 
+use crate::fit::views::{bilinear, recompress};
+
 /// Every edit the generator knows, in the order the protocol cycles through them.
 pub const EDITS: [Edit; 14] = [
     Edit::Crop,
@@ -88,7 +90,7 @@ pub fn apply(edit: Edit, src: &RgbImage, others: &[&RgbImage], rng: &mut Rng) ->
             let f = rng.range(0.35, 0.7);
             Edited { image: resize(src, (w as f32 * f) as u32, (h as f32 * f) as u32), region: whole }
         }
-        Edit::Jpeg => Edited { image: jpeg(src, rng.range(15.0, 35.0) as u8), region: whole },
+        Edit::Jpeg => Edited { image: recompress(src, rng.range(15.0, 35.0) as u8), region: whole },
         Edit::Mirror => Edited { image: imageops::flip_horizontal(src), region: whole },
         Edit::Rotate => Edited { image: rotate(src, rng.range(3.0, 10.0) * if rng.below(2) == 0 { 1.0 } else { -1.0 }), region: whole },
         Edit::Colour => Edited { image: recolour(src, rng), region: whole },
@@ -120,14 +122,6 @@ fn resize(src: &RgbImage, w: u32, h: u32) -> RgbImage {
     imageops::resize(src, w.max(1), h.max(1), imageops::FilterType::Triangle)
 }
 
-fn jpeg(src: &RgbImage, quality: u8) -> RgbImage {
-    let mut buf = Vec::new();
-    if image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality).encode_image(src).is_err() {
-        return src.clone();
-    }
-    image::load_from_memory(&buf).map_or_else(|_| src.clone(), |i| i.to_rgb8())
-}
-
 /// Rotation by `deg` degrees about the centre, the corners filled with a flat colour.
 fn rotate(src: &RgbImage, deg: f32) -> RgbImage {
     let (w, h) = src.dimensions();
@@ -142,17 +136,6 @@ fn rotate(src: &RgbImage, deg: f32) -> RgbImage {
             bilinear(src, sx, sy)
         }
     })
-}
-
-fn bilinear(src: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
-    let (x0, y0) = (x as u32, y as u32);
-    let (fx, fy) = (x.fract(), y.fract());
-    let p = |xx: u32, yy: u32, k: usize| f32::from(src.get_pixel(xx, yy)[k]);
-    Rgb(std::array::from_fn(|k| {
-        let top = p(x0, y0, k) * (1.0 - fx) + p(x0 + 1, y0, k) * fx;
-        let bottom = p(x0, y0 + 1, k) * (1.0 - fx) + p(x0 + 1, y0 + 1, k) * fx;
-        (top * (1.0 - fy) + bottom * fy).round() as u8
-    }))
 }
 
 /// Hue rotation by channel mixing, with a brightness and contrast change.

@@ -116,16 +116,25 @@ fn rotate_expand(src: &RgbaImage, deg: f32) -> RgbaImage {
         if sx < 0.0 || sy < 0.0 || sx > w - 1.0 || sy > h - 1.0 {
             return Rgba([0, 0, 0, 0]);
         }
-        let (x0, y0) = ((sx as u32).min(src.width() - 1), (sy as u32).min(src.height() - 1));
-        let (x1, y1) = ((x0 + 1).min(src.width() - 1), (y0 + 1).min(src.height() - 1));
-        let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-        let p = |xx: u32, yy: u32, k: usize| f32::from(src.get_pixel(xx, yy)[k]);
-        Rgba(std::array::from_fn(|k| {
-            let top = p(x0, y0, k) * (1.0 - fx) + p(x1, y0, k) * fx;
-            let bottom = p(x0, y1, k) * (1.0 - fx) + p(x1, y1, k) * fx;
-            (top * (1.0 - fy) + bottom * fy).round() as u8
-        }))
+        bilinear(src, sx, sy)
     })
+}
+
+/// The pixel of `src` at (`x`, `y`), interpolated bilinearly between its four
+/// neighbours (edges repeated); `x`, `y` within the image.
+pub(crate) fn bilinear<P: image::Pixel<Subpixel = u8>>(src: &image::ImageBuffer<P, Vec<u8>>, x: f32, y: f32) -> P {
+    let (x0, y0) = ((x as u32).min(src.width() - 1), (y as u32).min(src.height() - 1));
+    let (x1, y1) = ((x0 + 1).min(src.width() - 1), (y0 + 1).min(src.height() - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |xx: u32, yy: u32, k: usize| f32::from(src.get_pixel(xx, yy).channels()[k]);
+    let mut out = [0u8; 4];
+    let n = usize::from(P::CHANNEL_COUNT);
+    for (k, o) in out.iter_mut().enumerate().take(n) {
+        let top = p(x0, y0, k) * (1.0 - fx) + p(x1, y0, k) * fx;
+        let bottom = p(x0, y1, k) * (1.0 - fx) + p(x1, y1, k) * fx;
+        *o = (top * (1.0 - fy) + bottom * fy).round() as u8;
+    }
+    *P::from_slice(&out[..n])
 }
 
 /// Brightness, contrast (about the mean grey) and saturation changes, as a phone and a shop's light make.
@@ -142,7 +151,8 @@ fn relight(img: &mut image::RgbImage, rng: &mut Rng) {
     }
 }
 
-fn recompress(img: &image::RgbImage, quality: u8) -> image::RgbImage {
+/// `img` after a JPEG round trip at `quality` (unchanged if encoding fails).
+pub(crate) fn recompress(img: &image::RgbImage, quality: u8) -> image::RgbImage {
     let mut buf = Vec::new();
     if image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality).encode_image(img).is_err() {
         return img.clone();
