@@ -138,7 +138,7 @@ impl SharedCatalog {
         };
         inner.sync_files()?;
         inner.sync_changes()?;
-        let coll = lock(&inner.space).1.clone();
+        let coll = inner.collection();
         inner.milvus.ensure_collection(&coll, inner.graph_dim())?;
         let placed = inner.reconcile()?;
         let points = inner.live_count();
@@ -171,7 +171,7 @@ impl SharedCatalog {
     }
     /// The Milvus collection searched now (one per catalog and projection).
     pub fn collection(&self) -> String {
-        lock(&self.inner.space).1.clone()
+        self.inner.collection()
     }
 
     /// Places vectors missing from Milvus and removes deleted ones; returns how many were placed.
@@ -414,6 +414,11 @@ pub fn job_lease() -> Duration {
 }
 
 impl Inner {
+    /// The Milvus collection searched now (one per catalog and projection).
+    fn collection(&self) -> String {
+        lock(&self.space).1.clone()
+    }
+
     /// `Err` when this replica has not synced for [`STALE_AFTER`] (the store is down).
     fn check_fresh(&self) -> Result<(), CatalogError> {
         let synced = self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -573,14 +578,14 @@ impl Inner {
         for p in product_ids {
             ids.extend(self.pg.images_of(p)?.iter().map(|i| i.id));
         }
-        let coll = lock(&self.space).1.clone();
+        let coll = self.collection();
         self.milvus.delete_images(&coll, &ids)?;
         self.place(&self.pg.vectors_of(&self.opts.model, &ids)?)
     }
 
     fn after_delete(&self, ids: &[i64]) -> Result<(), CatalogError> {
         self.sync_changes()?;
-        let coll = lock(&self.space).1.clone();
+        let coll = self.collection();
         // The store says deleted and every replica stops answering it within
         // a sync; a failure here leaves the vector to reconciliation.
         match self.milvus.delete_images(&coll, ids) {
@@ -601,7 +606,7 @@ impl Inner {
     }
 
     fn reconcile_alone(&self) -> Result<usize, CatalogError> {
-        let coll = lock(&self.space).1.clone();
+        let coll = self.collection();
         self.milvus.ensure_collection(&coll, self.graph_dim())?;
         let mut placed = 0;
         loop {
@@ -640,7 +645,7 @@ impl Inner {
     /// (written by a replica that died before its store transaction
     /// committed), and collections of this catalog no longer in use.
     fn sweep_strays(&self) -> Result<usize, CatalogError> {
-        let coll = lock(&self.space).1.clone();
+        let coll = self.collection();
         let (_, max) = self.pg.live_ids(0, 0)?;
         let mut removed = 0;
         let mut lo = 0;
@@ -667,7 +672,7 @@ impl Inner {
     /// Fills a new collection for `projection`, then switches every replica to it.
     fn switch_space(&self, projection: Option<&Projection>, live: &[(i64, Vec<f32>)]) -> Result<(), CatalogError> {
         let coll = collection_name(&self.uid, projection);
-        if coll == lock(&self.space).1 {
+        if coll == self.collection() {
             // The same projection (its id is its content): the collection searched now already holds it.
             return Ok(());
         }
