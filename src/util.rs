@@ -101,6 +101,35 @@ pub fn solve3(a: [[f64; 3]; 3], b: [f64; 3], singular_below: f64) -> Option<[f64
     Some(out)
 }
 
+/// Solves the `N × N` system `a x = b` by Gaussian elimination with partial
+/// pivoting; `None` when a pivot is below `singular_below` in size.
+pub fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N], singular_below: f64) -> Option<[f64; N]> {
+    for col in 0..N {
+        let pivot = (col..N).max_by(|i, j| a[*i][col].abs().total_cmp(&a[*j][col].abs()))?;
+        if a[pivot][col].abs() < singular_below {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let b_col = b[col];
+        let (done, rest) = a.split_at_mut(col + 1);
+        let pivot_row = &done[col];
+        for (row, rb) in rest.iter_mut().zip(&mut b[col + 1..]) {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
+            }
+            *rb -= f * b_col;
+        }
+    }
+    let mut x = [0.0; N];
+    for row in (0..N).rev() {
+        let tail: f64 = (row + 1..N).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    Some(x)
+}
+
 /// A small seeded generator (xorshift64*), so a protocol is reproducible.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -150,5 +179,15 @@ mod tests {
         write_atomic(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn solve_finds_the_solution_and_refuses_a_singular_system() {
+        let a = [[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 1.0]];
+        let x = solve(a, [5.0, 3.0, 6.0], 1e-12).unwrap();
+        for (row, b) in a.iter().zip([5.0, 3.0, 6.0]) {
+            assert!((row.iter().zip(&x).map(|(r, v)| r * v).sum::<f64>() - b).abs() < 1e-9, "{x:?}");
+        }
+        assert_eq!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0], 1e-12), None);
     }
 }

@@ -175,8 +175,15 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     assert!(presence.apply(0.95, 0.2) > presence.apply(0.3, 0.01), "a close, clear match is more likely in the catalog: {presence:?}");
     let shipped = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
     assert_ne!(cal.mapping, shipped.mapping);
-    // More similarity or a wider margin never lowers the confidence, and it stays off 0 and 1 at the extremes it saw.
-    assert!(cal.mapping.apply(0.9, 0.1) >= cal.mapping.apply(0.6, 0.1) && cal.mapping.apply(0.8, 0.2) >= cal.mapping.apply(0.8, 0.01));
+    // The mapping reads the margin against the ranking's own neighbourhood: a wider
+    // margin over the same next products raises the confidence, and shifting every
+    // similarity (another make-up) does not change it.
+    assert!(matches!(cal.mapping, knockoff::search::Mapping::RelativeMargin { .. }), "{:?}", cal.mapping);
+    let p = |sims: &[f32]| cal.mapping.apply_to(&knockoff::search::TopOfRanking::of(sims));
+    let next = [0.55, 0.52, 0.5, 0.49, 0.47, 0.45, 0.44, 0.42, 0.4];
+    let with_top = |top: f32, shift: f32| std::iter::once(top).chain(next).map(|s| s - shift).collect::<Vec<f32>>();
+    assert!(p(&with_top(0.7, 0.0)) > p(&with_top(0.57, 0.0)), "{:?}", cal.mapping);
+    assert!((p(&with_top(0.7, 0.0)) - p(&with_top(0.7, 0.2))).abs() < 1e-4);
     // The views are seeded: indexing the same catalog again fits the same mapping.
     let (again, _, _) = index("b");
     assert_eq!(again.unwrap().mapping, cal.mapping);

@@ -65,7 +65,7 @@ case $name in
   focus_crop_lite0) need l0 sscd crops ;;
   # border_share: plain-border share of studio images vs shelf photos
   border_share) ;;
-  # single_photo_transfer: one photo per product, two make-ups: shipped-style map vs synthetic views (builds the binary)
+  # single_photo_transfer: one photo per product, three make-ups: shipped-style map vs mappings on plain / hard synthetic views (builds the binary)
   single_photo_transfer) cargo build --release -q ;;
   *) echo "unknown experiment '$name' (run.sh --list)" >&2; exit 2 ;;
 esac

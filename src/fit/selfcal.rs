@@ -22,10 +22,12 @@
 //!
 //! **One photo per product.** A catalog with fewer than 10 products with
 //! several photos has nothing to hold out: with the index's model at hand
-//! (`knockoff index`, the service's refit) it fits its confidence mapping
-//! and presence model on synthetic listing photos of its own images instead
-//! ([`super::views`]), not its thresholds; a catalog of fewer than 10
-//! products keeps the model's shipped calibration.
+//! (`knockoff index`, the service's refit) it fits its confidence mapping —
+//! a logistic of the margin over the spread of the next products'
+//! similarities, which transfers from made-up photos to real ones where one of
+//! similarity and margin does not — and presence model on synthetic listing
+//! photos of its own images instead ([`super::views`]), not its thresholds; a
+//! catalog of fewer than 10 products keeps the model's shipped calibration.
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
@@ -41,8 +43,8 @@ use super::views::{view_lookups, ViewOptions};
 use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskSample};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::embed::Embedder;
-use crate::search::calibration::{fit_logistic, fit_logistic_weighted, Calibration, CALIBRATION_FILE};
-use crate::search::{Presence, VerdictConfig};
+use crate::search::calibration::{fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, CALIBRATION_FILE};
+use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
 /// Settings of [`self_calibrate`] and [`fit_index`].
 #[derive(Debug, Clone)]
@@ -244,6 +246,7 @@ fn from_views(
     }
     let mut calibration = mapping_fitted_on(
         catalog,
+        relative_margin_mapping(&lookups),
         &lookups,
         format!(
             "self-calibration: {} synthetic listing photos made from the catalog's own images (one photo per product: none to hold out), looked up against the catalog, and again with their product removed; no thresholds fitted on made-up photos",
@@ -282,12 +285,23 @@ fn features(l: &RankedLookup<i64>) -> (f32, f32) {
     (s1, s1 - l.top.get(1).map_or(0.0, |t| t.1))
 }
 
-/// A calibration of the index with the top-product mapping (logistic of
-/// [`features`]) fitted on `lookups`, described as `fitted_on`; no presence
-/// model or thresholds yet.
-fn mapping_fitted_on(catalog: &Catalog, lookups: &[RankedLookup<i64>], fitted_on: String) -> Calibration {
+/// The top-product mapping fitted on `lookups`: a logistic of [`features`].
+fn logistic_mapping(lookups: &[RankedLookup<i64>]) -> Mapping {
+    fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>())
+}
+
+/// The top-product mapping fitted on `lookups`: a logistic of the margin in
+/// units of the next products' spread ([`Mapping::RelativeMargin`]).
+fn relative_margin_mapping(lookups: &[RankedLookup<i64>]) -> Mapping {
+    let tops: Vec<TopOfRanking> = lookups.iter().map(|l| TopOfRanking::of(&l.top.iter().map(|t| t.1).collect::<Vec<_>>())).collect();
+    fit_relative_margin(&tops, &lookups.iter().map(correct).collect::<Vec<_>>())
+}
+
+/// A calibration of the index with `mapping`, fitted on `lookups`, described
+/// as `fitted_on`; no presence model or thresholds yet.
+fn mapping_fitted_on(catalog: &Catalog, mapping: Mapping, lookups: &[RankedLookup<i64>], fitted_on: String) -> Calibration {
     Calibration {
-        mapping: fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>()),
+        mapping,
         model: catalog.model().to_string(),
         fitted_at: crate::util::now_rfc3339(),
         n_queries: lookups.len(),
@@ -305,6 +319,7 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
     let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
     let mut calibration = mapping_fitted_on(
         catalog,
+        logistic_mapping(positives),
         positives,
         format!(
             "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed",

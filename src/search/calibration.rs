@@ -28,22 +28,83 @@ pub enum Mapping {
     /// Isotonic (monotone step) function of the similarity: `p = ys[i]` for the
     /// last `xs[i] <= sim`.
     Isotonic { xs: Vec<f32>, ys: Vec<f32> },
+    /// `p = σ(w · margin / spread + bias)`: the margin to the next product in
+    /// units of the spread of the next products' similarities (the query's own
+    /// neighbourhood, [`TopOfRanking::spread`]), so it reads the same wherever
+    /// a catalog's similarities sit (cohort normalisation). `typical_spread`
+    /// (the median over the lookups it was fitted on) stands in for a ranking
+    /// too short to have one.
+    RelativeMargin { w: f64, bias: f64, typical_spread: f32 },
 }
+
+/// What a mapping reads of one ranking of products (best first).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopOfRanking {
+    /// The top product's similarity.
+    pub similarity: f32,
+    /// Its margin to the next product (0 without one).
+    pub margin: f32,
+    /// Standard deviation of the similarities of the 2nd to 10th products;
+    /// `None` with fewer than three of them.
+    pub spread: Option<f32>,
+}
+
+/// Products after the first whose similarities make [`TopOfRanking::spread`].
+const SPREAD_OF: usize = 9;
+
+impl TopOfRanking {
+    /// From the ranked products' similarities, best first.
+    #[must_use]
+    pub fn of(similarities: &[f32]) -> Self {
+        let similarity = similarities.first().copied().unwrap_or(0.0);
+        let margin = similarities.get(1).map_or(0.0, |s2| similarity - s2);
+        let rest = similarities.get(1..).unwrap_or_default();
+        let rest = &rest[..rest.len().min(SPREAD_OF)];
+        let spread = (rest.len() >= 3).then(|| {
+            let mean = rest.iter().sum::<f32>() / rest.len() as f32;
+            (rest.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / rest.len() as f32).sqrt()
+        });
+        TopOfRanking { similarity, margin, spread }
+    }
+
+    /// The margin in units of the spread (`fallback` when the ranking has none), the spread floored at 0.001.
+    #[must_use]
+    pub fn relative_margin(&self, fallback: f32) -> f32 {
+        self.margin / self.spread.unwrap_or(fallback).max(MIN_SPREAD)
+    }
+}
+
+/// Smallest spread a margin is divided by (a ranking of near-identical similarities).
+const MIN_SPREAD: f32 = 1e-3;
 
 impl Mapping {
     /// Whether the mapping weighs the margin to the next product (and so sees near-ties).
     #[must_use]
     pub fn uses_margin(&self) -> bool {
-        matches!(self, Mapping::Logistic { w_margin, .. } if *w_margin != 0.0)
+        match self {
+            Mapping::Logistic { w_margin, .. } => *w_margin != 0.0,
+            Mapping::RelativeMargin { w, .. } => *w != 0.0,
+            Mapping::Isotonic { .. } => false,
+        }
     }
 
+    /// The mapping of a top similarity and its margin (a relative-margin
+    /// mapping takes its typical spread).
+    #[must_use]
     pub fn apply(&self, sim: f32, margin: f32) -> f32 {
+        self.apply_to(&TopOfRanking { similarity: sim, margin, spread: None })
+    }
+
+    /// The probability that the top product of `top` is right.
+    #[must_use]
+    pub fn apply_to(&self, top: &TopOfRanking) -> f32 {
+        let logistic = |z: f64| (1.0 / (1.0 + (-z).exp())) as f32;
         match self {
             Mapping::Logistic { w_sim, w_margin, bias } => {
-                let z = w_sim * f64::from(sim) + w_margin * f64::from(margin) + bias;
-                (1.0 / (1.0 + (-z).exp())) as f32
+                logistic(w_sim * f64::from(top.similarity) + w_margin * f64::from(top.margin) + bias)
             }
-            Mapping::Isotonic { xs, ys } => match xs.partition_point(|x| *x <= sim) {
+            Mapping::RelativeMargin { w, bias, typical_spread } => logistic(w * f64::from(top.relative_margin(*typical_spread)) + bias),
+            Mapping::Isotonic { xs, ys } => match xs.partition_point(|x| *x <= top.similarity) {
                 0 => ys.first().copied().unwrap_or(0.0),
                 i => ys[i - 1],
             },
@@ -260,6 +321,17 @@ pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
     Mapping::Logistic { w_sim, w_margin, bias }
 }
 
+/// A [`Mapping::RelativeMargin`] fitted on rankings (best first) → whether the top product was right.
+#[must_use]
+pub fn fit_relative_margin(rankings: &[TopOfRanking], y: &[bool]) -> Mapping {
+    let mut spreads: Vec<f32> = rankings.iter().filter_map(|t| t.spread).collect();
+    spreads.sort_by(f32::total_cmp);
+    let typical_spread = spreads.get(spreads.len() / 2).copied().unwrap_or(0.05).max(MIN_SPREAD);
+    let x: Vec<(f32, f32)> = rankings.iter().map(|t| (t.relative_margin(typical_spread), 0.0)).collect();
+    let [w, _, bias] = fit_logistic_weighted(&x, y, &vec![1.0; y.len()]);
+    Mapping::RelativeMargin { w, bias, typical_spread }
+}
+
 /// Weighted logistic regression (Newton) on (sim, margin) → outcome:
 /// returns `[w_sim, w_margin, bias]`.
 pub fn fit_logistic_weighted(x: &[(f32, f32)], y: &[bool], weight: &[f64]) -> [f64; 3] {
@@ -337,5 +409,42 @@ mod tests {
         }
         assert_eq!(iso.apply(0.95, 0.0), 1.0);
         assert!(iso.apply(-1.0, 0.0) < 0.1);
+    }
+
+    #[test]
+    fn a_relative_margin_reads_the_same_wherever_a_catalogs_similarities_sit() {
+        // Rankings whose top product is right when it stands out of the next
+        // products by more than their spread (with some overlap).
+        let mut rng = crate::util::Rng::new(5);
+        let rankings: Vec<Vec<f32>> = (0..400)
+            .map(|_| {
+                let mut r: Vec<f32> = (0..10).map(|_| rng.range(0.3, 0.5)).collect();
+                r[0] = 0.5 + rng.range(0.0, 0.2);
+                r.sort_by(|a, b| b.total_cmp(a));
+                r
+            })
+            .collect();
+        let tops: Vec<TopOfRanking> = rankings.iter().map(|r| TopOfRanking::of(r)).collect();
+        let y: Vec<bool> = tops.iter().enumerate().map(|(i, t)| t.relative_margin(0.05) > 1.5 || i % 11 == 0).collect();
+        let m = fit_relative_margin(&tops, &y);
+        let Mapping::RelativeMargin { w, typical_spread, .. } = m else { panic!("{m:?}") };
+        assert!(w > 0.0 && typical_spread > 0.03 && typical_spread < 0.08, "{m:?}");
+        assert!(m.uses_margin());
+        // The same ranking shifted down (another make-up) or scaled about its mean keeps its probability.
+        let r = &rankings[0];
+        let p = m.apply_to(&TopOfRanking::of(r));
+        let shifted: Vec<f32> = r.iter().map(|s| s - 0.2).collect();
+        let scaled: Vec<f32> = r.iter().map(|s| 0.4 + (s - 0.4) * 1.5).collect();
+        assert!((m.apply_to(&TopOfRanking::of(&shifted)) - p).abs() < 1e-4);
+        assert!((m.apply_to(&TopOfRanking::of(&scaled)) - p).abs() < 1e-4);
+        // A bigger margin over the same neighbourhood is likelier right.
+        let mut wider = r.clone();
+        wider[0] += 0.05;
+        assert!(m.apply_to(&TopOfRanking::of(&wider)) > p);
+        // Too short a ranking for a spread: the typical one stands in.
+        let short = TopOfRanking::of(&[0.8, 0.7]);
+        assert_eq!(short.spread, None);
+        assert!((m.apply_to(&short) - m.apply(0.8, 0.1)).abs() < 1e-6);
+        assert_eq!(TopOfRanking::of(&[]).margin, 0.0);
     }
 }

@@ -19,7 +19,7 @@ pub mod explain;
 mod lookup;
 mod verdict;
 
-pub use calibration::{Calibration, Mapping, VerdictThresholds};
+pub use calibration::{Calibration, Mapping, TopOfRanking, VerdictThresholds};
 pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
 pub use verdict::{assess, probabilities, Assessment, Candidate, Presence, Probabilities, Verdict, VerdictConfig, VerdictKind};

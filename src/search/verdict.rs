@@ -14,7 +14,8 @@
 //!   (without one, `1 − floor`);
 //! - given that, the top product is right with the calibrated probability
 //!   `c1 = mapping(s1, s1 − s2)` ([`super::Mapping`], or the logistic default
-//!   below) — unless that mapping weighs the margin, capped by its softmax share
+//!   below; a catalog calibrated on synthetic views maps the margin in units of
+//!   the spread of `s2 … s10` instead) — unless that mapping weighs the margin, capped by its softmax share
 //!   `exp(tie_slope · s1) / Σ exp(tie_slope · s_i)` (a near-tie is a coin toss
 //!   whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
@@ -136,18 +137,18 @@ impl VerdictConfig {
     /// Probability that the top match is right (given that the photo shows
     /// a catalog product), from its similarity and its margin to the next product.
     #[must_use]
-    pub fn confidence_of(&self, similarity: f32, margin_to_next: f32) -> f32 {
+    pub fn confidence_of(&self, top: &super::TopOfRanking) -> f32 {
         let p = match &self.calibration {
-            Some(m) => m.apply(similarity, margin_to_next),
-            None => 1.0 / (1.0 + (-(self.slope * (similarity - self.midpoint))).exp()),
+            Some(m) => m.apply_to(top),
+            None => 1.0 / (1.0 + (-(self.slope * (top.similarity - self.midpoint))).exp()),
         };
         p.clamp(self.floor, 1.0 - self.floor)
     }
 
-    /// The default mapping (similarity only).
+    /// The mapping of a similarity alone.
     #[must_use]
     pub fn confidence(&self, similarity: f32) -> f32 {
-        self.confidence_of(similarity, 0.0)
+        self.confidence_of(&super::TopOfRanking { similarity, margin: 0.0, spread: None })
     }
 
     /// Probability that the photo shows some catalog product.
@@ -230,7 +231,8 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     // logistic of similarity and margin already weighs it).
     let ties: f32 = candidates[1..].iter().map(|c| (cfg.tie_slope * (c.similarity - s2)).exp()).sum();
     let share = 1.0 / (1.0 + ties * (-cfg.tie_slope * margin).exp());
-    let raw = cfg.confidence_of(first.similarity, margin);
+    let sims: Vec<f32> = candidates.iter().map(|c| c.similarity).collect();
+    let raw = cfg.confidence_of(&super::TopOfRanking::of(&sims));
     let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::uses_margin) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
