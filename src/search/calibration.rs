@@ -28,7 +28,7 @@ pub enum Mapping {
     /// Isotonic (monotone step) function of the similarity: `p = ys[i]` for the
     /// last `xs[i] <= sim`.
     Isotonic { xs: Vec<f32>, ys: Vec<f32> },
-    /// `p = σ(w · margin / spread + bias)`: the margin to the next product in
+    /// `p = σ(w · margin / spread + bias)`, `bias ≤ 0`: the margin to the next product in
     /// units of the spread of the next products' similarities (the query's own
     /// neighbourhood, [`TopOfRanking::spread`]), so it reads the same wherever
     /// a catalog's similarities sit (cohort normalisation). `typical_spread`
@@ -78,9 +78,12 @@ impl TopOfRanking {
 const MIN_SPREAD: f32 = 1e-3;
 
 impl Mapping {
-    /// Whether the mapping weighs the margin to the next product (and so sees near-ties).
+    /// Whether the mapping judges near-ties itself: it weighs the margin to the
+    /// next product (a relative-margin one is fitted to give a tie at most a
+    /// coin toss). A similarity-only mapping cannot see a tie, so the lookup caps
+    /// it by the top product's softmax share (see [`super::verdict`]).
     #[must_use]
-    pub fn uses_margin(&self) -> bool {
+    pub fn judges_ties(&self) -> bool {
         match self {
             Mapping::Logistic { w_margin, .. } => *w_margin != 0.0,
             Mapping::RelativeMargin { w, .. } => *w != 0.0,
@@ -329,7 +332,8 @@ pub fn fit_relative_margin(rankings: &[TopOfRanking], y: &[bool]) -> Mapping {
     let typical_spread = spreads.get(spreads.len() / 2).copied().unwrap_or(0.05).max(MIN_SPREAD);
     let x: Vec<(f32, f32)> = rankings.iter().map(|t| (t.relative_margin(typical_spread), 0.0)).collect();
     let [w, _, bias] = fit_logistic_weighted(&x, y, &vec![1.0; y.len()]);
-    Mapping::RelativeMargin { w, bias, typical_spread }
+    // A tie (margin 0) is at most a coin toss, whatever the made-up photos said.
+    Mapping::RelativeMargin { w, bias: bias.min(0.0), typical_spread }
 }
 
 /// Weighted logistic regression (Newton) on (sim, margin) → outcome:
@@ -429,7 +433,7 @@ mod tests {
         let m = fit_relative_margin(&tops, &y);
         let Mapping::RelativeMargin { w, typical_spread, .. } = m else { panic!("{m:?}") };
         assert!(w > 0.0 && typical_spread > 0.03 && typical_spread < 0.08, "{m:?}");
-        assert!(m.uses_margin());
+        assert!(m.judges_ties());
         // The same ranking shifted down (another make-up) or scaled about its mean keeps its probability.
         let r = &rankings[0];
         let p = m.apply_to(&TopOfRanking::of(r));
@@ -446,5 +450,8 @@ mod tests {
         assert_eq!(short.spread, None);
         assert!((m.apply_to(&short) - m.apply(0.8, 0.1)).abs() < 1e-6);
         assert_eq!(TopOfRanking::of(&[]).margin, 0.0);
+        // Made-up photos right even at a near-tie still leave a tie a coin toss at most.
+        let all_right = fit_relative_margin(&tops, &vec![true; tops.len()]);
+        assert!(all_right.apply_to(&TopOfRanking::of(&[0.6, 0.6, 0.5, 0.4, 0.3])) <= 0.5, "{all_right:?}");
     }
 }

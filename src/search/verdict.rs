@@ -15,7 +15,8 @@
 //! - given that, the top product is right with the calibrated probability
 //!   `c1 = mapping(s1, s1 − s2)` ([`super::Mapping`], or the logistic default
 //!   below; a catalog calibrated on synthetic views maps the margin in units of
-//!   the spread of `s2 … s10` instead) — unless that mapping weighs the margin, capped by its softmax share
+//!   the spread of `s2 … s10` instead) — unless that mapping weighs the
+//!   margin, capped by its softmax share
 //!   `exp(tie_slope · s1) / Σ exp(tie_slope · s_i)` (a near-tie is a coin toss
 //!   whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
@@ -227,13 +228,13 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     let weights: Vec<f32> = candidates[1..].iter().map(|c| (cfg.slope * (c.similarity - s2)).exp()).collect();
     let total: f32 = weights.iter().sum();
     // A mapping of the similarity alone cannot see a near-tie: there the top
-    // product can be no surer than its share against the others (a fitted
-    // logistic of similarity and margin already weighs it).
+    // product can be no surer than its share against the others (a mapping
+    // that weighs the margin already judges it; see `Mapping::judges_ties`).
     let ties: f32 = candidates[1..].iter().map(|c| (cfg.tie_slope * (c.similarity - s2)).exp()).sum();
     let share = 1.0 / (1.0 + ties * (-cfg.tie_slope * margin).exp());
     let sims: Vec<f32> = candidates.iter().map(|c| c.similarity).collect();
     let raw = cfg.confidence_of(&super::TopOfRanking::of(&sims));
-    let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::uses_margin) { raw } else { raw.min(share.max(cfg.floor)) };
+    let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::judges_ties) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
     confidences.extend(weights.iter().map(|w| p_in * (1.0 - c1) * w / total));
