@@ -67,6 +67,9 @@ case $name in
   border_share) ;;
   # single_photo_transfer: one photo per product, three make-ups: shipped-style map vs mappings on plain / hard synthetic views (builds the binary)
   single_photo_transfer) cargo build --release -q ;;
+  # presence_lead_risk: the lead over the 10th product in the presence model, thresholds on halves vs two clusters (look-alike)
+  presence_lead_risk)
+    [ -f "$EXP_DIR/single-photo/sscd-lite0-val.jsonl" ] || { cargo build --release -q; $PY $E/single_photo_transfer.py >&2; } ;;
   *) echo "unknown experiment '$name' (run.sh --list)" >&2; exit 2 ;;
 esac
 exec $PY "$E/$name.py" "$@"
