@@ -42,7 +42,8 @@ pub enum Mapping {
 pub struct TopOfRanking {
     /// The top product's similarity.
     pub similarity: f32,
-    /// Its margin to the next product (0 without one).
+    /// Its margin to the next product (a missing next product counts as
+    /// similarity 0, as in the fit's features).
     pub margin: f32,
     /// Standard deviation of the similarities of the 2nd to 10th products;
     /// `None` with fewer than three of them.
@@ -57,7 +58,7 @@ impl TopOfRanking {
     #[must_use]
     pub fn of(similarities: &[f32]) -> Self {
         let similarity = similarities.first().copied().unwrap_or(0.0);
-        let margin = similarities.get(1).map_or(0.0, |s2| similarity - s2);
+        let margin = similarity - similarities.get(1).copied().unwrap_or(0.0);
         let rest = similarities.get(1..).unwrap_or_default();
         let rest = &rest[..rest.len().min(SPREAD_OF)];
         let spread = (rest.len() >= 3).then(|| {
@@ -450,6 +451,7 @@ mod tests {
         assert_eq!(short.spread, None);
         assert!((m.apply_to(&short) - m.apply(0.8, 0.1)).abs() < 1e-6);
         assert_eq!(TopOfRanking::of(&[]).margin, 0.0);
+        assert_eq!(TopOfRanking::of(&[0.8]).margin, 0.8, "alone, the top stands out of a next product at 0");
         // Made-up photos right even at a near-tie still leave a tie a coin toss at most.
         let all_right = fit_relative_margin(&tops, &vec![true; tops.len()]);
         assert!(all_right.apply_to(&TopOfRanking::of(&[0.6, 0.6, 0.5, 0.4, 0.3])) <= 0.5, "{all_right:?}");

@@ -219,21 +219,21 @@ pub struct Assessment {
 /// The distribution over `candidates` (sorted best first) plus "none of these".
 #[must_use]
 pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Probabilities {
-    let Some(first) = candidates.first() else {
+    if candidates.is_empty() {
         return Probabilities { p_no_match: 1.0, ..Default::default() };
-    };
+    }
+    let sims: Vec<f32> = candidates.iter().map(|c| c.similarity).collect();
+    let top = super::TopOfRanking::of(&sims);
     let s2 = candidates.get(1).map_or(0.0, |c| c.similarity);
-    let margin = first.similarity - s2;
-    let p_in = cfg.presence_of(first.similarity, margin);
+    let p_in = cfg.presence_of(top.similarity, top.margin);
     let weights: Vec<f32> = candidates[1..].iter().map(|c| (cfg.slope * (c.similarity - s2)).exp()).collect();
     let total: f32 = weights.iter().sum();
     // A mapping of the similarity alone cannot see a near-tie: there the top
     // product can be no surer than its share against the others (a mapping
     // that weighs the margin already judges it; see `Mapping::judges_ties`).
     let ties: f32 = candidates[1..].iter().map(|c| (cfg.tie_slope * (c.similarity - s2)).exp()).sum();
-    let share = 1.0 / (1.0 + ties * (-cfg.tie_slope * margin).exp());
-    let sims: Vec<f32> = candidates.iter().map(|c| c.similarity).collect();
-    let raw = cfg.confidence_of(&super::TopOfRanking::of(&sims));
+    let share = 1.0 / (1.0 + ties * (-cfg.tie_slope * top.margin).exp());
+    let raw = cfg.confidence_of(&top);
     let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::judges_ties) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
