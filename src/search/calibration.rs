@@ -331,6 +331,7 @@ pub fn fit_relative_margin(rankings: &[TopOfRanking], y: &[bool]) -> Mapping {
     let mut spreads: Vec<f32> = rankings.iter().filter_map(|t| t.spread).collect();
     spreads.sort_by(f32::total_cmp);
     let typical_spread = spreads.get(spreads.len() / 2).copied().unwrap_or(0.05).max(MIN_SPREAD);
+    // One feature: the two-feature fit with its second column at 0 (the ridge keeps that weight at 0).
     let x: Vec<(f32, f32)> = rankings.iter().map(|t| (t.relative_margin(typical_spread), 0.0)).collect();
     let [w, _, bias] = fit_logistic_weighted(&x, y, &vec![1.0; y.len()]);
     // A tie (margin 0) is at most a coin toss, whatever the made-up photos said.
