@@ -195,6 +195,32 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
 }
 
 #[test]
+fn a_small_brand_catalog_with_several_photos_per_product_calibrates_itself_without_a_projection() {
+    let work = tempfile::tempdir().unwrap();
+    let index = |products: usize, per: usize| {
+        let dir = work.path().join(format!("{products}x{per}"));
+        let manifest = make_catalog(&dir, products, per);
+        let idx = dir.join("index");
+        let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (knockoff::search::Calibration::load(&idx.join("calibration.json")), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // 4 products × 14 photos: held-out halves (56 photos ≥ 50), not the shipped
+    // map (which has no p_no_match: anything would match), and no projection
+    // (fitted on so few products it learns the shoot).
+    let (cal, said) = index(4, 14);
+    let cal = cal.unwrap_or_else(|| panic!("a 4-product catalog with 14 photos each fits itself\n{said}"));
+    assert!(said.contains("fitted on 56 held-out lookups") && said.contains("projection not applied"), "{said}");
+    assert!(cal.queries[0].contains("other half") && cal.projection.is_none(), "{cal:?}");
+    let presence = cal.presence.as_ref().expect("a presence model: p_no_match means something");
+    assert!(presence.apply(0.95, 0.2) > 0.9 && presence.apply(0.3, 0.01) < presence.apply(0.95, 0.2) - 0.3, "{presence:?}");
+    // Too few photos to hold out: the shipped calibration, and the reason said.
+    let (cal, said) = index(4, 6);
+    assert!(cal.is_none(), "{cal:?}");
+    assert!(said.contains("4 products: fitting needs") && said.contains("50 photos"), "{said}");
+}
+
+#[test]
 fn shipped_default_calibration_loads_for_the_default_model() {
     let (cal, _) =
         knockoff::search::Calibration::find(std::path::Path::new("/nonexistent"), &root().join("models/efficientnet-lite0")).unwrap();

@@ -20,14 +20,27 @@
 //! assumed among authentic (5 %) and counterfeit (50 %) listings
 //! ([`super::fit_risk_thresholds`]).
 //!
-//! **One photo per product.** A catalog with fewer than 10 products with
-//! several photos has nothing to hold out: with the index's model at hand
-//! (`knockoff index`, the service's refit) it fits its confidence mapping —
-//! a logistic of the margin over the spread of the next products'
-//! similarities, which transfers from made-up photos to real ones where one of
-//! similarity and margin does not — and presence model on synthetic listing
-//! photos of its own images instead ([`super::views`]), not its thresholds; a
-//! catalog of fewer than 10 products keeps the model's shipped calibration.
+//! **Small catalogs.** A brand's catalog of a few products is fitted on its
+//! halves too when most of its products have several photos and those hold
+//! [`MIN_HELD_OUT_PHOTOS`] photos: without a presence model every photo, of
+//! anything, would match one of its products. No projection is tried below
+//! [`MIN_PRODUCTS`] products with several photos: fitted on so few it learns
+//! the shoot (halves' top-1 near 1, real listings' confidence far too high),
+//! and the presence model fitted in it stops telling other products apart.
+//! Its thresholds are fitted like any other's; with so few lookups the
+//! bound often allows none, and the verdict stays `uncertain`.
+//!
+//! **One photo per product.** Any other catalog of at least 10 products
+//! (most with one photo) has nothing to hold out: with the index's model at
+//! hand (`knockoff index`, the service's refit) it fits its confidence
+//! mapping — a logistic of the margin over the spread of the next products'
+//! similarities, which transfers from made-up photos to real ones where one
+//! of similarity and margin does not — and presence model on synthetic
+//! listing photos of its own images instead ([`super::views`]), not its
+//! thresholds. A catalog of fewer than 10 products with one photo each
+//! keeps the model's shipped calibration (synthetic views of so few
+//! products, tried, calibrated no better and told other products apart
+//! little).
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
@@ -104,15 +117,25 @@ pub enum Evidence {
     SyntheticViews,
 }
 
-/// Products a catalog needs for self-calibration.
+/// Products a catalog needs for self-calibration on synthetic views, and
+/// products with several photos for a projection (fitted on fewer, it
+/// learns the shoot: measured in docs/evaluation.md).
 const MIN_PRODUCTS: usize = 10;
+
+/// Photos (of products with several) a small catalog needs to calibrate on
+/// held-out halves: one where most products have several photos is fitted
+/// on them from this many on, whatever its number of products.
+const MIN_HELD_OUT_PHOTOS: usize = 50;
 
 /// Why self-calibration did not run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Skipped {
-    /// Fewer than 10 products with two or more photos, and no model at hand to make synthetic views.
+    /// Fewer than 10 products with two or more photos (and not most of a
+    /// small catalog's, with 50 photos among them), and no model at hand to
+    /// make synthetic views.
     TooFewPhotos { products: usize, with_two_photos: usize },
-    /// Fewer than 10 products: a ranking among so few says little.
+    /// Fewer than 10 products (and too few photos to hold out): a ranking of
+    /// synthetic views among so few says little.
     TooFewProducts { products: usize },
     /// No stored thumbnail to make synthetic views from.
     NoThumbnails,
@@ -123,10 +146,13 @@ impl std::fmt::Display for Skipped {
         match self {
             Skipped::TooFewPhotos { products, with_two_photos } => write!(
                 f,
-                "{products} products, {with_two_photos} with two or more photos: fitting needs 10 products with several photos (the model's shipped calibration applies)"
+                "{products} products, {with_two_photos} with two or more photos: fitting needs {MIN_PRODUCTS} products with several photos, or most products with several and {MIN_HELD_OUT_PHOTOS} photos among them (the model's shipped calibration applies)"
             ),
             Skipped::TooFewProducts { products } => {
-                write!(f, "{products} products: fitting needs {MIN_PRODUCTS} (the model's shipped calibration applies)")
+                write!(
+                    f,
+                    "{products} products: fitting needs {MIN_PRODUCTS}, or most with several photos and {MIN_HELD_OUT_PHOTOS} photos among them (the model's shipped calibration applies)"
+                )
             }
             Skipped::NoThumbnails => write!(f, "no stored thumbnails to make synthetic views from (the model's shipped calibration applies)"),
         }
@@ -142,15 +168,21 @@ struct HeldOut {
 /// Live photo vectors with their product keys.
 type Photos = Vec<(i64, Vec<f32>)>;
 
-/// The catalog's live vectors with their product keys, or why there are too few.
+/// The catalog's live vectors with their product keys and whether there are
+/// enough products with several photos to try a projection, or why there
+/// are too few to hold photos out: fewer than [`MIN_PRODUCTS`] products with
+/// several photos, unless most products have several and those have
+/// [`MIN_HELD_OUT_PHOTOS`] among them (a small brand catalog).
 /// (Counted in the store first: a catalog too small is told apart without loading its vectors.)
-fn catalog_photos(catalog: &Catalog) -> Result<Result<Photos, Skipped>, FitError> {
+fn catalog_photos(catalog: &Catalog) -> Result<Result<(Photos, bool), Skipped>, FitError> {
     let sizes = catalog.image_counts()?;
-    let with_two = sizes.values().filter(|n| **n >= 2).count();
-    if with_two < 10 {
+    let several: Vec<usize> = sizes.values().copied().filter(|n| *n >= 2).collect();
+    let with_two = several.len();
+    let small_but_enough = with_two >= 2 && with_two * 2 >= sizes.len() && several.iter().sum::<usize>() >= MIN_HELD_OUT_PHOTOS;
+    if with_two < MIN_PRODUCTS && !small_but_enough {
         return Ok(Err(Skipped::TooFewPhotos { products: sizes.len(), with_two_photos: with_two }));
     }
-    Ok(Ok(catalog.labelled_vectors()?))
+    Ok(Ok((catalog.labelled_vectors()?, with_two >= MIN_PRODUCTS)))
 }
 
 /// What `knockoff index` ends with: one held-out pass decides whether a
@@ -189,13 +221,13 @@ fn run(
     how: Projecting,
 ) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let t0 = std::time::Instant::now();
-    let labelled = match (catalog_photos(catalog)?, embedder) {
+    let (labelled, may_project) = match (catalog_photos(catalog)?, embedder) {
         (Ok(l), _) => l,
         (Err(_), Some(embedder)) => return from_views(catalog, embedder, opts, t0),
         (Err(skipped), None) => return Ok(Err(skipped)),
     };
     let tried = match how {
-        Projecting::Decide(o) => Some(o),
+        Projecting::Decide(o) => may_project.then_some(o),
         Projecting::Keep(o) => o,
     };
     let held = held_out_lookups(&labelled, opts.max_lookups, tried, catalog.model())?;

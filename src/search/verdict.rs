@@ -238,7 +238,8 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
     confidences.extend(weights.iter().map(|w| p_in * (1.0 - c1) * w / total));
-    let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).map(|(_, p)| *p).sum::<f32>();
+    // Folded from +0.0: an empty `sum` of floats is -0.0, which JSON would show.
+    let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).fold(0.0f32, |a, (_, p)| a + p);
     let (p_authentic, p_counterfeit) = (mass(Label::Authentic), mass(Label::Counterfeit));
     let p_no_match = (1.0 - p_authentic - p_counterfeit).max(0.0);
     Probabilities { confidences, p_authentic, p_counterfeit, p_no_match }
@@ -370,6 +371,9 @@ mod tests {
         // Nothing found: all mass on "none".
         let empty = probabilities(&[], &cfg);
         assert_eq!((empty.p_no_match, empty.confidences.len()), (1.0, 0));
+        // No counterfeit reference among the candidates: a plain zero (an empty float sum is -0.0).
+        let only_authentic = probabilities(&[c("a", Label::Authentic, 0.9), c("b", Label::Authentic, 0.5)], &cfg);
+        assert!(only_authentic.p_counterfeit == 0.0 && only_authentic.p_counterfeit.is_sign_positive(), "{only_authentic:?}");
         // One candidate: what is not that product is "none".
         let one = probabilities(&[c("a", Label::Authentic, 0.8)], &cfg);
         assert!((one.confidences[0] + one.p_no_match - 1.0).abs() < 1e-6);
