@@ -27,8 +27,8 @@
 //! [`MIN_PRODUCTS`] products with several photos: fitted on so few it learns
 //! the shoot (halves' top-1 near 1, real listings' confidence far too high),
 //! and the presence model fitted in it stops telling other products apart.
-//! Its thresholds are fitted like any other's; with so few lookups the
-//! bound often allows none, and the verdict stays `uncertain`.
+//! Its thresholds are fitted like any other's; with so few lookups the 2 %
+//! bound may allow no `likely_counterfeit` at all (docs/evaluation.md).
 //!
 //! **One photo per product.** Any other catalog of at least 10 products
 //! (most with one photo) has nothing to hold out: with the index's model at
