@@ -11,21 +11,24 @@
 # show on them, mean `p_no_match` of catalogued queries and distractors, and the
 # distractors' false-match rate (verdict other than `no_match`).
 #   ./scripts/eval_small_catalogs.sh [--model NAME]
+#   SMALL_SIZE=N ./scripts/eval_small_catalogs.sh [--model NAME]   only catalogs of N products
+#     (the fine categories of exactly N, and six random N-product catalogs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # KNOCKOFF_BIN: a built binary to use instead of building.
 source scripts/eval_env.sh
-python3 - "$DATA" "$WORK" "$K" "$@" <<'PYEOF'
+python3 - "$DATA" "$WORK" "$K" "${SMALL_SIZE:-}" "$@" <<'PYEOF'
 import collections, csv, json, os, random, subprocess, sys
-data, work, k, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+data, work, k, size, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+lo, hi, n_random = (int(size), int(size), int(size)) if size else (3, 9, 5)
 rows = lambda n: [dict(r, image=os.path.abspath(os.path.join(data, r["image"]))) for r in csv.DictReader(open(os.path.join(data, n)))]
 train, val = rows("photos-train.csv"), rows("photos-val.csv")
 by_cat = collections.defaultdict(set)
 for r in train:
     by_cat[r["category"]].add(r["product_id"])
-catalogs = [(c.replace("/", "-"), p) for c, p in sorted(by_cat.items()) if 3 <= len(p) <= 9]
+catalogs = [(c.replace("/", "-"), p) for c, p in sorted(by_cat.items()) if lo <= len(p) <= hi]
 rng, products = random.Random(0), sorted({r["product_id"] for r in val})
-catalogs += [(f"random-{i}", set(rng.sample(products, 5))) for i in range(6)]
+catalogs += [(f"random-{i}", set(rng.sample(products, n_random))) for i in range(6)]
 
 def ece(p, y):
     bins = [[] for _ in range(10)]
@@ -41,7 +44,7 @@ def write(path, rs):
 print("| calibration | catalogs | catalogued queries | R@1 | ECE | a calibrated model's ECE (median / 95th pct) | mean p_no_match, catalogued / distractors | distractors' false-match rate |")
 print("|---|---|---|---|---|---|---|---|")
 for how in ["self-calibrated", "shipped"]:
-    conf, right, pn_in, pn_out, matched, fitted = [], [], [], [], [], 0
+    conf, right, pn_in, pn_out, matched, fitted, used = [], [], [], [], [], 0, 0
     for name, prods in catalogs:
         cat, q, out = f"{work}/{name}.csv", f"{work}/{name}-q.csv", f"{work}/{name}.jsonl"
         write(cat, [r for r in train if r["product_id"] in prods])
@@ -49,7 +52,9 @@ for how in ["self-calibrated", "shipped"]:
         write(q, [r for r in val if r["product_id"] in prods] + random.Random(1).sample(others, 25))
         args = [k, "eval", "--catalog", cat, "--queries", q, "--per-query", out] + extra + (["--no-fit"] if how == "shipped" else [])
         err = subprocess.run(args, capture_output=True, text=True, check=True).stderr
-        fitted += "held-out lookups" in err
+        if not any(json.loads(l)["truth"] for l in open(out)):
+            continue  # a category with no photos-val photos (Packages/Soy-Milk)
+        fitted, used = fitted + ("held-out lookups" in err), used + 1
         for line in open(out):
             a = json.loads(line)
             if a["truth"]:
@@ -58,6 +63,6 @@ for how in ["self-calibrated", "shipped"]:
                 pn_out.append(a["p_no_match"]); matched.append(a["verdict"] != "no_match")
     draws = sorted(ece(conf, [rng.random() < p for p in conf]) for _ in range(500))
     mean = lambda v: sum(v) / len(v)
-    print(f"| {how} ({fitted} of {len(catalogs)} fitted) | {len(catalogs)} | {len(conf)} | {mean(right):.3f} | {ece(conf, right):.3f} | "
+    print(f"| {how} ({fitted} of {used} fitted) | {used} | {len(conf)} | {mean(right):.3f} | {ece(conf, right):.3f} | "
           f"{draws[250]:.3f} / {draws[475]:.3f} | {mean(pn_in):.3f} / {mean(pn_out):.3f} | {mean(matched):.3f} |")
 PYEOF
