@@ -199,7 +199,7 @@ fn a_small_brand_catalog_with_several_photos_per_product_calibrates_itself_witho
     let work = tempfile::tempdir().unwrap();
     let index = |products: usize, per: usize| {
         let dir = work.path().join(format!("{products}x{per}"));
-        let manifest = make_catalog(&dir, products, per);
+        let manifest = make_shots(&dir, products, per);
         let idx = dir.join("index");
         let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -218,6 +218,27 @@ fn a_small_brand_catalog_with_several_photos_per_product_calibrates_itself_witho
     let (cal, said) = index(4, 6);
     assert!(cal.is_none(), "{cal:?}");
     assert!(said.contains("4 products: fitting needs") && said.contains("50 photos"), "{said}");
+}
+
+#[test]
+fn photos_of_a_product_that_copy_one_another_calibrate_on_synthetic_views_not_on_halves() {
+    let work = tempfile::tempdir().unwrap();
+    let index = |manifest: std::path::PathBuf| {
+        let idx = manifest.with_file_name("index");
+        let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("the catalog calibrates itself");
+        (cal, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Crops of one shot per product: a held-out photo would find its own copy, far
+    // easier than any listing, so the index makes listing photos up instead.
+    let (cal, said) = index(make_catalog(&work.path().join("copies"), 12, 4));
+    assert!(said.contains("synthetic listing photos") && said.contains("copies of one another"), "{said}");
+    assert!(cal.queries[0].contains("copies of one another") && cal.verdict.is_none() && cal.presence.is_some(), "{cal:?}");
+    // Different shots of each product (no tile where another shot has it): held-out halves.
+    let (cal, said) = index(make_shots(&work.path().join("shots"), 12, 4));
+    assert!(said.contains("fitted on 48 held-out lookups"), "{said}");
+    assert!(cal.queries[0].contains("other half") && cal.verdict.is_some(), "{cal:?}");
 }
 
 #[test]
@@ -241,9 +262,10 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let out = run(&["index", work.path().join("cat.csv").to_str().unwrap(), "--index", idx_s]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let default_cal = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
-    // `index` ended by calibrating the index on its own photos (10 products, 4 photos each).
+    // `index` ended by calibrating the index (10 products, 4 photos each): its photos of a
+    // product are crops of one shot, copies of one another, so on synthetic views.
     let own = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("index calibrates itself");
-    assert!(own.queries[0].starts_with("self-calibration") && own.presence.is_some() && own.verdict.is_some(), "{own:?}");
+    assert!(own.queries[0].contains("copies of one another") && own.presence.is_some() && own.verdict.is_none(), "{own:?}");
     assert_eq!(own.projection, None);
 
     let out = run(&["tune", "--index", idx_s, "--folds", "4", "--force"]);

@@ -54,7 +54,12 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let committed = loop {
         assert!(Instant::now() < deadline, "indexing never committed anything");
-        if b.join("catalog.sqlite3").exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the indexing run ended before it was killed: {status}");
+        }
+        // Only a file the run has begun to write: opening a still empty one would
+        // create the schema beside the run's own (and make the run fail).
+        if std::fs::metadata(b.join("catalog.sqlite3")).is_ok_and(|m| m.len() > 0) {
             if let Ok(s) = Store::open(&b) {
                 if s.meta("model").ok().flatten().is_some() {
                     let n = s.counts().unwrap().images;

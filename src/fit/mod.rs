@@ -424,9 +424,12 @@ pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> 
 
 fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {
     match outcome {
-        Ok(r) if r.evidence == Evidence::SyntheticViews => log(format!(
-            "fitted the confidence mapping and p_no_match on {} synthetic listing photos of the catalog's own images (one photo per product: none to hold out): top-1 {:.3}; no thresholds fitted on made-up photos (defaults apply); {:.1}s",
-            r.n_lookups, r.top1_raw, r.seconds
+        Ok(r) if r.evidence != Evidence::HeldOutHalves => log(format!(
+            "fitted the confidence mapping and p_no_match on {} synthetic listing photos of the catalog's own images ({}): top-1 {:.3}; no thresholds fitted on made-up photos (defaults apply); {:.1}s",
+            r.n_lookups,
+            r.evidence.why_views(),
+            r.top1_raw,
+            r.seconds
         )),
         Ok(r) => {
             let t = r.calibration.verdict.as_ref();

@@ -79,6 +79,53 @@ pub fn make_catalog(dir: &Path, products: usize, per: usize) -> PathBuf {
     manifest
 }
 
+/// Like [`make_catalog`], but no photo of a product is a copy of another:
+/// each is the product's region cut in a 3 × 3 grid and laid out again in its
+/// own order, no tile in its place (the same colours and textures, so the
+/// model still groups them, but no crop, re-lighting or mirror maps one onto
+/// another — as different shots of one product are).
+pub fn make_shots(dir: &Path, products: usize, per: usize) -> PathBuf {
+    let photos: Vec<image::RgbImage> = photos().iter().map(|p| image::open(p).unwrap().to_rgb8()).collect();
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("image,product_id,label,brand,name,category\n");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: usize| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % n
+    };
+    for p in 0..products {
+        let src = &photos[p % photos.len()];
+        let (w, h) = src.dimensions();
+        let slot = (p / photos.len()) as u32;
+        let (tw, th) = (w / 6, h / 6);
+        let (bx, by) = ((slot * 37) % (w - 3 * tw), (slot * 53) % (h - 3 * th));
+        for j in 0..per {
+            // A derangement of the 9 tiles: shuffled until no tile stays in place.
+            let order = loop {
+                let mut o: Vec<usize> = (0..9).collect();
+                for i in (1..9).rev() {
+                    o.swap(i, next(i + 1));
+                }
+                if o.iter().enumerate().all(|(i, t)| i != *t) {
+                    break o;
+                }
+            };
+            let mut shot = image::RgbImage::new(3 * tw, 3 * th);
+            for (to, from) in order.iter().enumerate() {
+                let tile = image::imageops::crop_imm(src, bx + (*from as u32 % 3) * tw, by + (*from as u32 / 3) * th, tw, th).to_image();
+                image::imageops::replace(&mut shot, &tile, i64::from((to as u32 % 3) * tw), i64::from((to as u32 / 3) * th));
+            }
+            let name = format!("img/p{p:03}-{j:02}.jpg");
+            shot.save(dir.join(&name)).unwrap();
+            let label = if p % 5 == 0 { "counterfeit" } else { "authentic" };
+            let _ = writeln!(csv, "{name},prod-{p:03},{label},Acme,Product {p},Cat/{}", p % 3);
+        }
+    }
+    let manifest = dir.join("catalog.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    manifest
+}
+
 /// Whether an optional tool a test needs is there. Outside CI a missing
 /// tool skips the test with a note on how to install it; under CI (`CI`
 /// set) it fails the test, so a green CI never hides a skipped check.
