@@ -235,6 +235,13 @@ fn photos_of_a_product_that_copy_one_another_calibrate_on_synthetic_views_not_on
     let (cal, said) = index(make_catalog(&work.path().join("copies"), 12, 4));
     assert!(said.contains("synthetic listing photos") && said.contains("copies of one another"), "{said}");
     assert!(cal.queries[0].contains("copies of one another") && cal.verdict.is_none() && cal.presence.is_some(), "{cal:?}");
+    // The same in a small catalog: too few products for views, and the reason said.
+    let idx = work.path().join("few-copies/index");
+    let manifest = make_catalog(&work.path().join("few-copies"), 4, 14);
+    let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("4 products whose photos are copies of one another"), "{said}");
+    assert!(knockoff::search::Calibration::load(&idx.join("calibration.json")).is_none(), "{said}");
     // Different shots of each product (no tile where another shot has it): held-out halves.
     let (cal, said) = index(make_shots(&work.path().join("shots"), 12, 4));
     assert!(said.contains("fitted on 48 held-out lookups"), "{said}");

@@ -51,7 +51,8 @@
 //! against its nearest photo of the product in the other half, by the copy
 //! check lookups run — and when at least half are copies (and the model is
 //! at hand) the catalog is calibrated on synthetic views instead, as a
-//! catalog with one photo per product is.
+//! catalog with one photo per product is (below 10 products it keeps the
+//! shipped calibration, and says why).
 //!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
@@ -173,6 +174,9 @@ pub enum Skipped {
     /// Fewer than 10 products (and too few photos to hold out): a ranking of
     /// synthetic views among so few says little.
     TooFewProducts { products: usize },
+    /// Photos of a product copy one another (no halves to hold out) in a
+    /// catalog of fewer than 10 products (too few for synthetic views).
+    CopiesOfFewProducts { products: usize },
     /// No stored thumbnail to make synthetic views from.
     NoThumbnails,
 }
@@ -190,6 +194,10 @@ impl std::fmt::Display for Skipped {
                     "{products} products: fitting needs {MIN_PRODUCTS}, or most with several photos and {MIN_HELD_OUT_PHOTOS} photos among them (the model's shipped calibration applies)"
                 )
             }
+            Skipped::CopiesOfFewProducts { products } => write!(
+                f,
+                "{products} products whose photos are copies of one another: held-out photos would find their own copies, and synthetic views need {MIN_PRODUCTS} products (the model's shipped calibration applies)"
+            ),
             Skipped::NoThumbnails => write!(f, "no stored thumbnails to make synthetic views from (the model's shipped calibration applies)"),
         }
     }
@@ -317,7 +325,11 @@ fn from_views(
     let images = catalog.labelled_images()?;
     let products = images.iter().map(|i| i.1).collect::<std::collections::HashSet<_>>().len();
     if products < MIN_PRODUCTS {
-        return Ok(Err(Skipped::TooFewProducts { products }));
+        return Ok(Err(if evidence == Evidence::SyntheticViewsOverCopies {
+            Skipped::CopiesOfFewProducts { products }
+        } else {
+            Skipped::TooFewProducts { products }
+        }));
     }
     let lookups = view_lookups(catalog, embedder, &images, &opts.views)?;
     if lookups.is_empty() {
@@ -351,7 +363,7 @@ fn from_views(
 /// Share of products (up to [`COPY_SAMPLE`], spread evenly) whose first
 /// photo is a copy of its nearest photo of the same product in the other
 /// half of the split the held-out lookups use ([`split_by_order`]): the
-/// copy check a lookup runs (`p_copy` ≥ 0.5), the first photo's stored
+/// copy check a lookup runs (`p_copy` at its reporting level), the first photo's stored
 /// thumbnail as the query. Products without a thumbnail or stored copy
 /// features are not counted.
 fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
@@ -371,7 +383,7 @@ fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
         let rgb = image::load_from_memory(&catalog.thumbnail(images[q].0).ok()??).ok()?.to_rgb8();
         let query = crate::embed::local::describe_query(&rgb, &[], &mut fast_image_resize::Resizer::new());
         let found = crate::search::copy::rank_copies(catalog, &query, &[nearest], &model);
-        Some(found.first().is_some_and(|c| c.p_copy >= 0.5))
+        Some(found.first().is_some_and(|c| c.p_copy >= model.report_at))
     };
     let checked: Vec<bool> = (0..n).into_par_iter().filter_map(|k| is_copy(several[k * several.len() / n.max(1)])).collect();
     if checked.is_empty() {
