@@ -60,7 +60,7 @@
 //! was measured and dropped: it makes the mapping far too cautious on real
 //! shelf photos; see docs/evaluation.md.)
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -369,17 +369,17 @@ fn from_views(
 fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
     use rayon::prelude::*;
     let side = split_by_order(images.iter().map(|i| i.1));
-    let mut members: std::collections::BTreeMap<i64, Vec<usize>> = std::collections::BTreeMap::new();
-    for (i, (_, p, _)) in images.iter().enumerate() {
-        members.entry(*p).or_default().push(i);
-    }
+    let members = members(images.iter().map(|i| i.1));
     let several: Vec<&Vec<usize>> = members.values().filter(|m| m.len() >= 2).collect();
     let n = several.len().min(COPY_SAMPLE);
     let model = crate::search::CopyModel::default();
     let is_copy = |photos: &Vec<usize>| -> Option<bool> {
         let q = photos[0];
-        let dot = |j: usize| images[q].2.iter().zip(&images[j].2).map(|(a, b)| a * b).sum::<f32>();
-        let nearest = photos.iter().filter(|j| side[**j] != side[q]).map(|j| (images[*j].0, dot(*j))).max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let nearest = photos
+            .iter()
+            .filter(|j| side[**j] != side[q])
+            .map(|j| (images[*j].0, crate::catalog::vectors::dot(&images[q].2, &images[*j].2)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
         let rgb = image::load_from_memory(&catalog.thumbnail(images[q].0).ok()??).ok()?.to_rgb8();
         let query = crate::embed::local::describe_query(&rgb, &[], &mut fast_image_resize::Resizer::new());
         let found = crate::search::copy::rank_copies(catalog, &query, &[nearest], &model);
@@ -479,15 +479,19 @@ fn without_truth(l: &RankedLookup<i64>) -> RankedLookup<i64> {
     RankedLookup { truth: l.truth, top: l.top.iter().filter(|t| t.0 != l.truth).take(10).copied().collect() }
 }
 
+/// Each product's positions in `products`, in the order given.
+fn members(products: impl Iterator<Item = i64>) -> BTreeMap<i64, Vec<usize>> {
+    let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, p) in products.enumerate() {
+        members.entry(p).or_default().push(i);
+    }
+    members
+}
+
 /// Each product's photos in the order given (source order): first half 0, second half 1.
 fn split_by_order(products: impl ExactSizeIterator<Item = i64>) -> Vec<u8> {
-    let n = products.len();
-    let mut members: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (i, l) in products.enumerate() {
-        members.entry(l).or_default().push(i);
-    }
-    let mut side = vec![0u8; n];
-    for idx in members.values() {
+    let mut side = vec![0u8; products.len()];
+    for idx in members(products).values() {
         for (rank, i) in idx.iter().enumerate() {
             side[*i] = u8::from(rank * 2 >= idx.len());
         }
