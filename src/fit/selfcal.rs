@@ -368,16 +368,15 @@ fn from_views(
 /// features are not counted.
 fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
     use rayon::prelude::*;
-    let side = split_by_order(images.iter().map(|i| i.1));
     let members = members(images.iter().map(|i| i.1));
     let several: Vec<&Vec<usize>> = members.values().filter(|m| m.len() >= 2).collect();
     let n = several.len().min(COPY_SAMPLE);
     let model = crate::search::CopyModel::default();
     let is_copy = |photos: &Vec<usize>| -> Option<bool> {
+        // The first photo is in the first half; the second half is what split_by_order puts there.
         let q = photos[0];
-        let nearest = photos
+        let nearest = photos[photos.len().div_ceil(2)..]
             .iter()
-            .filter(|j| side[**j] != side[q])
             .map(|j| (images[*j].0, crate::catalog::vectors::dot(&images[q].2, &images[*j].2)))
             .max_by(|a, b| a.1.total_cmp(&b.1))?;
         let rgb = image::load_from_memory(&catalog.thumbnail(images[q].0).ok()??).ok()?.to_rgb8();
