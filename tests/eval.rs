@@ -287,16 +287,12 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let id = s["projection"]["id"].as_str().unwrap().to_string();
     assert_eq!(s["projection"]["n_products"], 10);
     assert_eq!(s["projection"]["out_dim"], 128, "max(products - 1, 128)");
-    // The calibration is the projection's own, and it replaces the model default.
+    // The calibration is the projection's own, and it replaces the model default: fitted,
+    // like `index`'s, on synthetic views (its halves would be copies of one another).
     let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).unwrap();
     assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
-    // Self-calibrated in the projected space: every photo looked up under both held-out schemes.
-    assert!(cal.queries[0].starts_with("self-calibration"), "{:?}", cal.queries);
-    assert_eq!(s["self_calibration"]["n_lookups"], 40, "{s}");
-    assert!(cal.presence.is_some());
-    // The catalog has both labels, so the counterfeit thresholds were fitted with it.
-    let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
-    assert_eq!((v.counterfeit.len(), v.authentic.len()), (knockoff::fit::RISK_LEVELS.len(), knockoff::fit::RISK_LEVELS.len()), "{v:?}");
+    assert_eq!(s["self_calibration"]["evidence"], "synthetic_views_over_copies", "{s}");
+    assert!(cal.queries[0].contains("copies of one another") && cal.presence.is_some() && cal.verdict.is_none(), "{cal:?}");
     let (found, _) =
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))
             .unwrap();
@@ -319,6 +315,23 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", None).unwrap();
     assert_eq!(path, root().join("models/efficientnet-lite0/calibration.json"), "the stale projected calibration is skipped");
     assert_eq!(found.mapping, default_cal.mapping);
+
+    // Different shots of each product (not copies): tuned on its held-out halves, in the
+    // projected space, every photo looked up; both labels, so counterfeit thresholds too.
+    let shots_dir = work.path().join("shots");
+    let shots = make_shots(&shots_dir, 10, 4);
+    let shots_idx = shots_dir.join("idx");
+    assert!(run(&["index", shots.to_str().unwrap(), "--index", shots_idx.to_str().unwrap()]).status.success());
+    let out = run(&["tune", "--index", shots_idx.to_str().unwrap(), "--folds", "4", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&s["applied"], &s["self_calibration"]["evidence"]), (&true.into(), &"held_out_halves".into()), "{s}");
+    assert_eq!(s["self_calibration"]["n_lookups"], 40, "{s}");
+    let cal = knockoff::search::Calibration::load(&shots_idx.join("calibration.json")).unwrap();
+    assert_eq!(cal.projection.as_deref(), s["projection"]["id"].as_str());
+    assert!(cal.queries[0].starts_with("self-calibration") && cal.presence.is_some(), "{:?}", cal.queries);
+    let v = cal.verdict.as_ref().expect("verdict thresholds fitted");
+    assert_eq!((v.counterfeit.len(), v.authentic.len()), (knockoff::fit::RISK_LEVELS.len(), knockoff::fit::RISK_LEVELS.len()), "{v:?}");
 
     // One photo per product: nothing to learn from, a clear refusal.
     let single = work.path().join("single");

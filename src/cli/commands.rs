@@ -159,7 +159,7 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
         eprintln!("[eval] indexed {} catalog images ({} failed)", r.counts.indexed + r.counts.skipped, r.counts.failed);
         if a.tune {
             // A catalog without several photos per product cannot be tuned: evaluate it as is.
-            match crate::fit::tune(catalog, &a.tune_args.options(), &mut |line| eprintln!("[tune] {line}")) {
+            match crate::fit::tune(catalog, Some(&embedder), &a.tune_args.options(), &mut |line| eprintln!("[tune] {line}")) {
                 Ok(report) => eprintln!("[eval] tune: {}", serde_json::to_string(&report)?),
                 Err(e) => eprintln!("[eval] tune: not applied: {e}"),
             }
@@ -216,7 +216,13 @@ pub fn tune(g: &Global, a: &TuneCmdArgs) -> anyhow::Result<i32> {
         eprintln!("{}", if removed { "projection removed; graph rebuilt from the model's vectors" } else { "no projection to remove" });
         return Ok(0);
     }
-    let report = crate::fit::tune(&opened.catalog, &a.tune.options(), &mut |line| eprintln!("[tune] {line}"))?;
+    // The model makes synthetic views when the catalog's photos copy one another;
+    // without it (not installed) such a catalog is fitted on its halves.
+    let embedder = opened
+        .embedder(&bulk(g))
+        .map_err(|e| eprintln!("[tune] model not at hand ({e}): a catalog whose photos copy one another is fitted on its halves"))
+        .ok();
+    let report = crate::fit::tune(&opened.catalog, embedder.as_ref(), &a.tune.options(), &mut |line| eprintln!("[tune] {line}"))?;
     print::json(&report)?;
     Ok(i32::from(!report.applied))
 }

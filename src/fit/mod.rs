@@ -361,9 +361,15 @@ pub struct TuneReport {
 
 /// Cross-validates a projection on the catalog's own photos; when it beats
 /// the model's own vectors (or `force`), applies it and stores the
-/// confidence calibration fitted on the cross-validated lookups. `log`
-/// receives one line per step.
-pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) -> Result<TuneReport, FitError> {
+/// confidence calibration fitted on the catalog's held-out photos (on
+/// synthetic views when they copy one another and the model, `embedder`, is
+/// at hand). `log` receives one line per step.
+pub fn tune(
+    catalog: &Catalog,
+    embedder: Option<&Embedder>,
+    opts: &TuneOptions,
+    log: &mut dyn FnMut(String),
+) -> Result<TuneReport, FitError> {
     let labelled = catalog.labelled_vectors()?;
     let t0 = std::time::Instant::now();
     let cv = cross_validate_projection(&labelled, catalog.model(), opts.projection, opts.folds, opts.cv_lookups, |f, n| {
@@ -381,7 +387,7 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
     let mut report = TuneReport { cross_validation: cv, applied: false, projection: None, self_calibration: None };
     if report.cross_validation.top1_projected <= report.cross_validation.top1_raw && !opts.force {
         log("the projection does not help on this catalog: not applied (--force applies it anyway)".into());
-        report.self_calibration = self_calibrate_logged(catalog, log)?;
+        report.self_calibration = self_calibrate_logged(catalog, embedder, log)?;
         return Ok(report);
     }
     let info = catalog.fit_projection(opts.projection)?;
@@ -391,7 +397,7 @@ pub fn tune(catalog: &Catalog, opts: &TuneOptions, log: &mut dyn FnMut(String)) 
     ));
     report.applied = true;
     report.projection = Some(info);
-    report.self_calibration = self_calibrate_logged(catalog, log)?;
+    report.self_calibration = self_calibrate_logged(catalog, embedder, log)?;
     Ok(report)
 }
 
@@ -415,8 +421,12 @@ pub fn fit_index(catalog: &Catalog, embedder: Option<&Embedder>, log: &mut dyn F
 }
 
 /// [`self_calibrate`] with its outcome in words for `log`.
-pub fn self_calibrate_logged(catalog: &Catalog, log: &mut dyn FnMut(String)) -> Result<Option<SelfCalReport>, FitError> {
-    let outcome = self_calibrate(catalog, &SelfCalOptions::default())?;
+pub fn self_calibrate_logged(
+    catalog: &Catalog,
+    embedder: Option<&Embedder>,
+    log: &mut dyn FnMut(String),
+) -> Result<Option<SelfCalReport>, FitError> {
+    let outcome = self_calibrate(catalog, embedder, &SelfCalOptions::default())?;
     let report = outcome.as_ref().ok().cloned();
     log_outcome(outcome, log);
     Ok(report)

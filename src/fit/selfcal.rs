@@ -246,12 +246,18 @@ pub fn fit_index(
 }
 
 /// Calibrates the index as it is (in its projection, if any, refitted per
-/// held-out half) and writes `<index>/calibration.json`. `Ok(Err(skipped))`
-/// when the catalog cannot calibrate itself (an earlier calibration file is
-/// then left as it is).
-pub fn self_calibrate(catalog: &Catalog, opts: &SelfCalOptions) -> Result<Result<SelfCalReport, Skipped>, FitError> {
+/// held-out half) and writes `<index>/calibration.json`; with the model at
+/// hand (`embedder`), a catalog whose photos copy one another is calibrated
+/// on synthetic views as [`fit_index`] does. `Ok(Err(skipped))` when the
+/// catalog cannot calibrate itself (an earlier calibration file is then left
+/// as it is).
+pub fn self_calibrate(
+    catalog: &Catalog,
+    embedder: Option<&Embedder>,
+    opts: &SelfCalOptions,
+) -> Result<Result<SelfCalReport, Skipped>, FitError> {
     let current = catalog.projection().map(|p| FitOptions { shrinkage: p.info.shrinkage, dims: Some(p.info.out_dim) });
-    run(catalog, None, opts, Projecting::Keep(current))
+    run(catalog, embedder, opts, Projecting::Keep(current))
 }
 
 /// Whether the held-out pass decides the projection or keeps the index's own.
