@@ -195,6 +195,48 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
 }
 
 #[test]
+fn the_demo_catalog_refuses_photos_unlike_every_product_and_still_recognises_its_own() {
+    // `run.sh`'s 4-product demo: too small to fit itself, so no presence model.
+    let work = tempfile::tempdir().unwrap();
+    let idx = work.path().join("idx");
+    let run = |args: &[&str]| Command::new(bin()).current_dir(root()).args(args).output().unwrap();
+    let out = run(&["index", "scripts/demo-catalog.csv", "--index", idx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let search = |img: image::RgbImage, name: &str| {
+        let path = work.path().join(name);
+        img.save(&path).unwrap();
+        let out = run(&["search", "--index", idx.to_str().unwrap(), "--json", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["verdict"].as_str().unwrap().to_string(), v["p_no_match"].as_f64().unwrap(), v["matches"][0]["product_id"].clone(), v)
+    };
+    // Pictures of nothing in the catalog (before: `likely_authentic`, `p_no_match` 0.0004).
+    let stripes = image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([((x * 7) % 256) as u8, ((y * 3 + x) % 256) as u8, ((x ^ y) * 5 % 256) as u8])
+    });
+    let checks =
+        image::RgbImage::from_fn(
+            320,
+            240,
+            |x, y| if (x / 40 + y / 40) % 2 == 1 { image::Rgb([200, 60, 40]) } else { image::Rgb([30, 90, 200]) },
+        );
+    for (img, name) in [(stripes, "stripes.png"), (checks, "checks.png")] {
+        let (verdict, p_no_match, _, v) = search(img, name);
+        assert!(verdict == "no_match" && p_no_match > 0.9, "{name}: {v}");
+    }
+    // Its own products, cropped: still theirs, with their labels' verdicts.
+    for (photo, product, verdict) in
+        [("coffee", "demo-coffee-cup", "likely_authentic"), ("rocket", "demo-rocket-toy", "likely_counterfeit")]
+    {
+        let img = image::open(fixture(&format!("photos/{photo}.jpg"))).unwrap().to_rgb8();
+        let (w, h) = img.dimensions();
+        let crop = image::imageops::crop_imm(&img, w / 10, h / 8, w * 8 / 10, h * 3 / 4).to_image();
+        let got = search(crop, &format!("{photo}-crop.png"));
+        assert!(got.0 == verdict && got.2 == product && got.1 < 0.1, "{photo}: {}", got.3);
+    }
+}
+
+#[test]
 fn a_small_brand_catalog_with_several_photos_per_product_calibrates_itself_without_a_projection() {
     let work = tempfile::tempdir().unwrap();
     let index = |products: usize, per: usize| {

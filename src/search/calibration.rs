@@ -92,6 +92,13 @@ impl Mapping {
         }
     }
 
+    /// Whether the mapping reads the similarity itself (a relative-margin one
+    /// reads only how the top stands out of its ranking).
+    #[must_use]
+    pub fn reads_similarity(&self) -> bool {
+        !matches!(self, Mapping::RelativeMargin { .. })
+    }
+
     /// The mapping of a top similarity and its margin (a relative-margin
     /// mapping takes its typical spread).
     #[must_use]

@@ -20,7 +20,10 @@
 //!   `exp(tie_slope · s1) / Σ exp(tie_slope · s_i)` (a near-tie is a coin toss
 //!   whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
-//!   to "none");
+//!   to "none"). Without a presence model no other product takes more than
+//!   the mapping gives a top match of its own similarity: what they cannot
+//!   take goes to "none" (a photo unlike every product is `no_match` even in a
+//!   catalog too small to fit one);
 //! - each `confidence` is `p_in ×` its share, `p_no_match` the remainder, and
 //!   `p_counterfeit` / `p_authentic` the mass on products with that label.
 //!   They sum to 1, and every probability stays within `[floor, 1 − floor]`
@@ -99,7 +102,7 @@ pub struct VerdictConfig {
     /// A fitted calibration of the top product; when absent, the logistic default above is used.
     #[serde(skip)]
     pub calibration: Option<super::Mapping>,
-    /// A fitted presence model; when absent, `p_no_match` is `floor` unless nothing matched.
+    /// A fitted presence model; when absent, "none" gets what the mapping denies the other candidates (see the module docs).
     #[serde(skip)]
     pub presence: Option<Presence>,
     /// Share of lookups expected to show a product the catalog does not hold,
@@ -237,7 +240,12 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     let c1 = if cfg.calibration.as_ref().is_some_and(super::Mapping::judges_ties) { raw } else { raw.min(share.max(cfg.floor)) };
     let mut confidences = Vec::with_capacity(candidates.len());
     confidences.push(p_in * c1);
-    confidences.extend(weights.iter().map(|w| p_in * (1.0 - c1) * w / total));
+    // Without a presence model only the mapping can say "none of these": no
+    // other product is more probably the answer than a top match of its own
+    // similarity would be, and what they cannot take is left to "none".
+    let bounded = cfg.presence.is_none() && cfg.calibration.as_ref().is_none_or(super::Mapping::reads_similarity);
+    let cap = |s: f32| if bounded { cfg.confidence(s) } else { 1.0 };
+    confidences.extend(weights.iter().zip(&candidates[1..]).map(|(w, c)| (p_in * (1.0 - c1) * w / total).min(cap(c.similarity))));
     // Folded from +0.0: an empty `sum` of floats is -0.0, which JSON would show.
     let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).fold(0.0f32, |a, (_, p)| a + p);
     let (p_authentic, p_counterfeit) = (mass(Label::Authentic), mass(Label::Counterfeit));
@@ -377,6 +385,29 @@ mod tests {
         // One candidate: what is not that product is "none".
         let one = probabilities(&[c("a", Label::Authentic, 0.8)], &cfg);
         assert!((one.confidences[0] + one.p_no_match - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn without_a_presence_model_no_product_is_more_probable_than_a_top_match_of_its_similarity() {
+        // No presence model (a catalog too small to fit itself) and the default mapping.
+        let cfg = VerdictConfig::default();
+        let far = [c("a", Label::Authentic, 0.30), c("f", Label::Counterfeit, 0.28), c("b", Label::Authentic, 0.25)];
+        let p = probabilities(&far, &cfg);
+        for (cand, conf) in far.iter().zip(&p.confidences) {
+            assert!(*conf <= cfg.confidence(cand.similarity) + 1e-6, "{cand:?}: {p:?}");
+        }
+        // What no product can take is "none of these": a photo unlike every product is no match.
+        assert!(p.p_no_match > 0.9 && (p.p_no_match + p.p_authentic + p.p_counterfeit - 1.0).abs() < 1e-5, "{p:?}");
+        assert_eq!(verdict(&far, &cfg), VerdictKind::NoMatch);
+        let near = [c("a", Label::Authentic, 0.95), c("b", Label::Authentic, 0.5)];
+        assert!(probabilities(&near, &cfg).p_authentic > 0.9);
+        assert_eq!(verdict(&near, &cfg), VerdictKind::LikelyAuthentic);
+        // A fitted presence model says "none" itself: the runner-up keeps the top's remainder.
+        let close = [c("a", Label::Authentic, 0.70), c("b", Label::Authentic, 0.69)];
+        let bounded = probabilities(&close, &cfg);
+        let fitted = probabilities(&close, &VerdictConfig { presence: Some(presence()), ..Default::default() });
+        assert!(bounded.confidences[1] <= cfg.confidence(0.69) + 1e-6, "{bounded:?}");
+        assert!(fitted.confidences[1] > 2.0 * cfg.confidence(0.69), "{fitted:?}");
     }
 
     #[test]
