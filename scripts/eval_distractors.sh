@@ -4,7 +4,8 @@
 # val photos, those of the left-out products as distractors (no product_id:
 # the right answer is `no_match`). Prints the distractor false-match rate (a
 # distractor given any verdict but `no_match`), the mean p_no_match of
-# distractors and of catalog queries, and the catalog queries' R@1 and ECE.
+# distractors and of catalog queries, the catalog queries' R@1, and the ECE of
+# `confidence` over all queries (a distractor's top match counts as wrong).
 # SINGLE_PHOTO=1: the catalog is the studio image alone (one photo per product).
 #   [SINGLE_PHOTO=1] ./scripts/eval_distractors.sh [extra knockoff eval args, e.g. --model sscd-lite0 --json FILE]
 set -euo pipefail
@@ -42,5 +43,5 @@ print(f"distractor protocol ({d['model']}): {len(dis)} distractor and {len(cat)}
       f"distractor false-match rate {d['distractor_false_match_rate']:.3f}, p_no_match dominant for "
       f"{mean([r['p_no_match'] >= max([r['p_no_match']] + [m['confidence'] for m in r['matches']]) for r in dis]):.3f} of distractors; "
       f"mean p_no_match {mean([r['p_no_match'] for r in dis]):.3f} (distractors) vs {mean([r['p_no_match'] for r in cat]):.3f} (catalog queries); "
-      f"catalog queries R@1 {d['recall_at_1']:.3f}, ECE {d['ece']:.3f}")
+      f"catalog queries R@1 {d['recall_at_1']:.3f}; ECE over all queries {d['ece']:.3f}")
 PYEOF
