@@ -244,7 +244,7 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     // other product is more probably the answer than a top match of its own
     // similarity would be, and what they cannot take is left to "none".
     let bounded = cfg.presence.is_none() && cfg.calibration.as_ref().is_none_or(super::Mapping::reads_similarity);
-    let cap = |s: f32| if bounded { cfg.confidence(s) } else { 1.0 };
+    let cap = |s: f32| if bounded { p_in * cfg.confidence(s) } else { 1.0 };
     confidences.extend(weights.iter().zip(&candidates[1..]).map(|(w, c)| (p_in * (1.0 - c1) * w / total).min(cap(c.similarity))));
     // Folded from +0.0: an empty `sum` of floats is -0.0, which JSON would show.
     let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).fold(0.0f32, |a, (_, p)| a + p);
@@ -396,6 +396,7 @@ mod tests {
         for (cand, conf) in far.iter().zip(&p.confidences) {
             assert!(*conf <= cfg.confidence(cand.similarity) + 1e-6, "{cand:?}: {p:?}");
         }
+        assert!(p.confidences.windows(2).all(|w| w[0] >= w[1]), "ranked order kept: {p:?}");
         // What no product can take is "none of these": a photo unlike every product is no match.
         assert!(p.p_no_match > 0.9 && (p.p_no_match + p.p_authentic + p.p_counterfeit - 1.0).abs() < 1e-5, "{p:?}");
         assert_eq!(verdict(&far, &cfg), VerdictKind::NoMatch);
