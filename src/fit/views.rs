@@ -54,7 +54,13 @@ const BATCH: usize = 16;
 /// Catalog images whose thumbnails are held at once (about 33 MB decoded).
 const SOURCES_IN_MEMORY: usize = 128;
 
-/// One made-up listing photo of `src`, in a scene of `clutter` (other catalog images).
+/// One made-up listing photo of `src`, in a scene of `clutter` (other catalog
+/// images): behind it, other images cut into a 3 × 3 grid and laid out again
+/// ([`rearranged`]) — the catalog's colours and textures but no catalog
+/// product, so a view's one product is `src` (a whole other product behind
+/// it made the view a photo of two, and its "wrong" answers taught the mapping
+/// to distrust margins real listings have); in front, over one side of it,
+/// most of the time, part of another product.
 pub fn synthetic_view(src: &RgbaImage, clutter: &[&RgbaImage], rng: &mut Rng) -> image::RgbImage {
     let side = [256u32, 320, 384][rng.below(3)];
     let backdrop = Rgba([rng.range(40.0, 220.0) as u8, rng.range(40.0, 220.0) as u8, rng.range(40.0, 220.0) as u8, 255]);
@@ -63,8 +69,8 @@ pub fn synthetic_view(src: &RgbaImage, clutter: &[&RgbaImage], rng: &mut Rng) ->
         if clutter.is_empty() {
             break;
         }
-        let other = clutter[rng.below(clutter.len())];
-        let scaled = scale_to(other, rng.range(0.4, 1.0) * side as f32);
+        let other = rearranged(clutter[rng.below(clutter.len())], rng);
+        let scaled = scale_to(&other, rng.range(0.4, 1.0) * side as f32);
         let (x, y) = (place(rng, side, scaled.width(), 0.5), place(rng, side, scaled.height(), 0.5));
         imageops::overlay(&mut canvas, &scaled, x, y);
     }
@@ -96,6 +102,27 @@ pub fn synthetic_view(src: &RgbaImage, clutter: &[&RgbaImage], rng: &mut Rng) ->
         photo = imageops::resize(&small, side, side, imageops::FilterType::Triangle);
     }
     recompress(&photo, rng.range(40.0, 85.0) as u8)
+}
+
+/// `img` cut into a 3 × 3 grid whose tiles are laid out again with none in
+/// its place: the same colours and textures, no longer the same thing.
+fn rearranged(img: &RgbaImage, rng: &mut Rng) -> RgbaImage {
+    let (tw, th) = ((img.width() / 3).max(1), (img.height() / 3).max(1));
+    let order = loop {
+        let mut o: [u32; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+        for i in (1..9).rev() {
+            o.swap(i, rng.below(i + 1));
+        }
+        if o.iter().zip(0..).all(|(t, i)| *t != i) {
+            break o;
+        }
+    };
+    let mut out = RgbaImage::new(3 * tw, 3 * th);
+    for (to, from) in (0u32..).zip(order) {
+        let tile = imageops::crop_imm(img, (from % 3) * tw, (from / 3) * th, tw, th).to_image();
+        imageops::replace(&mut out, &tile, i64::from((to % 3) * tw), i64::from((to / 3) * th));
+    }
+    out
 }
 
 /// `n · f` rounded, at least 1 and at most `n`.
@@ -306,6 +333,21 @@ mod tests {
         }
         let corners_cleared = (0..20).filter(|_| perspective(&src, &mut rng).get_pixel(0, 0)[3] == 0).count();
         assert!(corners_cleared >= 15, "{corners_cleared}");
+    }
+
+    #[test]
+    fn clutter_is_rearranged_with_no_tile_in_its_place() {
+        // Each 3 × 3 tile of a 90 × 60 image is one flat colour: its index.
+        let img = RgbaImage::from_fn(90, 60, |x, y| Rgba([(x / 30 + 3 * (y / 20)) as u8, 0, 0, 255]));
+        for seed in 0..20 {
+            let out = rearranged(&img, &mut Rng::new(seed));
+            assert_eq!(out.dimensions(), (90, 60));
+            let tiles: Vec<u8> = (0..9).map(|t| out.get_pixel((t % 3) * 30 + 15, (t / 3) * 20 + 10).0[0]).collect();
+            let mut sorted = tiles.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..9).collect::<Vec<u8>>(), "every tile once: {tiles:?}");
+            assert!(tiles.iter().zip(0..).all(|(t, i)| *t != i), "none in its place: {tiles:?}");
+        }
     }
 
     #[test]
