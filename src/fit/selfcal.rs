@@ -215,7 +215,7 @@ type Photos = Vec<(i64, Vec<f32>)>;
 /// Live images as (image id, product key, vector), in source order.
 type Images = Vec<(i64, i64, Vec<f32>)>;
 
-/// The catalog's live vectors with their product keys and whether there are
+/// The catalog's live images (id, product key, vector) and whether there are
 /// enough products with several photos to try a projection, or why there
 /// are too few to hold photos out: fewer than [`MIN_PRODUCTS`] products with
 /// several photos, unless most products have several and those have
@@ -276,14 +276,14 @@ fn run(
     let t0 = std::time::Instant::now();
     let (images, may_project) = match (catalog_photos(catalog)?, embedder) {
         (Ok(l), _) => l,
-        (Err(_), Some(embedder)) => return from_views(catalog, embedder, opts, t0, Evidence::SyntheticViews),
+        (Err(_), Some(embedder)) => return from_views(catalog, embedder, &catalog.labelled_images()?, opts, t0, Evidence::SyntheticViews),
         (Err(skipped), None) => return Ok(Err(skipped)),
     };
     // Photos of a product that are copies of one another (one shot cropped,
     // re-lit, mirrored) would make held-out lookups near-copies: made-up
     // listing photos are the better evidence then.
     if let Some(embedder) = embedder.filter(|_| copy_share(catalog, &images) >= COPY_SHARE_FOR_VIEWS) {
-        return from_views(catalog, embedder, opts, t0, Evidence::SyntheticViewsOverCopies);
+        return from_views(catalog, embedder, &images, opts, t0, Evidence::SyntheticViewsOverCopies);
     }
     let labelled: Photos = images.into_iter().map(|(_, p, v)| (p, v)).collect();
     let tried = match how {
@@ -316,19 +316,20 @@ fn run(
     }))
 }
 
-/// Self-calibration of a catalog with one photo per product: the
-/// confidence mapping and the presence model, fitted on synthetic views of
-/// its images ([`super::views`]) as the held-out lookups are otherwise; the
+/// Self-calibration of a catalog with one photo per product, or whose photos
+/// copy one another (`evidence` says which): the confidence mapping and the
+/// presence model, fitted on synthetic views of its live `images` (as
+/// [`Catalog::labelled_images`]; [`super::views`]) as the held-out lookups are otherwise; the
 /// verdict thresholds keep their defaults — a false-accusation bound fitted
 /// on made-up photos would promise what real listings may not keep.
 fn from_views(
     catalog: &Catalog,
     embedder: &Embedder,
+    images: &[(i64, i64, Vec<f32>)],
     opts: &SelfCalOptions,
     t0: std::time::Instant,
     evidence: Evidence,
 ) -> Result<Result<SelfCalReport, Skipped>, FitError> {
-    let images = catalog.labelled_images()?;
     let products = images.iter().map(|i| i.1).collect::<std::collections::HashSet<_>>().len();
     if products < MIN_PRODUCTS {
         return Ok(Err(if evidence == Evidence::SyntheticViewsOverCopies {
@@ -337,7 +338,7 @@ fn from_views(
             Skipped::TooFewProducts { products }
         }));
     }
-    let lookups = view_lookups(catalog, embedder, &images, &opts.views)?;
+    let lookups = view_lookups(catalog, embedder, images, &opts.views)?;
     if lookups.is_empty() {
         return Ok(Err(Skipped::NoThumbnails));
     }
