@@ -5,14 +5,16 @@
 # image + train photos; queries: their val photos, with the same labels. The
 # right verdict for a query is its product's label. Prints the JSON report's
 # verdict accuracy and confusion matrix.
-#   ./scripts/eval_lookalike.sh [extra knockoff eval args, e.g. --model sscd-lite0 --tune --json FILE]
+# ONE_PHOTO=1: the catalog is the studio images alone (one photo per product,
+# so the index calibrates itself on synthetic views).
+#   [ONE_PHOTO=1] ./scripts/eval_lookalike.sh [extra knockoff eval args, e.g. --model sscd-lite0 --tune --json FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # KNOCKOFF_BIN: a built binary to use instead of building.
 source scripts/eval_env.sh
-python3 - "$DATA" "$WORK" <<'PYEOF'
+python3 - "$DATA" "$WORK" "${ONE_PHOTO:-}" <<'PYEOF'
 import csv, os, sys
-data, work = sys.argv[1], sys.argv[2]
+data, work, one_photo = sys.argv[1], sys.argv[2], sys.argv[3]
 FAKES = {  # stand-in knock-off -> the authentic sibling it imitates
     "arla-lactose-medium-fat-milk": "arla-medium-fat-milk",
     "god-morgon-orange-red-grapefruit-juice": "god-morgon-red-grapefruit-juice",
@@ -31,7 +33,7 @@ def rows(name):
 def write(path, rs):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, ["image", "product_id", "label", "brand", "name", "category"]); w.writeheader(); w.writerows(rs)
-write(f"{work}/catalog.csv", list(rows("catalog.csv")) + list(rows("photos-train.csv")))
+write(f"{work}/catalog.csv", list(rows("catalog.csv")) + ([] if one_photo else list(rows("photos-train.csv"))))
 write(f"{work}/queries.csv", list(rows("photos-val.csv")))
 PYEOF
 "$K" eval --catalog "$WORK/catalog.csv" --queries "$WORK/queries.csv" "$@" > "$WORK/report.json"

@@ -167,10 +167,18 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     let cal = cal.expect("a single-photo catalog of 12 products fits its own calibration");
     assert!(said.contains("96 synthetic listing photos"), "{said}");
     assert!(cal.queries[0].starts_with("self-calibration") && cal.queries[0].contains("synthetic"), "{:?}", cal.queries);
-    // 8 views of each of the 12 images; the mapping and p_no_match are fitted on them, no thresholds.
+    // 8 views of each of the 12 images; the mapping and p_no_match are fitted on them.
     assert_eq!(cal.n_queries, 96);
     assert!(cal.n_correct > 0 && cal.n_correct <= 96);
-    assert!(cal.presence.is_some() && cal.verdict.is_none(), "{cal:?}");
+    assert!(cal.presence.is_some(), "{cal:?}");
+    // The catalog has both labels: thresholds from the views, which may only make a verdict more cautious.
+    let t = cal.verdict.as_ref().expect("thresholds on a catalog with both labels");
+    assert!(t.on_views && t.n_counterfeit > 0, "{t:?}");
+    let mut cfg = knockoff::search::VerdictConfig::default();
+    cfg.apply(&cal);
+    assert_eq!(cfg.thresholds, knockoff::search::ThresholdBasis::StricterOnViews);
+    let defaults = knockoff::search::VerdictConfig::default();
+    assert!(cfg.counterfeit_threshold >= defaults.counterfeit_threshold && cfg.authentic_threshold >= defaults.authentic_threshold);
     let presence = cal.presence.as_ref().unwrap();
     assert!(presence.apply(0.95, 0.2) > presence.apply(0.3, 0.01), "a close, clear match is more likely in the catalog: {presence:?}");
     let shipped = knockoff::search::Calibration::load(&root().join("models/efficientnet-lite0/calibration.json")).unwrap();
@@ -276,7 +284,9 @@ fn photos_of_a_product_that_copy_one_another_calibrate_on_synthetic_views_not_on
     // easier than any listing, so the index makes listing photos up instead.
     let (cal, said) = index(make_catalog(&work.path().join("copies"), 12, 4));
     assert!(said.contains("synthetic listing photos") && said.contains("copies of one another"), "{said}");
-    assert!(cal.queries[0].contains("copies of one another") && cal.verdict.is_none() && cal.presence.is_some(), "{cal:?}");
+    // Thresholds from the views (the catalog has both labels), marked: they only make verdicts more cautious.
+    assert!(cal.queries[0].contains("copies of one another") && cal.presence.is_some(), "{cal:?}");
+    assert!(cal.verdict.as_ref().is_some_and(|t| t.on_views), "{cal:?}");
     // The same in a small catalog: too few products for views, and the reason said.
     let idx = work.path().join("few-copies/index");
     let manifest = make_catalog(&work.path().join("few-copies"), 4, 14);
@@ -287,7 +297,7 @@ fn photos_of_a_product_that_copy_one_another_calibrate_on_synthetic_views_not_on
     // Different shots of each product (no tile where another shot has it): held-out halves.
     let (cal, said) = index(make_shots(&work.path().join("shots"), 12, 4));
     assert!(said.contains("fitted on 48 held-out lookups"), "{said}");
-    assert!(cal.queries[0].contains("other half") && cal.verdict.is_some(), "{cal:?}");
+    assert!(cal.queries[0].contains("other half") && cal.verdict.as_ref().is_some_and(|t| !t.on_views), "{cal:?}");
 }
 
 #[test]
@@ -314,7 +324,8 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     // `index` ended by calibrating the index (10 products, 4 photos each): its photos of a
     // product are crops of one shot, copies of one another, so on synthetic views.
     let own = knockoff::search::Calibration::load(&idx.join("calibration.json")).expect("index calibrates itself");
-    assert!(own.queries[0].contains("copies of one another") && own.presence.is_some() && own.verdict.is_none(), "{own:?}");
+    assert!(own.queries[0].contains("copies of one another") && own.presence.is_some(), "{own:?}");
+    assert!(own.verdict.as_ref().is_some_and(|t| t.on_views), "{own:?}");
     assert_eq!(own.projection, None);
 
     let out = run(&["tune", "--index", idx_s, "--folds", "4", "--force"]);
@@ -334,7 +345,8 @@ fn tune_cross_validates_applies_a_projection_with_its_own_calibration_and_can_be
     let cal = knockoff::search::Calibration::load(&idx.join("calibration.json")).unwrap();
     assert_eq!(cal.projection.as_deref(), Some(id.as_str()));
     assert_eq!(s["self_calibration"]["evidence"], "synthetic_views_over_copies", "{s}");
-    assert!(cal.queries[0].contains("copies of one another") && cal.presence.is_some() && cal.verdict.is_none(), "{cal:?}");
+    assert!(cal.queries[0].contains("copies of one another") && cal.presence.is_some(), "{cal:?}");
+    assert!(cal.verdict.as_ref().is_some_and(|t| t.on_views), "{cal:?}");
     let (found, _) =
         knockoff::search::Calibration::find_matching(&idx, &root().join("models/efficientnet-lite0"), "efficientnet-lite0", Some(&id))
             .unwrap();

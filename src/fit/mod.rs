@@ -189,6 +189,7 @@ pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
         authentic: risk_table([(auth(&pos.1), 1.0 - sc), (auth(&none.1), sc)], &auth(&pos.0)),
         n_authentic: pos.0.len() + none.0.len(),
         n_counterfeit: pos.1.len() + none.1.len(),
+        on_views: false,
     })
 }
 
@@ -435,10 +436,15 @@ pub fn self_calibrate_logged(
 fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {
     match outcome {
         Ok(r) if r.evidence != Evidence::HeldOutHalves => log(format!(
-            "fitted the confidence mapping and p_no_match on {} synthetic listing photos of the catalog's own images ({}): top-1 {:.3}; no thresholds fitted on made-up photos (defaults apply); {:.1}s",
+            "fitted the confidence mapping and p_no_match on {} synthetic listing photos of the catalog's own images ({}): top-1 {:.3}; {}; {:.1}s",
             r.n_lookups,
             r.evidence.why_views(),
             r.top1_raw,
+            if r.calibration.verdict.is_some() {
+                "verdict thresholds raised where the views need more than the defaults (never lowered by made-up photos)"
+            } else {
+                "verdict thresholds stay the defaults"
+            },
             r.seconds
         )),
         Ok(r) => {

@@ -36,8 +36,14 @@
 //! mapping — a logistic of the margin over the spread of the next products'
 //! similarities, which transfers from made-up photos to real ones where one
 //! of similarity and margin does not — and presence model on synthetic
-//! listing photos of its own images instead ([`super::views`]), not its
-//! thresholds. A catalog of fewer than 10 products with one photo each
+//! listing photos of its own images instead ([`super::views`]). On a
+//! catalog with both labels the verdict thresholds are fitted on the same
+//! views but only ever raised above the defaults by them, never lowered: a
+//! bound on made-up photos may promise what real listings do not keep, so
+//! it may only make a verdict more cautious (without it the default 0.5 let
+//! 13–16 of 16 look-alike counterfeits through as `likely_authentic`:
+//! diffuse mass over the many authentic products reached it even when the
+//! counterfeit ranked first). A catalog of fewer than 10 products with one photo each
 //! keeps the model's shipped calibration (synthetic views of so few
 //! products, tried, calibrated no better and told other products apart
 //! little).
@@ -68,7 +74,9 @@ use super::views::{view_lookups, ViewOptions};
 use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskSample};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::embed::Embedder;
-use crate::search::calibration::{fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, CALIBRATION_FILE};
+use crate::search::calibration::{
+    fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, VerdictThresholds, CALIBRATION_FILE,
+};
 use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
 /// Settings of [`self_calibrate`] and [`fit_index`].
@@ -125,7 +133,8 @@ pub enum Evidence {
     /// Catalog photos looked up against the other half of their product's photos.
     HeldOutHalves,
     /// Synthetic listing photos made from the catalog's images ([`super::views`]):
-    /// a catalog with one photo per product; mapping and presence, no thresholds.
+    /// a catalog with one photo per product; mapping and presence, and
+    /// thresholds only where stricter than the defaults.
     SyntheticViews,
     /// The same, for a catalog whose photos of a product are copies of one
     /// another (crops, re-lit or mirrored versions of one shot): its halves
@@ -320,8 +329,9 @@ fn run(
 /// copy one another (`evidence` says which): the confidence mapping and the
 /// presence model, fitted on synthetic views of its live `images` (as
 /// [`Catalog::labelled_images`]; [`super::views`]) as the held-out lookups are otherwise; the
-/// verdict thresholds keep their defaults — a false-accusation bound fitted
-/// on made-up photos would promise what real listings may not keep.
+/// verdict thresholds too, marked [`VerdictThresholds::on_views`]: they only
+/// ever raise the defaults — a bound fitted on made-up photos may promise
+/// what real listings do not keep.
 fn from_views(
     catalog: &Catalog,
     embedder: &Embedder,
@@ -347,13 +357,14 @@ fn from_views(
         relative_margin_mapping(&lookups),
         &lookups,
         format!(
-            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed; no thresholds fitted on made-up photos",
+            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed; verdict thresholds from them only where stricter than the defaults",
             lookups.len(),
             evidence.why_views()
         ),
     );
     let nones: Vec<RankedLookup<i64>> = lookups.iter().map(without_truth).collect();
     calibration.presence = Some(fit_presence(&lookups, &nones, opts.prior_none));
+    calibration.verdict = thresholds_on(catalog, &calibration, &lookups, &nones, opts).map(|t| VerdictThresholds { on_views: true, ..t });
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(Ok(SelfCalReport {
@@ -458,14 +469,27 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
         ),
     );
     calibration.presence = Some(fit_presence(positives, &nones, opts.prior_none));
-    let mut cfg = VerdictConfig::default();
-    cfg.apply(&calibration);
-    let sample =
-        RiskSample { positives, nones: &nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
-    calibration.verdict = fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg);
+    calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, opts);
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(calibration)
+}
+
+/// The verdict thresholds for `calibration` (mapping and presence fitted),
+/// on `positives` and their `nones` with the assumed shares of uncatalogued
+/// listings; `None` unless the catalog has both labels.
+fn thresholds_on(
+    catalog: &Catalog,
+    calibration: &Calibration,
+    positives: &[RankedLookup<i64>],
+    nones: &[RankedLookup<i64>],
+    opts: &SelfCalOptions,
+) -> Option<VerdictThresholds> {
+    let mut cfg = VerdictConfig::default();
+    cfg.apply(calibration);
+    let sample =
+        RiskSample { positives, nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
+    fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg)
 }
 
 /// The presence model (`p_no_match`): a weighted logistic of [`features`],

@@ -21,9 +21,10 @@
 //! on them too steep (ECE 0.09–0.19); these come to 0.37–0.56, and the mapping
 //! fitted on them is off by 0.04–0.13 on the make-ups measured, on the
 //! cautious side where it is off. Synthetic views are not real listings, so
-//! no verdict thresholds are fitted on them: a false-accusation bound from
-//! made-up photos would promise what real listings may not keep (the
-//! defaults apply, and the reason says so).
+//! the verdict thresholds fitted on them (a catalog with both labels) only
+//! ever raise the defaults: a bound from made-up photos may promise what
+//! real listings do not keep, so it may only make a verdict more cautious
+//! (the reason says so).
 
 use image::{imageops, Rgba, RgbaImage};
 use rayon::prelude::*;

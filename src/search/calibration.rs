@@ -164,6 +164,12 @@ pub struct VerdictThresholds {
     /// Held-out lookups of authentic and of counterfeit products the choice was made on.
     pub n_authentic: usize,
     pub n_counterfeit: usize,
+    /// Chosen on synthetic views, not real photos: a threshold is only ever
+    /// raised by them above its default, never lowered (a bound on made-up
+    /// photos may promise what real listings do not keep, so it may only make
+    /// a verdict more cautious).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_views: bool,
 }
 
 /// One threshold and what it does on the lookups it was chosen on.
@@ -252,7 +258,9 @@ pub struct CalibrationInfo {
     /// What it was fitted on, in words.
     pub fitted_on: String,
     pub n_queries: usize,
-    /// Whether it has a presence model (`p_no_match`) and fitted counterfeit thresholds.
+    /// Whether it has a presence model (`p_no_match`) and fitted counterfeit
+    /// thresholds (on synthetic views only ever stricter than the defaults:
+    /// `fitted_on` says which).
     pub presence: bool,
     pub counterfeit_thresholds: bool,
 }
@@ -309,15 +317,18 @@ pub fn verdict_config_described(
 }
 
 impl VerdictConfig {
-    /// Takes a fitted calibration: mapping, presence, floor and the counterfeit threshold for `self.max_false_accusation`.
+    /// Takes a fitted calibration: mapping, presence, floor and the thresholds
+    /// for `self.max_false_accusation` and `self.max_missed_counterfeit` (the
+    /// authentic one, and both when fitted on synthetic views, only raised).
     pub fn apply(&mut self, cal: &Calibration) {
         self.calibration = Some(cal.mapping.clone());
         self.presence.clone_from(&cal.presence);
         self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
         if let Some(t) = &cal.verdict {
-            self.thresholds_fitted = true;
+            self.thresholds = if t.on_views { super::ThresholdBasis::StricterOnViews } else { super::ThresholdBasis::Fitted };
             if let Some(r) = for_risk(&t.counterfeit, f64::from(self.max_false_accusation)) {
-                self.counterfeit_threshold = r.threshold as f32;
+                let fitted = r.threshold as f32;
+                self.counterfeit_threshold = if t.on_views { fitted.max(self.counterfeit_threshold) } else { fitted };
             }
             if let Some(r) = for_risk(&t.authentic, f64::from(self.max_missed_counterfeit)) {
                 self.authentic_threshold = (r.threshold as f32).max(self.authentic_threshold);
@@ -403,6 +414,46 @@ pub fn fit_isotonic(sims: &[f32], y: &[bool]) -> Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thresholds_fitted_on_synthetic_views_only_ever_make_a_verdict_more_cautious() {
+        let table = |t: f64| vec![RiskThreshold { max_rate: 0.02, threshold: t, errors: 0, error_ucb: 0.01, hits: 0 }];
+        let missed = |t: f64| vec![RiskThreshold { max_rate: 0.1, threshold: t, errors: 0, error_ucb: 0.05, hits: 0 }];
+        let cal = |counterfeit: f64, authentic: f64, on_views: bool| Calibration {
+            mapping: Mapping::Logistic { w_sim: 10.0, w_margin: 0.0, bias: -5.0 },
+            model: "m".into(),
+            fitted_at: String::new(),
+            n_queries: 100,
+            n_correct: 50,
+            heldout_ece: std::collections::BTreeMap::new(),
+            queries: Vec::new(),
+            projection: None,
+            verdict: Some(VerdictThresholds {
+                counterfeit: table(counterfeit),
+                authentic: missed(authentic),
+                n_authentic: 90,
+                n_counterfeit: 10,
+                on_views,
+            }),
+            presence: None,
+        };
+        let applied = |c: &Calibration| {
+            let mut v = VerdictConfig::default();
+            v.apply(c);
+            (v.counterfeit_threshold, v.authentic_threshold, v.thresholds)
+        };
+        let (lax_c, lax_a) = (0.4, 0.3);
+        // Held-out photos: the fitted thresholds, lower than the defaults or not (the authentic one is never lowered).
+        assert_eq!(applied(&cal(lax_c, lax_a, false)), (0.4, 0.5, super::super::ThresholdBasis::Fitted));
+        // Synthetic views: never below the defaults (0.95 / 0.5), raised when they need more.
+        assert_eq!(applied(&cal(lax_c, lax_a, true)), (0.95, 0.5, super::super::ThresholdBasis::StricterOnViews));
+        assert_eq!(applied(&cal(1.01, 0.94, true)), (1.01, 0.94, super::super::ThresholdBasis::StricterOnViews));
+        // The flag survives the file (and an older file without it reads as held-out thresholds).
+        let json = serde_json::to_string(&cal(0.4, 0.3, true)).unwrap();
+        assert!(serde_json::from_str::<Calibration>(&json).unwrap().verdict.unwrap().on_views);
+        let old = json.replace(",\"on_views\":true", "");
+        assert!(!serde_json::from_str::<Calibration>(&old).unwrap().verdict.unwrap().on_views, "{old}");
+    }
 
     #[test]
     fn logistic_recovers_a_threshold_and_isotonic_is_monotone() {

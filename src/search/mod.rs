@@ -22,7 +22,9 @@ mod verdict;
 pub use calibration::{Calibration, Mapping, TopOfRanking, VerdictThresholds};
 pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
-pub use verdict::{assess, probabilities, Assessment, Candidate, Presence, Probabilities, Verdict, VerdictConfig, VerdictKind};
+pub use verdict::{
+    assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, Verdict, VerdictConfig, VerdictKind,
+};
 
 use crate::catalog::{Catalog, CatalogError, Filter, Product};
 

@@ -110,9 +110,9 @@ pub struct VerdictConfig {
     /// shifted to it (Bayes' rule on the odds), so `p_no_match` means what it
     /// says for that traffic. Unset: the prior it was fitted with.
     pub out_of_catalog_share: Option<f32>,
-    /// Whether the thresholds were fitted to the stated rates (else they are defaults, and the reason says so).
+    /// Where the thresholds come from (the reason says so).
     #[serde(skip)]
-    pub thresholds_fitted: bool,
+    pub thresholds: ThresholdBasis,
     /// How copy evidence becomes `p_copy` (`[verdict.copy]`).
     pub copy: super::CopyModel,
 }
@@ -131,7 +131,7 @@ impl Default for VerdictConfig {
             calibration: None,
             presence: None,
             out_of_catalog_share: None,
-            thresholds_fitted: false,
+            thresholds: ThresholdBasis::Default,
             copy: super::CopyModel::default(),
         }
     }
@@ -162,6 +162,33 @@ impl VerdictConfig {
             None => p.apply(s1, margin),
         };
         self.presence.as_ref().map_or(1.0 - self.floor, shifted).clamp(self.floor, 1.0 - self.floor)
+    }
+}
+
+/// Where the verdict thresholds come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThresholdBasis {
+    /// The configured defaults: nothing fitted on this catalog.
+    #[default]
+    Default,
+    /// Fitted to the stated rates on the catalog's own held-out photos (or labelled queries).
+    Fitted,
+    /// The stricter of the default and what synthetic views of the catalog
+    /// need for the stated rates (a catalog with one photo per product).
+    StricterOnViews,
+}
+
+impl ThresholdBasis {
+    /// Why `p` reaches `threshold`, for a verdict whose stated rate is `rate` of `what`.
+    fn why(self, name: &str, p: f32, threshold: f32, rate: f32, what: &str) -> String {
+        let pct = rate * 100.0;
+        match self {
+            ThresholdBasis::Default => format!("{name} {p:.2} reaches the default {threshold:.2} (no threshold fitted on this catalog)"),
+            ThresholdBasis::Fitted => format!("{name} {p:.2} reaches the {threshold:.2} needed to keep {what} under {pct:.0}%"),
+            ThresholdBasis::StricterOnViews => format!(
+                "{name} {p:.2} reaches {threshold:.2}, the stricter of the default and what synthetic views of this catalog need to keep {what} under {pct:.0}%"
+            ),
+        }
     }
 }
 
@@ -272,19 +299,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
     let (verdict, why) = if p.p_counterfeit >= cfg.counterfeit_threshold {
         (
             VerdictKind::LikelyCounterfeit,
-            if cfg.thresholds_fitted {
-                format!(
-                    "p_counterfeit {:.2} reaches the {:.2} needed to keep false accusations under {:.0}%",
-                    p.p_counterfeit,
-                    cfg.counterfeit_threshold,
-                    cfg.max_false_accusation * 100.0
-                )
-            } else {
-                format!(
-                    "p_counterfeit {:.2} reaches the default {:.2} (no threshold fitted on this catalog)",
-                    p.p_counterfeit, cfg.counterfeit_threshold
-                )
-            },
+            cfg.thresholds.why("p_counterfeit", p.p_counterfeit, cfg.counterfeit_threshold, cfg.max_false_accusation, "false accusations"),
         )
     } else if p.p_no_match >= 0.5 {
         (
@@ -297,19 +312,13 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
     } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
         (
             VerdictKind::LikelyAuthentic,
-            if cfg.thresholds_fitted {
-                format!(
-                    "p_authentic {:.2} reaches the {:.2} needed to keep counterfeits passed as authentic under {:.0}%",
-                    p.p_authentic,
-                    cfg.authentic_threshold,
-                    cfg.max_missed_counterfeit * 100.0
-                )
-            } else {
-                format!(
-                    "p_authentic {:.2} reaches the default {:.2} (no threshold fitted on this catalog)",
-                    p.p_authentic, cfg.authentic_threshold
-                )
-            },
+            cfg.thresholds.why(
+                "p_authentic",
+                p.p_authentic,
+                cfg.authentic_threshold,
+                cfg.max_missed_counterfeit,
+                "counterfeits passed as authentic",
+            ),
         )
     } else {
         (
@@ -420,6 +429,20 @@ mod tests {
         assert_eq!(a.verdict.verdict, VerdictKind::LikelyCounterfeit, "{a:?}");
         assert!(a.verdict.reason.contains("nearest counterfeit reference f at 0.95, nearest authentic a at 0.62"), "{}", a.verdict.reason);
         assert_eq!(verdict(&[c("a", Label::Authentic, 0.95), c("f", Label::Counterfeit, 0.62)], &cfg), VerdictKind::LikelyAuthentic);
+        // The reason says where the threshold comes from.
+        let said = |basis: ThresholdBasis| {
+            assess(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &VerdictConfig { thresholds: basis, ..cfg.clone() })
+                .verdict
+                .reason
+        };
+        assert!(
+            said(ThresholdBasis::Default).contains("reaches the default 0.80 (no threshold fitted"),
+            "{}",
+            said(ThresholdBasis::Default)
+        );
+        assert!(said(ThresholdBasis::Fitted).contains("needed to keep false accusations under 2%"), "{}", said(ThresholdBasis::Fitted));
+        let views = said(ThresholdBasis::StricterOnViews);
+        assert!(views.contains("the stricter of the default and what synthetic views of this catalog need"), "{views}");
         // Authentic and counterfeit references equally close: neither reaches its threshold.
         let tie = assess(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.9)], &cfg);
         assert_eq!(tie.verdict.verdict, VerdictKind::Uncertain, "{tie:?}");
