@@ -433,6 +433,20 @@ pub fn self_calibrate_logged(
     Ok(report)
 }
 
+/// The thresholds `cal` gives at the default rates, in words.
+fn thresholds_in_words(cal: &Calibration) -> String {
+    let mut v = VerdictConfig::default();
+    v.apply(cal);
+    let at = |t: f32| if t > 1.0 { "never (too few lookups to show the rate)".to_string() } else { format!("≥ {t:.2}") };
+    format!(
+        "likely_counterfeit at p_counterfeit {} ({:.0}% false accusations), likely_authentic at p_authentic {} ({:.0}% counterfeits passed)",
+        at(v.counterfeit_threshold),
+        v.max_false_accusation * 100.0,
+        at(v.authentic_threshold),
+        v.max_missed_counterfeit * 100.0
+    )
+}
+
 fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {
     match outcome {
         Ok(r) if r.evidence != Evidence::HeldOutHalves => log(format!(
@@ -441,9 +455,9 @@ fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(Stri
             r.evidence.why_views(),
             r.top1_raw,
             if r.calibration.verdict.is_some() {
-                "verdict thresholds raised where the views need more than the defaults (never lowered by made-up photos)"
+                format!("verdict thresholds, the defaults raised where the views need more (never lowered): {}", thresholds_in_words(&r.calibration))
             } else {
-                "verdict thresholds stay the defaults"
+                "verdict thresholds stay the defaults".into()
             },
             r.seconds
         )),
