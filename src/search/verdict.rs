@@ -288,6 +288,15 @@ pub fn assess(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Assessment {
     Assessment { probabilities, verdict }
 }
 
+/// A threshold in words: above 1 no probability reaches it (too few lookups showed the rate).
+fn needed(threshold: f32) -> String {
+    if threshold > 1.0 {
+        "more than this catalog's lookups can show".into()
+    } else {
+        format!("{threshold:.2}")
+    }
+}
+
 fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) -> Verdict {
     let Some(best) = candidates.first() else {
         return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
@@ -324,8 +333,12 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
         (
             VerdictKind::Uncertain,
             format!(
-                "not decidable at the stated risk: p_counterfeit {:.2} (needed {:.2}), p_authentic {:.2}, p_no_match {:.2}",
-                p.p_counterfeit, cfg.counterfeit_threshold, p.p_authentic, p.p_no_match
+                "not decidable at the stated risk: p_counterfeit {:.2} (needed {}), p_authentic {:.2} (needed {}), p_no_match {:.2}",
+                p.p_counterfeit,
+                needed(cfg.counterfeit_threshold),
+                p.p_authentic,
+                needed(cfg.authentic_threshold),
+                p.p_no_match
             ),
         )
     };
@@ -447,6 +460,9 @@ mod tests {
         let tie = assess(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.9)], &cfg);
         assert_eq!(tie.verdict.verdict, VerdictKind::Uncertain, "{tie:?}");
         assert!(tie.verdict.reason.starts_with("not decidable at the stated risk"), "{}", tie.verdict.reason);
+        assert!(tie.verdict.reason.contains("(needed 0.80), p_authentic 0.50 (needed 0.50)"), "{}", tie.verdict.reason);
+        let never = assess(&[c("a", Label::Authentic, 0.95)], &VerdictConfig { authentic_threshold: 1.01, ..cfg.clone() });
+        assert!(never.verdict.reason.contains("(needed more than this catalog's lookups can show)"), "{}", never.verdict.reason);
         // A stricter threshold turns the same evidence into `uncertain`.
         let strict = VerdictConfig { counterfeit_threshold: 0.999, ..cfg.clone() };
         assert_eq!(verdict(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &strict), VerdictKind::Uncertain);
