@@ -41,9 +41,13 @@ fn jpeg(img: &RgbImage) -> Vec<u8> {
 }
 
 fn look_up(opened: &knockoff::index::OpenIndex, img: &RgbImage) -> Lookup {
+    look_up_with(opened, img, &VerdictConfig::default())
+}
+
+fn look_up_with(opened: &knockoff::index::OpenIndex, img: &RgbImage, cfg: &VerdictConfig) -> Lookup {
     let described: Described = embedder().describe_bytes(&jpeg(img), "test").unwrap();
     assert!(described.local.is_some());
-    lookup(&opened.catalog, &described, &SearchRequest::default(), &VerdictConfig::default()).unwrap()
+    lookup(&opened.catalog, &described, &SearchRequest::default(), cfg).unwrap()
 }
 
 /// Another shot of the same scene, simulated: the camera moved (a keystone
@@ -132,9 +136,15 @@ fn a_second_shot_of_the_same_scene_is_not_a_copy_and_a_copied_fake_is_called_cou
     }
     // The known fake's own photo, with a banner: a copy of a counterfeit reference.
     let fake = image::open(&photos()[2]).unwrap().to_rgb8();
-    let answer = look_up(&opened, &apply(Edit::Banner, &fake, &[], &mut Rng::new(5)).image);
+    let banner = apply(Edit::Banner, &fake, &[], &mut Rng::new(5)).image;
+    let answer = look_up(&opened, &banner);
     assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.reason);
     assert!(answer.reason.contains("reuses a photo of the known-fake reference"), "{}", answer.reason);
+    // A catalog whose lookups cannot show the 2 % bound sets its counterfeit threshold
+    // above 1 ("never"); the fake's own photo is still an accusation that rate allows.
+    let never = VerdictConfig { counterfeit_threshold: 1.01, ..VerdictConfig::default() };
+    let answer = look_up_with(&opened, &banner, &never);
+    assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.reason);
     // An authentic (official) photo reused: named as evidence to report, the verdict left to the probabilities.
     let official = image::open(&photos()[0]).unwrap().to_rgb8();
     let answer = look_up(&opened, &apply(Edit::Padding, &official, &[], &mut Rng::new(6)).image);

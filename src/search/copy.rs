@@ -132,14 +132,15 @@ pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64,
 }
 
 /// Adds what the copies say to the verdict: a copy of a counterfeit
-/// reference at `p_copy` ≥ the counterfeit threshold makes the verdict
+/// reference at a `p_copy` that `accuses`
+/// ([`super::VerdictConfig::accuses_copy`]) makes the verdict
 /// `likely_counterfeit`; a copy of an authentic (official) photo is named as
 /// evidence to report.
-pub fn amend_verdict(v: Verdict, copies: &[CopyMatch], counterfeit_threshold: f32) -> Verdict {
+pub fn amend_verdict(v: Verdict, copies: &[CopyMatch], accuses: impl Fn(f32) -> bool) -> Verdict {
     let Some(top) = copies.first() else { return v };
     let what = format!("image {} of {}, p_copy {:.2}, {} matched points", top.image_id, top.product_id, top.p_copy, top.inliers);
     match top.label {
-        Label::Counterfeit if top.p_copy >= counterfeit_threshold => Verdict {
+        Label::Counterfeit if accuses(top.p_copy) => Verdict {
             verdict: VerdictKind::LikelyCounterfeit,
             reason: format!("the photo reuses a photo of the known-fake reference {what} (without the copy: {})", v.reason),
         },

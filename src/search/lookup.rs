@@ -91,7 +91,7 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         .map(|m| Candidate { product_id: &m.product.product_id, label: m.product.label, similarity: m.best.similarity })
         .collect();
     let assessment = assess(&candidates, cfg);
-    let verdict = amend_verdict(assessment.verdict, &copies, cfg.counterfeit_threshold);
+    let verdict = amend_verdict(assessment.verdict, &copies, |p_copy| cfg.accuses_copy(p_copy, assessment.probabilities.p_counterfeit));
     let p = assessment.probabilities;
     let matches = ranked
         .iter()

@@ -149,6 +149,21 @@ impl VerdictConfig {
         p.clamp(self.floor, 1.0 - self.floor)
     }
 
+    /// Whether a copy of a counterfeit reference at `p_copy` makes the verdict
+    /// `likely_counterfeit`, the lookup's own `p_counterfeit` aside: when
+    /// `p_copy` reaches the counterfeit threshold, or when the listing is a
+    /// fake either way — the known fake's own photo (`p_copy`) or, if not, a
+    /// photo of a counterfeit product (`p_counterfeit`) — with a probability
+    /// that leaves at most `max_false_accusation` for an authentic listing.
+    /// The second holds however few lookups the catalog had to fit its
+    /// threshold on: a threshold above 1 ("never") must not switch copy
+    /// detection off.
+    #[must_use]
+    pub fn accuses_copy(&self, p_copy: f32, p_counterfeit: f32) -> bool {
+        let fake_either_way = p_copy + (1.0 - p_copy) * p_counterfeit;
+        p_copy >= self.counterfeit_threshold || fake_either_way >= 1.0 - self.max_false_accusation
+    }
+
     /// The mapping of a similarity alone.
     #[must_use]
     pub fn confidence(&self, similarity: f32) -> f32 {
@@ -431,6 +446,19 @@ mod tests {
         let fitted = probabilities(&close, &VerdictConfig { presence: Some(presence()), ..Default::default() });
         assert!(bounded.confidences[1] <= cfg.confidence(0.69) + 1e-6, "{bounded:?}");
         assert!(fitted.confidences[1] > 2.0 * cfg.confidence(0.69), "{fitted:?}");
+    }
+
+    #[test]
+    fn a_copy_of_a_known_fake_accuses_at_its_threshold_or_when_the_listing_is_a_fake_either_way() {
+        let cfg = VerdictConfig { counterfeit_threshold: 0.8, ..Default::default() };
+        assert!(cfg.accuses_copy(0.8, 0.0) && !cfg.accuses_copy(0.79, 0.0));
+        // A threshold no lookup reaches ("never") leaves the stated rate as the bar:
+        // a sure copy, or a likely one of a photo that shows the fake anyway.
+        let never = VerdictConfig { counterfeit_threshold: 1.01, ..Default::default() };
+        assert!(never.accuses_copy(0.99, 0.0));
+        assert!(never.accuses_copy(0.96, 0.97), "0.96 + 0.04 × 0.97 = 0.999");
+        assert!(!never.accuses_copy(0.96, 0.2), "0.96 + 0.04 × 0.2 = 0.968 < 0.98");
+        assert!(!never.accuses_copy(0.5, 0.9));
     }
 
     #[test]
