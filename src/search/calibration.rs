@@ -186,8 +186,8 @@ pub struct RiskThreshold {
     pub hits: usize,
 }
 
-/// The threshold for the largest fitted rate not above `max_rate` (the
-/// strictest one when all are above it).
+/// The threshold for the largest fitted rate not above `max_rate`; `None`
+/// when every fitted rate is above it (no fitted threshold keeps that rate).
 #[must_use]
 pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold> {
     table
@@ -195,8 +195,10 @@ pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold
         // (A rate stated as f32 — 0.02 is 0.0199999995 in f64 — still picks the 0.02 level.)
         .filter(|r| r.max_rate <= max_rate + 1e-6)
         .max_by(|a, b| a.max_rate.total_cmp(&b.max_rate))
-        .or_else(|| table.iter().min_by(|a, b| a.max_rate.total_cmp(&b.max_rate)))
 }
+
+/// A threshold no probability reaches: what a stated rate gets when no fitted threshold can show it.
+pub const NEVER: f32 = 1.01;
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
 
@@ -319,20 +321,18 @@ pub fn verdict_config_described(
 impl VerdictConfig {
     /// Takes a fitted calibration: mapping, presence, floor and the thresholds
     /// for `self.max_false_accusation` and `self.max_missed_counterfeit` (the
-    /// authentic one, and both when fitted on synthetic views, only raised).
+    /// authentic one, and both when fitted on synthetic views, only raised; a
+    /// rate stricter than every fitted level gets [`NEVER`], not the nearest level).
     pub fn apply(&mut self, cal: &Calibration) {
         self.calibration = Some(cal.mapping.clone());
         self.presence.clone_from(&cal.presence);
         self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
         if let Some(t) = &cal.verdict {
             self.thresholds = if t.on_views { super::ThresholdBasis::StricterOnViews } else { super::ThresholdBasis::Fitted };
-            if let Some(r) = for_risk(&t.counterfeit, f64::from(self.max_false_accusation)) {
-                let fitted = r.threshold as f32;
-                self.counterfeit_threshold = if t.on_views { fitted.max(self.counterfeit_threshold) } else { fitted };
-            }
-            if let Some(r) = for_risk(&t.authentic, f64::from(self.max_missed_counterfeit)) {
-                self.authentic_threshold = (r.threshold as f32).max(self.authentic_threshold);
-            }
+            let at = |table: &[RiskThreshold], rate: f32| for_risk(table, f64::from(rate)).map_or(NEVER, |r| r.threshold as f32);
+            let fitted = at(&t.counterfeit, self.max_false_accusation);
+            self.counterfeit_threshold = if t.on_views { fitted.max(self.counterfeit_threshold) } else { fitted };
+            self.authentic_threshold = at(&t.authentic, self.max_missed_counterfeit).max(self.authentic_threshold);
         }
     }
 }
@@ -448,6 +448,13 @@ mod tests {
         // Synthetic views: never below the defaults (0.95 / 0.5), raised when they need more.
         assert_eq!(applied(&cal(lax_c, lax_a, true)), (0.95, 0.5, super::super::ThresholdBasis::StricterOnViews));
         assert_eq!(applied(&cal(1.01, 0.94, true)), (1.01, 0.94, super::super::ThresholdBasis::StricterOnViews));
+        // A rate stricter than every fitted level (here 0.02 / 0.1): no threshold keeps it, so never.
+        let strict = |c: &Calibration| {
+            let mut v = VerdictConfig { max_false_accusation: 0.001, max_missed_counterfeit: 0.05, ..VerdictConfig::default() };
+            v.apply(c);
+            (v.counterfeit_threshold, v.authentic_threshold)
+        };
+        assert_eq!(strict(&cal(lax_c, lax_a, false)), (NEVER, NEVER));
         // The flag survives the file (and an older file without it reads as held-out thresholds).
         let json = serde_json::to_string(&cal(0.4, 0.3, true)).unwrap();
         assert!(serde_json::from_str::<Calibration>(&json).unwrap().verdict.unwrap().on_views);
