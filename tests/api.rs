@@ -830,6 +830,22 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
             std::thread::sleep(Duration::from_millis(200));
         };
         assert_eq!(after["calibration"]["presence"], true, "{after}");
+        assert_eq!(after["calibration"]["counterfeit_thresholds"], true, "both labels: thresholds fitted: {after}");
+        // Relabelling changes what the thresholds are fitted on, though no image
+        // was added: every counterfeit relabelled authentic, the refit finds one label.
+        for id in ["gen-0", "gen-4", "gen-8", "cat-poster", "rocket-toy"] {
+            let path = format!("/v1/products/{id}");
+            assert_eq!(send(ureq::put(&url(&s, &path)), Some(("application/json", b"{\"label\": \"authentic\"}"))).0, 200);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let j = stats();
+            if j["calibration"]["counterfeit_thresholds"] == false {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no refit after relabelling within 60 s: {j}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
         // Lookups keep going after the swap, with the new state.
         let seen = answered.load(std::sync::atomic::Ordering::SeqCst);
         while answered.load(std::sync::atomic::Ordering::SeqCst) < seen + 3 {

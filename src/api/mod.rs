@@ -64,6 +64,9 @@ pub struct Verdicts {
     pub config: VerdictConfig,
     pub info: Option<CalibrationInfo>,
     pub fitted_at_images: i64,
+    /// Products labelled `counterfeit` when they were fitted: the thresholds
+    /// depend on the labels, so relabelling one is a change worth a refit.
+    pub fitted_at_counterfeits: usize,
     /// The catalog's shared state these were loaded from ([`Catalog::state_version`]).
     pub state_version: u64,
 }
@@ -78,11 +81,13 @@ impl AppState {
         let images = catalog.live_image_count() as i64;
         let state_version = catalog.state_version();
         let (config, info) = crate::search::calibration::verdict_config_described(catalog, model_dir, configured);
-        Verdicts { config, info, fitted_at_images: images, state_version }
+        Verdicts { config, info, fitted_at_images: images, fitted_at_counterfeits: counterfeit_products(catalog), state_version }
     }
 
     /// Refits the calibration when the catalog's image count moved by at
-    /// least 10 % (and 10 images) since the last fit, then swaps it in.
+    /// least 10 % (and 10 images) since the last fit, or its number of
+    /// counterfeit-labelled products changed (a relabelling changes what the
+    /// verdict thresholds are fitted on), then swaps it in.
     /// Lookups keep the old settings until the swap; one refit at a time
     /// (on the shared backend, one replica refits and the others load its
     /// result when it arrives).
@@ -96,7 +101,9 @@ impl AppState {
         }
         let before = self.verdicts().fitted_at_images;
         let moved = (now - before).abs();
-        if moved < 10 || (moved as f64) < 0.1 * before as f64 || self.refitting.swap(true, Ordering::SeqCst) {
+        let counterfeits = counterfeit_products(&self.catalog);
+        let relabelled = counterfeits != self.verdicts().fitted_at_counterfeits;
+        if (!relabelled && (moved < 10 || (moved as f64) < 0.1 * before as f64)) || self.refitting.swap(true, Ordering::SeqCst) {
             return false;
         }
         // Lookups come first: the refit runs on a thread of its own at the lowest
@@ -128,10 +135,17 @@ impl AppState {
         // Too little to fit on yet: check again next time (cheap for a catalog that small),
         // rather than wait for another 10 % of growth. A fit or a failure counts as done.
         fresh.fitted_at_images = if outcome == Some(false) { before } else { now };
+        // The labels as they were when the fit began: a relabelling during it is seen next time.
+        fresh.fitted_at_counterfeits = counterfeits;
         *self.verdict.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         self.refitting.store(false, Ordering::SeqCst);
         true
     }
+}
+
+/// Products labelled `counterfeit`.
+fn counterfeit_products(catalog: &Catalog) -> usize {
+    catalog.product_labels().values().filter(|l| **l == crate::catalog::Label::Counterfeit).count()
 }
 
 /// Service limits.
