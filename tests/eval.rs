@@ -202,6 +202,10 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     )
     .unwrap();
     assert!(stats["calibration"]["fitted_on"].as_str().unwrap_or("").contains("synthetic"), "{stats}");
+    // …and which thresholds lookups use, from where: here "never" for likely_authentic.
+    let t = &stats["calibration"]["thresholds"];
+    assert_eq!(t["basis"], "stricter_on_views", "{stats}");
+    assert!(t["likely_authentic"].as_f64().unwrap() > 1.0 && t["likely_counterfeit"].as_f64().unwrap() >= 0.95, "{stats}");
 }
 
 #[test]

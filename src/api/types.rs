@@ -390,6 +390,8 @@ pub struct CalibrationOut {
     pub n_queries: usize,
     pub presence: bool,
     pub counterfeit_thresholds: bool,
+    /// The verdict thresholds lookups use (above 1: never), at the rates the service states.
+    pub thresholds: crate::search::calibration::ThresholdsInUse,
 }
 
 impl From<crate::search::calibration::CalibrationInfo> for CalibrationOut {
@@ -401,6 +403,7 @@ impl From<crate::search::calibration::CalibrationInfo> for CalibrationOut {
             n_queries: c.n_queries,
             presence: c.presence,
             counterfeit_thresholds: c.counterfeit_thresholds,
+            thresholds: c.thresholds,
         }
     }
 }

@@ -265,10 +265,26 @@ pub struct CalibrationInfo {
     /// `fitted_on` says which).
     pub presence: bool,
     pub counterfeit_thresholds: bool,
+    /// The thresholds lookups use at the stated rates (above 1: no
+    /// probability reaches it), and where they come from.
+    pub thresholds: ThresholdsInUse,
+}
+
+/// The verdict thresholds in use, for `stats` and `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ThresholdsInUse {
+    /// `p_counterfeit` needed for `likely_counterfeit`, at `max_false_accusation`.
+    pub likely_counterfeit: f32,
+    pub max_false_accusation: f32,
+    /// `p_authentic` needed for `likely_authentic`, at `max_missed_counterfeit`.
+    pub likely_authentic: f32,
+    pub max_missed_counterfeit: f32,
+    /// `default`, `fitted` (held-out photos or labelled queries) or `stricter_on_views`.
+    pub basis: &'static str,
 }
 
 impl CalibrationInfo {
-    fn new(cal: &Calibration, path: &Path) -> Self {
+    fn new(cal: &Calibration, path: &Path, v: &VerdictConfig) -> Self {
         CalibrationInfo {
             file: path.display().to_string(),
             fitted_at: cal.fitted_at.clone(),
@@ -276,14 +292,22 @@ impl CalibrationInfo {
             n_queries: cal.n_queries,
             presence: cal.presence.is_some(),
             counterfeit_thresholds: cal.verdict.is_some(),
+            thresholds: ThresholdsInUse {
+                likely_counterfeit: v.counterfeit_threshold,
+                max_false_accusation: v.max_false_accusation,
+                likely_authentic: v.authentic_threshold,
+                max_missed_counterfeit: v.max_missed_counterfeit,
+                basis: v.thresholds.as_str(),
+            },
         }
     }
 }
 
-/// The calibration a lookup on `catalog` would use, described.
+/// The calibration a lookup on `catalog` would use, described, with the
+/// thresholds it gives at the default rates.
 #[must_use]
 pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> {
-    matching(catalog, model_dir).map(|(c, p)| CalibrationInfo::new(&c, &p))
+    verdict_config_described(catalog, model_dir, None).1
 }
 
 /// The index's calibration matching its model and projection, else the model's shipped one.
@@ -315,7 +339,8 @@ pub fn verdict_config_described(
         tracing::info!("confidence calibration from {}", path.display());
         v.apply(cal);
     }
-    (v, found.map(|(c, p)| CalibrationInfo::new(&c, &p)))
+    let info = found.map(|(c, p)| CalibrationInfo::new(&c, &p, &v));
+    (v, info)
 }
 
 impl VerdictConfig {

@@ -194,6 +194,16 @@ pub enum ThresholdBasis {
 }
 
 impl ThresholdBasis {
+    /// The wire name (`default`, `fitted`, `stricter_on_views`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdBasis::Default => "default",
+            ThresholdBasis::Fitted => "fitted",
+            ThresholdBasis::StricterOnViews => "stricter_on_views",
+        }
+    }
+
     /// Why `p` reaches `threshold`, for a verdict whose stated rate is `rate` of `what`.
     fn why(self, name: &str, p: f32, threshold: f32, rate: f32, what: &str) -> String {
         let pct = rate * 100.0;
