@@ -174,6 +174,7 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     // The catalog has both labels: thresholds from the views, which may only make a verdict more cautious.
     let t = cal.verdict.as_ref().expect("thresholds on a catalog with both labels");
     assert!(t.on_views && t.n_counterfeit > 0, "{t:?}");
+    assert!(cal.queries[0].contains("verdict thresholds from them only where stricter"), "{:?}", cal.queries);
     // 24 views of 3 counterfeit products cannot show 10 % counterfeits passed: never `likely_authentic`, and the log says so.
     assert!(said.contains("likely_authentic at p_authentic never (too few lookups"), "{said}");
     let mut cfg = knockoff::search::VerdictConfig::default();

@@ -357,7 +357,7 @@ fn from_views(
         relative_margin_mapping(&lookups),
         &lookups,
         format!(
-            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed; verdict thresholds from them only where stricter than the defaults",
+            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed",
             lookups.len(),
             evidence.why_views()
         ),
@@ -365,6 +365,9 @@ fn from_views(
     let nones: Vec<RankedLookup<i64>> = lookups.iter().map(without_truth).collect();
     calibration.presence = Some(fit_presence(&lookups, &nones, opts.prior_none));
     calibration.verdict = thresholds_on(catalog, &calibration, &lookups, &nones, opts).map(|t| VerdictThresholds { on_views: true, ..t });
+    if let (Some(_), Some(said)) = (&calibration.verdict, calibration.queries.first_mut()) {
+        said.push_str("; verdict thresholds from them only where stricter than the defaults");
+    }
     save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
     catalog.publish_file(CALIBRATION_FILE)?;
     Ok(Ok(SelfCalReport {
