@@ -64,9 +64,10 @@ pub struct Verdicts {
     pub config: VerdictConfig,
     pub info: Option<CalibrationInfo>,
     pub fitted_at_images: i64,
-    /// Products labelled `counterfeit` when they were fitted: the thresholds
-    /// depend on the labels, so relabelling one is a change worth a refit.
-    pub fitted_at_counterfeits: usize,
+    /// Which products were labelled `counterfeit` when they were fitted
+    /// ([`counterfeit_products`]): the thresholds depend on the labels, so
+    /// relabelling one is a change worth a refit.
+    pub fitted_at_labels: u64,
     /// The catalog's shared state these were loaded from ([`Catalog::state_version`]).
     pub state_version: u64,
 }
@@ -81,11 +82,11 @@ impl AppState {
         let images = catalog.live_image_count() as i64;
         let state_version = catalog.state_version();
         let (config, info) = crate::search::calibration::verdict_config_described(catalog, model_dir, configured);
-        Verdicts { config, info, fitted_at_images: images, fitted_at_counterfeits: counterfeit_products(catalog), state_version }
+        Verdicts { config, info, fitted_at_images: images, fitted_at_labels: counterfeit_products(catalog), state_version }
     }
 
     /// Refits the calibration when the catalog's image count moved by at
-    /// least 10 % (and 10 images) since the last fit, or its number of
+    /// least 10 % (and 10 images) since the last fit, or the set of its
     /// counterfeit-labelled products changed (a relabelling changes what the
     /// verdict thresholds are fitted on), then swaps it in.
     /// Lookups keep the old settings until the swap; one refit at a time
@@ -101,8 +102,8 @@ impl AppState {
         }
         let before = self.verdicts().fitted_at_images;
         let moved = (now - before).abs();
-        let counterfeits = counterfeit_products(&self.catalog);
-        let relabelled = counterfeits != self.verdicts().fitted_at_counterfeits;
+        let labels = counterfeit_products(&self.catalog);
+        let relabelled = labels != self.verdicts().fitted_at_labels;
         if (!relabelled && (moved < 10 || (moved as f64) < 0.1 * before as f64)) || self.refitting.swap(true, Ordering::SeqCst) {
             return false;
         }
@@ -136,16 +137,22 @@ impl AppState {
         // rather than wait for another 10 % of growth. A fit or a failure counts as done.
         fresh.fitted_at_images = if outcome == Some(false) { before } else { now };
         // The labels as they were when the fit began: a relabelling during it is seen next time.
-        fresh.fitted_at_counterfeits = counterfeits;
+        fresh.fitted_at_labels = labels;
         *self.verdict.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         self.refitting.store(false, Ordering::SeqCst);
         true
     }
 }
 
-/// Products labelled `counterfeit`.
-fn counterfeit_products(catalog: &Catalog) -> usize {
-    catalog.product_labels().values().filter(|l| **l == crate::catalog::Label::Counterfeit).count()
+/// Which products are labelled `counterfeit`, as a fingerprint (a hash of their sorted rows).
+fn counterfeit_products(catalog: &Catalog) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut rows: Vec<i64> =
+        catalog.product_labels().into_iter().filter(|(_, l)| *l == crate::catalog::Label::Counterfeit).map(|(row, _)| row).collect();
+    rows.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rows.hash(&mut h);
+    h.finish()
 }
 
 /// Service limits.
