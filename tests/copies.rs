@@ -50,6 +50,24 @@ fn look_up_with(opened: &knockoff::index::OpenIndex, img: &RgbImage, cfg: &Verdi
     lookup(&opened.catalog, &described, &SearchRequest::default(), cfg).unwrap()
 }
 
+#[test]
+fn an_index_built_before_copy_detection_gets_its_copy_features_from_the_thumbnails() {
+    let (dir, opened) = catalog();
+    drop(opened);
+    // A store migrated from before copy detection: images, thumbnails, no copy features.
+    let db = dir.path().join("idx/catalog.sqlite3");
+    let count = |conn: &rusqlite::Connection| conn.query_row("SELECT count(*) FROM copy_features", [], |r| r.get::<_, i64>(0)).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM copy_features", []).unwrap();
+    assert_eq!(count(&conn), 0);
+    drop(conn);
+    let opened = knockoff::index::open(&registry(), &knockoff::index::IndexSpec::new(dir.path().join("idx"))).unwrap();
+    assert_eq!(count(&rusqlite::Connection::open(&db).unwrap()), 4, "computed once, and stored");
+    let fake = image::open(&photos()[2]).unwrap().to_rgb8();
+    let answer = look_up(&opened, &apply(Edit::Banner, &fake, &[], &mut Rng::new(5)).image);
+    assert!(answer.reason.contains("reuses a photo of the known-fake reference"), "{}", answer.reason);
+}
+
 /// Another shot of the same scene, simulated: the camera moved (a keystone
 /// no single affine map undoes, and parallax: nearer and farther parts shift
 /// by different amounts), the focus and the light changed, new sensor noise.

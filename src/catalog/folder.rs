@@ -62,6 +62,41 @@ struct Meta {
     tombstones: usize,
 }
 
+/// Images indexed before copy detection existed (a store migrated from
+/// schema 3) have no copy features, so a listing reusing their photo would
+/// never be found: computes them from the stored thumbnails (256 px; the
+/// features are taken at 200 px) and stores them, once. Images without a
+/// readable thumbnail are left as they are.
+fn backfill_copy_features(store: &mut Store, meta: &mut Meta) -> Result<(), CatalogError> {
+    let mut missing: Vec<i64> = meta.images.iter().filter(|(_, e)| !e.deleted && e.copy.is_none()).map(|(id, _)| *id).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    tracing::info!("computing copy features for {} images indexed without them, from their thumbnails", missing.len());
+    let mut resizer = fast_image_resize::Resizer::new();
+    let (mut done, mut skipped) = (0usize, 0usize);
+    for chunk in missing.chunks(1000) {
+        let mut features = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            let rgb = store.thumbnail(*id)?.and_then(|jpeg| image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).ok());
+            let Some(rgb) = rgb.map(|i| i.to_rgb8()) else {
+                skipped += 1;
+                continue;
+            };
+            let data = super::copy_features(&rgb, &mut resizer);
+            if let Some(e) = meta.images.get_mut(id) {
+                e.copy = LocalFeatures::from_bytes(&data).map(Arc::new);
+            }
+            features.push((*id, data));
+        }
+        store.put_copy_features(&features)?;
+        done += features.len();
+    }
+    tracing::info!("copy features computed for {done} images ({skipped} without a readable thumbnail)");
+    Ok(())
+}
+
 /// A durable, searchable catalog in one index folder (the embedded backend).
 pub struct FolderCatalog {
     dir: PathBuf,
@@ -78,7 +113,7 @@ impl FolderCatalog {
     /// Opens or creates the catalog in `dir`, loading the vector dump if it
     /// checks out and rebuilding it from the store otherwise.
     pub fn open(dir: &Path, opts: CatalogOptions) -> Result<(FolderCatalog, OpenReport), CatalogError> {
-        let store = Store::open(dir)?;
+        let mut store = Store::open(dir)?;
         let mut opts = opts;
         match store.meta("model")? {
             Some(m) if m != opts.model => {
@@ -125,6 +160,7 @@ impl FolderCatalog {
                 e.copy = LocalFeatures::from_bytes(&data).map(Arc::new);
             }
         }
+        backfill_copy_features(&mut store, &mut meta)?;
         let projection = match Projection::load(dir)? {
             Some(p) if p.info.model != opts.model || p.info.in_dim != opts.dim => {
                 return Err(CatalogError::Projection(format!(

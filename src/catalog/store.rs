@@ -347,6 +347,17 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Stores (or replaces) the copy-detection features of images, in one transaction.
+    pub fn put_copy_features(&mut self, features: &[(i64, Vec<u8>)]) -> Result<(), CatalogError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| CatalogError::store(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        for (id, data) in features {
+            tx.execute("INSERT OR REPLACE INTO copy_features(image, data) VALUES (?1, ?2)", params![id, data]).map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
     /// The thumbnail of a live image.
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
         self.conn
