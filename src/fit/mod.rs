@@ -437,14 +437,7 @@ pub fn self_calibrate_logged(
 fn thresholds_in_words(cal: &Calibration) -> String {
     let mut v = VerdictConfig::default();
     v.apply(cal);
-    let at = |t: f32| if t > 1.0 { "never (too few lookups to show the rate)".to_string() } else { format!("≥ {t:.2}") };
-    format!(
-        "likely_counterfeit at p_counterfeit {} ({:.0}% false accusations), likely_authentic at p_authentic {} ({:.0}% counterfeits passed)",
-        at(v.counterfeit_threshold),
-        v.max_false_accusation * 100.0,
-        at(v.authentic_threshold),
-        v.max_missed_counterfeit * 100.0
-    )
+    crate::search::calibration::ThresholdsInUse::of(&v).to_string()
 }
 
 fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(String)) {

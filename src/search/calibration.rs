@@ -292,14 +292,38 @@ impl CalibrationInfo {
             n_queries: cal.n_queries,
             presence: cal.presence.is_some(),
             counterfeit_thresholds: cal.verdict.is_some(),
-            thresholds: ThresholdsInUse {
-                likely_counterfeit: v.counterfeit_threshold,
-                max_false_accusation: v.max_false_accusation,
-                likely_authentic: v.authentic_threshold,
-                max_missed_counterfeit: v.max_missed_counterfeit,
-                basis: v.thresholds.as_str(),
-            },
+            thresholds: ThresholdsInUse::of(v),
         }
+    }
+}
+
+impl ThresholdsInUse {
+    /// The thresholds `v` decides with.
+    #[must_use]
+    pub fn of(v: &VerdictConfig) -> Self {
+        ThresholdsInUse {
+            likely_counterfeit: v.counterfeit_threshold,
+            max_false_accusation: v.max_false_accusation,
+            likely_authentic: v.authentic_threshold,
+            max_missed_counterfeit: v.max_missed_counterfeit,
+            basis: v.thresholds.as_str(),
+        }
+    }
+}
+
+/// In words, for `knockoff stats` and `index`'s log line.
+impl std::fmt::Display for ThresholdsInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |p: f32| if p > 1.0 { "never (too few lookups to show the rate)".to_string() } else { format!(">= {p:.2}") };
+        write!(
+            f,
+            "likely_counterfeit at p_counterfeit {} ({:.0}% false accusations), likely_authentic at p_authentic {} ({:.0}% counterfeits passed): {}",
+            at(self.likely_counterfeit),
+            self.max_false_accusation * 100.0,
+            at(self.likely_authentic),
+            self.max_missed_counterfeit * 100.0,
+            self.basis
+        )
     }
 }
 
