@@ -24,7 +24,7 @@ use crate::eval::metrics::ece;
 use crate::eval::{evaluate, read_queries, EvalOptions, Query};
 use crate::ingest::IngestError;
 use crate::search::calibration::{fit_isotonic, fit_logistic, CalibrationSample};
-use crate::search::calibration::{for_risk, RiskThreshold};
+use crate::search::calibration::{for_risk, RiskThreshold, NEVER};
 use crate::search::{assess, Calibration, Candidate, Mapping, VerdictConfig, VerdictThresholds};
 
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +232,7 @@ fn risk_table<const G: usize>(wrong: [(Vec<f32>, f64); G], right: &[f32]) -> Vec
     let mut cands: Vec<f64> = groups.iter().flat_map(|(v, _)| v.iter().map(|p| f64::from(*p) + 1e-7)).collect();
     cands.sort_by(|a, b| b.total_cmp(a));
     cands.dedup();
-    let cands: Vec<f64> = std::iter::once(1.01).chain(cands).chain(std::iter::once(0.0)).collect();
+    let cands: Vec<f64> = std::iter::once(NEVER).chain(cands).chain(std::iter::once(0.0)).collect();
     // Bounds grow as the threshold falls: computed until past the loosest rate.
     let loosest = RISK_LEVELS.iter().copied().fold(0.0, f64::max);
     let mut bounds = Vec::new();
@@ -247,7 +247,7 @@ fn risk_table<const G: usize>(wrong: [(Vec<f32>, f64); G], right: &[f32]) -> Vec
         .map(|alpha| {
             // The lowest candidate before the first one whose bound exceeds alpha.
             let ok = bounds.iter().take_while(|b| **b <= *alpha).count();
-            let threshold = if ok == 0 { 1.01 } else { cands[ok - 1] };
+            let threshold = if ok == 0 { NEVER } else { cands[ok - 1] };
             RiskThreshold {
                 max_rate: *alpha,
                 threshold,

@@ -197,8 +197,10 @@ pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold
         .max_by(|a, b| a.max_rate.total_cmp(&b.max_rate))
 }
 
-/// A threshold no probability reaches: what a stated rate gets when no fitted threshold can show it.
-pub const NEVER: f32 = 1.01;
+/// A threshold no probability reaches: what a rate gets when no fitted
+/// threshold can show it (the risk table's "never", and a stated rate
+/// stricter than every fitted level).
+pub const NEVER: f64 = 1.01;
 
 pub const CALIBRATION_FILE: &str = "calibration.json";
 
@@ -378,7 +380,7 @@ impl VerdictConfig {
         self.floor = self.floor.min(1.0 / (cal.n_queries as f32 + 2.0)).max(1e-4);
         if let Some(t) = &cal.verdict {
             self.thresholds = if t.on_views { super::ThresholdBasis::StricterOnViews } else { super::ThresholdBasis::Fitted };
-            let at = |table: &[RiskThreshold], rate: f32| for_risk(table, f64::from(rate)).map_or(NEVER, |r| r.threshold as f32);
+            let at = |table: &[RiskThreshold], rate: f32| for_risk(table, f64::from(rate)).map_or(NEVER, |r| r.threshold) as f32;
             let fitted = at(&t.counterfeit, self.max_false_accusation);
             self.counterfeit_threshold = if t.on_views { fitted.max(self.counterfeit_threshold) } else { fitted };
             self.authentic_threshold = at(&t.authentic, self.max_missed_counterfeit).max(self.authentic_threshold);
@@ -503,7 +505,7 @@ mod tests {
             v.apply(c);
             (v.counterfeit_threshold, v.authentic_threshold)
         };
-        assert_eq!(strict(&cal(lax_c, lax_a, false)), (NEVER, NEVER));
+        assert_eq!(strict(&cal(lax_c, lax_a, false)), (NEVER as f32, NEVER as f32));
         // The flag survives the file (and an older file without it reads as held-out thresholds).
         let json = serde_json::to_string(&cal(0.4, 0.3, true)).unwrap();
         assert!(serde_json::from_str::<Calibration>(&json).unwrap().verdict.unwrap().on_views);
