@@ -831,7 +831,9 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
         };
         assert_eq!(after["calibration"]["presence"], true, "{after}");
         assert_eq!(after["calibration"]["counterfeit_thresholds"], true, "both labels: thresholds fitted: {after}");
-        assert_eq!(after["calibration"]["thresholds"]["basis"], "fitted", "{after}");
+        // Held-out halves or, caught while most products still had one photo, synthetic views.
+        let basis = after["calibration"]["thresholds"]["basis"].as_str().unwrap_or("");
+        assert!(basis == "fitted" || basis == "stricter_on_views", "{after}");
         // Relabelling changes what the thresholds are fitted on, though no image
         // was added: every counterfeit relabelled authentic, the refit finds one label.
         for id in ["gen-0", "gen-4", "gen-8", "cat-poster", "rocket-toy"] {
