@@ -79,16 +79,19 @@ pub fn cross_validate_projection(
         let p = Projection::fit(&train_vecs, &train_labels, model, opts)?;
         let gallery_proj: Vec<Vec<f32>> = train_vecs.iter().map(|v| p.apply(v)).collect();
         let gallery_proj: Vec<&[f32]> = gallery_proj.iter().map(Vec::as_slice).collect();
-        for q in queries {
-            let (label, v) = (labelled[q].0, &labelled[q].1);
-            let raw = rank_products(v, &train_vecs, &train_labels);
-            let proj = rank_products(&p.apply(v), &gallery_proj, &train_labels);
+        let raw_queries: Vec<&[f32]> = queries.iter().map(|q| labelled[*q].1.as_slice()).collect();
+        let projected: Vec<Vec<f32>> = raw_queries.iter().map(|v| p.apply(v)).collect();
+        let projected: Vec<&[f32]> = projected.iter().map(Vec::as_slice).collect();
+        let raw_ranked = rank_products_many(&raw_queries, &train_vecs, &train_labels, 1);
+        let proj_ranked = rank_products_many(&projected, &gallery_proj, &train_labels, 5);
+        for ((q, raw), proj) in queries.into_iter().zip(raw_ranked).zip(proj_ranked) {
+            let label = labelled[q].0;
             n += 1;
             right_raw += usize::from(raw[0].0 == label);
             right_proj += usize::from(proj[0].0 == label);
             let second = proj.get(1).map_or(0.0, |r| r.1);
             samples.push(CalibrationSample { similarity: proj[0].1, margin: proj[0].1 - second, correct: proj[0].0 == label });
-            ranked.push(RankedLookup { truth: label, top: proj.into_iter().take(5).collect() });
+            ranked.push(RankedLookup { truth: label, top: proj });
         }
     }
     progress(folds, folds);
@@ -96,16 +99,86 @@ pub fn cross_validate_projection(
     Ok(ProjectionCv { folds, n_queries: n, top1_raw: share(right_raw), top1_projected: share(right_proj), samples, ranked })
 }
 
-/// Products (label key, similarity of their nearest image), best first; the
-/// gallery is never empty here (each query's product has photos in it).
-pub(super) fn rank_products(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
-    let mut best: HashMap<i64, f32> = HashMap::new();
-    for (g, l) in gallery.iter().zip(labels) {
-        let s: f32 = q.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
-        let e = best.entry(*l).or_insert(f32::MIN);
-        *e = e.max(s);
+/// Queries ranked together (in parallel, [`QUERY_BLOCK`] at a time).
+const QUERY_BLOCK: usize = 32;
+
+/// The best `keep` products of each query (label key, similarity of its
+/// nearest image in `gallery`), best first, ties by key. Each block of
+/// queries reads the gallery once, not each query (a background refit's
+/// memory traffic is what slows lookups beside it), with the index's SIMD
+/// dot product; blocks run in parallel.
+pub(super) fn rank_products_many(queries: &[&[f32]], gallery: &[&[f32]], labels: &[i64], keep: usize) -> Vec<Vec<(i64, f32)>> {
+    use rayon::prelude::*;
+    let mut keys: Vec<i64> = labels.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let column: Vec<usize> = labels.iter().map(|l| keys.binary_search(l).unwrap_or(0)).collect();
+    queries
+        .par_chunks(QUERY_BLOCK)
+        .flat_map_iter(|block| {
+            let mut best = vec![f32::MIN; block.len() * keys.len()];
+            for (g, c) in gallery.iter().zip(&column) {
+                for (i, q) in block.iter().enumerate() {
+                    let b = &mut best[i * keys.len() + c];
+                    *b = b.max(crate::catalog::vectors::dot(q, g));
+                }
+            }
+            let keys = &keys;
+            (0..block.len()).map(move |i| top_products(&best[i * keys.len()..(i + 1) * keys.len()], keys, keep)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The `keep` best of `sims` (one per key; `f32::MIN`: no image), best first, ties by key.
+fn top_products(sims: &[f32], keys: &[i64], keep: usize) -> Vec<(i64, f32)> {
+    let order = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut ranked: Vec<(i64, f32)> = keys.iter().copied().zip(sims.iter().copied()).filter(|(_, s)| *s > f32::MIN).collect();
+    if ranked.len() > keep && keep > 0 {
+        ranked.select_nth_unstable_by(keep - 1, order);
+        ranked.truncate(keep);
     }
-    let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.sort_by(order);
+    ranked.truncate(keep);
     ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every product's best similarity, sorted as documented: the plain way.
+    fn reference(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
+        let mut best: HashMap<i64, f32> = HashMap::new();
+        for (g, l) in gallery.iter().zip(labels) {
+            let s = crate::catalog::vectors::dot(q, g);
+            best.entry(*l).and_modify(|b| *b = b.max(s)).or_insert(s);
+        }
+        let mut ranked: Vec<(i64, f32)> = best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
+    }
+
+    #[test]
+    fn many_queries_rank_as_one_at_a_time_with_ties_by_key() {
+        let mut rng = crate::util::Rng::new(3);
+        let vec = |rng: &mut crate::util::Rng| (0..37).map(|_| rng.range(-1.0, 1.0)).collect::<Vec<f32>>();
+        let mut gallery: Vec<Vec<f32>> = (0..90).map(|_| vec(&mut rng)).collect();
+        // Two products with the same best image: a tie, broken by key.
+        gallery[7] = gallery[3].clone();
+        let labels: Vec<i64> = (0..90).map(|i| [12, -4, 7, 30, 5][i % 5] + i64::from(i == 7)).collect();
+        let queries: Vec<Vec<f32>> = (0..70).map(|i| if i == 0 { gallery[3].clone() } else { vec(&mut rng) }).collect();
+        let g: Vec<&[f32]> = gallery.iter().map(Vec::as_slice).collect();
+        let q: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+        for keep in [1, 3, 6, 50] {
+            let many = rank_products_many(&q, &g, &labels, keep);
+            assert_eq!(many.len(), q.len());
+            for (one, got) in q.iter().zip(&many) {
+                let want: Vec<(i64, f32)> = reference(one, &g, &labels).into_iter().take(keep).collect();
+                assert_eq!(got, &want, "keep {keep}");
+            }
+        }
+        let first = &rank_products_many(&q[..1], &g, &labels, 2)[0];
+        assert_eq!((first[0].0, first[1].0), (8, 30), "the tie of image 3 (product 30) and its copy (product 8) goes to the lower key");
+        assert_eq!(first[0].1, first[1].1);
+    }
 }

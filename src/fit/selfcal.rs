@@ -389,7 +389,6 @@ fn from_views(
 /// thumbnail as the query. Products without a thumbnail or stored copy
 /// features are not counted.
 fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
-    use rayon::prelude::*;
     let members = members(images.iter().map(|i| i.1));
     let several: Vec<&Vec<usize>> = members.values().filter(|m| m.len() >= 2).collect();
     let n = several.len().min(COPY_SAMPLE);
@@ -556,23 +555,23 @@ impl<'a> Half<'a> {
     }
 
     /// Its photos looked up against its gallery (in `projection`, fitted on
-    /// the gallery, when given): the best 11 products each, in parallel.
+    /// the gallery, when given): the best 11 products each.
     fn lookups(&self, labelled: &[(i64, Vec<f32>)], projection: Option<&Projection>) -> Vec<RankedLookup<i64>> {
-        let projected: Option<Vec<Vec<f32>>> = projection.map(|p| self.vecs.iter().map(|v| p.apply(v)).collect());
-        let gallery: Vec<&[f32]> = projected.as_ref().map_or_else(|| self.vecs.clone(), |g| g.iter().map(Vec::as_slice).collect());
-        self.queries
-            .par_iter()
-            .map(|q| {
-                let (truth, v) = (labelled[*q].0, &labelled[*q].1);
-                let mut top = match projection {
-                    Some(p) => super::cv::rank_products(&p.apply(v), &gallery, &self.labels),
-                    None => super::cv::rank_products(v, &gallery, &self.labels),
-                };
-                top.truncate(11);
-                RankedLookup { truth, top }
-            })
-            .collect()
+        let queries: Vec<&[f32]> = self.queries.iter().map(|q| labelled[*q].1.as_slice()).collect();
+        let ranked = match projection {
+            None => super::cv::rank_products_many(&queries, &self.vecs, &self.labels, 11),
+            Some(p) => {
+                let apply = |vs: &[&[f32]]| vs.iter().map(|v| p.apply(v)).collect::<Vec<_>>();
+                let (queries, gallery) = (apply(&queries), apply(&self.vecs));
+                super::cv::rank_products_many(&slices(&queries), &slices(&gallery), &self.labels, 11)
+            }
+        };
+        self.queries.iter().zip(ranked).map(|(q, top)| RankedLookup { truth: labelled[*q].0, top }).collect()
     }
+}
+
+fn slices(vs: &[Vec<f32>]) -> Vec<&[f32]> {
+    vs.iter().map(Vec::as_slice).collect()
 }
 
 /// Looks each half's photos (at most `max` in all) up against the other

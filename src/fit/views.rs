@@ -285,9 +285,9 @@ pub fn view_lookups(
                     synthetic_view(&sources[*k].1, &clutter, &mut rng)
                 })
                 .collect();
-            for (k, v) in batch.iter().zip(embedder.embed_batch(&views)?) {
-                let mut top = super::cv::rank_products(&space(&v), &gallery, &labels);
-                top.truncate(11);
+            let embedded: Vec<Vec<f32>> = embedder.embed_batch(&views)?.iter().map(|v| space(v)).collect();
+            let queries: Vec<&[f32]> = embedded.iter().map(Vec::as_slice).collect();
+            for (k, top) in batch.iter().zip(super::cv::rank_products_many(&queries, &gallery, &labels, 11)) {
                 lookups.push(RankedLookup { truth: sources[*k].0, top });
             }
         }
