@@ -78,10 +78,8 @@ pub fn cross_validate_projection(
         }
         let p = Projection::fit(&train_vecs, &train_labels, model, opts)?;
         let gallery_proj: Vec<Vec<f32>> = train_vecs.iter().map(|v| p.apply(v)).collect();
-        let gallery_proj: Vec<&[f32]> = gallery_proj.iter().map(Vec::as_slice).collect();
         let raw_queries: Vec<&[f32]> = queries.iter().map(|q| labelled[*q].1.as_slice()).collect();
         let projected: Vec<Vec<f32>> = raw_queries.iter().map(|v| p.apply(v)).collect();
-        let projected: Vec<&[f32]> = projected.iter().map(Vec::as_slice).collect();
         let raw_ranked = rank_products_many(&raw_queries, &train_vecs, &train_labels, 1);
         let proj_ranked = rank_products_many(&projected, &gallery_proj, &train_labels, 5);
         for ((q, raw), proj) in queries.into_iter().zip(raw_ranked).zip(proj_ranked) {
@@ -107,7 +105,11 @@ const QUERY_BLOCK: usize = 32;
 /// queries reads the gallery once, not each query (a background refit's
 /// memory traffic is what slows lookups beside it), with the index's SIMD
 /// dot product; blocks run in parallel.
-pub(super) fn rank_products_many(queries: &[&[f32]], gallery: &[&[f32]], labels: &[i64], keep: usize) -> Vec<Vec<(i64, f32)>> {
+pub(super) fn rank_products_many<Q, G>(queries: &[Q], gallery: &[G], labels: &[i64], keep: usize) -> Vec<Vec<(i64, f32)>>
+where
+    Q: AsRef<[f32]> + Sync,
+    G: AsRef<[f32]> + Sync,
+{
     use rayon::prelude::*;
     let mut keys: Vec<i64> = labels.to_vec();
     keys.sort_unstable();
@@ -120,7 +122,7 @@ pub(super) fn rank_products_many(queries: &[&[f32]], gallery: &[&[f32]], labels:
             for (g, c) in gallery.iter().zip(&column) {
                 for (i, q) in block.iter().enumerate() {
                     let b = &mut best[i * keys.len() + c];
-                    *b = b.max(crate::catalog::vectors::dot(q, g));
+                    *b = b.max(crate::catalog::vectors::dot(q.as_ref(), g.as_ref()));
                 }
             }
             let keys = &keys;
@@ -129,10 +131,10 @@ pub(super) fn rank_products_many(queries: &[&[f32]], gallery: &[&[f32]], labels:
         .collect()
 }
 
-/// The `keep` best of `sims` (one per key; `f32::MIN`: no image), best first, ties by key.
+/// The `keep` best of `sims` (one per key), best first, ties by key.
 fn top_products(sims: &[f32], keys: &[i64], keep: usize) -> Vec<(i64, f32)> {
     let order = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut ranked: Vec<(i64, f32)> = keys.iter().copied().zip(sims.iter().copied()).filter(|(_, s)| *s > f32::MIN).collect();
+    let mut ranked: Vec<(i64, f32)> = keys.iter().copied().zip(sims.iter().copied()).collect();
     if ranked.len() > keep && keep > 0 {
         ranked.select_nth_unstable_by(keep - 1, order);
         ranked.truncate(keep);
@@ -147,7 +149,7 @@ mod tests {
     use super::*;
 
     /// Every product's best similarity, sorted as documented: the plain way.
-    fn reference(q: &[f32], gallery: &[&[f32]], labels: &[i64]) -> Vec<(i64, f32)> {
+    fn reference(q: &[f32], gallery: &[Vec<f32>], labels: &[i64]) -> Vec<(i64, f32)> {
         let mut best: HashMap<i64, f32> = HashMap::new();
         for (g, l) in gallery.iter().zip(labels) {
             let s = crate::catalog::vectors::dot(q, g);
@@ -167,17 +169,15 @@ mod tests {
         gallery[7] = gallery[3].clone();
         let labels: Vec<i64> = (0..90).map(|i| [12, -4, 7, 30, 5][i % 5] + i64::from(i == 7)).collect();
         let queries: Vec<Vec<f32>> = (0..70).map(|i| if i == 0 { gallery[3].clone() } else { vec(&mut rng) }).collect();
-        let g: Vec<&[f32]> = gallery.iter().map(Vec::as_slice).collect();
-        let q: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
         for keep in [1, 3, 6, 50] {
-            let many = rank_products_many(&q, &g, &labels, keep);
-            assert_eq!(many.len(), q.len());
-            for (one, got) in q.iter().zip(&many) {
-                let want: Vec<(i64, f32)> = reference(one, &g, &labels).into_iter().take(keep).collect();
+            let many = rank_products_many(&queries, &gallery, &labels, keep);
+            assert_eq!(many.len(), queries.len());
+            for (one, got) in queries.iter().zip(&many) {
+                let want: Vec<(i64, f32)> = reference(one, &gallery, &labels).into_iter().take(keep).collect();
                 assert_eq!(got, &want, "keep {keep}");
             }
         }
-        let first = &rank_products_many(&q[..1], &g, &labels, 2)[0];
+        let first = &rank_products_many(&queries[..1], &gallery, &labels, 2)[0];
         assert_eq!((first[0].0, first[1].0), (8, 30), "the tie of image 3 (product 30) and its copy (product 8) goes to the lower key");
         assert_eq!(first[0].1, first[1].1);
     }

@@ -562,16 +562,11 @@ impl<'a> Half<'a> {
             None => super::cv::rank_products_many(&queries, &self.vecs, &self.labels, 11),
             Some(p) => {
                 let apply = |vs: &[&[f32]]| vs.iter().map(|v| p.apply(v)).collect::<Vec<_>>();
-                let (queries, gallery) = (apply(&queries), apply(&self.vecs));
-                super::cv::rank_products_many(&slices(&queries), &slices(&gallery), &self.labels, 11)
+                super::cv::rank_products_many(&apply(&queries), &apply(&self.vecs), &self.labels, 11)
             }
         };
         self.queries.iter().zip(ranked).map(|(q, top)| RankedLookup { truth: labelled[*q].0, top }).collect()
     }
-}
-
-fn slices(vs: &[Vec<f32>]) -> Vec<&[f32]> {
-    vs.iter().map(Vec::as_slice).collect()
 }
 
 /// Looks each half's photos (at most `max` in all) up against the other

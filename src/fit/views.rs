@@ -286,8 +286,7 @@ pub fn view_lookups(
                 })
                 .collect();
             let embedded: Vec<Vec<f32>> = embedder.embed_batch(&views)?.iter().map(|v| space(v)).collect();
-            let queries: Vec<&[f32]> = embedded.iter().map(Vec::as_slice).collect();
-            for (k, top) in batch.iter().zip(super::cv::rank_products_many(&queries, &gallery, &labels, 11)) {
+            for (k, top) in batch.iter().zip(super::cv::rank_products_many(&embedded, &gallery, &labels, 11)) {
                 lookups.push(RankedLookup { truth: sources[*k].0, top });
             }
         }
