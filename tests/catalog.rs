@@ -408,3 +408,43 @@ fn a_marker_cannot_send_the_loader_outside_the_index_folder() {
     }
     assert_eq!(top_ids(&cat, &vector(4), 1), ["p4"]);
 }
+
+/// What a lookup reads from the store (a copy candidate's thumbnail) and
+/// what the API reads (a product, the counts) never wait for a writer that
+/// holds the store for long, as a projection fit does while it rebuilds the graph.
+#[test]
+fn reads_do_not_wait_for_a_projection_refit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    let mut items = images(400, 5);
+    for it in &mut items {
+        it.thumbnail = Some(vec![0xFF, 0xD8, 0xFF, 0xD9]);
+    }
+    cat.add_images(&items).unwrap();
+    let (cat, stop) = (Arc::new(cat), Arc::new(AtomicBool::new(false)));
+    let reader = {
+        let (cat, stop) = (cat.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut worst, mut n) = (Duration::ZERO, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                assert!(cat.thumbnail(1 + n % 2000).unwrap().is_some());
+                assert!(cat.product("p7").unwrap().is_some());
+                assert_eq!(cat.stats().unwrap().counts.images, 2000);
+                worst = worst.max(t.elapsed());
+                n += 1;
+            }
+            (worst, n)
+        })
+    };
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        cat.fit_projection(knockoff::catalog::FitOptions { shrinkage: 0.1, dims: Some(16) }).unwrap();
+        fastest = fastest.min(t.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (worst, n) = reader.join().unwrap();
+    assert!(n > 10, "reads ran during the fits ({n})");
+    assert!(worst < fastest / 3, "a read waited {worst:?}; a projection fit holds the store for {fastest:?}");
+}

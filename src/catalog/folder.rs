@@ -103,6 +103,10 @@ pub struct FolderCatalog {
     opts: CatalogOptions,
     /// The store; its lock also serialises writers (add, delete, compact, dump).
     store: Mutex<Store>,
+    /// A read-only connection to the same store, for the reads lookups and the
+    /// API make (thumbnails, products, images, counts): they never wait for a
+    /// writer, such as a refit holding the store lock while it rebuilds the graph.
+    reader: Mutex<Store>,
     index: RwLock<Arc<VectorIndex>>,
     meta: RwLock<Meta>,
     /// Applied to stored vectors and queries before they meet the graph.
@@ -179,6 +183,7 @@ impl FolderCatalog {
             dir: dir.into(),
             opts,
             store: Mutex::new(store),
+            reader: Mutex::new(Store::open_read_only(dir)?),
             index: RwLock::new(Arc::new(index)),
             meta: RwLock::new(meta),
             projection: RwLock::new(projection),
@@ -206,6 +211,10 @@ impl FolderCatalog {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Store> {
+        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn index(&self) -> Arc<VectorIndex> {
@@ -309,7 +318,7 @@ impl FolderCatalog {
     }
 
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
-        self.store().thumbnail(id)
+        self.reader().thumbnail(id)
     }
 
     /// Records a new indexing job (queued) with its manifest.
@@ -514,13 +523,13 @@ impl FolderCatalog {
     }
 
     pub fn product(&self, product_id: &str) -> Result<Option<Product>, CatalogError> {
-        self.store().product(product_id)
+        self.reader().product(product_id)
     }
     pub fn images_of(&self, product_id: &str) -> Result<Vec<ImageRecord>, CatalogError> {
-        self.store().images_of(product_id)
+        self.reader().images_of(product_id)
     }
     pub fn image(&self, id: i64) -> Result<Option<ImageRecord>, CatalogError> {
-        self.store().image(id)
+        self.reader().image(id)
     }
 
     /// Live images, counted in memory (no store query, no disk walk): what
@@ -531,7 +540,7 @@ impl FolderCatalog {
     }
 
     pub fn stats(&self) -> Result<CatalogStats, CatalogError> {
-        let store = self.store();
+        let store = self.reader();
         Ok(CatalogStats {
             model: self.opts.model.clone(),
             dim: self.opts.dim,

@@ -162,6 +162,17 @@ impl Store {
         Ok(store)
     }
 
+    /// A second, read-only connection to the store [`Store::open`] opened in
+    /// `dir`: under WAL its reads never wait for the writer (a long write
+    /// transaction, or a writer holding the catalog's store lock), and see
+    /// everything committed before each query starts.
+    pub fn open_read_only(dir: &Path) -> Result<Store, CatalogError> {
+        let path = dir.join(STORE_FILE);
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| CatalogError::store(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| CatalogError::store(&path, e))?;
+        Ok(Store { conn, path })
+    }
+
     /// Highest image id ever kept (deleted images included; 0 when none).
     pub fn max_image_id(&self) -> Result<i64, CatalogError> {
         self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM images", [], |r| r.get(0)).map_err(|e| self.err(e))
