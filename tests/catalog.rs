@@ -448,3 +448,64 @@ fn reads_do_not_wait_for_a_projection_refit() {
     assert!(n > 10, "reads ran during the fits ({n})");
     assert!(worst < fastest / 3, "a read waited {worst:?}; a projection fit holds the store for {fastest:?}");
 }
+
+/// Writers go on while a projection is fitted and its graph built, waiting
+/// only for the swap: what they add meanwhile is in the new graph, what is
+/// deleted meanwhile stays out of every answer, and the dump written at the
+/// swap matches the store (the next open loads it instead of rebuilding).
+#[test]
+fn writes_during_a_projection_refit_are_kept_and_wait_for_the_swap_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    cat.add_images(&images(400, 5)).unwrap();
+    let cat = Arc::new(cat);
+    let fitter = {
+        let cat = cat.clone();
+        std::thread::spawn(move || {
+            let mut fastest = Duration::MAX;
+            for _ in 0..3 {
+                let t = Instant::now();
+                cat.fit_projection(knockoff::catalog::FitOptions::default()).unwrap();
+                fastest = fastest.min(t.elapsed());
+            }
+            fastest
+        })
+    };
+    // Products p400.. (two images each), four images a write.
+    let more = images(1000, 2).split_off(800);
+    let (mut worst, mut added) = (Duration::ZERO, 0);
+    for chunk in more.chunks(4) {
+        if fitter.is_finished() {
+            break;
+        }
+        let t = Instant::now();
+        cat.add_images(chunk).unwrap();
+        worst = worst.max(t.elapsed());
+        added += chunk.len();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let fastest = fitter.join().unwrap();
+    assert!(added > 40, "writes ran during the fits ({added} images)");
+    assert!(worst < fastest / 2, "a write waited {worst:?}; a projection fit takes {fastest:?}");
+    // A delete while a fit builds its graph (the fit then builds it again, holding the store).
+    let fitter = {
+        let cat = cat.clone();
+        std::thread::spawn(move || cat.fit_projection(knockoff::catalog::FitOptions::default()).unwrap())
+    };
+    std::thread::sleep(fastest / 4);
+    assert_eq!(cat.delete_product("p5").unwrap(), 5);
+    fitter.join().unwrap();
+    assert_eq!(cat.stats().unwrap().counts.images as usize, 2000 - 5 + added);
+    let check = |cat: &Catalog| {
+        for i in (400..400 + added as u64 / 2).step_by(7).chain([0, 6, 399]) {
+            assert_eq!(top_ids(cat, &vector(i), 1), vec![format!("p{i}")], "an image added during the fits is found");
+        }
+        assert!(!top_ids(cat, &vector(5), 5).contains(&"p5".to_string()), "a deleted product never comes back");
+    };
+    check(&cat);
+    cat.persist().unwrap();
+    drop(cat);
+    let (cat, report) = Catalog::open(dir.path(), opts()).unwrap();
+    assert!(matches!(report, OpenReport::Loaded { .. }), "the dump matches the store: {report:?}");
+    check(&cat);
+}

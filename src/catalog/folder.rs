@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::projection::{FitOptions, Projection, ProjectionInfo};
@@ -105,12 +106,24 @@ pub struct FolderCatalog {
     store: Mutex<Store>,
     /// A read-only connection to the same store, for the reads lookups and the
     /// API make (thumbnails, products, images, counts): they never wait for a
-    /// writer, such as a refit holding the store lock while it rebuilds the graph.
+    /// writer, such as a compaction holding the store lock while it rebuilds the graph.
     reader: Mutex<Store>,
     index: RwLock<Arc<VectorIndex>>,
     meta: RwLock<Meta>,
     /// Applied to stored vectors and queries before they meet the graph.
     projection: RwLock<Option<Arc<Projection>>>,
+    /// Deletes and purges so far (counted under the store lock): a graph
+    /// built from a snapshot of the live vectors can only be caught up by
+    /// adding newer ids when none happened since.
+    removals: AtomicU64,
+}
+
+/// The live vectors as of one moment, for a graph built without the store lock.
+struct Snapshot {
+    live: Vec<(i64, Vec<f32>)>,
+    /// The highest image id then: ids added later are higher.
+    upto: i64,
+    removals: u64,
 }
 
 impl FolderCatalog {
@@ -187,6 +200,7 @@ impl FolderCatalog {
             index: RwLock::new(Arc::new(index)),
             meta: RwLock::new(meta),
             projection: RwLock::new(projection),
+            removals: AtomicU64::new(0),
         };
         if matches!(report, OpenReport::Rebuilt { points, .. } if points > 0)
             || matches!(report, OpenReport::Loaded { caught_up, .. } if caught_up > 0)
@@ -217,6 +231,13 @@ impl FolderCatalog {
         self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The graph and the projection it is built in, read together.
+    fn space(&self) -> (Arc<VectorIndex>, Option<Arc<Projection>>) {
+        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let projection = self.projection.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (index.clone(), projection.clone())
+    }
+
     fn index(&self) -> Arc<VectorIndex> {
         self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -232,16 +253,25 @@ impl FolderCatalog {
 
     /// Fits a projection on the live photos (labelled by product), saves it,
     /// and rebuilds the graph in the projected space. Searches keep running
-    /// on the old graph until the new one is swapped in; writers wait.
+    /// on the old graph until the new one is swapped in; writers go on until
+    /// the swap too (see [`FolderCatalog::rebuild_with`]).
     pub fn fit_projection(&self, opts: FitOptions) -> Result<ProjectionInfo, CatalogError> {
-        let mut store = self.store();
-        let live = store.live_vectors_after(&self.opts.model, 0)?;
-        let labels = self.labels_of(&live);
-        let refs: Vec<&[f32]> = live.iter().map(|(_, v)| v.as_slice()).collect();
+        let snap = self.snapshot()?;
+        let labels = self.labels_of(&snap.live);
+        let refs: Vec<&[f32]> = snap.live.iter().map(|(_, v)| v.as_slice()).collect();
         let p = Projection::fit(&refs, &labels, &self.opts.model, opts)?;
         let info = p.info.clone();
-        self.rebuild_with(&mut store, Some(p), live)?;
+        self.rebuild_with(Some(p), snap)?;
         Ok(info)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, CatalogError> {
+        let store = self.store();
+        Ok(Snapshot {
+            live: store.live_vectors_after(&self.opts.model, 0)?,
+            upto: store.max_image_id()?,
+            removals: self.removals.load(Ordering::SeqCst),
+        })
     }
 
     /// The live model vectors (not projected), each with its product's row id,
@@ -265,21 +295,50 @@ impl FolderCatalog {
 
     /// Removes the projection (the graph goes back to the model's own vectors).
     pub fn clear_projection(&self) -> Result<bool, CatalogError> {
-        let mut store = self.store();
         if self.projection().is_none() {
             return Ok(false);
         }
-        let live = store.live_vectors_after(&self.opts.model, 0)?;
-        self.rebuild_with(&mut store, None, live)?;
+        self.rebuild_with(None, self.snapshot()?)?;
         Ok(true)
     }
 
-    fn rebuild_with(&self, store: &mut Store, projection: Option<Projection>, live: Vec<(i64, Vec<f32>)>) -> Result<(), CatalogError> {
+    /// Builds the graph of `snap`'s vectors in `projection`'s space without the
+    /// store lock (searches and writers go on), then, holding it, catches up on
+    /// images added since (a delete or purge since: builds again from the
+    /// store instead), dumps it, and swaps it and the projection in.
+    fn rebuild_with(&self, projection: Option<Projection>, snap: Snapshot) -> Result<(), CatalogError> {
         let projection = projection.map(Arc::new);
         let graph_dim = projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim);
-        let vectors = project_all(projection.as_deref(), live);
-        let fresh = VectorIndex::new(graph_dim, self.opts.params, vectors.len());
-        fresh.insert_many(&vectors)?;
+        let build = |live: Vec<(i64, Vec<f32>)>| -> Result<VectorIndex, CatalogError> {
+            let vectors = project_all(projection.as_deref(), live);
+            let fresh = VectorIndex::new(graph_dim, self.opts.params, vectors.len());
+            fresh.insert_many(&vectors)?;
+            Ok(fresh)
+        };
+        let fresh = build(snap.live)?;
+        // What was added meanwhile, read without waiting for writers, until little
+        // is left (writers may keep adding while these are inserted); the rest below.
+        let mut upto = snap.upto;
+        for _ in 0..8 {
+            let newer = self.reader().live_vectors_after(&self.opts.model, upto)?;
+            upto = newer.iter().map(|(id, _)| *id).max().unwrap_or(upto);
+            let few = newer.len() <= 32;
+            fresh.insert_many(&project_all(projection.as_deref(), newer))?;
+            if few {
+                break;
+            }
+        }
+        let mut store = self.store();
+        let fresh = if self.removals.load(Ordering::SeqCst) == snap.removals {
+            // Only additions since the snapshot, all with higher ids; one at a
+            // time, which takes no new flat copy of the graph for a few.
+            for (id, v) in project_all(projection.as_deref(), store.live_vectors_after(&self.opts.model, upto)?) {
+                fresh.insert(id, &v)?;
+            }
+            fresh
+        } else {
+            build(store.live_vectors_after(&self.opts.model, 0)?)?
+        };
         fresh.dump(&graph_dir(&self.dir, &self.opts.model, projection.as_deref()), store.generation()?)?;
         // The projection file is the switch: written (or removed) only once
         // the matching dump is on disk, so a crash leaves either state whole.
@@ -289,12 +348,16 @@ impl FolderCatalog {
                 Projection::remove(&self.dir)?;
             }
         }
-        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         let keep = graph_dir(&self.dir, &self.opts.model, projection.as_deref());
-        *self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = projection;
+        let replaced = {
+            // Both at once (in `space`'s order): a search never meets the new graph with the old projection.
+            let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut current = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (std::mem::replace(&mut *index, Arc::new(fresh)), std::mem::replace(&mut *current, projection))
+        };
         // The new graph holds live images only: purge the tombstones, so that
         // the dump's point count matches the store (see `dump_matches_store`).
-        self.purge_tombstones(store)?;
+        self.purge_tombstones(&mut store)?;
         // Dumps of other projections of this model are dead weight now.
         let prefix = format!("{}@", self.opts.model);
         if let Ok(entries) = std::fs::read_dir(self.dir.join("vectors")) {
@@ -305,6 +368,9 @@ impl FolderCatalog {
                 }
             }
         }
+        // The old graph is freed outside the locks, so no search or writer waits for that.
+        drop(store);
+        drop(replaced);
         Ok(())
     }
 
@@ -406,14 +472,22 @@ impl FolderCatalog {
 
     /// Deletes a product: its images become tombstones, hidden from every search at once.
     pub fn delete_product(&self, product_id: &str) -> Result<usize, CatalogError> {
-        let ids = self.store().delete_product(product_id)?;
+        let ids = {
+            let mut store = self.store();
+            self.removals.fetch_add(1, Ordering::SeqCst);
+            store.delete_product(product_id)?
+        };
         self.tombstone(&ids);
         self.maybe_compact()?;
         Ok(ids.len())
     }
 
     pub fn delete_image(&self, id: i64) -> Result<(), CatalogError> {
-        self.store().delete_image(id)?;
+        {
+            let mut store = self.store();
+            self.removals.fetch_add(1, Ordering::SeqCst);
+            store.delete_image(id)?;
+        }
         self.tombstone(&[id]);
         self.maybe_compact()?;
         Ok(())
@@ -464,6 +538,7 @@ impl FolderCatalog {
     /// Removes tombstoned rows from the store and the in-memory table, once
     /// the graph no longer holds them; returns how many images were purged.
     fn purge_tombstones(&self, store: &mut Store) -> Result<usize, CatalogError> {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         let purged = store.purge_deleted()?;
         let mut meta = self.meta.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         meta.images.retain(|_, e| !e.deleted);
@@ -488,15 +563,15 @@ impl FolderCatalog {
         ef: Option<usize>,
         filter: &Filter,
     ) -> Result<Vec<(i64, f32, Arc<Product>)>, CatalogError> {
+        let (index, projection) = self.space();
         let projected;
-        let q = match self.projection() {
+        let q = match projection {
             Some(p) => {
                 projected = p.apply(q);
                 &projected[..]
             }
             None => q,
         };
-        let index = self.index();
         let meta = self.meta.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let keep = |id: i64| -> bool {
             match meta.images.get(&id) {
