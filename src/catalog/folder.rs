@@ -238,6 +238,16 @@ impl FolderCatalog {
         (index.clone(), projection.clone())
     }
 
+    /// Swaps in a graph and the projection it is built in, both at once (in
+    /// `space`'s order: a search never meets the new graph with the old
+    /// projection). Returns the old ones: free them outside the store lock
+    /// (freeing a graph takes a while).
+    fn swap_space(&self, fresh: VectorIndex, projection: Option<Arc<Projection>>) -> (Arc<VectorIndex>, Option<Arc<Projection>>) {
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (std::mem::replace(&mut *index, Arc::new(fresh)), std::mem::replace(&mut *current, projection))
+    }
+
     fn index(&self) -> Arc<VectorIndex> {
         self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -349,12 +359,7 @@ impl FolderCatalog {
             }
         }
         let keep = graph_dir(&self.dir, &self.opts.model, projection.as_deref());
-        let replaced = {
-            // Both at once (in `space`'s order): a search never meets the new graph with the old projection.
-            let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut current = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (std::mem::replace(&mut *index, Arc::new(fresh)), std::mem::replace(&mut *current, projection))
-        };
+        let replaced = self.swap_space(fresh, projection);
         // The new graph holds live images only: purge the tombstones, so that
         // the dump's point count matches the store (see `dump_matches_store`).
         self.purge_tombstones(&mut store)?;
@@ -531,8 +536,11 @@ impl FolderCatalog {
         fresh.insert_many(&live)?;
         let generation = store.generation()?;
         fresh.dump(&self.vdir(), generation)?;
-        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
-        self.purge_tombstones(&mut store)
+        let replaced = self.swap_space(fresh, projection);
+        let purged = self.purge_tombstones(&mut store)?;
+        drop(store);
+        drop(replaced);
+        Ok(purged)
     }
 
     /// Removes tombstoned rows from the store and the in-memory table, once
