@@ -318,14 +318,7 @@ impl FolderCatalog {
     /// store instead), dumps it, and swaps it and the projection in.
     fn rebuild_with(&self, projection: Option<Projection>, snap: Snapshot) -> Result<(), CatalogError> {
         let projection = projection.map(Arc::new);
-        let graph_dim = projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim);
-        let build = |live: Vec<(i64, Vec<f32>)>| -> Result<VectorIndex, CatalogError> {
-            let vectors = project_all(projection.as_deref(), live);
-            let fresh = VectorIndex::new(graph_dim, self.opts.params, vectors.len());
-            fresh.insert_many(&vectors)?;
-            Ok(fresh)
-        };
-        let fresh = build(snap.live)?;
+        let fresh = build_graph(projection.as_deref(), &self.opts, snap.live)?;
         // What was added meanwhile, read without waiting for writers, until little
         // is left (writers may keep adding while these are inserted); the rest below.
         let mut upto = snap.upto;
@@ -347,7 +340,7 @@ impl FolderCatalog {
             }
             fresh
         } else {
-            build(store.live_vectors_after(&self.opts.model, 0)?)?
+            build_graph(projection.as_deref(), &self.opts, store.live_vectors_after(&self.opts.model, 0)?)?
         };
         fresh.dump(&graph_dir(&self.dir, &self.opts.model, projection.as_deref()), store.generation()?)?;
         // The projection file is the switch: written (or removed) only once
@@ -531,9 +524,7 @@ impl FolderCatalog {
     pub fn compact(&self) -> Result<usize, CatalogError> {
         let mut store = self.store();
         let projection = self.projection();
-        let live = project_all(projection.as_deref(), store.live_vectors_after(&self.opts.model, 0)?);
-        let fresh = VectorIndex::new(projection.as_ref().map_or(self.opts.dim, |p| p.info.out_dim), self.opts.params, live.len());
-        fresh.insert_many(&live)?;
+        let fresh = build_graph(projection.as_deref(), &self.opts, store.live_vectors_after(&self.opts.model, 0)?)?;
         let generation = store.generation()?;
         fresh.dump(&self.vdir(), generation)?;
         let replaced = self.swap_space(fresh, projection);
@@ -671,13 +662,12 @@ fn load_graph(
                 Err(e) => format!("index dump unusable ({e})"),
                 Ok(_) => "no index dump yet".to_string(),
             };
-            let all = project(store.live_vectors_after(&opts.model, 0)?);
-            let idx = VectorIndex::new(graph_dim, opts.params, all.len());
-            idx.insert_many(&all)?;
-            if !all.is_empty() {
-                tracing::warn!("{reason}: rebuilt the vector index from the store ({} vectors)", all.len());
+            let idx = build_graph(projection, opts, store.live_vectors_after(&opts.model, 0)?)?;
+            let points = idx.len();
+            if points > 0 {
+                tracing::warn!("{reason}: rebuilt the vector index from the store ({points} vectors)");
             }
-            (idx, OpenReport::Rebuilt { points: all.len(), reason })
+            (idx, OpenReport::Rebuilt { points, reason })
         }
     };
     Ok((index, report))
@@ -713,6 +703,14 @@ fn graph_dir(dir: &Path, model: &str, projection: Option<&Projection>) -> PathBu
         Some(p) => dir.join("vectors").join(format!("{model}@{}", p.info.id)),
         None => vectors_dir(dir, model),
     }
+}
+
+/// A graph of `live` in `projection`'s space (the model's own without one).
+fn build_graph(projection: Option<&Projection>, opts: &CatalogOptions, live: Vec<(i64, Vec<f32>)>) -> Result<VectorIndex, CatalogError> {
+    let vectors = project_all(projection, live);
+    let graph = VectorIndex::new(projection.map_or(opts.dim, |p| p.info.out_dim), opts.params, vectors.len());
+    graph.insert_many(&vectors)?;
+    Ok(graph)
 }
 
 fn project_all(projection: Option<&Projection>, vectors: Vec<(i64, Vec<f32>)>) -> Vec<(i64, Vec<f32>)> {
