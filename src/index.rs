@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::transfer::{Endpoint, MigrateReport};
-use crate::catalog::{Catalog, CatalogError, CatalogOptions, IndexParams, OpenReport, SharedSpec, Store};
+use crate::catalog::transfer::MigrateReport;
+use crate::catalog::{Catalog, CatalogError, CatalogOptions, IndexParams, Location, OpenReport, SharedSpec};
 use crate::embed::{EmbedError, EmbedOptions, Embedder, ModelManifest, ModelRegistry};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,9 +91,12 @@ pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, Ope
     if shared.is_some() && spec.dir != Path::new("index") {
         tracing::warn!("KNOCKOFF_STORE / KNOCKOFF_VECTORS select the shared catalog: the index folder {} is not used", spec.dir.display());
     }
-    let existing = match &shared {
-        Some(s) => crate::catalog::shared::pg::PgStore::connect(&s.store)?.meta("model")?,
-        None if spec.dir.join(crate::catalog::store::STORE_FILE).exists() => Store::open(&spec.dir)?.meta("model")?,
+    let location = match &shared {
+        Some(s) => Location::Shared(s.clone()),
+        None => Location::Folder(spec.dir.clone()),
+    };
+    let existing = match location.records()? {
+        Some(records) => records.meta("model")?,
         None => None,
     };
     let model = match (&existing, &spec.model) {
@@ -111,18 +114,15 @@ pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, Ope
         params: spec.params,
         auto_compact_share: spec.auto_compact,
     };
-    let (catalog, report) = match &shared {
-        Some(s) => Catalog::connect(s, opts)?,
-        None => Catalog::open(&spec.dir, opts)?,
-    };
+    let (catalog, report) = Catalog::open_at(&location, opts)?;
     Ok(OpenIndex { catalog, manifest, report })
 }
 
 /// The index spec that opens a migration endpoint.
-fn endpoint_spec(e: &Endpoint) -> IndexSpec {
+fn endpoint_spec(e: &Location) -> IndexSpec {
     match e {
-        Endpoint::Folder(dir) => IndexSpec::new(dir),
-        Endpoint::Shared(s) => IndexSpec { store: Some(s.store.clone()), vectors: Some(s.vectors.clone()), ..IndexSpec::new("index") },
+        Location::Folder(dir) => IndexSpec::new(dir),
+        Location::Shared(s) => IndexSpec { store: Some(s.store.clone()), vectors: Some(s.vectors.clone()), ..IndexSpec::new("index") },
     }
 }
 
@@ -132,8 +132,8 @@ fn endpoint_spec(e: &Endpoint) -> IndexSpec {
 /// images and searchable vectors. Resumable: run it again after a failure.
 pub fn migrate(
     registry: &ModelRegistry,
-    from: &Endpoint,
-    to: &Endpoint,
+    from: &Location,
+    to: &Location,
     progress: &mut dyn FnMut(String),
 ) -> Result<MigrateReport, OpenError> {
     let report = crate::catalog::transfer::copy_rows(from, to, &mut |n| {

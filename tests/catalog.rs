@@ -115,12 +115,12 @@ fn corrupt_store_is_a_clear_error_not_silent_loss() {
     assert!(std::fs::read(&path).unwrap() == before, "the damaged store is left as it was");
 }
 
-fn rusqlite_checkpoint(path: &std::path::Path) -> knockoff::catalog::Store {
-    let s = knockoff::catalog::Store::open(path.parent().unwrap()).unwrap();
+fn rusqlite_checkpoint(path: &std::path::Path) -> knockoff::catalog::store::sqlite::SqliteStore {
+    let s = knockoff::catalog::store::sqlite::SqliteStore::open(path.parent().unwrap()).unwrap();
     s.set_meta("checkpoint", "1").unwrap();
     drop(s);
     // Closing the last connection checkpoints the WAL into the database file.
-    knockoff::catalog::Store::open(path.parent().unwrap()).unwrap()
+    knockoff::catalog::store::sqlite::SqliteStore::open(path.parent().unwrap()).unwrap()
 }
 
 #[test]
@@ -315,7 +315,7 @@ fn projection_is_fitted_persisted_applied_to_new_images_and_removable() {
         knockoff::catalog::FitOptions::default(),
     )
     .unwrap();
-    p.save(dir.path()).unwrap();
+    std::fs::write(dir.path().join("projection.json"), p.to_json().unwrap()).unwrap();
     let err = Catalog::open(dir.path(), opts()).err().expect("refused");
     assert!(err.to_string().contains("other-model"), "{err}");
 }
@@ -430,8 +430,8 @@ fn reads_do_not_wait_for_a_compaction_or_a_projection_refit() {
             let (mut n, mut within) = (0i64, 0i64);
             while !stop.load(Ordering::Relaxed) {
                 let began = compacting.load(Ordering::SeqCst);
-                assert!(cat.thumbnail(1 + n % 2000).unwrap().is_some());
-                assert!(cat.product("p7").unwrap().is_some());
+                assert!(cat.records().thumbnail(1 + n % 2000).unwrap().is_some());
+                assert!(cat.records().product("p7").unwrap().is_some());
                 assert_eq!(cat.stats().unwrap().counts.images, 2000);
                 within += i64::from(began && compacting.load(Ordering::SeqCst));
                 n += 1;

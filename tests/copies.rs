@@ -101,7 +101,7 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 fn every_edit_is_found_as_a_copy_of_its_source_with_its_region() {
     let (_dir, opened) = catalog();
     let originals: Vec<RgbImage> = photos().iter().map(|p| image::open(p).unwrap().to_rgb8()).collect();
-    let ids: Vec<i64> = (0..4).map(|i| opened.catalog.images_of(&format!("photo-{i}")).unwrap()[0].id).collect();
+    let ids: Vec<i64> = (0..4).map(|i| opened.catalog.records().images_of(&format!("photo-{i}")).unwrap()[0].id).collect();
     // Collage tiles that are not in the catalog: reshoots of the other photos.
     let strangers: Vec<RgbImage> = originals.iter().enumerate().map(|(i, o)| reshoot(o, 99 + i as u32)).collect();
     let mut rng = Rng::new(3);

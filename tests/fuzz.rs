@@ -113,18 +113,19 @@ fn config(input: &[u8]) -> String {
 
 /// The fuzzed bytes become `CURRENT.json` beside a real small dump.
 fn marker(input: &[u8]) -> String {
-    use knockoff::catalog::{IndexParams, VectorIndex};
+    use knockoff::catalog::vectors::HnswIndex;
+    use knockoff::catalog::IndexParams;
     let dir = tempfile::tempdir().unwrap();
     let vdir = dir.path().join("vectors");
-    let idx = VectorIndex::new(4, IndexParams::default(), 8);
+    let idx = HnswIndex::new(4, IndexParams::default(), 8);
     let items: Vec<(i64, Vec<f32>)> = (1..=8).map(|i| (i, vec![(i as f32).sin(), (i as f32).cos(), 0.5, -0.5])).collect();
-    idx.insert_many(&items).unwrap();
+    idx.add_many(&items).unwrap();
     idx.dump(&vdir, 1).unwrap();
     std::fs::write(vdir.join("CURRENT.json"), input).unwrap();
-    match VectorIndex::load(&vdir, 4, IndexParams::default()) {
+    match HnswIndex::load(&vdir, 4, IndexParams::default()) {
         Ok(Some((v, m))) => {
             assert_eq!(v.len(), m.points);
-            let _ = v.search(&[0.5, 0.5, 0.5, 0.5], 3, 16, None);
+            let _ = v.nearest(&[0.5, 0.5, 0.5, 0.5], 3, 16, None);
             "loaded".into()
         }
         Ok(None) => "none".into(),

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use knockoff::catalog::Store;
+use knockoff::catalog::store::sqlite::SqliteStore as Store;
 
 fn knockoff(args: &[&str]) -> std::process::Output {
     Command::new(bin()).current_dir(root()).args(args).output().unwrap()

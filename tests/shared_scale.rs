@@ -6,7 +6,8 @@
 //! `KNOCKOFF_TEST_STORE` / `KNOCKOFF_TEST_VECTORS` as `scripts/test.sh` sets them):
 //! `N=20000 cargo test --release --test shared_scale -- --ignored --nocapture`
 mod common;
-use knockoff::catalog::transfer::{check_counts, copy_rows, Endpoint};
+use knockoff::catalog::transfer::{check_counts, copy_rows};
+use knockoff::catalog::Location;
 use knockoff::catalog::{Catalog, CatalogOptions, Filter, IndexParams, Label, NewImage, Product};
 use std::time::Instant;
 
@@ -53,7 +54,7 @@ fn shared_backend_at_scale() {
     eprintln!("folder built: {n} in {:?}", t.elapsed());
     let db = common::SharedDb::create("scale").expect("the shared engines");
     let t = Instant::now();
-    let r = copy_rows(&Endpoint::Folder(dir.path().join("a")), &Endpoint::Shared(db.spec.clone()), &mut |_| {}).unwrap();
+    let r = copy_rows(&Location::Folder(dir.path().join("a")), &Location::Shared(db.spec.clone()), &mut |_| {}).unwrap();
     eprintln!("copy_rows {} images: {:?}", r.images, t.elapsed());
     let t = Instant::now();
     let (shared, rep) = Catalog::connect(&db.spec, o.clone()).unwrap();

@@ -15,16 +15,14 @@
 //! The store keeps the raw model vectors, so a projection can be refitted or
 //! removed at any time and the graph rebuilt from the store.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
+use super::files::PROJECTION_FILE;
+use super::store::RecordStore;
 use super::CatalogError;
 
 /// Rows per block when accumulating the scatter matrices (O(d²) memory).
 const BLOCK: usize = 1024;
-
-pub const PROJECTION_FILE: &str = "projection.json";
 
 /// What a projection was fitted on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,40 +183,27 @@ impl Projection {
         crate::embed::l2_normalize(out)
     }
 
-    /// Reads `dir/projection.json`; `Ok(None)` when there is none.
-    pub fn load(dir: &Path) -> Result<Option<Projection>, CatalogError> {
-        let path = dir.join(PROJECTION_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CatalogError::Projection(format!("cannot read {}: {e}", path.display()))),
-        };
-        let p: Projection = serde_json::from_slice(&bytes).map_err(|e| {
-            CatalogError::Projection(format!("{} is unreadable ({e}); remove it or run `knockoff tune` again", path.display()))
-        })?;
+    /// The projection among `records`' shared files; `Ok(None)` when there is none.
+    pub fn stored(records: &dyn RecordStore) -> Result<Option<Projection>, CatalogError> {
+        let Some(text) = records.file(PROJECTION_FILE)? else { return Ok(None) };
+        Projection::parse(&text, &format!("{PROJECTION_FILE} in {}", records.location())).map(Some)
+    }
+
+    /// A projection as [`Projection::to_json`] wrote it; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Projection, CatalogError> {
+        let p: Projection = serde_json::from_str(text)
+            .map_err(|e| CatalogError::Projection(format!("{origin} is unreadable ({e}); remove it or run `knockoff tune` again")))?;
         let (d, k) = (p.info.in_dim, p.info.out_dim);
         if p.mean.len() != d || p.matrix.len() != d * k || content_id(&p.mean, &p.matrix) != p.info.id {
             return Err(CatalogError::Projection(format!(
-                "{} is damaged (sizes or checksum do not match); remove it (the graph is rebuilt from the store) or run `knockoff tune` again",
-                path.display()
+                "{origin} is damaged (sizes or checksum do not match); remove it (the graph is rebuilt from the store) or run `knockoff tune` again"
             )));
         }
-        Ok(Some(p))
+        Ok(p)
     }
 
-    /// Writes `dir/projection.json` atomically.
-    pub fn save(&self, dir: &Path) -> Result<(), CatalogError> {
-        let io = |e: std::io::Error| CatalogError::Projection(format!("cannot write {PROJECTION_FILE}: {e}"));
-        let json = serde_json::to_vec(self).map_err(|e| io(e.into()))?;
-        crate::util::write_atomic(&dir.join(PROJECTION_FILE), &json).map_err(io)
-    }
-
-    pub fn remove(dir: &Path) -> Result<bool, CatalogError> {
-        match std::fs::remove_file(dir.join(PROJECTION_FILE)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(CatalogError::Projection(format!("cannot remove {PROJECTION_FILE}: {e}"))),
-        }
+    pub fn to_json(&self) -> Result<String, CatalogError> {
+        serde_json::to_string(self).map_err(|e| CatalogError::Projection(format!("cannot write {PROJECTION_FILE}: {e}")))
     }
 }
 
@@ -271,21 +256,24 @@ mod tests {
     }
 
     #[test]
-    fn save_load_round_trip_and_damage_detection() {
+    fn stored_round_trip_and_damage_detection() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Projection::load(dir.path()).unwrap().is_none());
+        let store = crate::catalog::store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let records = store.as_dyn();
+        assert!(Projection::stored(records).unwrap().is_none());
         let vecs: Vec<Vec<f32>> = (0..8).map(|i| crate::embed::l2_normalize(vec![(i % 2) as f32, 1.0, (i as f32).sin()])).collect();
         let refs: Vec<&[f32]> = vecs.iter().map(std::vec::Vec::as_slice).collect();
         let labels: Vec<i64> = (0..8).map(|i| i % 2).collect();
         let p = Projection::fit(&refs, &labels, "m", FitOptions::default()).unwrap();
         assert_eq!(p.info.out_dim, 3, "capped at the input dimension");
-        p.save(dir.path()).unwrap();
-        assert_eq!(Projection::load(dir.path()).unwrap().as_ref(), Some(&p));
+        records.put_file(PROJECTION_FILE, Some(&p.to_json().unwrap())).unwrap();
+        assert_eq!(Projection::stored(records).unwrap().as_ref(), Some(&p));
         let mut bad = p.clone();
         bad.matrix[0] += 1.0;
         std::fs::write(dir.path().join(PROJECTION_FILE), serde_json::to_vec(&bad).unwrap()).unwrap();
-        assert!(Projection::load(dir.path()).is_err());
-        assert!(Projection::remove(dir.path()).unwrap());
-        assert!(Projection::load(dir.path()).unwrap().is_none());
+        let err = Projection::stored(records).unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains(PROJECTION_FILE), "{err}");
+        records.put_file(PROJECTION_FILE, None).unwrap();
+        assert!(Projection::stored(records).unwrap().is_none());
     }
 }

@@ -365,21 +365,20 @@ pub struct MigrateArgs {
 }
 
 impl MigrateArgs {
-    fn endpoint(dir: Option<&PathBuf>, store: Option<&String>, vectors: Option<&String>) -> crate::catalog::transfer::Endpoint {
-        use crate::catalog::transfer::Endpoint;
+    fn endpoint(dir: Option<&PathBuf>, store: Option<&String>, vectors: Option<&String>) -> crate::catalog::Location {
         match (dir, store, vectors) {
-            (Some(d), _, _) => Endpoint::Folder(d.clone()),
-            (None, Some(s), Some(v)) => Endpoint::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() }),
+            (Some(d), _, _) => crate::catalog::Location::Folder(d.clone()),
+            (None, Some(s), Some(v)) => crate::catalog::Location::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() }),
             // clap requires one of the two forms.
-            _ => Endpoint::Folder(PathBuf::from("index")),
+            _ => crate::catalog::Location::Folder(PathBuf::from("index")),
         }
     }
     #[must_use]
-    pub fn source(&self) -> crate::catalog::transfer::Endpoint {
+    pub fn source(&self) -> crate::catalog::Location {
         Self::endpoint(self.from.as_ref(), self.from_store.as_ref(), self.from_vectors.as_ref())
     }
     #[must_use]
-    pub fn target(&self) -> crate::catalog::transfer::Endpoint {
+    pub fn target(&self) -> crate::catalog::Location {
         Self::endpoint(self.to.as_ref(), self.to_store.as_ref(), self.to_vectors.as_ref())
     }
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::args::{BenchAnnArgs, BenchEmbedArgs, BenchLookupArgs, Global};
 use super::commands::{embed_options, open};
-use crate::catalog::{IndexParams, VectorIndex};
+use crate::catalog::vectors::HnswIndex;
+use crate::catalog::IndexParams;
 use crate::embed::{run_pipeline, Embedder, PipelineOptions, Prepared};
 use crate::index::open_registry;
 
@@ -35,8 +36,8 @@ pub fn ann(a: &BenchAnnArgs) -> anyhow::Result<i32> {
     drop(base_v);
     let rss0 = rss_bytes();
     let t = Instant::now();
-    let idx = VectorIndex::new(dim, params, n);
-    idx.insert_many(&items)?;
+    let idx = HnswIndex::new(dim, params, n);
+    idx.add_many(&items)?;
     let build_s = t.elapsed().as_secs_f64();
     let rss_per_vector = rss_bytes().saturating_sub(rss0) as f64 / n as f64;
     drop(items);
@@ -46,7 +47,7 @@ pub fn ann(a: &BenchAnnArgs) -> anyhow::Result<i32> {
     for (qi, q) in qv.chunks_exact(dim).enumerate() {
         let want = &truth[qi * 10..qi * 10 + 10];
         hits += idx
-            .search(q, 10, params.ef_search, None)
+            .nearest(q, 10, params.ef_search, None)
             .iter()
             .filter(|(id, _)| i32::try_from(*id).is_ok_and(|id| want.contains(&id)))
             .count();
@@ -59,12 +60,12 @@ pub fn ann(a: &BenchAnnArgs) -> anyhow::Result<i32> {
     let dump_bytes: u64 = std::fs::read_dir(dir.path())?.flatten().filter_map(|e| e.metadata().ok().map(|m| m.len())).sum();
     drop(idx);
     let t = Instant::now();
-    let (loaded, _) = VectorIndex::load(dir.path(), dim, params)?.ok_or_else(|| anyhow::anyhow!("dump vanished"))?;
+    let (loaded, _) = HnswIndex::load(dir.path(), dim, params)?.ok_or_else(|| anyhow::anyhow!("dump vanished"))?;
     let load_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(loaded.len() == marker.points, "loaded {} points, dumped {}", loaded.len(), marker.points);
     // The first write after a load reads the hnsw_rs part of the dump.
     let t = Instant::now();
-    loaded.insert(i64::MAX / 2, &qv[..dim])?;
+    loaded.add(i64::MAX / 2, &qv[..dim])?;
     let first_write_s = t.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -68,8 +68,7 @@ pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     }
     opts.pipeline.inference_threads = crate::embed::available_cores();
     // Beside the index folder; on the shared backend (no folder of its own) in the current one.
-    let errors_dir =
-        if matches!(opened.catalog, crate::catalog::Catalog::Shared(_)) { std::path::PathBuf::new() } else { a.index.dir.clone() };
+    let errors_dir = opened.catalog.folder().map_or_else(std::path::PathBuf::new, std::path::Path::to_path_buf);
     opts.errors_file = Some(a.errors.clone().unwrap_or_else(|| errors_dir.join("ingest-errors.csv")));
     let report = crate::ingest::ingest(&opened.catalog, &embedder, items, &row_errors, &opts, |_| {})?;
     print::ingest_summary(&report);
@@ -201,10 +200,12 @@ fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
 pub fn calibrate(g: &Global, a: &CalibrateArgs) -> anyhow::Result<i32> {
     let opened = open(g, &a.index.spec())?;
     let embedder = opened.embedder(&bulk(g))?;
-    let out = a.out.clone().unwrap_or_else(|| opened.catalog.dir().join(crate::search::calibration::CALIBRATION_FILE));
     let skipped = &mut |e| eprintln!("skipped query row: {e}");
-    let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, &out, skipped)?;
-    eprintln!("wrote {}", out.display());
+    let cal = crate::fit::calibrate(&opened.catalog, &embedder, &a.queries, a.out.as_deref(), skipped)?;
+    match &a.out {
+        Some(out) => eprintln!("wrote {}", out.display()),
+        None => eprintln!("wrote {}/{}", opened.catalog.location(), crate::catalog::files::CALIBRATION_FILE),
+    }
     print::json(&cal)?;
     Ok(0)
 }

@@ -244,7 +244,7 @@ pub fn evaluate(
         opts,
         n_products: usize::try_from(stats.counts.products.max(1)).unwrap_or(1),
         n_images: usize::try_from(stats.counts.images.max(1)).unwrap_or(1),
-        product_sizes: catalog.image_counts()?,
+        product_sizes: catalog.records().image_counts()?,
         copy_protocol: queries.iter().any(|q| q.copy_of.is_some()),
     };
     let (outcomes, failures) = look_up_all(&cx, queries);
@@ -376,7 +376,7 @@ fn look_up(cx: &Context<'_>, q: &Query) -> Result<Outcome, String> {
 fn copy_outcome(cx: &Context<'_>, q: &Query, answer: &Lookup) -> copies::CopyOutcome {
     let canonical = |s: &str| std::fs::canonicalize(s).map_or_else(|_| s.to_string(), |p| p.display().to_string());
     let top = answer.copy_ranking.first();
-    let top_source = top.and_then(|c| cx.catalog.image(c.image_id).ok().flatten()).map(|r| canonical(&r.source));
+    let top_source = top.and_then(|c| cx.catalog.records().image(c.image_id).ok().flatten()).map(|r| canonical(&r.source));
     let truth = q.copy_of.as_deref().map(canonical);
     copies::CopyOutcome {
         is_copy: truth.is_some(),

@@ -168,7 +168,7 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
             .ok()
             .and_then(|b| image::load_from_memory(&b).ok())
             .map(|img| crate::catalog::thumbnail(&img.to_rgb8(), &mut fast_image_resize::Resizer::new()));
-        let cat_thumb = catalog.thumbnail(mk.predicted_image).ok().flatten();
+        let cat_thumb = catalog.records().thumbnail(mk.predicted_image).ok().flatten();
         let img = |t: Option<Vec<u8>>| t.map(|t| format!("<img src=\"{}\">", data_uri(&t))).unwrap_or_default();
         let _ = write!(
             h,

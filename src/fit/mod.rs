@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::catalog::files::CALIBRATION_FILE;
 use crate::catalog::{Catalog, CatalogError, FitOptions, Label, ProjectionInfo};
 use crate::embed::Embedder;
 use crate::eval::metrics::ece;
@@ -32,7 +33,7 @@ pub enum FitError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("index {0} is empty: index a catalog first")]
-    EmptyIndex(PathBuf),
+    EmptyIndex(String),
     #[error(transparent)]
     Queries(#[from] IngestError),
     #[error("cannot write {path}: {error}")]
@@ -291,25 +292,33 @@ pub fn clopper_pearson_upper(k: usize, n: usize, delta: f64) -> f64 {
     hi
 }
 
-/// Writes a calibration atomically.
-pub(crate) fn save_calibration(cal: &Calibration, path: &Path) -> Result<(), FitError> {
-    let json = serde_json::to_vec_pretty(cal).map_err(|e| FitError::Write { path: path.into(), error: e.into() })?;
-    crate::util::write_atomic(path, &json).map_err(|error| FitError::Write { path: path.into(), error })
+/// Writes a calibration atomically: to `out`, or (`None`) as the catalog's
+/// own, for every server of the catalog.
+pub(crate) fn save_calibration(catalog: &Catalog, cal: &Calibration, out: Option<&Path>) -> Result<(), FitError> {
+    let json = serde_json::to_string_pretty(cal).map_err(|e| FitError::Write { path: CALIBRATION_FILE.into(), error: e.into() })?;
+    match out {
+        Some(path) => crate::util::write_atomic(path, json.as_bytes()).map_err(|error| FitError::Write { path: path.into(), error }),
+        None => Ok(catalog.put_file(CALIBRATION_FILE, Some(&json))?),
+    }
 }
 
 /// Fits the confidence mapping on `samples` (and, with it, the verdict
 /// thresholds), keeps the presence model of the calibration it replaces,
 /// tags it with the index's model and projection, and writes it atomically
-/// to `path`: what `calibrate` stores.
+/// to `out` (`None`: as the catalog's own): what `calibrate` stores.
 pub fn fit_and_save_calibration(
     catalog: &Catalog,
     samples: &[CalibrationSample],
     fit_verdict: impl FnOnce(&VerdictConfig) -> Option<VerdictThresholds>,
     queries: Vec<String>,
-    path: &Path,
+    out: Option<&Path>,
 ) -> Result<Calibration, FitError> {
     let (mapping, heldout_ece) = fit_calibration(samples);
-    let presence = Calibration::load(path).and_then(|c| c.presence);
+    let replaced = match out {
+        Some(path) => Calibration::load(path),
+        None => Calibration::of_catalog(catalog),
+    };
+    let presence = replaced.and_then(|c| c.presence);
     let mut cal = Calibration {
         mapping,
         model: catalog.model().to_string(),
@@ -325,10 +334,7 @@ pub fn fit_and_save_calibration(
     let mut cfg = VerdictConfig::default();
     cfg.apply(&cal);
     cal.verdict = fit_verdict(&cfg);
-    save_calibration(&cal, path)?;
-    if path == catalog.dir().join(crate::search::calibration::CALIBRATION_FILE) {
-        catalog.publish_file(crate::search::calibration::CALIBRATION_FILE)?;
-    }
+    save_calibration(catalog, &cal, out)?;
     Ok(cal)
 }
 
@@ -478,17 +484,18 @@ fn log_outcome(outcome: Result<SelfCalReport, Skipped>, log: &mut dyn FnMut(Stri
 }
 
 /// Fits the index's calibration (and counterfeit thresholds) from labelled query
-/// photos not in the index (the manifests `queries`), and writes it to `out`.
+/// photos not in the index (the manifests `queries`), and writes it to `out`
+/// (`None`: as the catalog's own).
 /// Query rows that cannot be read go to `skipped`.
 pub fn calibrate(
     catalog: &Catalog,
     embedder: &Embedder,
     queries: &[PathBuf],
-    out: &Path,
+    out: Option<&Path>,
     skipped: &mut dyn FnMut(IngestError),
 ) -> Result<Calibration, FitError> {
     if catalog.stats()?.counts.images == 0 {
-        return Err(FitError::EmptyIndex(catalog.dir().into()));
+        return Err(FitError::EmptyIndex(catalog.location()));
     }
     let (rows, errors) = read_queries(queries)?;
     errors.into_iter().for_each(&mut *skipped);
@@ -505,7 +512,7 @@ pub fn calibrate(
     for l in &report.lookups {
         for id in std::iter::once(&l.truth).chain(l.top.iter().map(|(id, _)| id)) {
             if !label_of.contains_key(id) {
-                if let Some(p) = catalog.product(id)? {
+                if let Some(p) = catalog.records().product(id)? {
                     label_of.insert(id.clone(), p.label);
                 }
             }

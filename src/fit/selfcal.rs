@@ -76,7 +76,7 @@ use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskS
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::embed::Embedder;
 use crate::search::calibration::{
-    fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, VerdictThresholds, CALIBRATION_FILE,
+    fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, VerdictThresholds,
 };
 use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
@@ -232,7 +232,7 @@ type Images = Vec<(i64, i64, Vec<f32>)>;
 /// [`MIN_HELD_OUT_PHOTOS`] among them (a small brand catalog).
 /// (Counted in the store first: a catalog too small is told apart without loading its vectors.)
 fn catalog_photos(catalog: &Catalog) -> Result<Result<(Images, bool), Skipped>, FitError> {
-    let sizes = catalog.image_counts()?;
+    let sizes = catalog.records().image_counts()?;
     let several: Vec<usize> = sizes.values().copied().filter(|n| *n >= 2).collect();
     let with_two = several.len();
     let small_but_enough = with_two >= 2 && with_two * 2 >= sizes.len() && several.iter().sum::<usize>() >= MIN_HELD_OUT_PHOTOS;
@@ -369,8 +369,7 @@ fn from_views(
     if let (Some(_), Some(said)) = (&calibration.verdict, calibration.queries.first_mut()) {
         said.push_str("; verdict thresholds from them only where stricter than the defaults");
     }
-    save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
-    catalog.publish_file(CALIBRATION_FILE)?;
+    save_calibration(catalog, &calibration, None)?;
     Ok(Ok(SelfCalReport {
         evidence,
         n_lookups: lookups.len(),
@@ -400,7 +399,7 @@ fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
             .iter()
             .map(|j| (images[*j].0, crate::catalog::vectors::dot(&images[q].2, &images[*j].2)))
             .max_by(|a, b| a.1.total_cmp(&b.1))?;
-        let rgb = image::load_from_memory(&catalog.thumbnail(images[q].0).ok()??).ok()?.to_rgb8();
+        let rgb = image::load_from_memory(&catalog.records().thumbnail(images[q].0).ok()??).ok()?.to_rgb8();
         let query = crate::embed::local::describe_query(&rgb, &[], &mut fast_image_resize::Resizer::new());
         let found = crate::search::copy::rank_copies(catalog, &query, &[nearest], &model);
         Some(found.first().is_some_and(|c| c.p_copy >= model.report_at))
@@ -473,8 +472,7 @@ fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &Sel
     );
     calibration.presence = Some(fit_presence(positives, &nones, opts.prior_none));
     calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, opts);
-    save_calibration(&calibration, &catalog.dir().join(CALIBRATION_FILE))?;
-    catalog.publish_file(CALIBRATION_FILE)?;
+    save_calibration(catalog, &calibration, None)?;
     Ok(calibration)
 }
 

@@ -265,7 +265,7 @@ pub fn view_lookups(
     for (g, group) in chosen.chunks(SOURCES_IN_MEMORY).enumerate() {
         let mut sources: Vec<(i64, RgbaImage)> = Vec::with_capacity(group.len());
         for &i in group {
-            let Some(bytes) = catalog.thumbnail(images[i].0)? else { continue };
+            let Some(bytes) = catalog.records().thumbnail(images[i].0)? else { continue };
             if let Ok(img) = image::load_from_memory(&bytes) {
                 sources.push((labels[i], img.to_rgba8()));
             }

@@ -89,7 +89,7 @@ impl JobQueue {
             .spawn(move || {
                 let me = runner_name();
                 loop {
-                    match catalog2.claim_job(&me) {
+                    match catalog2.records().claim_job(&me) {
                         Ok(Some(id)) => {
                             run_claimed(&catalog2, &embedder, &settings, &id, &live2, &me);
                             continue;
@@ -102,7 +102,7 @@ impl JobQueue {
                     }
                 }
             })
-            .map_err(|e| CatalogError::Io { path: catalog.dir().into(), error: e })?;
+            .map_err(|e| CatalogError::Io { path: catalog.location().into(), error: e })?;
         Ok((JobQueue { tx, live, catalog }, resumed))
     }
 
@@ -110,14 +110,14 @@ impl JobQueue {
     pub fn submit(&self, format: ManifestFormat, text: &str) -> Result<String, JobError> {
         parse_manifest(text.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
         let id = new_id();
-        self.catalog.create_job(&id, format.as_str(), text)?;
+        self.catalog.records().create_job(&id, format.as_str(), text)?;
         let _ = self.tx.send(());
         Ok(id)
     }
 
     /// A job's state (live counts while it runs).
     pub fn get(&self, id: &str) -> Result<JobRecord, JobError> {
-        let row = self.catalog.job(id)?.ok_or_else(|| JobError::Unknown(id.into()))?;
+        let row = self.catalog.records().job(id)?.ok_or_else(|| JobError::Unknown(id.into()))?;
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
         let counts = match live {
             Some(c) if row.status == JobStatus::Running => c,
@@ -153,7 +153,7 @@ fn job_items(catalog: &Catalog, row: &crate::catalog::JobRow) -> Result<(Vec<Sou
     let mut quarantined: Vec<String> = serde_json::from_str(&row.quarantined).unwrap_or_default();
     if let (Some(poison), true) = (&row.in_flight, row.crashes > 0) {
         tracing::warn!("job {}: {poison} was in flight when the process died: quarantined", row.id);
-        catalog.quarantine_job_in_flight(&row.id)?;
+        catalog.records().quarantine_job_in_flight(&row.id)?;
         quarantined.push(poison.clone());
     }
     let (bad, items): (Vec<SourceItem>, Vec<SourceItem>) = items.into_iter().partition(|it| quarantined.contains(&it.image));
@@ -174,9 +174,9 @@ fn run_claimed(
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let every = crate::catalog::shared::job_lease() / 3;
+            let every = crate::catalog::store::job_lease() / 3;
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                if let Err(e) = catalog.renew_job(id, me) {
+                if let Err(e) = catalog.records().renew_job(id, me) {
                     tracing::warn!("job {id}: cannot renew its lease: {e}");
                 }
             }
@@ -189,11 +189,11 @@ fn run_claimed(
 fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, id: &str, live: &Mutex<HashMap<String, IngestCounts>>) {
     let set = |status: JobStatus, counts: &IngestCounts, errors: &str, msg: Option<&str>| {
         let c = serde_json::to_string(counts).unwrap_or_default();
-        if let Err(e) = catalog.update_job(id, status, &c, errors, msg) {
+        if let Err(e) = catalog.records().update_job(id, status, &c, errors, msg) {
             tracing::error!("job {id}: cannot record progress: {e}");
         }
     };
-    let Ok(Some(row)) = catalog.job(id) else { return };
+    let Ok(Some(row)) = catalog.records().job(id) else { return };
     let (items, row_errors) = match job_items(catalog, &row) {
         Ok(v) => v,
         Err(e) => return set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
@@ -207,7 +207,7 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
         // process again is quarantined on the next start instead of replayed.
         let (catalog, id) = (catalog.clone(), id.to_string());
         opts.careful = Some(ItemHook(Arc::new(move |item: Option<&SourceItem>| {
-            if let Err(e) = catalog.set_job_in_flight(&id, item.map(|i| i.image.as_str())) {
+            if let Err(e) = catalog.records().set_job_in_flight(&id, item.map(|i| i.image.as_str())) {
                 tracing::error!("job {id}: cannot record the item in flight: {e}");
             }
         })));

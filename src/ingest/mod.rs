@@ -241,13 +241,13 @@ pub fn ingest(
 ) -> Result<IngestReport, IngestError> {
     if embedder.name() != catalog.model() {
         return Err(IngestError::Catalog(crate::catalog::CatalogError::ModelMismatch {
-            path: catalog.dir().into(),
+            path: catalog.location().into(),
             found: catalog.model().into(),
             wanted: embedder.name().into(),
         }));
     }
     let started = Instant::now();
-    let known = Known { hashes: catalog.live_hashes()?, sources: catalog.live_sources()? };
+    let known = Known { hashes: catalog.records().live_hashes()?, sources: catalog.records().live_sources()? };
     let errors: Vec<ItemError> = row_errors
         .iter()
         .map(|e| ItemError { image: String::new(), product_id: String::new(), kind: e.kind().into(), reason: e.to_string() })

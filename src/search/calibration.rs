@@ -4,9 +4,10 @@
 //! folder (or shipped next to a model as its default), and turned into the
 //! lookup's [`VerdictConfig`] by [`verdict_config`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::VerdictConfig;
+use crate::catalog::files::CALIBRATION_FILE;
 use crate::catalog::Catalog;
 
 /// One labelled lookup, as calibration sees it: the top product's
@@ -202,47 +203,54 @@ pub fn for_risk(table: &[RiskThreshold], max_rate: f64) -> Option<&RiskThreshold
 /// stricter than every fitted level).
 pub const NEVER: f64 = 1.01;
 
-pub const CALIBRATION_FILE: &str = "calibration.json";
-
 impl Calibration {
+    /// The calibration in a file, if it reads.
     pub fn load(path: &Path) -> Option<Calibration> {
-        let bytes = std::fs::read(path).ok()?;
-        match serde_json::from_slice(&bytes) {
+        Calibration::parse(&std::fs::read_to_string(path).ok()?, &path.display().to_string())
+    }
+
+    /// A calibration as stored; one that does not read is ignored with a warning naming `origin`.
+    pub fn parse(text: &str, origin: &str) -> Option<Calibration> {
+        match serde_json::from_str(text) {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!("ignoring {}: {e}", path.display());
+                tracing::warn!("ignoring {origin}: {e}");
                 None
             }
         }
     }
 
-    /// The calibrations that exist, in order of precedence: the index's own,
-    /// then the model's shipped default.
-    fn candidates(index_dir: &Path, model_dir: &Path) -> impl Iterator<Item = (Calibration, std::path::PathBuf)> {
+    /// The calibrations in an index folder and a model folder, in order of
+    /// precedence: the index's own, then the model's shipped default.
+    fn in_folders(index_dir: &Path, model_dir: &Path) -> impl Iterator<Item = (Calibration, PathBuf)> {
         [index_dir.join(CALIBRATION_FILE), model_dir.join(CALIBRATION_FILE)]
             .into_iter()
             .filter_map(|p| Calibration::load(&p).map(|c| (c, p)))
     }
 
-    /// The index's own calibration, else the model's shipped default.
-    pub fn find(index_dir: &Path, model_dir: &Path) -> Option<(Calibration, std::path::PathBuf)> {
-        Self::candidates(index_dir, model_dir).next()
+    /// The index folder's own calibration, else the model's shipped default.
+    pub fn find(index_dir: &Path, model_dir: &Path) -> Option<(Calibration, PathBuf)> {
+        Self::in_folders(index_dir, model_dir).next()
     }
 
     /// Like [`Calibration::find`], skipping (with a warning) a calibration
     /// fitted for another model or in another projection.
-    pub fn find_matching(
-        index_dir: &Path,
-        model_dir: &Path,
+    pub fn find_matching(index_dir: &Path, model_dir: &Path, model: &str, projection: Option<&str>) -> Option<(Calibration, PathBuf)> {
+        Self::first_matching(Self::in_folders(index_dir, model_dir).map(|(c, p)| (c, p.display().to_string())), model, projection)
+            .map(|(c, p)| (c, PathBuf::from(p)))
+    }
+
+    /// The first of `found` fitted for `model` in `projection`; the others are skipped with a warning.
+    fn first_matching(
+        mut found: impl Iterator<Item = (Calibration, String)>,
         model: &str,
         projection: Option<&str>,
-    ) -> Option<(Calibration, std::path::PathBuf)> {
-        Self::candidates(index_dir, model_dir).find(|(c, p)| {
+    ) -> Option<(Calibration, String)> {
+        found.find(|(c, origin)| {
             let ok = c.model == model && c.projection.as_deref() == projection;
             if !ok {
                 tracing::warn!(
-                    "ignoring {}: fitted for model '{}' / projection {:?}, the index is '{model}' / {:?}",
-                    p.display(),
+                    "ignoring {origin}: fitted for model '{}' / projection {:?}, the index is '{model}' / {:?}",
                     c.model,
                     c.projection,
                     projection
@@ -250,6 +258,17 @@ impl Calibration {
             }
             ok
         })
+    }
+
+    /// The catalog's own calibration (among its shared files), if any.
+    pub fn of_catalog(catalog: &Catalog) -> Option<Calibration> {
+        Self::stored(catalog).map(|(c, _)| c)
+    }
+
+    fn stored(catalog: &Catalog) -> Option<(Calibration, String)> {
+        let origin = format!("{}/{CALIBRATION_FILE}", catalog.location());
+        let text = catalog.records().file(CALIBRATION_FILE).map_err(|e| tracing::warn!("cannot read {origin}: {e}")).ok().flatten()?;
+        Calibration::parse(&text, &origin).map(|c| (c, origin))
     }
 }
 
@@ -286,9 +305,9 @@ pub struct ThresholdsInUse {
 }
 
 impl CalibrationInfo {
-    fn new(cal: &Calibration, path: &Path, v: &VerdictConfig) -> Self {
+    fn new(cal: &Calibration, origin: &str, v: &VerdictConfig) -> Self {
         CalibrationInfo {
-            file: path.display().to_string(),
+            file: origin.to_string(),
             fitted_at: cal.fitted_at.clone(),
             fitted_on: cal.queries.join("; "),
             n_queries: cal.n_queries,
@@ -336,10 +355,12 @@ pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> 
     verdict_config_described(catalog, model_dir, None).1
 }
 
-/// The index's calibration matching its model and projection, else the model's shipped one.
-fn matching(catalog: &Catalog, model_dir: &Path) -> Option<(Calibration, std::path::PathBuf)> {
+/// The catalog's calibration matching its model and projection, else the model's shipped one.
+fn matching(catalog: &Catalog, model_dir: &Path) -> Option<(Calibration, String)> {
     let projection = catalog.projection().map(|p| p.info.id.clone());
-    Calibration::find_matching(catalog.dir(), model_dir, catalog.model(), projection.as_deref())
+    let path = model_dir.join(CALIBRATION_FILE);
+    let shipped = Calibration::load(&path).map(|c| (c, path.display().to_string()));
+    Calibration::first_matching(Calibration::stored(catalog).into_iter().chain(shipped), catalog.model(), projection.as_deref())
 }
 
 /// The verdict settings a lookup on `catalog` uses: the index's calibration
@@ -361,8 +382,8 @@ pub fn verdict_config_described(
 ) -> (VerdictConfig, Option<CalibrationInfo>) {
     let mut v = configured.cloned().unwrap_or_default();
     let found = matching(catalog, model_dir);
-    if let Some((cal, path)) = &found {
-        tracing::info!("confidence calibration from {}", path.display());
+    if let Some((cal, origin)) = &found {
+        tracing::info!("confidence calibration from {origin}");
         v.apply(cal);
     }
     let info = found.map(|(c, p)| CalibrationInfo::new(&c, &p, &v));

@@ -100,7 +100,7 @@ pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64,
         .enumerate()
         .map(|(i, (image_id, similarity, features, product, ev))| {
             let correlation = ev.as_ref().filter(|_| checked.contains(&i)).and_then(|e| {
-                let jpeg = catalog.thumbnail(image_id).ok()??;
+                let jpeg = catalog.records().thumbnail(image_id).ok()??;
                 let grey = image::load_from_memory(&jpeg).ok()?.to_luma8();
                 photometric(query, &features, &grey, e)
             });

@@ -138,6 +138,16 @@ pub fn available(what: &str, present: bool, how: &str) -> bool {
     false
 }
 
+/// Waits until `cond` holds. The deadline (5 minutes) only catches a hang:
+/// a busy machine slows a test down but never fails it.
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}: still not after 5 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Sends a request to a test server: (status, the value of response header
 /// `header` or "", the body as JSON or null). A transport error fails the test.
 pub fn send_reading(req: ureq::Request, body: Option<(&str, &[u8])>, header: &str) -> (u16, String, serde_json::Value) {
@@ -197,8 +207,9 @@ impl SharedDb {
 
 impl Drop for SharedDb {
     fn drop(&mut self) {
-        let uid = knockoff::catalog::shared::pg::PgStore::connect(&self.spec.store).ok().and_then(|p| p.meta("catalog_uid").ok().flatten());
-        if let (Some(uid), Ok(m)) = (uid, knockoff::catalog::shared::milvus::Milvus::connect(&self.spec.vectors)) {
+        let records = knockoff::catalog::Location::Shared(self.spec.clone()).records().ok().flatten();
+        let uid = records.and_then(|r| r.meta("catalog_uid").ok().flatten());
+        if let (Some(uid), Ok(m)) = (uid, knockoff::catalog::vectors::Milvus::connect(&self.spec.vectors)) {
             for c in m.collections().unwrap_or_default().into_iter().filter(|c| c.starts_with(&format!("knockoff_{uid}_"))) {
                 let _ = m.drop_collection(&c);
             }

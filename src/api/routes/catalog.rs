@@ -18,8 +18,8 @@ fn image_id(id: &str) -> Result<i64, ApiError> {
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = ProductOut)))]
 pub async fn get_product(State(state): St, _: Caller<Admin>, ApiPath(id): ApiPath<String>) -> Result<Json<ProductOut>, ApiError> {
     blocking(move || {
-        let p = state.catalog.product(&id)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{id}'")))?;
-        Ok(ProductOut::new(p, state.catalog.images_of(&id)?))
+        let p = state.catalog.records().product(&id)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{id}'")))?;
+        Ok(ProductOut::new(p, state.catalog.records().images_of(&id)?))
     })
     .await
     .map(Json)
@@ -37,8 +37,8 @@ pub async fn put_product(
     let product = body?.0.into_product(id.clone());
     blocking(move || {
         state.catalog.upsert_product(&product)?;
-        let p = state.catalog.product(&id)?.ok_or_else(|| ApiError::Internal("product vanished".into()))?;
-        Ok(ProductOut::new(p, state.catalog.images_of(&id)?))
+        let p = state.catalog.records().product(&id)?.ok_or_else(|| ApiError::Internal("product vanished".into()))?;
+        Ok(ProductOut::new(p, state.catalog.records().images_of(&id)?))
     })
     .await
     .map(Json)
@@ -64,7 +64,7 @@ pub async fn add_image(
     let bytes = body?.0;
     let (st, pid) = (state.clone(), id.clone());
     let product = blocking(move || {
-        st.catalog.product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))
+        st.catalog.records().product(&pid)?.ok_or_else(|| ApiError::NotFound(format!("unknown product '{pid}'; create it with PUT first")))
     })
     .await?;
     let sha256 = crate::util::sha256_hex(&bytes);
@@ -99,7 +99,7 @@ pub async fn add_image(
 pub async fn thumbnail(State(state): St, _: Caller<Read>, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
     let id = image_id(&id)?;
     let jpeg =
-        blocking(move || state.catalog.thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
+        blocking(move || state.catalog.records().thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
 }
 

@@ -1,14 +1,16 @@
-//! Milvus through its RESTful API (v1, served on the proxy port of Milvus
-//! 2.3): collections with an HNSW / inner-product index on `vector`, the
-//! image id and the filterable fields (`label`, `brand`, `category`) as
-//! dynamic fields, so filtering happens inside the search. Milvus assigns
-//! its own primary keys; deletes find them by image id first.
+//! The shared vector index: Milvus through its RESTful API (v1, served on
+//! the proxy port of Milvus 2.3). A [`MilvusCollection`] is one collection
+//! with an HNSW / inner-product index on `vector`, the image id and the
+//! filterable fields (`label`, `brand`, `category`) as dynamic fields, so
+//! filtering happens inside the search. Milvus assigns its own primary keys;
+//! deletes find them by image id first.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::catalog::{CatalogError, Filter, Label};
+use super::{VectorIndex, VectorRow};
+use crate::catalog::{CatalogError, Filter};
 
 const ENGINE: &str = "Milvus";
 const SETTING: &str = "KNOCKOFF_VECTORS";
@@ -16,15 +18,6 @@ const SETTING: &str = "KNOCKOFF_VECTORS";
 const INSERT_CHUNK: usize = 256;
 /// Milvus answers at most this many rows per query (offset + limit).
 const QUERY_WINDOW: i64 = 10_000;
-
-/// One vector to insert, with the fields searches filter on.
-pub struct MilvusRow<'a> {
-    pub image_id: i64,
-    pub vector: &'a [f32],
-    pub label: Label,
-    pub brand: Option<&'a str>,
-    pub category: Option<&'a str>,
-}
 
 /// A Milvus server (`milvus://USER:PASSWORD@HOST:PORT`).
 pub struct Milvus {
@@ -124,13 +117,13 @@ impl Milvus {
 
     /// Inserts rows (callers delete an image's earlier copy first: Milvus
     /// does not deduplicate); returns the primary key of the last row.
-    pub fn insert(&self, name: &str, rows: &[MilvusRow<'_>]) -> Result<Option<i64>, CatalogError> {
+    pub fn insert(&self, name: &str, rows: &[VectorRow<'_>]) -> Result<Option<i64>, CatalogError> {
         let mut last = None;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let data: Vec<Value> = chunk
                 .iter()
                 .map(|r| {
-                    json!({"vector": r.vector, "image_id": r.image_id, "label": r.label.as_str(),
+                    json!({"vector": r.vector, "image_id": r.id, "label": r.label.as_str(),
                            "brand": r.brand.unwrap_or(""), "category": r.category.unwrap_or("")})
                 })
                 .collect();
@@ -222,6 +215,38 @@ impl Milvus {
     }
 }
 
+/// One collection of a Milvus server, as a [`VectorIndex`].
+pub struct MilvusCollection {
+    pub milvus: std::sync::Arc<Milvus>,
+    pub name: String,
+    pub dim: usize,
+}
+
+impl VectorIndex for MilvusCollection {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Inserts, then waits (at most 2 s) until the last row is searchable, so a writer reads its own writes.
+    fn insert(&self, rows: &[VectorRow<'_>]) -> Result<(), CatalogError> {
+        if let Some(last) = self.milvus.insert(&self.name, rows)? {
+            if !self.milvus.wait_visible(&self.name, last, Duration::from_secs(2))? {
+                tracing::warn!("Milvus has not made its row {last} searchable after 2 s");
+            }
+        }
+        Ok(())
+    }
+
+    /// Filters inside Milvus; `ef` is Milvus's own. A few more than `k` are
+    /// asked for, and an image's vector met twice (a re-placement not yet
+    /// cleaned up) counts once.
+    fn search(&self, q: &[f32], k: usize, _ef: usize, filter: &Filter, _keep: &dyn Fn(i64) -> bool) -> Result<Vec<(i64, f32)>, CatalogError> {
+        let mut seen = std::collections::HashSet::new();
+        let hits = self.milvus.search(&self.name, q, k + 8, filter)?;
+        Ok(hits.into_iter().filter(|(id, _)| seen.insert(*id)).collect())
+    }
+}
+
 /// Milvus answers 64-bit keys as strings (JSON numbers lose precision past 2^53).
 fn primary_key(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_str()?.parse().ok())
@@ -265,7 +290,7 @@ mod tests {
     #[test]
     fn filters_become_expressions_with_escaped_strings() {
         assert_eq!(filter_expr(&Filter::default()), None);
-        let f = Filter { brand: Some("Ac\"me\\".into()), label: Some(Label::Counterfeit), category: None };
+        let f = Filter { brand: Some("Ac\"me\\".into()), label: Some(crate::catalog::Label::Counterfeit), category: None };
         assert_eq!(filter_expr(&f).unwrap(), r#"label == "counterfeit" and brand == "Ac\"me\\""#);
     }
 

@@ -10,7 +10,7 @@
 //! `ef` on layer 0) on a cache-friendly layout.
 //!
 //! The copy is taken from the graph in one pass ([`FlatGraph::freeze`]);
-//! points added later are found by the caller (see `vectors.rs`) until the
+//! points added later are found by the caller (see `hnsw.rs`) until the
 //! next copy.
 
 use std::cell::RefCell;
@@ -295,7 +295,7 @@ impl FlatGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::quant::{quantize, test_unit};
+    use crate::catalog::vectors::quant::{quantize, test_unit};
 
     #[test]
     fn a_copy_round_trips_and_damaged_bytes_are_refused() {

@@ -1,0 +1,161 @@
+//! The record store's tables, as migrations: each engine's own first steps
+//! (the schema each had before the two shared one interface), then the
+//! common steps, written once with [`Dialect::ddl`]'s type words. The
+//! `schema_version` meta entry counts the steps applied; all missing steps
+//! run in one transaction when a store is opened.
+//!
+//! Tables (both engines):
+//! - `meta(key, value)`: `schema_version`, `generation` (bumped by every
+//!   committed change to the searchable set), model, fingerprint, index settings.
+//! - `products(id, product_id UNIQUE, label, brand, name, category, attributes, created_at, updated_at, deleted)`
+//! - `images(id, product, source, sha256, width, height, added_at, deleted, deleted_at)`;
+//!   a deleted image is a tombstone until it is purged.
+//! - `embeddings(image, model, vector)`: little-endian `f32` blobs.
+//! - `thumbnails(image, jpeg)`: at most 256 px, for the web page, the API and the copy check.
+//! - `copy_features(image, data)`: the image's copy-detection features (`embed::local`, under 6 KB).
+//! - `jobs(id, status, created_at, updated_at, format, source, counts, errors, message, crashes, in_flight, quarantined, owner, lease_ms)`:
+//!   indexing jobs with their manifest; `crashes` counts resumes after the
+//!   runner died, `in_flight` names the item a resumed job works on (an item
+//!   that crashes the process is `quarantined`), `owner` and `lease_ms` say
+//!   who runs it until when.
+//!
+//! PostgreSQL adds what replicas need: `seq` on products and images (the
+//! change feed), `images.vectors_at` (the Milvus collection holding the
+//! vector), `images.created`, and `files(name, content, version)`; `SQLite`
+//! keeps shared files as files in the index folder.
+
+use super::{Dialect, SqlError, Tx};
+
+/// `SQLite`'s own steps (the embedded store's schema versions 1–4, then what
+/// the common steps assume that it lacked).
+const SQLITE: &[&str] = &[
+    // v1
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        product_id TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL CHECK (label IN ('authentic', 'counterfeit')),
+        brand TEXT, name TEXT, category TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        product INTEGER NOT NULL REFERENCES products(id),
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL, height INTEGER NOT NULL,
+        added_at TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0);
+     CREATE UNIQUE INDEX images_live_sha ON images(product, sha256) WHERE deleted = 0;
+     CREATE INDEX images_product ON images(product);
+     CREATE TABLE embeddings (
+        image INTEGER NOT NULL REFERENCES images(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (image, model));",
+    // v2: thumbnails; persistent indexing jobs.
+    "CREATE TABLE thumbnails (image INTEGER PRIMARY KEY REFERENCES images(id), jpeg BLOB NOT NULL);
+     CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        format TEXT NOT NULL, source TEXT NOT NULL,
+        counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', message TEXT);",
+    // v3: poison-item quarantine for jobs.
+    "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE jobs ADD COLUMN in_flight TEXT;
+     ALTER TABLE jobs ADD COLUMN quarantined TEXT NOT NULL DEFAULT '[]';",
+    // v4: copy-detection features per image (images indexed before have none).
+    "CREATE TABLE copy_features (image INTEGER PRIMARY KEY REFERENCES images(id), data BLOB NOT NULL);",
+    // v5: what PostgreSQL's schema already had: a job's runner, a tombstone's time.
+    "ALTER TABLE jobs ADD COLUMN owner TEXT;
+     ALTER TABLE images ADD COLUMN deleted_at TEXT;",
+];
+
+/// PostgreSQL's own step (the shared backend's schema version 1).
+const POSTGRES: &[&str] = &["
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE SEQUENCE IF NOT EXISTS change_seq;
+CREATE TABLE IF NOT EXISTS products (
+    id BIGSERIAL PRIMARY KEY,
+    product_id TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL CHECK (label IN ('authentic', 'counterfeit')),
+    brand TEXT, name TEXT, category TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    deleted BOOLEAN NOT NULL DEFAULT false,
+    seq BIGINT NOT NULL DEFAULT nextval('change_seq'));
+CREATE INDEX IF NOT EXISTS products_seq ON products(seq);
+CREATE TABLE IF NOT EXISTS images (
+    id BIGSERIAL PRIMARY KEY,
+    product BIGINT NOT NULL REFERENCES products(id),
+    source TEXT NOT NULL, sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL,
+    added_at TEXT NOT NULL,
+    deleted BOOLEAN NOT NULL DEFAULT false,
+    deleted_at TIMESTAMPTZ,
+    vectors_at TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seq BIGINT NOT NULL DEFAULT nextval('change_seq'));
+CREATE UNIQUE INDEX IF NOT EXISTS images_live_sha ON images(product, sha256) WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS images_product ON images(product);
+CREATE INDEX IF NOT EXISTS images_seq ON images(seq);
+CREATE TABLE IF NOT EXISTS embeddings (
+    image BIGINT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    model TEXT NOT NULL, vector BYTEA NOT NULL,
+    PRIMARY KEY (image, model));
+CREATE TABLE IF NOT EXISTS thumbnails (image BIGINT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, jpeg BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS copy_features (image BIGINT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, data BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    format TEXT NOT NULL, source TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', message TEXT,
+    crashes BIGINT NOT NULL DEFAULT 0, in_flight TEXT, quarantined TEXT NOT NULL DEFAULT '[]',
+    owner TEXT, lease_until TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, content TEXT NOT NULL, version BIGINT NOT NULL);
+"];
+
+/// Steps both engines take, written once (a new record kind's tables go here).
+const COMMON: &[&str] = &[
+    // Job leases on the engine's clock, the same on both (a lapsed lease lets another runner take the job).
+    "ALTER TABLE jobs ADD COLUMN lease_ms {bigint};",
+];
+
+/// Every step for `dialect`, in order.
+fn steps(dialect: Dialect) -> Vec<String> {
+    let own = match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    own.iter().map(|s| (*s).to_string()).chain(COMMON.iter().map(|s| dialect.ddl(s))).collect()
+}
+
+/// The schema version a store of `dialect` is at once migrated.
+pub fn version(dialect: Dialect) -> usize {
+    steps(dialect).len()
+}
+
+/// Brings the store's tables up to date inside `tx` (a write transaction).
+/// A store from a newer knockoff is refused.
+pub fn migrate(tx: &mut dyn Tx) -> Result<(), SqlError> {
+    let steps = steps(tx.dialect());
+    tx.batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    let found = tx.query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[], |r| r.string(0))?;
+    let version: usize = match found {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| SqlError::Data(format!("schema version '{v}' is not a number")))?,
+    };
+    if version > steps.len() {
+        return Err(SqlError::Data(format!("schema version {version} is newer than this knockoff understands ({})", steps.len())));
+    }
+    for (i, sql) in steps.iter().enumerate().skip(version) {
+        tx.batch(sql)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            super::args![&(i + 1).to_string()],
+        )?;
+    }
+    Ok(())
+}

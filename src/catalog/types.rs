@@ -1,0 +1,199 @@
+//! What a catalog holds and answers, the same on every backend: products
+//! and their labels, images to add and as stored, search filters, the
+//! options a catalog is opened with and what it reports.
+
+use serde::{Deserialize, Serialize};
+
+use super::projection::ProjectionInfo;
+use super::vectors::IndexParams;
+use super::CatalogError;
+
+/// Whether a product's reference photos show the genuine article or a known fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Authentic,
+    Counterfeit,
+}
+
+impl Label {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Label::Authentic => "authentic",
+            Label::Counterfeit => "counterfeit",
+        }
+    }
+}
+
+impl std::str::FromStr for Label {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "authentic" => Ok(Label::Authentic),
+            "counterfeit" => Ok(Label::Counterfeit),
+            other => Err(format!("label must be 'authentic' or 'counterfeit', not '{other}'")),
+        }
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest product id, in characters.
+pub const MAX_PRODUCT_ID_CHARS: usize = 200;
+
+/// The one rule for product ids, everywhere (manifests, jobs, `PUT`, the
+/// store): 1 to 200 characters, no control characters (tab, newline, NUL,
+/// BEL, …) and no leading or trailing white space.
+pub fn check_product_id(id: &str) -> Result<(), String> {
+    let n = id.chars().count();
+    let problem = if n == 0 {
+        "is empty"
+    } else if n > MAX_PRODUCT_ID_CHARS {
+        "is longer than 200 characters"
+    } else if id.chars().any(char::is_control) {
+        "contains a control character (tab, newline, NUL, …)"
+    } else if id.trim() != id {
+        "starts or ends with white space"
+    } else {
+        return Ok(());
+    };
+    let shown: String = id.chars().take(40).flat_map(char::escape_debug).collect();
+    Err(format!("product id '{shown}' {problem}; ids are 1-{MAX_PRODUCT_ID_CHARS} printable characters"))
+}
+
+/// What every backend checks before writing a product: its id.
+pub(crate) fn check_product(p: &Product) -> Result<(), CatalogError> {
+    check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })
+}
+
+/// What every backend checks before writing images: every vector has the
+/// catalog's dimension and every product id is valid (nothing is written otherwise).
+pub(crate) fn check_new_images(items: &[NewImage], dim: usize) -> Result<(), CatalogError> {
+    if let Some(it) = items.iter().find(|it| it.embedding.len() != dim) {
+        return Err(CatalogError::Dimension { got: it.embedding.len(), want: dim });
+    }
+    items.iter().try_for_each(|it| check_product(&it.product))
+}
+
+/// A catalog product (the caller's `product_id` is its key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub product_id: String,
+    pub label: Label,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Free-form attributes.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Product {
+    pub fn new(product_id: impl Into<String>, label: Label) -> Self {
+        Product { product_id: product_id.into(), label, brand: None, name: None, category: None, attributes: serde_json::Map::default() }
+    }
+}
+
+/// Search-time restrictions, applied inside the search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub brand: Option<String>,
+    pub label: Option<Label>,
+    pub category: Option<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.brand.is_none() && self.label.is_none() && self.category.is_none()
+    }
+    pub fn matches(&self, p: &Product) -> bool {
+        self.brand.as_ref().is_none_or(|b| p.brand.as_deref() == Some(b.as_str()))
+            && self.label.is_none_or(|l| p.label == l)
+            && self.category.as_ref().is_none_or(|c| p.category.as_deref() == Some(c.as_str()))
+    }
+}
+
+/// An image to add, with its embedding for the catalog's model.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub product: Product,
+    pub source: String,
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub embedding: Vec<f32>,
+    /// A small JPEG for display.
+    pub thumbnail: Option<Vec<u8>>,
+    /// Copy-detection features (`embed::local::LocalFeatures::to_bytes`).
+    pub copy_features: Option<Vec<u8>>,
+}
+
+/// A stored image record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageRecord {
+    pub id: i64,
+    pub product_id: String,
+    pub source: String,
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub added_at: String,
+    pub deleted: bool,
+}
+
+/// How many products and images a catalog holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreCounts {
+    pub products: i64,
+    pub images: i64,
+    pub tombstones: i64,
+    pub per_label: Vec<(String, i64)>,
+    pub per_brand: Vec<(String, i64)>,
+}
+
+/// How a catalog is opened.
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// Model whose embeddings this index holds.
+    pub model: String,
+    pub dim: usize,
+    /// HNSW parameters used when the index is created (an existing index keeps its own).
+    pub params: IndexParams,
+    /// Compact automatically when tombstones exceed this share of the graph.
+    pub auto_compact_share: f64,
+    /// The model's fingerprint (`ModelManifest::fingerprint`): recorded by a
+    /// new index, checked by an existing one.
+    pub fingerprint: Option<String>,
+}
+
+/// What opening a catalog found, for the operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum OpenReport {
+    /// The vectors were there; `caught_up` committed after them were added (or placed).
+    Loaded { points: usize, caught_up: usize },
+    /// No usable vector dump: rebuilt from the store.
+    Rebuilt { points: usize, reason: String },
+}
+
+/// What `stats` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogStats {
+    pub model: String,
+    pub dim: usize,
+    #[serde(flatten)]
+    pub counts: StoreCounts,
+    pub graph_points: usize,
+    pub params: IndexParams,
+    pub generation: u64,
+    pub disk_bytes: u64,
+    /// The learned projection the vectors are searched in, if any.
+    pub projection: Option<ProjectionInfo>,
+}
