@@ -31,6 +31,10 @@ impl FolderCatalog {
         let refs: Vec<&[f32]> = snap.live.iter().map(|(_, v)| v.as_slice()).collect();
         let p = Projection::fit(&refs, &labels, &self.opts.model, opts)?;
         let info = p.info.clone();
+        if self.current().projection.is_some_and(|now| now.info.id == info.id) {
+            // The same projection (its id is its content): the graph searched now is built in it.
+            return Ok(info);
+        }
         self.rebuild_with(Some(p), snap)?;
         Ok(info)
     }
