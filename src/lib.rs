@@ -23,5 +23,7 @@ pub mod eval;
 pub mod fit;
 pub mod index;
 pub mod ingest;
+pub mod metrics;
 pub mod search;
+pub mod synth;
 pub mod util;

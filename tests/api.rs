@@ -620,7 +620,7 @@ fn a_reused_photo_is_reported_with_its_region_and_explained_as_a_picture() {
     let s = start(None);
     // The known fake's photo inside a plain border, made by the protocol's generator.
     let cat = image::open(fixture("photos/chelsea.jpg")).unwrap().to_rgb8();
-    let card = knockoff::eval::edits::apply(knockoff::eval::edits::Edit::Padding, &cat, &[], &mut knockoff::eval::edits::Rng::new(1));
+    let card = knockoff::synth::copies::apply(knockoff::synth::copies::Edit::Padding, &cat, &[], &mut knockoff::synth::copies::Rng::new(1));
     let mut body = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut body, 90).encode_image(&card.image).unwrap();
     let (st, _, mut j) = send(ureq::post(&url(&s, "/v1/lookup?explain=true")), Some(("image/jpeg", &body)));

@@ -3,7 +3,6 @@
 //! shared runs need the engines (`./scripts/test.sh` starts them; under CI
 //! their absence fails these tests).
 
-
 use knockoff::catalog::store::Arg;
 use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, Label, OpenReport, Product};
 use knockoff::search::{search_products, SearchRequest};
@@ -254,7 +253,7 @@ fn replicas_see_each_others_writes_and_strays_are_never_served() {
 #[test]
 fn migration_round_trips_with_the_same_answers_and_resumes() {
     use knockoff::catalog::transfer::{check_counts, copy_rows};
-use knockoff::catalog::Location;
+    use knockoff::catalog::Location;
     let Some(db) = SharedDb::create("migrate") else { return };
     let dir = tempfile::tempdir().unwrap();
     let (folder, _) = Catalog::open(&dir.path().join("a"), opts()).unwrap();

@@ -10,8 +10,8 @@ use std::process::Command;
 use common::*;
 use image::RgbImage;
 use knockoff::embed::Described;
-use knockoff::eval::edits::{apply, Edit, Rng, EDITS};
 use knockoff::search::{lookup, Lookup, SearchRequest, VerdictConfig};
+use knockoff::synth::copies::{apply, Edit, Rng, EDITS};
 
 /// The four fixture photos as a catalog (the astronaut is a known fake), indexed by the binary.
 fn catalog() -> (tempfile::TempDir, knockoff::index::OpenIndex) {

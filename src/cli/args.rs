@@ -368,7 +368,9 @@ impl MigrateArgs {
     fn endpoint(dir: Option<&PathBuf>, store: Option<&String>, vectors: Option<&String>) -> crate::catalog::Location {
         match (dir, store, vectors) {
             (Some(d), _, _) => crate::catalog::Location::Folder(d.clone()),
-            (None, Some(s), Some(v)) => crate::catalog::Location::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() }),
+            (None, Some(s), Some(v)) => {
+                crate::catalog::Location::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() })
+            }
             // clap requires one of the two forms.
             _ => crate::catalog::Location::Folder(PathBuf::from("index")),
         }

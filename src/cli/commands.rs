@@ -189,8 +189,8 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
 }
 
 /// Query manifests for eval and calibrate; unreadable rows are reported and skipped.
-fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::eval::Query>> {
-    let (queries, errors) = crate::eval::read_queries(paths)?;
+fn read_queries(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::ingest::Query>> {
+    let (queries, errors) = crate::ingest::read_queries(paths)?;
     for e in errors {
         eprintln!("skipped query row: {e}");
     }
@@ -282,7 +282,7 @@ pub fn make_copies(a: &super::args::MakeCopiesArgs) -> anyhow::Result<i32> {
     if let Some(e) = errors.first() {
         anyhow::bail!("{} rows of {} cannot be used, first: {e}", errors.len(), a.photos.display());
     }
-    let summary = crate::eval::edits::make_protocol(&items, &a.out, a.seed, a.per_product)?;
+    let summary = crate::eval::protocol::make_protocol(&items, &a.out, a.seed, a.per_product)?;
     print::json(&summary)?;
     Ok(0)
 }

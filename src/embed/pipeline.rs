@@ -2,7 +2,7 @@
 //! threads (one per pooled session) batch tensors through the model; the
 //! calling thread receives each result.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
@@ -61,7 +61,7 @@ where
             scope.spawn(move || {
                 let mut resizer = Resizer::new();
                 loop {
-                    let next = source.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
+                    let next = source.lock().next();
                     let Some(item) = next else { break };
                     if tx.send(prepare(item, &mut resizer)).is_err() {
                         break;

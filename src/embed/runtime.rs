@@ -5,7 +5,9 @@
 //! the system's library path.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use super::EmbedError;
 
@@ -59,7 +61,7 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, EmbedErr
     if let Some(env) = ENV.get() {
         return Ok(env);
     }
-    let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = INIT.lock();
     if let Some(env) = ENV.get() {
         return Ok(env);
     }

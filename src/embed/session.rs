@@ -1,9 +1,9 @@
 //! A loaded model: a small pool of ONNX Runtime sessions (created once; in
 //! `ort` rc.15 `Session::run` takes `&mut self`) plus its preprocessing.
 
+use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use fast_image_resize::Resizer;
 use image::RgbImage;
@@ -215,7 +215,7 @@ impl Embedder {
 
 impl Part {
     fn check_io(&self) -> Result<(), EmbedError> {
-        let s = self.sessions[0].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = self.sessions[0].lock();
         let bad = |detail: String| EmbedError::Manifest { path: self.manifest_path.clone(), detail };
         if !s.inputs().iter().any(|i| i.name() == self.input.name) {
             let names: Vec<_> = s.inputs().iter().map(|i| i.name().to_string()).collect();
@@ -253,8 +253,8 @@ impl Part {
             .cycle()
             .skip(i)
             .take(self.sessions.len())
-            .find_map(|m| m.try_lock().ok())
-            .unwrap_or_else(|| self.sessions[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            .find_map(|m| m.try_lock())
+            .unwrap_or_else(|| self.sessions[i].lock());
         let outputs = guard.run(ort::inputs![self.input.name.as_str() => input])?;
         let (oshape, data) = outputs[self.output.name.as_str()].try_extract_tensor::<f32>()?;
         let dim = self.output.dim;

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::metrics::{ece, roc_auc};
+use crate::metrics::{ece, roc_auc};
 
 /// What one query's copy check came to.
 #[derive(Debug, Clone, Serialize)]

@@ -4,60 +4,22 @@
 //! verdicts and latency. It only measures: fitting lives in [`crate::fit`].
 
 pub mod copies;
-pub mod edits;
-pub mod metrics;
+pub mod protocol;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Filter, Label};
+use crate::catalog::{Catalog, CatalogError, Label};
 use crate::embed::Embedder;
-use crate::fit::RankedLookup;
-use crate::ingest::{fetch, FetchOptions};
-use crate::search::calibration::CalibrationSample;
-use crate::search::{lookup, search_products, Lookup, SearchRequest, VerdictConfig, VerdictKind};
-use metrics::{average_precision, ece, ece_check, mrr, percentile, recall_at_k, roc_auc, tpr_at_fpr, EceCheck};
+use crate::ingest::Query;
+use crate::metrics::{average_precision, ece, ece_check, mrr, percentile, recall_at_k, roc_auc, tpr_at_fpr, EceCheck};
+use crate::search::batch::{look_up_all, BatchOptions, Looked};
+use crate::search::{Lookup, VerdictKind};
 
-/// Reads query manifests (rows without `product_id` are distractors);
-/// returns the queries and the rows that could not be read.
-pub fn read_queries(paths: &[std::path::PathBuf]) -> Result<(Vec<Query>, Vec<crate::ingest::IngestError>), crate::ingest::IngestError> {
-    let defaults = crate::ingest::SourceDefaults { allow_missing_product: true, ..Default::default() };
-    let (mut qs, mut errors) = (Vec::new(), Vec::new());
-    for q in paths {
-        let (items, errs) = crate::ingest::read_source(q, &defaults)?;
-        errors.extend(errs);
-        qs.extend(items.into_iter().map(|it| Query {
-            image: it.image,
-            product_id: Some(it.product.product_id).filter(|p| !p.is_empty()),
-            category: it.product.category,
-            copy_of: it.copy_of,
-        }));
-    }
-    Ok((qs, errors))
-}
-
-/// One query photo; `product_id: None` marks a distractor (right answer: `no_match`).
-#[derive(Debug, Clone)]
-pub struct Query {
-    pub image: String,
-    pub product_id: Option<String>,
-    pub category: Option<String>,
-    /// The catalog image this query was made from (a copy), if any.
-    pub copy_of: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct EvalOptions {
-    pub k: usize,
-    pub verdict: VerdictConfig,
-    pub concurrency: usize,
-    pub product_score: crate::search::ProductScore,
-}
+/// How queries are looked up.
+pub type EvalOptions = BatchOptions;
 
 /// What one query produced.
 #[derive(Debug, Clone)]
@@ -71,7 +33,6 @@ struct Outcome {
     top_image: Option<(i64, f32)>,
     image_relevant: Vec<bool>,
     total_relevant_images: usize,
-    top_margin: f32,
     /// The service's answer (k matches, confidences, verdict).
     answer: Lookup,
     embed_ms: f64,
@@ -132,12 +93,6 @@ pub struct EvalReport {
     /// Wrong top-1 answers by (true product, predicted product), most frequent first.
     pub most_confused: Vec<Confusion>,
     pub failures: Vec<String>,
-    /// Per query, for calibration: top similarity, margin to the next product, top-1 correct.
-    #[serde(skip)]
-    pub samples: Vec<CalibrationSample>,
-    /// Per labelled query: its product and the best 5 products (id, similarity), for fitting the verdict.
-    #[serde(skip)]
-    pub lookups: Vec<RankedLookup<String>>,
     /// Per query: what the service would answer (`knockoff eval --per-query`).
     #[serde(skip)]
     pub records: Vec<QueryRecord>,
@@ -217,37 +172,10 @@ fn group_of(category: Option<&str>) -> String {
     category.and_then(|c| c.split('/').next()).filter(|c| !c.is_empty()).unwrap_or("other").to_string()
 }
 
-/// What every lookup needs to know about the catalog.
-struct Context<'a> {
-    catalog: &'a Catalog,
-    embedder: &'a Embedder,
-    opts: &'a EvalOptions,
-    n_products: usize,
-    n_images: usize,
-    /// Whether any query has `copy_of` (else the copy metrics are null).
-    copy_protocol: bool,
-    /// Images per product, for image-level AP.
-    product_sizes: HashMap<String, usize>,
-}
-
 /// Runs every query and computes the report.
-pub fn evaluate(
-    catalog: &Catalog,
-    embedder: &Embedder,
-    queries: &[Query],
-    opts: &EvalOptions,
-) -> Result<EvalReport, crate::catalog::CatalogError> {
+pub fn evaluate(catalog: &Catalog, embedder: &Embedder, queries: &[Query], opts: &EvalOptions) -> Result<EvalReport, CatalogError> {
     let stats = catalog.stats()?;
-    let cx = Context {
-        catalog,
-        embedder,
-        opts,
-        n_products: usize::try_from(stats.counts.products.max(1)).unwrap_or(1),
-        n_images: usize::try_from(stats.counts.images.max(1)).unwrap_or(1),
-        product_sizes: catalog.records().image_counts()?,
-        copy_protocol: queries.iter().any(|q| q.copy_of.is_some()),
-    };
-    let (outcomes, failures) = look_up_all(&cx, queries);
+    let (outcomes, failures) = outcomes(catalog, embedder, queries, opts)?;
     let has_both_labels = stats.counts.per_label.len() >= 2;
     let copy_threshold = copies::threshold_at_1pct(&outcomes.iter().filter_map(|o| o.copy.as_ref()).collect::<Vec<_>>());
     let overall = compute(&outcomes, has_both_labels, copy_threshold);
@@ -284,19 +212,6 @@ pub fn evaluate(
         latency,
         most_confused: most_confused(&outcomes),
         failures: failures.into_iter().take(50).collect(),
-        samples: outcomes
-            .iter()
-            .map(|o| CalibrationSample { similarity: o.top_image.map_or(0.0, |t| t.1), margin: o.top_margin, correct: o.top1_correct() })
-            .collect(),
-        lookups: outcomes
-            .iter()
-            .filter_map(|o| {
-                Some(RankedLookup {
-                    truth: o.truth.clone()?,
-                    top: o.ranked.iter().take(crate::search::PROBABILITY_CANDIDATES).cloned().collect(),
-                })
-            })
-            .collect(),
         records: outcomes
             .iter()
             .map(|o| QueryRecord {
@@ -309,74 +224,51 @@ pub fn evaluate(
     })
 }
 
-/// Looks every query up on `opts.concurrency` threads; outcomes in query order, and failures.
-fn look_up_all(cx: &Context<'_>, queries: &[Query]) -> (Vec<Outcome>, Vec<String>) {
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..cx.opts.concurrency.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(q) = queries.get(i) else { break };
-                match look_up(cx, q) {
-                    Ok(o) => outcomes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((i, o)),
-                    Err(e) => failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e),
-                }
-            });
+/// Looks every query up (see [`look_up_all`]); outcomes in query order, and failures.
+fn outcomes(
+    catalog: &Catalog,
+    embedder: &Embedder,
+    queries: &[Query],
+    opts: &EvalOptions,
+) -> Result<(Vec<Outcome>, Vec<String>), CatalogError> {
+    let photos: Vec<&str> = queries.iter().map(|q| q.image.as_str()).collect();
+    let sizes = catalog.records().image_counts()?;
+    let copy_protocol = queries.iter().any(|q| q.copy_of.is_some());
+    let (mut outcomes, mut failures) = (Vec::new(), Vec::new());
+    for (q, looked) in queries.iter().zip(look_up_all(catalog, embedder, &photos, opts)?) {
+        match looked {
+            Ok(l) => outcomes.push(Outcome::new(catalog, q, l, &sizes, copy_protocol)),
+            Err(e) => failures.push(e),
         }
-    });
-    let mut outcomes = outcomes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    outcomes.sort_by_key(|(i, _)| *i);
-    (outcomes.into_iter().map(|(_, o)| o).collect(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+    Ok((outcomes, failures))
 }
 
-/// One query: the service's answer (timed) and, untimed, the full product
-/// ranking and image list that recall, MRR, AP and AUC need.
-fn look_up(cx: &Context<'_>, q: &Query) -> Result<Outcome, String> {
-    let fetch_opts = FetchOptions { allow_private: true, ..Default::default() };
-    let t0 = Instant::now();
-    let bytes = fetch(&q.image, &fetch_opts).map_err(|e| e.to_string())?;
-    let described = cx.embedder.describe_bytes(&bytes, &q.image).map_err(|e| e.to_string())?;
-    let v = &described.vector;
-    let embed_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let score = cx.opts.product_score;
-    let t1 = Instant::now();
-    let answer =
-        lookup(cx.catalog, &described, &SearchRequest { k: cx.opts.k, product_score: score, ..Default::default() }, &cx.opts.verdict)
-            .map_err(|e| e.to_string())?;
-    let search_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let all = search_products(cx.catalog, v, &SearchRequest { k: cx.n_products, product_score: score, ..Default::default() })
-        .map_err(|e| e.to_string())?;
-    let n = cx.n_images.min(2000);
-    let images = cx.catalog.search_images(v, n, Some(n.max(64)), &Filter::default()).map_err(|e| e.to_string())?;
-    let truth = q.product_id.as_ref();
-    Ok(Outcome {
-        truth: q.product_id.clone(),
-        truth_label: truth.and_then(|t| all.iter().find(|m| &m.product.product_id == t)).map(|m| m.product.label),
-        group: group_of(q.category.as_deref()),
-        ranked: all.iter().map(|m| (m.product.product_id.clone(), m.score)).collect(),
-        query_image: q.image.clone(),
-        top_image: all.first().map(|m| (m.best.image_id, m.best.similarity)),
-        image_relevant: images.iter().map(|(_, _, p)| Some(&p.product_id) == truth).collect(),
-        total_relevant_images: truth.and_then(|t| cx.product_sizes.get(t)).copied().unwrap_or(0),
-        top_margin: match (all.first(), all.get(1)) {
-            (Some(a), Some(b)) => a.best.similarity - b.best.similarity,
-            (Some(a), None) => a.best.similarity,
-            _ => 0.0,
-        },
-        copy: cx.copy_protocol.then(|| copy_outcome(cx, q, &answer)),
-        answer,
-        embed_ms,
-        search_ms,
-    })
+impl Outcome {
+    fn new(catalog: &Catalog, q: &Query, l: Looked, sizes: &HashMap<String, usize>, copy_protocol: bool) -> Outcome {
+        let truth = q.product_id.as_ref();
+        Outcome {
+            truth: q.product_id.clone(),
+            truth_label: truth.and_then(|t| l.label_of(t)),
+            group: group_of(q.category.as_deref()),
+            ranked: l.products.iter().map(|m| (m.product.product_id.clone(), m.score)).collect(),
+            query_image: q.image.clone(),
+            top_image: l.top_image(),
+            image_relevant: l.image_products.iter().map(|p| Some(p) == truth).collect(),
+            total_relevant_images: truth.and_then(|t| sizes.get(t)).copied().unwrap_or(0),
+            copy: copy_protocol.then(|| copy_outcome(catalog, q, &l.answer)),
+            answer: l.answer,
+            embed_ms: l.embed_ms,
+            search_ms: l.search_ms,
+        }
+    }
 }
 
 /// The copy check's outcome for one query: its top candidate against `copy_of`.
-fn copy_outcome(cx: &Context<'_>, q: &Query, answer: &Lookup) -> copies::CopyOutcome {
+fn copy_outcome(catalog: &Catalog, q: &Query, answer: &Lookup) -> copies::CopyOutcome {
     let canonical = |s: &str| std::fs::canonicalize(s).map_or_else(|_| s.to_string(), |p| p.display().to_string());
     let top = answer.copy_ranking.first();
-    let top_source = top.and_then(|c| cx.catalog.records().image(c.image_id).ok().flatten()).map(|r| canonical(&r.source));
+    let top_source = top.and_then(|c| catalog.records().image(c.image_id).ok().flatten()).map(|r| canonical(&r.source));
     let truth = q.copy_of.as_deref().map(canonical);
     copies::CopyOutcome {
         is_copy: truth.is_some(),

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::RankedLookup;
 use crate::catalog::{CatalogError, FitOptions, Projection};
+use crate::metrics::RankedLookup;
 use crate::search::calibration::CalibrationSample;
 
 /// What cross-validating a projection on the catalog's own photos found.

@@ -72,12 +72,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::views::{view_lookups, ViewOptions};
-use super::{fit_risk_thresholds, save_calibration, FitError, RankedLookup, RiskSample};
+use super::{fit_logistic, fit_logistic_weighted, fit_relative_margin};
+use super::{fit_risk_thresholds, save_calibration, FitError, RiskSample};
 use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
 use crate::embed::Embedder;
-use crate::search::calibration::{
-    fit_logistic, fit_logistic_weighted, fit_relative_margin, Calibration, VerdictThresholds,
-};
+use crate::metrics::RankedLookup;
+use crate::search::calibration::{Calibration, VerdictThresholds};
 use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
 /// Settings of [`self_calibrate`] and [`fit_index`].

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
@@ -118,7 +120,7 @@ impl JobQueue {
     /// A job's state (live counts while it runs).
     pub fn get(&self, id: &str) -> Result<JobRecord, JobError> {
         let row = self.catalog.records().job(id)?.ok_or_else(|| JobError::Unknown(id.into()))?;
-        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        let live = self.live.lock().get(id).cloned();
         let counts = match live {
             Some(c) if row.status == JobStatus::Running => c,
             _ => serde_json::from_str(&row.counts).unwrap_or_default(),
@@ -213,10 +215,10 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
         })));
     }
     let result = ingest(catalog, embedder, items, &row_errors, &opts, |c| {
-        live.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), c.clone());
+        live.lock().insert(id.to_string(), c.clone());
         set(JobStatus::Running, c, "[]", None);
     });
-    live.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    live.lock().remove(id);
     match result {
         Ok(r) => {
             let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).collect();

@@ -8,10 +8,12 @@
 mod error;
 mod fetch;
 pub mod jobs;
+mod queries;
 mod source;
 
 pub use error::IngestError;
 pub use fetch::{fetch, FetchOptions};
+pub use queries::{read_queries, Query};
 pub use source::{is_url, parse_manifest, read_source, ManifestFormat, SourceDefaults, SourceItem};
 
 use std::collections::HashSet;

@@ -77,7 +77,7 @@ impl TopOfRanking {
 }
 
 /// Smallest spread a margin is divided by (a ranking of near-identical similarities).
-const MIN_SPREAD: f32 = 1e-3;
+pub(crate) const MIN_SPREAD: f32 = 1e-3;
 
 impl Mapping {
     /// Whether the mapping judges near-ties itself: it weighs the margin to the
@@ -409,80 +409,6 @@ impl VerdictConfig {
     }
 }
 
-/// Logistic regression by Newton's method on (sim, margin) → correct.
-pub fn fit_logistic(x: &[(f32, f32)], y: &[bool]) -> Mapping {
-    let [w_sim, w_margin, bias] = fit_logistic_weighted(x, y, &vec![1.0; y.len()]);
-    Mapping::Logistic { w_sim, w_margin, bias }
-}
-
-/// A [`Mapping::RelativeMargin`] fitted on rankings (best first) → whether the top product was right.
-#[must_use]
-pub fn fit_relative_margin(rankings: &[TopOfRanking], y: &[bool]) -> Mapping {
-    let mut spreads: Vec<f32> = rankings.iter().filter_map(|t| t.spread).collect();
-    spreads.sort_by(f32::total_cmp);
-    let typical_spread = spreads.get(spreads.len() / 2).copied().unwrap_or(0.05).max(MIN_SPREAD);
-    // One feature: the two-feature fit with its second column at 0 (the ridge keeps that weight at 0).
-    let x: Vec<(f32, f32)> = rankings.iter().map(|t| (t.relative_margin(typical_spread), 0.0)).collect();
-    let [w, _, bias] = fit_logistic_weighted(&x, y, &vec![1.0; y.len()]);
-    // A tie (margin 0) is at most a coin toss, whatever the made-up photos said.
-    Mapping::RelativeMargin { w, bias: bias.min(0.0), typical_spread }
-}
-
-/// Weighted logistic regression (Newton) on (sim, margin) → outcome:
-/// returns `[w_sim, w_margin, bias]`.
-pub fn fit_logistic_weighted(x: &[(f32, f32)], y: &[bool], weight: &[f64]) -> [f64; 3] {
-    let mut w = [0.0f64; 3]; // sim, margin, bias
-    for _ in 0..50 {
-        let mut g = [0.0f64; 3];
-        let mut h = [[0.0f64; 3]; 3];
-        for (((s, m), t), wt) in x.iter().zip(y).zip(weight) {
-            let f = [f64::from(*s), f64::from(*m), 1.0];
-            let z: f64 = (0..3).map(|i| w[i] * f[i]).sum();
-            let p = 1.0 / (1.0 + (-z).exp());
-            let r = wt * (p - f64::from(u8::from(*t)));
-            for i in 0..3 {
-                g[i] += r * f[i];
-                for j in 0..3 {
-                    h[i][j] += wt * p * (1.0 - p) * f[i] * f[j];
-                }
-            }
-        }
-        for (i, row) in h.iter_mut().enumerate() {
-            row[i] += 1e-6; // ridge, keeps separable data finite
-        }
-        let Some(step) = crate::util::solve3(h, g, 1e-300) else { break };
-        for i in 0..3 {
-            w[i] -= step[i];
-        }
-        if step.iter().map(|s| s.abs()).fold(0.0, f64::max) < 1e-9 {
-            break;
-        }
-    }
-    w
-}
-
-/// Isotonic regression (pool adjacent violators) of correct on similarity.
-pub fn fit_isotonic(sims: &[f32], y: &[bool]) -> Mapping {
-    let mut pts: Vec<(f32, f64)> = sims.iter().zip(y).map(|(s, t)| (*s, f64::from(u8::from(*t)))).collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Blocks: (first x, sum, count).
-    let mut blocks: Vec<(f32, f64, f64)> = Vec::new();
-    for (x, v) in pts {
-        blocks.push((x, v, 1.0));
-        while blocks.len() >= 2 {
-            let n = blocks.len();
-            let (a, b) = (blocks[n - 2], blocks[n - 1]);
-            if a.1 / a.2 > b.1 / b.2 {
-                blocks.pop();
-                blocks[n - 2] = (a.0, a.1 + b.1, a.2 + b.2);
-            } else {
-                break;
-            }
-        }
-    }
-    Mapping::Isotonic { xs: blocks.iter().map(|b| b.0).collect(), ys: blocks.iter().map(|b| (b.1 / b.2) as f32).collect() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,66 +458,5 @@ mod tests {
         assert!(serde_json::from_str::<Calibration>(&json).unwrap().verdict.unwrap().on_views);
         let old = json.replace(",\"on_views\":true", "");
         assert!(!serde_json::from_str::<Calibration>(&old).unwrap().verdict.unwrap().on_views, "{old}");
-    }
-
-    #[test]
-    fn logistic_recovers_a_threshold_and_isotonic_is_monotone() {
-        // correct iff sim > 0.6, with some overlap
-        let sims: Vec<f32> = (0..200).map(|i| i as f32 / 200.0).collect();
-        let y: Vec<bool> = sims.iter().enumerate().map(|(i, s)| *s > 0.6 || i % 17 == 0).collect();
-        let x: Vec<(f32, f32)> = sims.iter().map(|s| (*s, 0.0)).collect();
-        let m = fit_logistic(&x, &y);
-        assert!(m.apply(0.9, 0.0) > 0.9 && m.apply(0.2, 0.0) < 0.2, "{m:?}");
-        assert!((m.apply(0.61, 0.0) - 0.5).abs() < 0.2);
-        let iso = fit_isotonic(&sims, &y);
-        let mut last = 0.0;
-        for s in &sims {
-            let p = iso.apply(*s, 0.0);
-            assert!(p >= last - 1e-6);
-            last = p;
-        }
-        assert_eq!(iso.apply(0.95, 0.0), 1.0);
-        assert!(iso.apply(-1.0, 0.0) < 0.1);
-    }
-
-    #[test]
-    fn a_relative_margin_reads_the_same_wherever_a_catalogs_similarities_sit() {
-        // Rankings whose top product is right when it stands out of the next
-        // products by more than their spread (with some overlap).
-        let mut rng = crate::util::Rng::new(5);
-        let rankings: Vec<Vec<f32>> = (0..400)
-            .map(|_| {
-                let mut r: Vec<f32> = (0..10).map(|_| rng.range(0.3, 0.5)).collect();
-                r[0] = 0.5 + rng.range(0.0, 0.2);
-                r.sort_by(|a, b| b.total_cmp(a));
-                r
-            })
-            .collect();
-        let tops: Vec<TopOfRanking> = rankings.iter().map(|r| TopOfRanking::of(r)).collect();
-        let y: Vec<bool> = tops.iter().enumerate().map(|(i, t)| t.relative_margin(0.05) > 1.5 || i % 11 == 0).collect();
-        let m = fit_relative_margin(&tops, &y);
-        let Mapping::RelativeMargin { w, typical_spread, .. } = m else { panic!("{m:?}") };
-        assert!(w > 0.0 && typical_spread > 0.03 && typical_spread < 0.08, "{m:?}");
-        assert!(m.judges_ties());
-        // The same ranking shifted down (another make-up) or scaled about its mean keeps its probability.
-        let r = &rankings[0];
-        let p = m.apply_to(&TopOfRanking::of(r));
-        let shifted: Vec<f32> = r.iter().map(|s| s - 0.2).collect();
-        let scaled: Vec<f32> = r.iter().map(|s| 0.4 + (s - 0.4) * 1.5).collect();
-        assert!((m.apply_to(&TopOfRanking::of(&shifted)) - p).abs() < 1e-4);
-        assert!((m.apply_to(&TopOfRanking::of(&scaled)) - p).abs() < 1e-4);
-        // A bigger margin over the same neighbourhood is likelier right.
-        let mut wider = r.clone();
-        wider[0] += 0.05;
-        assert!(m.apply_to(&TopOfRanking::of(&wider)) > p);
-        // Too short a ranking for a spread: the typical one stands in.
-        let short = TopOfRanking::of(&[0.8, 0.7]);
-        assert_eq!(short.spread, None);
-        assert!((m.apply_to(&short) - m.apply(0.8, 0.1)).abs() < 1e-6);
-        assert_eq!(TopOfRanking::of(&[]).margin, 0.0);
-        assert_eq!(TopOfRanking::of(&[0.8]).margin, 0.8, "alone, the top stands out of a next product at 0");
-        // Made-up photos right even at a near-tie still leave a tie a coin toss at most.
-        let all_right = fit_relative_margin(&tops, &vec![true; tops.len()]);
-        assert!(all_right.apply_to(&TopOfRanking::of(&[0.6, 0.6, 0.5, 0.4, 0.3])) <= 0.5, "{all_right:?}");
     }
 }

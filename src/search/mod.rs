@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub mod batch;
 pub mod calibration;
 pub mod copy;
 pub mod explain;

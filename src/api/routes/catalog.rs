@@ -99,7 +99,8 @@ pub async fn add_image(
 pub async fn thumbnail(State(state): St, _: Caller<Read>, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
     let id = image_id(&id)?;
     let jpeg =
-        blocking(move || state.catalog.records().thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}")))).await?;
+        blocking(move || state.catalog.records().thumbnail(id)?.ok_or_else(|| ApiError::NotFound(format!("no thumbnail for image {id}"))))
+            .await?;
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], jpeg))
 }
 

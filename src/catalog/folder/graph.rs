@@ -132,7 +132,11 @@ pub(super) fn graph_dir(dir: &Path, model: &str, projection: Option<&Projection>
 }
 
 /// A graph of `live` in `projection`'s space (the model's own without one).
-pub(super) fn build_graph(projection: Option<&Projection>, opts: &CatalogOptions, live: Vec<(i64, Vec<f32>)>) -> Result<HnswIndex, CatalogError> {
+pub(super) fn build_graph(
+    projection: Option<&Projection>,
+    opts: &CatalogOptions,
+    live: Vec<(i64, Vec<f32>)>,
+) -> Result<HnswIndex, CatalogError> {
     let vectors = project_all(projection, live);
     let graph = HnswIndex::new(projection.map_or(opts.dim, |p| p.info.out_dim), opts.params, vectors.len());
     graph.add_many(&vectors)?;

@@ -57,7 +57,7 @@ impl FolderCatalog {
     pub fn open(dir: &Path, opts: CatalogOptions) -> Result<(FolderCatalog, OpenReport), CatalogError> {
         let store = SqliteStore::open(dir)?;
         let records = store.as_dyn();
-        let opts = records.adopt(&opts)?;
+        let opts = records.adopt(opts)?;
         let table = graph::load_table(records)?;
         let projection = Projection::stored(records)?;
         if let Some(p) = projection.as_ref().filter(|p| p.info.model != opts.model || p.info.in_dim != opts.dim) {

@@ -82,7 +82,7 @@ impl SharedCatalog {
     pub fn connect(spec: &SharedSpec, opts: CatalogOptions) -> Result<(SharedCatalog, OpenReport), CatalogError> {
         let pg = PgStore::connect(&spec.store)?;
         let milvus = Arc::new(Milvus::connect(&spec.vectors)?);
-        let opts = pg.as_dyn().adopt(&opts)?;
+        let opts = pg.as_dyn().adopt(opts)?;
         let uid = pg
             .as_dyn()
             .meta_or_set("catalog_uid", &crate::util::sha256_hex(format!("{:?}{}", Instant::now(), std::process::id()).as_bytes())[..12])?;
@@ -245,7 +245,7 @@ impl Backend for SharedCatalog {
 
     /// Runs `f` only if no other replica runs work named `name` now (a PostgreSQL session lock).
     fn lead(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool, CatalogError> {
-        Ok(self.inner.pg.with_session_lock(lock_key(&self.inner.uid, name), || f())?.is_some())
+        Ok(self.inner.pg.with_session_lock(lock_key(&self.inner.uid, name), f)?.is_some())
     }
 
     /// Places vectors missing from Milvus and removes deleted ones; returns how many were placed.

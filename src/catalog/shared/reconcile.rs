@@ -189,7 +189,8 @@ impl Inner {
     /// Live images whose vector Milvus holds in the collection searched now.
     pub(super) fn searchable_count(&self) -> Result<usize, CatalogError> {
         let (live, max) = self.live_ids(0, i64::MAX)?;
-        let placed: HashSet<i64> = self.milvus.image_ids(&self.collection().name, 0, max)?.into_iter().filter(|id| live.contains(id)).collect();
+        let placed: HashSet<i64> =
+            self.milvus.image_ids(&self.collection().name, 0, max)?.into_iter().filter(|id| live.contains(id)).collect();
         Ok(placed.len())
     }
 

@@ -35,11 +35,10 @@ struct Changes {
 
 /// Changes after `seq` (the first call, with 0, reads everything), read in one snapshot.
 fn changes_since(tx: &mut dyn Tx, seq: i64) -> Result<Changes, SqlError> {
-    let products = tx.query(
-        "SELECT product_id, label, brand, name, category, attributes, id, seq FROM products WHERE seq > $1",
-        args![seq],
-        |r| Ok((r.i64(6)?, crate::catalog::store::product_from_row(r)?, r.i64(7)?)),
-    )?;
+    let products =
+        tx.query("SELECT product_id, label, brand, name, category, attributes, id, seq FROM products WHERE seq > $1", args![seq], |r| {
+            Ok((r.i64(6)?, crate::catalog::store::product_from_row(r)?, r.i64(7)?))
+        })?;
     let images = tx.query(
         "SELECT i.id, i.product, i.deleted, i.seq, c.data FROM images i LEFT JOIN copy_features c ON c.image = i.id AND NOT i.deleted
          WHERE i.seq > $1",

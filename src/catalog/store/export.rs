@@ -35,7 +35,14 @@ impl dyn RecordStore + '_ {
             tx.query(
                 &format!("SELECT {}, id, created_at, updated_at FROM products WHERE NOT deleted ORDER BY id", products::PRODUCT_COLUMNS),
                 &[],
-                |r| Ok(ProductRow { row: r.i64(6)?, product: products::product_from_row(r)?, created_at: r.string(7)?, updated_at: r.string(8)? }),
+                |r| {
+                    Ok(ProductRow {
+                        row: r.i64(6)?,
+                        product: products::product_from_row(r)?,
+                        created_at: r.string(7)?,
+                        updated_at: r.string(8)?,
+                    })
+                },
             )
         })
     }
@@ -77,7 +84,17 @@ impl dyn RecordStore + '_ {
                 tx.execute(
                     "INSERT INTO products(id, product_id, label, brand, name, category, attributes, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                    args![p.row, &pr.product_id, pr.label.as_str(), &pr.brand, &pr.name, &pr.category, &attrs, &p.created_at, &p.updated_at],
+                    args![
+                        p.row,
+                        &pr.product_id,
+                        pr.label.as_str(),
+                        &pr.brand,
+                        &pr.name,
+                        &pr.category,
+                        &attrs,
+                        &p.created_at,
+                        &p.updated_at
+                    ],
                 )?;
             }
             for i in images {
@@ -100,7 +117,10 @@ impl dyn RecordStore + '_ {
                      SELECT setval('images_id_seq', GREATEST((SELECT COALESCE(MAX(id), 0) FROM images), 1));",
                 )?;
                 if let (Some(lo), Some(hi)) = (images.first(), images.last()) {
-                    tx.execute("UPDATE images SET created = 'epoch' WHERE id BETWEEN $1 AND $2 AND vectors_at IS NULL", args![lo.id, hi.id])?;
+                    tx.execute(
+                        "UPDATE images SET created = 'epoch' WHERE id BETWEEN $1 AND $2 AND vectors_at IS NULL",
+                        args![lo.id, hi.id],
+                    )?;
                 }
             }
             meta::bump_generation(tx)?;

@@ -19,7 +19,10 @@ fn insert_image(tx: &mut dyn Tx, model: &str, it: &NewImage, product: i64, ts: &
         |r| r.i64(0),
     )?;
     let Some(id) = id else { return Ok(None) };
-    tx.execute("INSERT INTO embeddings(image, model, vector) VALUES ($1, $2, $3)", args![id, model, &crate::util::f32s_to_le_bytes(&it.embedding)])?;
+    tx.execute(
+        "INSERT INTO embeddings(image, model, vector) VALUES ($1, $2, $3)",
+        args![id, model, &crate::util::f32s_to_le_bytes(&it.embedding)],
+    )?;
     put_extras(tx, id, it.thumbnail.as_deref(), it.copy_features.as_deref())?;
     Ok(Some(id))
 }
@@ -71,7 +74,10 @@ impl dyn RecordStore + '_ {
 
     pub fn delete_image(&self, id: i64) -> Result<(), CatalogError> {
         let n = self.write(|tx| {
-            let n = tx.execute("UPDATE images SET deleted = TRUE, deleted_at = CURRENT_TIMESTAMP{touch} WHERE id = $1 AND NOT deleted", args![id])?;
+            let n = tx.execute(
+                "UPDATE images SET deleted = TRUE, deleted_at = CURRENT_TIMESTAMP{touch} WHERE id = $1 AND NOT deleted",
+                args![id],
+            )?;
             meta::bump_generation(tx)?;
             Ok(n)
         })?;
@@ -94,9 +100,11 @@ impl dyn RecordStore + '_ {
     /// The thumbnail of a live image.
     pub fn thumbnail(&self, id: i64) -> Result<Option<Vec<u8>>, CatalogError> {
         self.read(|tx| {
-            tx.query_opt("SELECT t.jpeg FROM thumbnails t JOIN images i ON i.id = t.image WHERE t.image = $1 AND NOT i.deleted", args![id], |r| {
-                Ok(r.blob(0)?.to_vec())
-            })
+            tx.query_opt(
+                "SELECT t.jpeg FROM thumbnails t JOIN images i ON i.id = t.image WHERE t.image = $1 AND NOT i.deleted",
+                args![id],
+                |r| Ok(r.blob(0)?.to_vec()),
+            )
         })
     }
 
@@ -159,14 +167,18 @@ impl dyn RecordStore + '_ {
         for chunk in ids.chunks(500) {
             let mut params: Vec<super::Arg<'_>> = vec![model.into()];
             params.extend(chunk.iter().map(|id| super::Arg::Int(*id)));
-            out.extend(self.live_vectors(&format!("AND i.id IN ({}) ORDER BY e.image", super::sql::placeholders(2, chunk.len())), &params)?);
+            out.extend(
+                self.live_vectors(&format!("AND i.id IN ({}) ORDER BY e.image", super::sql::placeholders(2, chunk.len())), &params)?,
+            );
         }
         Ok(out)
     }
 
     /// Live `(image, vector)` rows of model `$1` where `rest` (a condition and an order) holds.
     fn live_vectors(&self, rest: &str, params: &[super::Arg<'_>]) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
-        let sql = format!("SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image WHERE e.model = $1 AND NOT i.deleted {rest}");
+        let sql = format!(
+            "SELECT e.image, e.vector FROM embeddings e JOIN images i ON i.id = e.image WHERE e.model = $1 AND NOT i.deleted {rest}"
+        );
         self.read(|tx| tx.query(&sql, params, |r| Ok((r.i64(0)?, r.vector(1)?))))
     }
 
@@ -177,7 +189,9 @@ impl dyn RecordStore + '_ {
 
     /// Stored vectors of `model` with image id up to `max_id` (deleted images included).
     pub fn count_vectors_upto(&self, model: &str, max_id: i64) -> Result<usize, CatalogError> {
-        let n = self.read(|tx| tx.query_one("SELECT COUNT(*) FROM embeddings WHERE model = $1 AND image <= $2", args![model, max_id], |r| r.i64(0)))?;
+        let n = self.read(|tx| {
+            tx.query_one("SELECT COUNT(*) FROM embeddings WHERE model = $1 AND image <= $2", args![model, max_id], |r| r.i64(0))
+        })?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 }

@@ -100,7 +100,8 @@ impl dyn RecordStore + '_ {
 
     /// Tells the other runners that `owner` still runs job `id`.
     pub fn renew_job(&self, id: &str, owner: &str) -> Result<(), CatalogError> {
-        self.write(|tx| tx.execute("UPDATE jobs SET lease_ms = {now_ms} + $3 WHERE id = $1 AND owner = $2", args![id, owner, lease_ms()])).map(drop)
+        self.write(|tx| tx.execute("UPDATE jobs SET lease_ms = {now_ms} + $3 WHERE id = $1 AND owner = $2", args![id, owner, lease_ms()]))
+            .map(drop)
     }
 
     /// Takes the oldest queued job, or a running one whose lease lapsed
@@ -168,7 +169,8 @@ impl dyn RecordStore + '_ {
     /// Moves the job's in-flight item (the one its runner died on) to its quarantine list.
     pub fn quarantine_job_in_flight(&self, id: &str) -> Result<(), CatalogError> {
         self.write(|tx| {
-            let row = tx.query_opt("SELECT in_flight, quarantined FROM jobs WHERE id = $1", args![id], |r| Ok((r.opt_string(0)?, r.string(1)?)))?;
+            let row =
+                tx.query_opt("SELECT in_flight, quarantined FROM jobs WHERE id = $1", args![id], |r| Ok((r.opt_string(0)?, r.string(1)?)))?;
             let Some((Some(item), list)) = row else { return Ok(()) };
             let mut items: Vec<String> = serde_json::from_str(&list).unwrap_or_default();
             items.push(item);

@@ -26,9 +26,9 @@ pub(super) fn bump_generation(tx: &mut dyn Tx) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// What the stored identity says about the catalog being opened.
+/// What the stored identity says about the catalog being opened: its own graph settings, or why it is not this one.
 enum Adopted {
-    Ok(CatalogOptions),
+    Existing(Option<IndexParams>),
     Mismatch(CatalogError),
 }
 
@@ -59,13 +59,13 @@ impl dyn RecordStore + '_ {
     /// existing one must hold the same model (and fingerprint) and keeps its
     /// own graph settings (`ef_search` is the caller's). One transaction, so
     /// replicas opening a new catalog together agree.
-    pub fn adopt(&self, opts: &CatalogOptions) -> Result<CatalogOptions, CatalogError> {
+    pub fn adopt(&self, mut opts: CatalogOptions) -> Result<CatalogOptions, CatalogError> {
         let path = std::path::PathBuf::from(self.location());
         let adopted = self.write(|tx| {
-            let mut opts = opts.clone();
             match get(tx, "model")? {
                 Some(found) if found != opts.model => {
-                    return Ok(Adopted::Mismatch(CatalogError::ModelMismatch { path: path.clone(), found, wanted: opts.model }));
+                    let wanted = opts.model.clone();
+                    Ok(Adopted::Mismatch(CatalogError::ModelMismatch { path: path.clone(), found, wanted }))
                 }
                 Some(_) => {
                     match (get(tx, "model_fingerprint")?, &opts.fingerprint) {
@@ -83,9 +83,7 @@ impl dyn RecordStore + '_ {
                         }
                         _ => {}
                     }
-                    if let Some(p) = get(tx, "index_params")?.and_then(|p| serde_json::from_str::<IndexParams>(&p).ok()) {
-                        opts.params = IndexParams { ef_search: opts.params.ef_search, ..p };
-                    }
+                    Ok(Adopted::Existing(get(tx, "index_params")?.and_then(|p| serde_json::from_str::<IndexParams>(&p).ok())))
                 }
                 None => {
                     set(tx, "model", &opts.model)?;
@@ -94,13 +92,15 @@ impl dyn RecordStore + '_ {
                         set(tx, "model_fingerprint", f)?;
                     }
                     set(tx, "index_params", &serde_json::to_string(&opts.params).unwrap_or_default())?;
+                    Ok(Adopted::Existing(None))
                 }
             }
-            Ok(Adopted::Ok(opts))
         })?;
         match adopted {
-            Adopted::Ok(opts) => Ok(opts),
-            Adopted::Mismatch(e) => Err(e),
+            Adopted::Existing(Some(p)) => opts.params = IndexParams { ef_search: opts.params.ef_search, ..p },
+            Adopted::Existing(None) => {}
+            Adopted::Mismatch(e) => return Err(e),
         }
+        Ok(opts)
     }
 }

@@ -30,9 +30,9 @@ pub mod sql;
 pub mod sqlite;
 
 pub use export::{ImageRow, ProductRow};
-pub(crate) use products::product_from_row;
 pub use jobs::{job_lease, JobRow, JobStatus};
 pub use meta::IDENTITY_KEYS;
+pub(crate) use products::product_from_row;
 pub(crate) use sql::args;
 pub use sql::{Arg, Dialect, Row, SqlError, Tx};
 

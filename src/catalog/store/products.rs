@@ -74,7 +74,8 @@ impl dyn RecordStore + '_ {
     /// Marks the product and all its images deleted; returns the image ids tombstoned.
     pub fn delete_product(&self, product_id: &str) -> Result<Vec<i64>, CatalogError> {
         let found = self.write(|tx| {
-            let Some(row) = tx.query_opt("SELECT id FROM products WHERE product_id = $1 AND NOT deleted", args![product_id], |r| r.i64(0))?
+            let Some(row) =
+                tx.query_opt("SELECT id FROM products WHERE product_id = $1 AND NOT deleted", args![product_id], |r| r.i64(0))?
             else {
                 return Ok(None);
             };

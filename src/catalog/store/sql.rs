@@ -196,7 +196,12 @@ impl dyn Tx + '_ {
     }
 
     /// The first row, if any.
-    pub fn query_opt<T>(&mut self, sql: &str, args: &[Arg<'_>], f: impl Fn(&dyn Row) -> Result<T, SqlError>) -> Result<Option<T>, SqlError> {
+    pub fn query_opt<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        f: impl Fn(&dyn Row) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, SqlError> {
         let mut out = None;
         self.each(sql, args, &mut |r| {
             if out.is_none() {

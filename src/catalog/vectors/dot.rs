@@ -60,7 +60,6 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

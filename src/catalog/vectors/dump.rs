@@ -281,7 +281,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
     crate::util::write_atomic(path, bytes).map_err(|error| CatalogError::Io { path: path.into(), error })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

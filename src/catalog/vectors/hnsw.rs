@@ -229,7 +229,14 @@ impl VectorIndex for HnswIndex {
     }
 
     /// Tests `keep` inside the walk (the catalog's keep holds the filter).
-    fn search(&self, q: &[f32], k: usize, ef: usize, _filter: &Filter, keep: &dyn Fn(i64) -> bool) -> Result<Vec<(i64, f32)>, CatalogError> {
+    fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        _filter: &Filter,
+        keep: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<(i64, f32)>, CatalogError> {
         Ok(self.nearest(q, k, ef, Some(keep)))
     }
 }
@@ -302,7 +309,8 @@ mod tests {
             assert_eq!(loaded.nearest(q, 10, 64, None), idx.nearest(q, 10, 64, None));
         }
         // A marker of the first layout is not loaded (the caller rebuilds from the store).
-        let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(super::super::dump::MARKER)).unwrap()).unwrap();
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(super::super::dump::MARKER)).unwrap()).unwrap();
         old["format"] = 0.into();
         std::fs::write(dir.path().join(super::super::dump::MARKER), old.to_string()).unwrap();
         assert!(HnswIndex::load(dir.path(), 64, IndexParams::default()).is_err());

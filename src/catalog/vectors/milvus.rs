@@ -240,7 +240,14 @@ impl VectorIndex for MilvusCollection {
     /// Filters inside Milvus; `ef` is Milvus's own. A few more than `k` are
     /// asked for, and an image's vector met twice (a re-placement not yet
     /// cleaned up) counts once.
-    fn search(&self, q: &[f32], k: usize, _ef: usize, filter: &Filter, _keep: &dyn Fn(i64) -> bool) -> Result<Vec<(i64, f32)>, CatalogError> {
+    fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        _ef: usize,
+        filter: &Filter,
+        _keep: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<(i64, f32)>, CatalogError> {
         let mut seen = std::collections::HashSet::new();
         let hits = self.milvus.search(&self.name, q, k + 8, filter)?;
         Ok(hits.into_iter().filter(|(id, _)| seen.insert(*id)).collect())

@@ -1,5 +1,14 @@
 //! Retrieval and calibration metrics, as small pure functions (each unit-tested
-//! against hand-computed cases).
+//! against hand-computed cases), and the labelled ranking they and the
+//! fitting are computed over. Fitting ([`crate::fit`]) and measuring
+//! ([`crate::eval`]) both use them; they depend on nothing.
+
+/// One labelled lookup: the right product and the best products found (key, similarity), best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedLookup<K> {
+    pub truth: K,
+    pub top: Vec<(K, f32)>,
+}
 
 /// Fraction of ranked queries whose right answer is within the first `k`
 /// (`ranks[i]` is the 0-based rank, `None` when absent). Empty input: 0.
