@@ -66,19 +66,22 @@
 //! was measured and dropped: it makes the mapping far too cautious on real
 //! shelf photos; see docs/evaluation.md.)
 
-use std::collections::BTreeMap;
+mod fitted;
+mod halves;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use fitted::{calibrate_from, fit_presence, mapping_fitted_on, relative_margin_mapping, thresholds_on, top1, without_truth};
+use halves::{held_out_lookups, members};
+
 use super::views::{view_lookups, ViewOptions};
-use super::{fit_logistic, fit_logistic_weighted, fit_relative_margin};
-use super::{fit_risk_thresholds, save_calibration, FitError, RiskSample};
-use crate::catalog::{Catalog, CatalogError, FitOptions, Projection};
+
+use super::{save_calibration, FitError};
+use crate::catalog::{Catalog, FitOptions};
 use crate::embed::Embedder;
 use crate::metrics::RankedLookup;
 use crate::search::calibration::{Calibration, VerdictThresholds};
-use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
 /// Settings of [`self_calibrate`] and [`fit_index`].
 #[derive(Debug, Clone)]
@@ -211,12 +214,6 @@ impl std::fmt::Display for Skipped {
             Skipped::NoThumbnails => write!(f, "no stored thumbnails to make synthetic views from (the model's shipped calibration applies)"),
         }
     }
-}
-
-/// Held-out lookups in the model's space and, when a projection was tried, in it.
-struct HeldOut {
-    raw: Vec<RankedLookup<i64>>,
-    projected: Option<Vec<RankedLookup<i64>>>,
 }
 
 /// Live photo vectors with their product keys.
@@ -409,221 +406,5 @@ fn copy_share(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> f64 {
         0.0
     } else {
         checked.iter().filter(|c| **c).count() as f64 / checked.len() as f64
-    }
-}
-
-fn top1(lookups: &[RankedLookup<i64>]) -> f64 {
-    if lookups.is_empty() {
-        return 0.0;
-    }
-    lookups.iter().filter(|l| correct(l)).count() as f64 / lookups.len() as f64
-}
-
-fn correct(l: &RankedLookup<i64>) -> bool {
-    l.top.first().is_some_and(|t| t.0 == l.truth)
-}
-
-/// (top similarity, margin to the next product).
-fn features(l: &RankedLookup<i64>) -> (f32, f32) {
-    let s1 = l.top.first().map_or(0.0, |t| t.1);
-    (s1, s1 - l.top.get(1).map_or(0.0, |t| t.1))
-}
-
-/// The top-product mapping fitted on `lookups`: a logistic of [`features`].
-fn logistic_mapping(lookups: &[RankedLookup<i64>]) -> Mapping {
-    fit_logistic(&lookups.iter().map(features).collect::<Vec<_>>(), &lookups.iter().map(correct).collect::<Vec<_>>())
-}
-
-/// The top-product mapping fitted on `lookups`: a logistic of the margin in
-/// units of the next products' spread ([`Mapping::RelativeMargin`]).
-fn relative_margin_mapping(lookups: &[RankedLookup<i64>]) -> Mapping {
-    let tops: Vec<TopOfRanking> = lookups.iter().map(|l| TopOfRanking::of(&l.top.iter().map(|t| t.1).collect::<Vec<_>>())).collect();
-    fit_relative_margin(&tops, &lookups.iter().map(correct).collect::<Vec<_>>())
-}
-
-/// A calibration of the index with `mapping`, fitted on `lookups`, described
-/// as `fitted_on`; no presence model or thresholds yet.
-fn mapping_fitted_on(catalog: &Catalog, mapping: Mapping, lookups: &[RankedLookup<i64>], fitted_on: String) -> Calibration {
-    Calibration {
-        mapping,
-        model: catalog.model().to_string(),
-        fitted_at: crate::util::now_rfc3339(),
-        n_queries: lookups.len(),
-        n_correct: lookups.iter().filter(|l| correct(l)).count(),
-        heldout_ece: std::collections::BTreeMap::new(),
-        queries: vec![fitted_on],
-        projection: catalog.projection().map(|p| p.info.id.clone()),
-        verdict: None,
-        presence: None,
-    }
-}
-
-/// Fits mapping, presence and thresholds on held-out `positives` and saves them.
-fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &SelfCalOptions) -> Result<Calibration, FitError> {
-    let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
-    let mut calibration = mapping_fitted_on(
-        catalog,
-        logistic_mapping(positives),
-        positives,
-        format!(
-            "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed",
-            positives.len()
-        ),
-    );
-    calibration.presence = Some(fit_presence(positives, &nones, opts.prior_none));
-    calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, opts);
-    save_calibration(catalog, &calibration, None)?;
-    Ok(calibration)
-}
-
-/// The verdict thresholds for `calibration` (mapping and presence fitted),
-/// on `positives` and their `nones` with the assumed shares of uncatalogued
-/// listings; `None` unless the catalog has both labels.
-fn thresholds_on(
-    catalog: &Catalog,
-    calibration: &Calibration,
-    positives: &[RankedLookup<i64>],
-    nones: &[RankedLookup<i64>],
-    opts: &SelfCalOptions,
-) -> Option<VerdictThresholds> {
-    let mut cfg = VerdictConfig::default();
-    cfg.apply(calibration);
-    let sample =
-        RiskSample { positives, nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
-    fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg)
-}
-
-/// The presence model (`p_no_match`): a weighted logistic of [`features`],
-/// `positives` (weight 1 − `prior_none`) against `nones` (weight `prior_none`), mean weight 1.
-fn fit_presence(positives: &[RankedLookup<i64>], nones: &[RankedLookup<i64>], prior_none: f64) -> Presence {
-    let (np, nn) = (positives.len().max(1) as f64, nones.len().max(1) as f64);
-    let n = np + nn;
-    let x: Vec<(f32, f32)> = positives.iter().chain(nones).map(features).collect();
-    let y: Vec<bool> = positives.iter().map(|_| true).chain(nones.iter().map(|_| false)).collect();
-    let w: Vec<f64> = positives.iter().map(|_| (1.0 - prior_none) * n / np).chain(nones.iter().map(|_| prior_none * n / nn)).collect();
-    let [w_sim, w_margin, bias] = fit_logistic_weighted(&x, &y, &w);
-    Presence { w_sim, w_margin, bias, prior_none }
-}
-
-/// The same lookup with its product removed from the ranking: a case whose right answer is "none".
-fn without_truth(l: &RankedLookup<i64>) -> RankedLookup<i64> {
-    RankedLookup { truth: l.truth, top: l.top.iter().filter(|t| t.0 != l.truth).take(10).copied().collect() }
-}
-
-/// Each product's positions in `products`, in the order given.
-fn members(products: impl Iterator<Item = i64>) -> BTreeMap<i64, Vec<usize>> {
-    let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, p) in products.enumerate() {
-        members.entry(p).or_default().push(i);
-    }
-    members
-}
-
-/// Each product's photos in the order given (source order): first half 0, second half 1.
-fn split_by_order(products: impl ExactSizeIterator<Item = i64>) -> Vec<u8> {
-    let mut side = vec![0u8; products.len()];
-    for idx in members(products).values() {
-        for (rank, i) in idx.iter().enumerate() {
-            side[*i] = u8::from(rank * 2 >= idx.len());
-        }
-    }
-    side
-}
-
-/// One side of the split: its gallery (the other half's photos) and the
-/// photos looked up against it (those whose product is in the gallery, at
-/// most `cap`, spread evenly).
-struct Half<'a> {
-    queries: Vec<usize>,
-    vecs: Vec<&'a [f32]>,
-    labels: Vec<i64>,
-}
-
-impl<'a> Half<'a> {
-    fn of(labelled: &'a [(i64, Vec<f32>)], side: &[u8], f: u8, cap: usize) -> Option<Half<'a>> {
-        let gallery: Vec<usize> = (0..labelled.len()).filter(|i| side[*i] != f).collect();
-        let known: std::collections::HashSet<i64> = gallery.iter().map(|i| labelled[*i].0).collect();
-        let queries: Vec<usize> = (0..labelled.len()).filter(|i| side[*i] == f && known.contains(&labelled[*i].0)).collect();
-        let queries: Vec<usize> = if queries.len() > cap { (0..cap).map(|k| queries[k * queries.len() / cap]).collect() } else { queries };
-        (!queries.is_empty()).then(|| Half {
-            queries,
-            vecs: gallery.iter().map(|i| labelled[*i].1.as_slice()).collect(),
-            labels: gallery.iter().map(|i| labelled[*i].0).collect(),
-        })
-    }
-
-    /// Its photos looked up against its gallery (in `projection`, fitted on
-    /// the gallery, when given): the best 11 products each.
-    fn lookups(&self, labelled: &[(i64, Vec<f32>)], projection: Option<&Projection>) -> Vec<RankedLookup<i64>> {
-        let queries: Vec<&[f32]> = self.queries.iter().map(|q| labelled[*q].1.as_slice()).collect();
-        let ranked = match projection {
-            None => super::cv::rank_products_many(&queries, &self.vecs, &self.labels, 11),
-            Some(p) => {
-                let apply = |vs: &[&[f32]]| vs.iter().map(|v| p.apply(v)).collect::<Vec<_>>();
-                super::cv::rank_products_many(&apply(&queries), &apply(&self.vecs), &self.labels, 11)
-            }
-        };
-        self.queries.iter().zip(ranked).map(|(q, top)| RankedLookup { truth: labelled[*q].0, top }).collect()
-    }
-}
-
-/// Looks each half's photos (at most `max` in all) up against the other
-/// half: raw and, with `projection`, in a projection fitted on that other
-/// half. The best 11 products (nearest image each) per lookup, for photos
-/// whose product has photos in the other half.
-fn held_out_lookups(
-    labelled: &[(i64, Vec<f32>)],
-    max: usize,
-    projection: Option<FitOptions>,
-    model: &str,
-) -> Result<HeldOut, CatalogError> {
-    let side = split_by_order(labelled.iter().map(|l| l.0));
-    let halves: Vec<Half> = (0..2u8).filter_map(|f| Half::of(labelled, &side, f, (max / 2).max(1))).collect();
-    // Every raw lookup first, then the projections: ranking right after a
-    // projection fit ran at less than half the speed here.
-    let raw = halves.iter().flat_map(|h| h.lookups(labelled, None)).collect();
-    let mut projected = projection.map(|_| Vec::new());
-    for h in &halves {
-        let (Some(opts), Some(out)) = (projection, projected.as_mut()) else { break };
-        match Projection::fit(&h.vecs, &h.labels, model, opts) {
-            Ok(p) => out.extend(h.lookups(labelled, Some(&p))),
-            // Too few photos per product in this half to learn one: no projection is tried.
-            Err(CatalogError::Projection(_)) => projected = None,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(HeldOut { raw, projected })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unit(v: [f32; 3]) -> Vec<f32> {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter().map(|x| x / n).collect()
-    }
-
-    #[test]
-    fn halves_by_order_and_every_photo_is_looked_up_against_the_other_half() {
-        let labelled: Vec<(i64, Vec<f32>)> = vec![
-            (1, unit([1.0, 0.1, 0.0])),
-            (1, unit([0.1, 1.0, 0.0])),
-            (1, unit([1.0, 0.0, 0.1])),
-            (1, unit([0.0, 1.0, 0.1])),
-            (2, unit([0.0, 0.1, 1.0])),
-            (2, unit([0.1, 0.0, 1.0])),
-            (3, unit([0.5, 0.5, 0.5])),
-        ];
-        assert_eq!(split_by_order(labelled.iter().map(|l| l.0)), vec![0, 0, 1, 1, 0, 1, 0]);
-        let held = held_out_lookups(&labelled, 100, None, "m").unwrap();
-        assert!(held.projected.is_none());
-        // Product 3 has one photo: nothing of it in the other half, so it is not looked up.
-        assert_eq!(held.raw.len(), 6);
-        assert!(held.raw.iter().all(|l| l.top.iter().any(|t| t.0 == l.truth) && l.top.windows(2).all(|w| w[0].1 >= w[1].1)));
-        let none = without_truth(&held.raw[0]);
-        assert!(none.top.iter().all(|t| t.0 != none.truth) && none.top.len() == held.raw[0].top.len() - 1);
-        // At most `max` lookups, spread over both halves.
-        assert_eq!(held_out_lookups(&labelled, 2, None, "m").unwrap().raw.len(), 2);
     }
 }

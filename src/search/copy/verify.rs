@@ -1,161 +1,10 @@
-//! Copy detection: is the query photo a (possibly edited) copy of a catalog
-//! image, and where in the query does that image appear?
-//!
-//! Two different photos of one product share the product, not the pixels. A
-//! copy keeps the catalog image's exact geometry: its local features
-//! (`embed::local`) land, after one affine map (crop, rescale, aspect change,
-//! small tilt, placement on a card or in a collage; mirrored copies through
-//! the mirrored descriptors), within a few pixels of where the map sends
-//! them. [`verify`] matches descriptors (nearest neighbour with a ratio test),
-//! fits that map by RANSAC and counts the points it explains; [`CopyModel`]
-//! turns the count into `p_copy`, a probability that the photo is a copy of
-//! that image rather than another photo of the same thing.
+//! Verifying a copy: descriptor matches (nearest neighbour with a ratio
+//! test), one affine map fitted by RANSAC (mirrored copies through the
+//! mirrored descriptors), the points it explains and where the catalog
+//! image lands; then the photometric check, a correlation of the aligned
+//! pixels cell by cell.
 
-use serde::{Deserialize, Serialize};
-
-use super::{Verdict, VerdictKind};
-use std::sync::Arc;
-
-use crate::catalog::{Catalog, Label, Product};
 use crate::embed::local::{hamming, Descriptor, LocalFeatures};
-
-/// Verified matches needed before the pixels are compared.
-const MIN_INLIERS_FOR_PIXELS: usize = 8;
-/// Candidates whose pixels are compared (those with the most matches).
-const PIXEL_CHECKS: usize = 2;
-
-/// Catalog images (the nearest by the model's vector) verified per lookup.
-pub const COPY_CANDIDATES: usize = 6;
-
-/// Where a copied catalog image appears in the query photo (0–1, from the top left).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Region {
-    pub left: f32,
-    pub top: f32,
-    pub right: f32,
-    pub bottom: f32,
-}
-
-/// A catalog image the query photo copies.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CopyMatch {
-    pub image_id: i64,
-    pub product_id: String,
-    pub label: Label,
-    /// Probability that the photo is a copy of this image (not just another photo of the product).
-    pub p_copy: f32,
-    /// Where the image appears in the photo.
-    pub region: Region,
-    /// Matched points the geometric check explains.
-    pub inliers: usize,
-    /// Share of the catalog image's points the check explains.
-    #[serde(skip)]
-    pub coverage: f32,
-    /// Pixel correlation between the photo and the catalog image warped onto it (see [`photometric`]).
-    pub correlation: Option<f32>,
-    /// The copy model's log-odds (ranks the candidates; `p_copy` is clamped).
-    #[serde(skip)]
-    pub score: f32,
-    pub mirrored: bool,
-    /// The image's similarity to the photo under the model.
-    pub similarity: f32,
-    /// The explained point pairs (photo, catalog image), 0–1 coordinates, for drawing.
-    #[serde(skip)]
-    pub pairs: Vec<([f32; 2], [f32; 2])>,
-}
-
-type Verified = (i64, f32, Arc<LocalFeatures>, Arc<Product>, Option<CopyEvidence>);
-
-/// Verifies the query against each candidate image (id, similarity) and
-/// returns them best first (`p_copy`, then inliers, then similarity).
-pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64, f32)], model: &CopyModel) -> Vec<CopyMatch> {
-    let check = |part: &[(i64, f32)]| -> Vec<Verified> {
-        part.iter()
-            .filter_map(|&(id, sim)| {
-                let (features, product) = catalog.copy_features(id)?;
-                let ev = verify(query, &features);
-                Some((id, sim, features, product, ev))
-            })
-            .collect()
-    };
-    // Two halves side by side: a lookup's latency, not its CPU time, is what the copy check must not add to.
-    let (first, second) = candidates.split_at(candidates.len() / 2);
-    let verified: Vec<Verified> = std::thread::scope(|s| {
-        let other = s.spawn(|| check(second));
-        let mut v = check(first);
-        v.extend(other.join().unwrap_or_default());
-        v
-    });
-    // The pixels are compared for the few candidates with the most matches only (each needs its thumbnail decoded).
-    let mut by_inliers: Vec<(usize, usize)> = verified
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.4.as_ref().map(|e| (e.inliers, i)))
-        .filter(|(n, _)| *n >= MIN_INLIERS_FOR_PIXELS)
-        .collect();
-    by_inliers.sort_by(|a, b| b.cmp(a));
-    let checked: Vec<usize> = by_inliers.iter().take(PIXEL_CHECKS).map(|(_, i)| *i).collect();
-    let mut out: Vec<CopyMatch> = verified
-        .into_iter()
-        .enumerate()
-        .map(|(i, (image_id, similarity, features, product, ev))| {
-            let correlation = ev.as_ref().filter(|_| checked.contains(&i)).and_then(|e| {
-                let jpeg = catalog.records().thumbnail(image_id).ok()??;
-                let grey = image::load_from_memory(&jpeg).ok()?.to_luma8();
-                photometric(query, &features, &grey, e)
-            });
-            let region = ev.as_ref().map_or([0.0; 4], |e| e.region);
-            CopyMatch {
-                image_id,
-                product_id: product.product_id.clone(),
-                label: product.label,
-                p_copy: model.p_copy(ev.as_ref(), correlation),
-                score: model.logit(ev.as_ref(), correlation),
-                region: Region { left: region[0], top: region[1], right: region[2], bottom: region[3] },
-                inliers: ev.as_ref().map_or(0, |e| e.inliers),
-                coverage: ev.as_ref().map_or(0.0, |e| e.inliers as f32 / e.catalog_points.max(1) as f32),
-                correlation,
-                mirrored: ev.as_ref().is_some_and(|e| e.mirrored),
-                similarity,
-                pairs: ev.map(|e| e.pairs).unwrap_or_default(),
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(b.inliers.cmp(&a.inliers))
-            .then(b.similarity.total_cmp(&a.similarity))
-            .then(a.image_id.cmp(&b.image_id))
-    });
-    out
-}
-
-/// Adds what the copies say to the verdict: a copy of a counterfeit
-/// reference at a `p_copy` that `accuses`
-/// ([`super::VerdictConfig::accuses_copy`]) makes the verdict
-/// `likely_counterfeit`; a copy of an authentic (official) photo is named as
-/// evidence to report.
-pub fn amend_verdict(v: Verdict, copies: &[CopyMatch], accuses: impl Fn(f32) -> bool) -> Verdict {
-    let Some(top) = copies.first() else { return v };
-    let what = format!("image {} of {}, p_copy {:.2}, {} matched points", top.image_id, top.product_id, top.p_copy, top.inliers);
-    match top.label {
-        Label::Counterfeit if accuses(top.p_copy) => Verdict {
-            verdict: VerdictKind::LikelyCounterfeit,
-            reason: format!("the photo reuses a photo of the known-fake reference {what} (without the copy: {})", v.reason),
-        },
-        Label::Counterfeit => {
-            Verdict { reason: format!("{}; the photo may reuse a photo of the known-fake reference {what}", v.reason), ..v }
-        }
-        Label::Authentic => Verdict {
-            reason: format!(
-                "{}; the photo reuses the brand's official photo ({what}): a listing by an unknown seller that does should be reported",
-                v.reason
-            ),
-            ..v
-        },
-    }
-}
 
 /// A verified geometric match between a query and one catalog image.
 #[derive(Debug, Clone, PartialEq)]
@@ -450,44 +299,6 @@ pub fn photometric(query: &LocalFeatures, features: &LocalFeatures, catalog: &im
 /// Cells per side of the photometric check's grid.
 const GRID: usize = 4;
 
-/// Maps verification evidence to `p_copy`: a logistic in the share of the
-/// catalog image's points the map explains (`coverage`, so that a plain,
-/// low-texture image is not held to a richly textured one's count) and
-/// −ln(1.001 − correlation) (the photometric check; 0 when it did not run),
-/// fitted on generated copies and consecutive shots of the same products
-/// (`scripts/eval_copies.sh`, photos-train; see README).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CopyModel {
-    pub intercept: f32,
-    /// Weight of the explained share of the catalog image's points.
-    pub coverage: f32,
-    /// Weight of −ln(1.001 − max(correlation, 0)).
-    pub correlation: f32,
-    /// Lowest `p_copy` a lookup reports as a copy.
-    pub report_at: f32,
-}
-
-impl Default for CopyModel {
-    fn default() -> Self {
-        CopyModel { intercept: -9.53, coverage: 8.63, correlation: 3.24, report_at: 0.5 }
-    }
-}
-
-impl CopyModel {
-    /// The log-odds of a copy, unclamped (the score copies are ranked by).
-    pub fn logit(&self, evidence: Option<&CopyEvidence>, correlation: Option<f32>) -> f32 {
-        let coverage = evidence.map_or(0.0, |e| e.inliers as f32 / e.catalog_points.max(1) as f32);
-        let r = correlation.unwrap_or(0.0).clamp(0.0, 1.0);
-        self.intercept + self.coverage * coverage - self.correlation * (1.001 - r).ln()
-    }
-
-    /// `p_copy` for the evidence and the photometric correlation.
-    pub fn p_copy(&self, evidence: Option<&CopyEvidence>, correlation: Option<f32>) -> f32 {
-        (1.0 / (1.0 + (-self.logit(evidence, correlation)).exp())).clamp(0.001, 0.999)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,24 +316,5 @@ mod tests {
         assert!(plausible(&m));
         assert!(!plausible(&[-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), "a mirror");
         assert!(!plausible(&[3.0, 0.0, 0.0, 0.0, 1.0, 0.0]), "aspect change over 2x");
-    }
-
-    #[test]
-    fn p_copy_rises_with_inliers() {
-        let m = CopyModel::default();
-        let ev = |n| CopyEvidence {
-            inliers: n,
-            matches: n,
-            catalog_points: 150,
-            map: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-            mirrored: false,
-            region: [0.0, 0.0, 1.0, 1.0],
-            pairs: vec![],
-        };
-        assert!(m.p_copy(None, None) < 0.01);
-        assert!(m.p_copy(Some(&ev(5)), Some(0.9)) < m.p_copy(Some(&ev(20)), Some(0.9)));
-        assert!(m.p_copy(Some(&ev(40)), Some(0.8)) < m.p_copy(Some(&ev(40)), Some(0.99)), "pixels that agree make a copy likelier");
-        assert!(m.p_copy(Some(&ev(75)), Some(0.99)) > 0.9);
-        assert!(m.p_copy(Some(&ev(75)), None) < 0.5, "many matches alone are a second photo of the scene as often as a copy");
     }
 }
