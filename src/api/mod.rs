@@ -11,6 +11,7 @@ pub mod extract;
 mod metrics;
 pub mod openapi;
 mod pool;
+mod router;
 mod routes;
 pub mod settings;
 pub mod types;
@@ -20,10 +21,9 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::{ApiDoc, ROUTES};
 pub use pool::InferencePool;
-pub use settings::{ConfigError, ConfigFile, Overrides, Settings};
+pub use settings::{ConfigError, ConfigFile, Overrides, ServiceConfig, Settings};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::embed::{EmbedOptions, Embedder};
@@ -31,43 +31,6 @@ use crate::fit::refit::{Refitter, Verdicts};
 use crate::index::{IndexSpec, OpenError};
 use crate::ingest::jobs::{JobError, JobQueue, JobSettings};
 use crate::ingest::FetchOptions;
-use crate::search::VerdictConfig;
-
-/// Service limits.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    pub max_body_bytes: usize,
-    pub inference_threads: usize,
-    pub queue_depth: usize,
-    pub max_k: usize,
-    pub max_batch: usize,
-    pub request_timeout: Duration,
-    pub allow_private_urls: bool,
-    /// A `[verdict]` section of the config file: the stated false-accusation
-    /// rate and the defaults that apply where nothing was fitted.
-    pub verdict: Option<VerdictConfig>,
-    /// How often the catalog is checked for changes that call for a refit.
-    pub refit_interval: Duration,
-    /// Whether lookups check for reused catalog photos.
-    pub copy_detection: bool,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            max_body_bytes: 20 * 1024 * 1024,
-            inference_threads: crate::embed::available_cores(),
-            queue_depth: 64,
-            max_k: 100,
-            max_batch: 32,
-            request_timeout: Duration::from_secs(30),
-            allow_private_urls: false,
-            verdict: None,
-            refit_interval: Duration::from_secs(30),
-            copy_detection: true,
-        }
-    }
-}
 
 /// Everything a request handler may use, built once by [`start`].
 pub struct AppState {
@@ -137,7 +100,7 @@ pub fn start(
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    routes::router(state)
+    router::router(state)
 }
 
 /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and persists the index.

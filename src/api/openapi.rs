@@ -11,6 +11,13 @@ use super::types::{
     Ready, StatsOut,
 };
 
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
+pub async fn serve() -> impl axum::response::IntoResponse {
+    use utoipa::OpenApi as _;
+    axum::Json(ApiDoc::openapi())
+}
+
 /// Every problem a route may answer, with its meaning.
 const PROBLEMS: &[(u16, &str)] = &[
     (400, "invalid parameters, path or JSON"),
@@ -53,7 +60,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
 #[openapi(
     info(title = "knockoff", description = "Counterfeit detector: match listing photos against brand catalogs."),
     paths(
-        ops::page, ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::stats,
+        ops::page, ops::healthz, ops::readyz, ops::metrics, serve, ops::stats,
         lookup::lookup, lookup::lookup_batch,
         catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
         jobs::submit_job, jobs::get_job

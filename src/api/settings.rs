@@ -36,7 +36,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::{KeyError, Keys};
-use super::ServiceConfig;
 use crate::search::VerdictConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +174,42 @@ fn check_rates(v: &VerdictConfig) -> Result<(), ConfigError> {
     match rates.into_iter().find_map(|(key, r)| r.filter(|x| !(*x > 0.0 && *x < 1.0)).map(|value| (key, value))) {
         Some((key, value)) => Err(ConfigError::Rate { key, value }),
         None => Ok(()),
+    }
+}
+
+/// Service limits.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub max_body_bytes: usize,
+    pub inference_threads: usize,
+    pub queue_depth: usize,
+    pub max_k: usize,
+    pub max_batch: usize,
+    pub request_timeout: Duration,
+    pub allow_private_urls: bool,
+    /// A `[verdict]` section of the config file: the stated false-accusation
+    /// rate and the defaults that apply where nothing was fitted.
+    pub verdict: Option<VerdictConfig>,
+    /// How often the catalog is checked for changes that call for a refit.
+    pub refit_interval: Duration,
+    /// Whether lookups check for reused catalog photos.
+    pub copy_detection: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_body_bytes: 20 * 1024 * 1024,
+            inference_threads: crate::embed::available_cores(),
+            queue_depth: 64,
+            max_k: 100,
+            max_batch: 32,
+            request_timeout: Duration::from_secs(30),
+            allow_private_urls: false,
+            verdict: None,
+            refit_interval: Duration::from_secs(30),
+            copy_detection: true,
+        }
     }
 }
 

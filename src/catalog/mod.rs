@@ -38,10 +38,9 @@ pub use projection::{FitOptions, Projection, ProjectionInfo};
 pub use shared::SharedSpec;
 pub use store::{ImageRow, JobRow, JobStatus, ProductRow, RecordStore};
 pub use types::{
-    check_product_id, CatalogOptions, CatalogStats, Filter, ImageRecord, Label, NewImage, OpenReport, Product, StoreCounts,
+    check_product_id, CatalogOptions, CatalogStats, Filter, ImageRecord, IndexParams, Label, NewImage, OpenReport, Product, StoreCounts,
     MAX_PRODUCT_ID_CHARS,
 };
-pub use vectors::IndexParams;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

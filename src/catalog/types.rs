@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::projection::ProjectionInfo;
-use super::vectors::IndexParams;
 use super::CatalogError;
 
 /// Whether a product's reference photos show the genuine article or a known fake.
@@ -156,6 +155,21 @@ pub struct StoreCounts {
     pub tombstones: i64,
     pub per_label: Vec<(String, i64)>,
     pub per_brand: Vec<(String, i64)>,
+}
+
+/// HNSW parameters. `m` and `ef_construction` are fixed when the graph is
+/// built; `ef_search` is the default for queries (each query may override it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexParams {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams { m: 16, ef_construction: 200, ef_search: 64 }
+    }
 }
 
 /// How a catalog is opened.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::metrics::ece;
-use crate::search::calibration::{CalibrationSample, MIN_SPREAD};
+use crate::search::mapping::{CalibrationSample, MIN_SPREAD};
 use crate::search::{Mapping, TopOfRanking};
 
 /// The candidate calibration methods.

@@ -12,6 +12,7 @@ mod mappings;
 pub mod refit;
 mod risk;
 mod selfcal;
+mod store;
 mod tune;
 pub mod views;
 
@@ -19,8 +20,9 @@ pub use cv::{cross_validate_projection, ProjectionCv};
 pub use mappings::{fit_calibration, fit_isotonic, fit_logistic, fit_logistic_weighted, fit_relative_margin};
 pub use risk::{clopper_pearson_upper, fit_risk_thresholds, RiskSample, RISK_LEVELS};
 pub use selfcal::{self_calibrate, Evidence, SelfCalOptions, SelfCalReport, Skipped};
-pub(crate) use tune::save_calibration;
-pub use tune::{calibrate, fit_and_save_calibration, fit_index, self_calibrate_logged, tune, TuneOptions, TuneReport};
+pub use store::fit_and_save_calibration;
+pub(crate) use store::save_calibration;
+pub use tune::{calibrate, fit_index, self_calibrate_logged, tune, TuneOptions, TuneReport};
 
 use std::path::PathBuf;
 

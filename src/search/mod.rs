@@ -18,11 +18,13 @@ pub mod calibration;
 pub mod copy;
 pub mod explain;
 mod lookup;
+pub mod mapping;
 mod verdict;
 
-pub use calibration::{Calibration, Mapping, TopOfRanking, VerdictThresholds};
+pub use calibration::{Calibration, VerdictThresholds};
 pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
+pub use mapping::{Mapping, TopOfRanking};
 pub use verdict::{
     assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, Verdict, VerdictConfig, VerdictKind,
 };

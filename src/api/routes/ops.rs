@@ -1,15 +1,14 @@
-//! Operations: the analyst's page, health, readiness, metrics, stats, `OpenAPI`.
+//! Operations: the analyst's page, health, readiness, metrics, stats (the
+//! `OpenAPI` document is served by [`crate::api::openapi`]).
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use utoipa::OpenApi;
 
 use super::{blocking, St};
 use crate::api::error::ApiError;
 use crate::api::extract::{Caller, Read};
-use crate::api::openapi::ApiDoc;
 use crate::api::types::{Problem, Ready, StatsOut};
 
 /// The analyst's page, embedded in the binary (no CDN).
@@ -51,9 +50,4 @@ pub async fn stats(State(state): St, _: Caller<Read>) -> Result<Json<StatsOut>, 
     let mut out: StatsOut = blocking(move || Ok(state.catalog.stats()?)).await?.into();
     out.calibration = info.map(Into::into);
     Ok(Json(out))
-}
-
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
 }

@@ -18,47 +18,13 @@ use std::sync::{Arc, OnceLock};
 
 use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 
 use super::flat::FlatGraph;
-use super::hnsw::{HnswIndex, Snapshot};
+use super::hnsw::{Deferred, HnswIndex, Snapshot};
+pub use super::marker::{DumpFile, DumpMarker, DUMP_FORMAT, MARKER};
 use super::quant::{ExactRows, QuantDot};
 use super::IndexParams;
 use crate::catalog::CatalogError;
-
-/// The dump layout this code writes (int8 graph, exact rows, flat copy);
-/// a dump of another layout is not loaded (the graph is rebuilt).
-const DUMP_FORMAT: u32 = 2;
-
-/// One file of a dump: its size and CRC-32 (torn or damaged writes show).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DumpFile {
-    pub bytes: u64,
-    pub crc32: u32,
-}
-
-/// What a dump contains; written last, atomically.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DumpMarker {
-    pub basename: String,
-    pub generation: u64,
-    pub max_image_id: i64,
-    pub points: usize,
-    pub dim: usize,
-    pub params: IndexParams,
-    /// Dump layout (absent in the first one: f32 points, sha256 per file).
-    #[serde(default)]
-    pub format: u32,
-    /// Each file by suffix (`graph`, `data`, `exact`, `flat`).
-    #[serde(default)]
-    pub files: BTreeMap<String, DumpFile>,
-}
-
-/// Where the `hnsw_rs` graph of a loaded index is read from when a write first needs it.
-pub(super) struct Deferred {
-    pub(super) dir: PathBuf,
-    pub(super) marker: DumpMarker,
-}
 
 impl HnswIndex {
     /// Writes the graph to `dir` atomically and returns the marker. An empty
@@ -163,7 +129,7 @@ impl HnswIndex {
         let rows_covered = exact.len();
         let idx = HnswIndex {
             hnsw: OnceLock::new(),
-            deferred: Some(Deferred { dir: dir.to_path_buf(), marker: marker.clone() }),
+            deferred: Some(Deferred { dir: dir.to_path_buf(), marker: marker.clone(), read: read_hnsw }),
             exact: RwLock::new(exact),
             flat: RwLock::new(Some(Arc::new(Snapshot { graph, rows_covered }))),
             points: AtomicUsize::new(marker.points),
@@ -227,7 +193,7 @@ fn read_part(dir: &Path, marker: &DumpMarker, part: &str) -> Result<Vec<u8>, Cat
 }
 
 /// The `hnsw_rs` part of a dump, checked first.
-pub(super) fn read_hnsw(dir: &Path, marker: &DumpMarker) -> Result<Hnsw<'static, i8, QuantDot>, CatalogError> {
+fn read_hnsw(dir: &Path, marker: &DumpMarker) -> Result<Hnsw<'static, i8, QuantDot>, CatalogError> {
     for part in ["graph", "data"] {
         read_part(dir, marker, part)?;
     }
@@ -270,7 +236,6 @@ fn remove_dumps_except(dir: &Path, keep: Option<&str>) {
 fn load_static(reader: &'static mut HnswIo) -> anyhow::Result<Hnsw<'static, i8, QuantDot>> {
     reader.load_hnsw::<i8, QuantDot>()
 }
-pub const MARKER: &str = "CURRENT.json";
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos()))

@@ -19,8 +19,8 @@ use hnsw_rs::prelude::Hnsw;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::dot::dot;
-use super::dump::{read_hnsw, Deferred};
 use super::flat::FlatGraph;
+use super::marker::DumpMarker;
 use super::quant::{quantize, ExactRows, QuantDot};
 use super::{IndexParams, VectorIndex, VectorRow};
 use crate::catalog::{CatalogError, Filter};
@@ -33,6 +33,20 @@ const MAX_UNCOPIED: usize = 256;
 pub(super) struct Snapshot {
     pub(super) graph: FlatGraph,
     pub(super) rows_covered: usize,
+}
+
+/// Reads the `hnsw_rs` part of a dump.
+pub(super) type ReadGraph = fn(&std::path::Path, &DumpMarker) -> Result<Graph, CatalogError>;
+
+/// The `hnsw_rs` graph over int8 points.
+pub(super) type Graph = Hnsw<'static, i8, QuantDot>;
+
+/// Where the `hnsw_rs` graph of a loaded index is read from when a write
+/// first needs it, and how (the dump's reader, [`super::dump`]).
+pub(super) struct Deferred {
+    pub(super) dir: std::path::PathBuf,
+    pub(super) marker: DumpMarker,
+    pub(super) read: ReadGraph,
 }
 
 pub struct HnswIndex {
@@ -102,7 +116,7 @@ impl HnswIndex {
     pub(super) fn graph(&self) -> &Hnsw<'static, i8, QuantDot> {
         self.hnsw.get_or_init(|| {
             let Some(d) = &self.deferred else { return new_hnsw(self.params, self.len()) };
-            match read_hnsw(&d.dir, &d.marker) {
+            match (d.read)(&d.dir, &d.marker) {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!("{e}; rebuilding the graph from the index's own vectors");
@@ -310,9 +324,9 @@ mod tests {
         }
         // A marker of the first layout is not loaded (the caller rebuilds from the store).
         let mut old: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(super::super::dump::MARKER)).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join(super::super::marker::MARKER)).unwrap()).unwrap();
         old["format"] = 0.into();
-        std::fs::write(dir.path().join(super::super::dump::MARKER), old.to_string()).unwrap();
+        std::fs::write(dir.path().join(super::super::marker::MARKER), old.to_string()).unwrap();
         assert!(HnswIndex::load(dir.path(), 64, IndexParams::default()).is_err());
     }
 }

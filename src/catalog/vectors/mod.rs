@@ -9,32 +9,17 @@ pub mod dot;
 pub mod dump;
 mod flat;
 pub mod hnsw;
+pub mod marker;
 pub mod milvus;
 pub mod quant;
 
 pub use dot::dot;
-pub use dump::{DumpMarker, MARKER};
 pub use hnsw::HnswIndex;
+pub use marker::{DumpMarker, MARKER};
 pub use milvus::{Milvus, MilvusCollection};
 
-use serde::{Deserialize, Serialize};
-
+pub use super::types::IndexParams;
 use super::{CatalogError, Filter, Label};
-
-/// HNSW parameters. `m` and `ef_construction` are fixed when the graph is
-/// built; `ef_search` is the default for queries (each query may override it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexParams {
-    pub m: usize,
-    pub ef_construction: usize,
-    pub ef_search: usize,
-}
-
-impl Default for IndexParams {
-    fn default() -> Self {
-        IndexParams { m: 16, ef_construction: 200, ef_search: 64 }
-    }
-}
 
 /// One vector to add, with the fields searches filter on.
 #[derive(Debug, Clone, Copy)]

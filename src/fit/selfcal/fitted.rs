@@ -3,8 +3,15 @@
 //! same lookups with their product removed as the none-cases), and the
 //! verdict thresholds; and saving them as the catalog's calibration.
 
-use super::SelfCalOptions;
 use crate::catalog::Catalog;
+
+/// The shares of uncatalogued products assumed (see [`super::SelfCalOptions`]).
+pub(super) struct Shares {
+    /// Among all queries (and authentic listings).
+    pub(super) none: f64,
+    /// Among counterfeit listings.
+    pub(super) counterfeit_none: f64,
+}
 use crate::fit::{fit_logistic, fit_logistic_weighted, fit_relative_margin, fit_risk_thresholds, save_calibration, FitError, RiskSample};
 use crate::metrics::RankedLookup;
 use crate::search::calibration::{Calibration, VerdictThresholds};
@@ -57,7 +64,7 @@ pub(super) fn mapping_fitted_on(catalog: &Catalog, mapping: Mapping, lookups: &[
 }
 
 /// Fits mapping, presence and thresholds on held-out `positives` and saves them.
-pub(super) fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], opts: &SelfCalOptions) -> Result<Calibration, FitError> {
+pub(super) fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], shares: &Shares) -> Result<Calibration, FitError> {
     let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
     let mut calibration = mapping_fitted_on(
         catalog,
@@ -68,8 +75,8 @@ pub(super) fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>],
             positives.len()
         ),
     );
-    calibration.presence = Some(fit_presence(positives, &nones, opts.prior_none));
-    calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, opts);
+    calibration.presence = Some(fit_presence(positives, &nones, shares.none));
+    calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, shares);
     save_calibration(catalog, &calibration, None)?;
     Ok(calibration)
 }
@@ -82,12 +89,11 @@ pub(super) fn thresholds_on(
     calibration: &Calibration,
     positives: &[RankedLookup<i64>],
     nones: &[RankedLookup<i64>],
-    opts: &SelfCalOptions,
+    shares: &Shares,
 ) -> Option<VerdictThresholds> {
     let mut cfg = VerdictConfig::default();
     cfg.apply(calibration);
-    let sample =
-        RiskSample { positives, nones, authentic_none_share: opts.prior_none, counterfeit_none_share: opts.counterfeit_none_share };
+    let sample = RiskSample { positives, nones, authentic_none_share: shares.none, counterfeit_none_share: shares.counterfeit_none };
     fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg)
 }
 

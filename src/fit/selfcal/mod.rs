@@ -72,7 +72,7 @@ mod halves;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use fitted::{calibrate_from, fit_presence, mapping_fitted_on, relative_margin_mapping, thresholds_on, top1, without_truth};
+use fitted::{calibrate_from, fit_presence, mapping_fitted_on, relative_margin_mapping, thresholds_on, top1, without_truth, Shares};
 use halves::{held_out_lookups, members};
 
 use super::views::{view_lookups, ViewOptions};
@@ -109,6 +109,12 @@ impl Default for SelfCalOptions {
             projection: FitOptions::default(),
             views: ViewOptions::default(),
         }
+    }
+}
+
+impl SelfCalOptions {
+    fn shares(&self) -> Shares {
+        Shares { none: self.prior_none, counterfeit_none: self.counterfeit_none_share }
     }
 }
 
@@ -310,7 +316,7 @@ fn run(
         }
         Projecting::Keep(o) => (o.is_some(), held.projected.unwrap_or(held.raw)),
     };
-    let calibration = calibrate_from(catalog, &lookups, opts)?;
+    let calibration = calibrate_from(catalog, &lookups, &opts.shares())?;
     let seconds = t0.elapsed().as_secs_f64();
     Ok(Ok(SelfCalReport {
         evidence: Evidence::HeldOutHalves,
@@ -362,7 +368,8 @@ fn from_views(
     );
     let nones: Vec<RankedLookup<i64>> = lookups.iter().map(without_truth).collect();
     calibration.presence = Some(fit_presence(&lookups, &nones, opts.prior_none));
-    calibration.verdict = thresholds_on(catalog, &calibration, &lookups, &nones, opts).map(|t| VerdictThresholds { on_views: true, ..t });
+    calibration.verdict =
+        thresholds_on(catalog, &calibration, &lookups, &nones, &opts.shares()).map(|t| VerdictThresholds { on_views: true, ..t });
     if let (Some(_), Some(said)) = (&calibration.verdict, calibration.queries.first_mut()) {
         said.push_str("; verdict thresholds from them only where stricter than the defaults");
     }

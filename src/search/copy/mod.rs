@@ -13,7 +13,7 @@
 
 mod verify;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use super::{Verdict, VerdictKind};
 
 use crate::catalog::{Catalog, Label, Product};
 use crate::embed::local::LocalFeatures;
-pub use verify::{photometric, verify, CopyEvidence};
+pub use verify::{photometric, verify, CopyEvidence, CopyModel};
 
 /// Verified matches needed before the pixels are compared.
 const MIN_INLIERS_FOR_PIXELS: usize = 8;
@@ -158,67 +158,5 @@ pub fn amend_verdict(v: Verdict, copies: &[CopyMatch], accuses: impl Fn(f32) -> 
             ),
             ..v
         },
-    }
-}
-
-/// Maps verification evidence to `p_copy`: a logistic in the share of the
-/// catalog image's points the map explains (`coverage`, so that a plain,
-/// low-texture image is not held to a richly textured one's count) and
-/// −ln(1.001 − correlation) (the photometric check; 0 when it did not run),
-/// fitted on generated copies and consecutive shots of the same products
-/// (`scripts/eval_copies.sh`, photos-train; see README).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CopyModel {
-    pub intercept: f32,
-    /// Weight of the explained share of the catalog image's points.
-    pub coverage: f32,
-    /// Weight of −ln(1.001 − max(correlation, 0)).
-    pub correlation: f32,
-    /// Lowest `p_copy` a lookup reports as a copy.
-    pub report_at: f32,
-}
-
-impl Default for CopyModel {
-    fn default() -> Self {
-        CopyModel { intercept: -9.53, coverage: 8.63, correlation: 3.24, report_at: 0.5 }
-    }
-}
-
-impl CopyModel {
-    /// The log-odds of a copy, unclamped (the score copies are ranked by).
-    pub fn logit(&self, evidence: Option<&CopyEvidence>, correlation: Option<f32>) -> f32 {
-        let coverage = evidence.map_or(0.0, |e| e.inliers as f32 / e.catalog_points.max(1) as f32);
-        let r = correlation.unwrap_or(0.0).clamp(0.0, 1.0);
-        self.intercept + self.coverage * coverage - self.correlation * (1.001 - r).ln()
-    }
-
-    /// `p_copy` for the evidence and the photometric correlation.
-    pub fn p_copy(&self, evidence: Option<&CopyEvidence>, correlation: Option<f32>) -> f32 {
-        (1.0 / (1.0 + (-self.logit(evidence, correlation)).exp())).clamp(0.001, 0.999)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn p_copy_rises_with_inliers() {
-        let m = CopyModel::default();
-        let ev = |n| CopyEvidence {
-            inliers: n,
-            matches: n,
-            catalog_points: 150,
-            map: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-            mirrored: false,
-            region: [0.0, 0.0, 1.0, 1.0],
-            pairs: vec![],
-        };
-        assert!(m.p_copy(None, None) < 0.01);
-        assert!(m.p_copy(Some(&ev(5)), Some(0.9)) < m.p_copy(Some(&ev(20)), Some(0.9)));
-        assert!(m.p_copy(Some(&ev(40)), Some(0.8)) < m.p_copy(Some(&ev(40)), Some(0.99)), "pixels that agree make a copy likelier");
-        assert!(m.p_copy(Some(&ev(75)), Some(0.99)) > 0.9);
-        assert!(m.p_copy(Some(&ev(75)), None) < 0.5, "many matches alone are a second photo of the scene as often as a copy");
     }
 }

@@ -75,7 +75,7 @@ pub struct VerdictConfig {
     #[serde(skip)]
     pub thresholds: ThresholdBasis,
     /// How copy evidence becomes `p_copy` (`[verdict.copy]`).
-    pub copy: crate::search::CopyModel,
+    pub copy: crate::search::copy::CopyModel,
 }
 
 impl Default for VerdictConfig {
@@ -93,7 +93,7 @@ impl Default for VerdictConfig {
             presence: None,
             out_of_catalog_share: None,
             thresholds: ThresholdBasis::Default,
-            copy: crate::search::CopyModel::default(),
+            copy: crate::search::copy::CopyModel::default(),
         }
     }
 }
