@@ -185,7 +185,7 @@ def edges(files):
                 absolute = resolve_prefix(files, mod, p)
                 if absolute is not None:
                     targets.add(target_file(files, absolute))
-        for m in re.finditer(r"\b(?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+", body):
+        for m in re.finditer(r"(?<![:\w])[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+", body):
             absolute = resolve_prefix(files, mod, m.group(0).split("::"))
             if absolute is not None:
                 targets.add(target_file(files, absolute))

@@ -1,6 +1,16 @@
 //! API keys: `read` (lookup) and `admin` (catalog); an admin key may also
 //! look up. Keys are held only as sha256 hashes and compared in constant time.
-//! Routes name the role they need with the [`super::extract::Caller`] extractor.
+//!
+//! The key is checked in one place, [`check`], by the layer the router puts
+//! on every route of a role ([`super::router`]), before anything reads the
+//! body: a request with a wrong key is answered 401/403 without its body
+//! being parsed or its URLs fetched (the body is read on and thrown away
+//! only as far as the 413 handling does, so the client gets the answer
+//! rather than a broken pipe). A handler cannot forget the check: it never
+//! makes it. The caller (its key's name and role) is in the request's
+//! extensions for handlers that need it.
+
+use axum::http::header;
 
 use sha2::{Digest, Sha256};
 
@@ -8,6 +18,40 @@ use sha2::{Digest, Sha256};
 pub enum Role {
     Read,
     Admin,
+}
+
+impl Role {
+    /// What the role allows, for the 403 message.
+    fn allows(self) -> &'static str {
+        match self {
+            Role::Read => "look up photos",
+            Role::Admin => "read or change the catalog and its jobs",
+        }
+    }
+}
+
+/// Who made a request: the key's name (`None` on an open loopback service) and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+/// The caller of a request to a route that needs `role`, or why not.
+pub fn check(keys: &Keys, headers: &axum::http::HeaderMap, role: Role) -> Result<Caller, super::error::ApiError> {
+    if keys.is_empty() {
+        return Ok(Caller { name: None, role: Role::Admin }); // open, loopback only (enforced at start)
+    }
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(super::error::ApiError::Unauthorized)?;
+    let key = keys.check(secret.trim()).ok_or(super::error::ApiError::Unauthorized)?;
+    if key.role < role {
+        return Err(super::error::ApiError::Forbidden(role.allows()));
+    }
+    Ok(Caller { name: Some(key.name.clone()), role: key.role })
 }
 
 impl std::str::FromStr for Role {

@@ -1,75 +1,24 @@
 //! Extractors: what a handler needs from a request, parsed once. Every
 //! rejection is an [`ApiError`] (problem+json).
 //!
-//! - [`Caller`]: the API key, checked against a role (`Caller<Read>`, `Caller<Admin>`).
 //! - [`ImageBody`]: one photo as a raw `image/*` body, a multipart file, or
 //!   JSON `{"image_base64"}` / `{"url"}` (fetched, SSRF-checked).
 //! - [`BatchBody`]: several photos, as multipart files or JSON `{"images": [...]}`.
 //! - [`JsonBody`], [`ApiQuery`], [`ApiPath`]: JSON, query and path with problem+json rejections.
 //!
-//! Handlers take `Result<Caller<_>, ApiError>` and read the body before
-//! returning an auth error, so a client still sending its upload gets the
-//! 401/403 instead of a broken pipe.
+//! The API key is checked before any of these run ([`super::auth::require`]).
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
-use axum::http::{header, request::Parts};
+use axum::http::header;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
-use super::auth::Role;
 use super::error::ApiError;
 use super::types::{BatchRequest, ImageJson};
 use super::AppState;
-
-/// A role a route needs.
-pub trait NeedsRole {
-    const ROLE: Role;
-    /// What the role allows, for the 403 message.
-    const WHAT: &'static str;
-}
-
-/// Lookups, thumbnails and stats.
-pub struct Read;
-/// Catalog and job routes.
-pub struct Admin;
-
-impl NeedsRole for Read {
-    const ROLE: Role = Role::Read;
-    const WHAT: &'static str = "look up photos";
-}
-
-impl NeedsRole for Admin {
-    const ROLE: Role = Role::Admin;
-    const WHAT: &'static str = "read or change the catalog and its jobs";
-}
-
-/// A caller whose key has at least role `R` (anyone, on an open loopback service).
-pub struct Caller<R>(PhantomData<R>);
-
-impl<R: NeedsRole> FromRequestParts<Arc<AppState>> for Caller<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        if state.keys.is_empty() {
-            return Ok(Caller(PhantomData)); // open, loopback only (enforced at start)
-        }
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        let key = state.keys.check(secret.trim()).ok_or(ApiError::Unauthorized)?;
-        if key.role < R::ROLE {
-            return Err(ApiError::Forbidden(R::WHAT));
-        }
-        Ok(Caller(PhantomData))
-    }
-}
 
 /// The request's media type, lower-cased, without parameters.
 fn media_type(req: &Request) -> String {
@@ -109,6 +58,16 @@ async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, ApiError> {
         buf.extend_from_slice(&data);
     }
     Ok(Bytes::from(buf))
+}
+
+/// Reads and throws away the body of a request that is answered without it
+/// (a wrong key): as much as an over-limit upload is (see [`DRAIN_TIME`]),
+/// never parsed.
+pub async fn discard_body(req: Request, limit: usize) {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_none_or(|n| n > 0 && n <= limit.saturating_mul(2) as u64) {
+        drain(req.into_body(), limit.saturating_mul(2)).await;
+    }
 }
 
 /// Reads and discards at most `max` more bytes of `body`, for at most [`DRAIN_TIME`].

@@ -13,128 +13,17 @@ pub mod openapi;
 mod pool;
 mod router;
 mod routes;
+mod server;
 pub mod settings;
+mod state;
 pub mod types;
 
-pub use auth::{KeyError, Keys, Role};
+pub use auth::{Caller, KeyError, Keys, Role};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::{ApiDoc, ROUTES};
 pub use pool::InferencePool;
+pub use router::router;
+pub use server::serve;
 pub use settings::{ConfigError, ConfigFile, Overrides, ServiceConfig, Settings};
-
-use std::sync::Arc;
-
-use crate::catalog::Catalog;
-use crate::embed::{EmbedOptions, Embedder};
-use crate::fit::refit::{Refitter, Verdicts};
-use crate::index::{IndexSpec, OpenError};
-use crate::ingest::jobs::{JobError, JobQueue, JobSettings};
-use crate::ingest::FetchOptions;
-
-/// Everything a request handler may use, built once by [`start`].
-pub struct AppState {
-    pub catalog: Arc<Catalog>,
-    pub embedder: Arc<Embedder>,
-    pub pool: InferencePool,
-    pub keys: Keys,
-    pub config: ServiceConfig,
-    /// The index's calibration and verdict thresholds, swapped whole by the background refit.
-    pub refit: Refitter,
-    pub metrics: Metrics,
-    pub jobs: JobQueue,
-}
-
-impl AppState {
-    /// The current verdict settings (one `Arc` clone; a refit swaps in new ones).
-    pub fn verdicts(&self) -> Arc<Verdicts> {
-        self.refit.verdicts()
-    }
-
-    /// Refits when the catalog changed enough (see [`Refitter`]).
-    pub fn refit_if_changed(&self) -> bool {
-        self.refit.refit_if_changed(&self.catalog, &self.embedder)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    #[error(transparent)]
-    Embed(#[from] crate::embed::EmbedError),
-    #[error(transparent)]
-    Jobs(#[from] JobError),
-}
-
-/// Opens the index named by `settings` (model, graph options from `spec`),
-/// loads its model with one single-threaded session per inference thread,
-/// resolves the verdict settings, and starts the job worker. Returns the
-/// state and how many unfinished jobs were resumed.
-pub fn start(
-    settings: &Settings,
-    registry: &crate::embed::ModelRegistry,
-    spec: &IndexSpec,
-    intra_threads: Option<usize>,
-) -> Result<(Arc<AppState>, usize), StartError> {
-    let spec = IndexSpec {
-        dir: settings.index.clone(),
-        store: spec.store.clone().or_else(|| settings.store.clone()),
-        vectors: spec.vectors.clone().or_else(|| settings.vectors.clone()),
-        ..spec.clone()
-    };
-    crate::fit::refit::lower_background_pool();
-    let opened = crate::index::open(registry, &spec)?;
-    let config = settings.config.clone();
-    let mut opts = EmbedOptions { sessions: config.inference_threads, intra_threads: intra_threads.unwrap_or(1), ..Default::default() };
-    opts.limits.max_pixels = settings.max_pixels;
-    let embedder = Arc::new(opened.embedder(&opts)?);
-    let refit = Refitter::new(&opened.catalog, &opened.manifest.dir, config.verdict.clone());
-    let catalog = Arc::new(opened.catalog);
-    let fetch = FetchOptions { allow_private: config.allow_private_urls, max_bytes: config.max_body_bytes as u64, ..Default::default() };
-    let job_settings = JobSettings { fetch, inference_threads: config.inference_threads };
-    let (jobs, resumed) = JobQueue::start(catalog.clone(), embedder.clone(), job_settings)?;
-    let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
-    let state = AppState { catalog, embedder, pool, keys: settings.keys.clone(), config, refit, metrics: Metrics::default(), jobs };
-    Ok((Arc::new(state), resumed))
-}
-
-pub fn router(state: Arc<AppState>) -> axum::Router {
-    router::router(state)
-}
-
-/// Serves until SIGINT/SIGTERM, then finishes in-flight requests and persists the index.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    let catalog = state.catalog.clone();
-    // Background refit: the catalog grows through jobs and admin writes;
-    // its calibration follows without a restart.
-    let refit_state = state.clone();
-    let refit = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(refit_state.config.refit_interval);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let st = refit_state.clone();
-            let _ = tokio::task::spawn_blocking(move || st.refit_if_changed()).await;
-        }
-    });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
-    refit.abort();
-    let _ = tokio::task::spawn_blocking(move || catalog.persist()).await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-}
+pub use state::{start, AppState, StartError};

@@ -10,7 +10,7 @@ use axum::Json;
 
 use super::{blocking, St};
 use crate::api::error::ApiError;
-use crate::api::extract::{ApiQuery, BatchBody, Caller, ImageBody, Read};
+use crate::api::extract::{ApiQuery, BatchBody, ImageBody};
 use crate::api::types::{BatchItem, BatchRequest, BatchResponse, LookupParams, LookupResponse, QueryInfo, Timing};
 use crate::api::AppState;
 use crate::catalog::Filter;
@@ -43,12 +43,10 @@ fn explain(state: &AppState, bytes: &[u8], copy: &crate::search::CopyMatch) -> R
     responses((status = 200, body = LookupResponse)))]
 pub async fn lookup(
     State(state): St,
-    caller: Result<Caller<Read>, ApiError>,
     query: Result<ApiQuery<LookupParams>, ApiError>,
     body: Result<ImageBody, ApiError>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     let t0 = Instant::now();
-    caller?;
     let params = query?.0;
     let want_explain = params.explain.unwrap_or(false);
     let req = search_request(&state, params)?;
@@ -99,12 +97,10 @@ async fn lookup_one(
     responses((status = 200, description = "one result or one error per item, in order", body = BatchResponse)))]
 pub async fn lookup_batch(
     State(state): St,
-    caller: Result<Caller<Read>, ApiError>,
     query: Result<ApiQuery<LookupParams>, ApiError>,
     body: Result<BatchBody, ApiError>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let t0 = Instant::now();
-    caller?;
     let params = query?.0;
     let want_explain = params.explain.unwrap_or(false);
     let req = search_request(&state, params)?;

@@ -15,6 +15,7 @@
 //! the switch ([`collections`]).
 
 mod collections;
+mod open;
 mod reconcile;
 mod sync;
 
@@ -33,7 +34,7 @@ use super::store::postgres::PgStore;
 use super::store::RecordStore;
 use super::table::ImageTable;
 use super::vectors::{Milvus, MilvusCollection};
-use super::{CatalogError, CatalogOptions, CatalogStats, NewImage, OpenReport, Product};
+use super::{CatalogError, CatalogOptions, CatalogStats, NewImage, Product};
 
 /// A tombstone is purged from PostgreSQL this long after its deletion.
 const PURGE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
@@ -74,47 +75,6 @@ struct Inner {
 /// A catalog on PostgreSQL + Milvus, shared by every replica that opens it.
 pub struct SharedCatalog {
     inner: Arc<Inner>,
-}
-
-impl SharedCatalog {
-    /// Connects to both engines, creates or checks the catalog (model,
-    /// fingerprint), loads the table and reconciles the vectors.
-    pub fn connect(spec: &SharedSpec, opts: CatalogOptions) -> Result<(SharedCatalog, OpenReport), CatalogError> {
-        let pg = PgStore::connect(&spec.store)?;
-        let milvus = Arc::new(Milvus::connect(&spec.vectors)?);
-        let opts = pg.as_dyn().adopt(opts)?;
-        let uid = pg
-            .as_dyn()
-            .meta_or_set("catalog_uid", &crate::util::sha256_hex(format!("{:?}{}", Instant::now(), std::process::id()).as_bytes())[..12])?;
-        let index = Arc::new(MilvusCollection { milvus: milvus.clone(), name: collections::collection_name(&uid, None), dim: opts.dim });
-        let inner = Inner {
-            pg,
-            milvus,
-            opts,
-            table: RwLock::default(),
-            seq: AtomicI64::new(0),
-            space: RwLock::new(Collection { projection: None, index }),
-            file_versions: RwLock::default(),
-            state_version: AtomicU64::new(0),
-            uid,
-            synced: Mutex::new((Instant::now(), None)),
-            hooks: Hooks::default(),
-        };
-        inner.sync_files()?;
-        inner.sync_changes()?;
-        let coll = inner.collection();
-        inner.milvus.ensure_collection(&coll.name, coll.dim)?;
-        let placed = inner.reconcile()?;
-        let points = inner.table.read().live_count();
-        let inner = Arc::new(inner);
-        sync::spawn(Arc::downgrade(&inner));
-        Ok((SharedCatalog { inner }, OpenReport::Loaded { points, caught_up: placed }))
-    }
-
-    /// The Milvus collection searched now (one per catalog and projection).
-    pub fn collection(&self) -> String {
-        self.inner.collection().name.clone()
-    }
 }
 
 impl Inner {
