@@ -8,6 +8,8 @@ echo "[test] cargo fmt --check" >&2
 cargo fmt --check
 echo "[test] cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --release --all-targets -q -- -D warnings
+echo "[test] scripts/check_layers.py (the use graph follows the layers, no import circle, no file over 500 lines)" >&2
+python3 scripts/check_layers.py
 # New indexes in the tests use Lite0 whether or not the optional SSCD model is
 # installed (the default model otherwise follows what is installed).
 export KNOCKOFF_DEFAULT_MODEL=${KNOCKOFF_DEFAULT_MODEL:-efficientnet-lite0}

@@ -38,7 +38,7 @@ fn spawn_server(idx: &std::path::Path, addr: SocketAddr, args: &[String]) -> Chi
 }
 
 fn wait_up(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
         assert!(Instant::now() < deadline, "server did not come up");
         std::thread::sleep(Duration::from_millis(100));
@@ -291,6 +291,74 @@ fn file_server(bytes: Vec<u8>) -> SocketAddr {
     addr
 }
 
+/// A file server that counts the requests it gets.
+fn counting_server(bytes: Vec<u8>) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(100) {
+            let mut s = stream;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ =
+                write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bytes.len());
+            let _ = s.write_all(&bytes);
+        }
+    });
+    (addr, hits)
+}
+
+/// Every route that needs a key checks it before anything reads the body:
+/// without one, a lookup naming URLs fetches none of them (one or a batch
+/// of 32), and a read key cannot reach an admin route; open routes need none.
+#[test]
+fn every_route_checks_its_key_before_reading_the_body() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("knockoff.toml");
+    std::fs::write(&cfg, "allow_private_urls = true\n").unwrap();
+    let s = start_with(Some("shop:read:read-secret-123,ops:admin:admin-secret-456"), &["--config", cfg.to_str().unwrap()]);
+    for (method, path, problems) in knockoff::api::ROUTES {
+        let concrete = path.replace("{id}", "1");
+        let body = if *method == "get" || *method == "delete" { None } else { Some(("application/json", &b"{}"[..])) };
+        let (st, _, j) = send(ureq::request(&method.to_uppercase(), &url(&s, &concrete)), body);
+        if problems.contains(&401) {
+            assert_eq!(st, 401, "{method} {path} without a key: {j}");
+        } else {
+            assert_ne!(st, 401, "{method} {path} is open");
+        }
+        if problems.contains(&403) {
+            let req = ureq::request(&method.to_uppercase(), &url(&s, &concrete)).set("Authorization", "Bearer read-secret-123");
+            let (st, _, _) = send(req, body);
+            let admin_only = !path.starts_with("/v1/lookup") && !path.ends_with("/thumbnail") && *path != "/v1/stats";
+            assert_eq!(st == 403, admin_only, "{method} {path} with a read key: {st}");
+        }
+    }
+    let (files, hits) = counting_server(jpeg("rocket"));
+    let photo = format!("http://{files}/img.jpg");
+    let one = serde_json::json!({ "url": photo }).to_string();
+    let batch = serde_json::json!({ "images": vec![serde_json::json!({ "url": photo }); 32] }).to_string();
+    for (path, body) in [("/v1/lookup", &one), ("/v1/lookup/batch", &batch)] {
+        let (st, _, j) = send(ureq::post(&url(&s, path)), Some(("application/json", body.as_bytes())));
+        assert_eq!(st, 401, "{j}");
+    }
+    let (st, _, j) = send(
+        ureq::post(&url(&s, "/v1/products/rocket-toy/images")).set("Authorization", "Bearer read-secret-123"),
+        Some(("application/json", one.as_bytes())),
+    );
+    assert_eq!(st, 403, "{j}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a request without the right key made the server fetch");
+    // With the key, the same request fetches (so the count above could have moved).
+    let (st, _, j) =
+        send(ureq::post(&url(&s, "/v1/lookup")).set("Authorization", "Bearer read-secret-123"), Some(("application/json", one.as_bytes())));
+    assert_eq!((st, j["matches"][0]["product_id"].as_str()), (200, Some("rocket-toy")), "{j}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn batch_lookup_gives_one_result_or_error_per_item_in_order() {
     let s = start(None);
@@ -361,7 +429,7 @@ fn url_lookups_refuse_private_targets_unless_allowed() {
 }
 
 fn wait_job(s: &Server, id: &str, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let (st, _, j) = send(ureq::get(&url(s, &format!("/v1/jobs/{id}"))), None);
         assert_eq!(st, 200, "{j}");
@@ -513,7 +581,7 @@ fn sigterm_drains_and_persists_the_index() {
     assert_eq!(before["points"], 4, "the upload is not in the dump yet");
     let pid = s.child.id() as i32;
     assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let status = loop {
         if let Some(st) = s.child.try_wait().unwrap() {
             break st;
@@ -788,6 +856,22 @@ fn generated_photo(p: u32, v: u32) -> Vec<u8> {
 
 /// The catalog grows through the API; the service refits its calibration in
 /// the background and swaps it in while lookups keep being answered.
+/// Waits until a refit swapped in settings that pass `done` (`/v1/stats`
+/// counts the refits begun, finished and loaded). The deadline (20 minutes)
+/// only catches a refit that never comes.
+fn wait_for_refit(stats: &dyn Fn() -> serde_json::Value, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    loop {
+        let j = stats();
+        assert!(j["refits"]["loaded"].is_u64(), "stats report refits: {j}");
+        if done(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "no such refit in 20 minutes: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_lookup() {
     let dir = tempfile::tempdir().unwrap();
@@ -802,7 +886,7 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
     std::thread::scope(|scope| {
         scope.spawn(|| {
             // Stops when told, or by itself should the main thread fail first.
-            let give_up = Instant::now() + Duration::from_secs(120);
+            let give_up = Instant::now() + Duration::from_secs(1500);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < give_up {
                 let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
                 assert_eq!(st, 200, "a lookup failed during the refit: {j}");
@@ -820,15 +904,10 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
                 assert!(st == 200 || st == 201, "{j}");
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let after = loop {
-            let j = stats();
-            if j["calibration"]["fitted_on"].as_str().unwrap_or("").starts_with("self-calibration") {
-                break j;
-            }
-            assert!(Instant::now() < deadline, "no refit within 60 s: {j}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        // The refit runs at the lowest CPU priority: on a busy machine it waits for the
+        // CPU, so the deadline only catches a refit that never comes.
+        let refitted = |j: &serde_json::Value| j["calibration"]["fitted_on"].as_str().unwrap_or("").starts_with("self-calibration");
+        let after = wait_for_refit(&stats, refitted);
         assert_eq!(after["calibration"]["presence"], true, "{after}");
         assert_eq!(after["calibration"]["counterfeit_thresholds"], true, "both labels: thresholds fitted: {after}");
         // Held-out halves or, caught while most products still had one photo, synthetic views.
@@ -840,15 +919,7 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
             let path = format!("/v1/products/{id}");
             assert_eq!(send(ureq::put(&url(&s, &path)), Some(("application/json", b"{\"label\": \"authentic\"}"))).0, 200);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let j = stats();
-            if j["calibration"]["counterfeit_thresholds"] == false {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no refit after relabelling within 60 s: {j}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_refit(&stats, |j| j["calibration"]["counterfeit_thresholds"] == false);
         // Lookups keep going after the swap, with the new state.
         let seen = answered.load(std::sync::atomic::Ordering::SeqCst);
         while answered.load(std::sync::atomic::Ordering::SeqCst) < seen + 3 {

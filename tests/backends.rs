@@ -34,9 +34,13 @@ impl Backend {
 }
 
 /// The embedded backend, and the shared one (when its engines run).
+/// (Under CI a missing shared backend fails the test; elsewhere it runs on one backend and says so.)
 fn backends(tag: &str) -> Vec<Backend> {
     let mut v = vec![Backend::Folder(tempfile::tempdir().unwrap())];
-    v.extend(SharedDb::create(tag).map(Backend::Shared));
+    match SharedDb::create(tag) {
+        Some(db) => v.push(Backend::Shared(db)),
+        None => eprintln!("NOTE: {tag} ran on the embedded backend only, not on both"),
+    }
     v
 }
 

@@ -379,6 +379,8 @@ pub struct StatsOut {
     pub projection: Option<String>,
     /// What lookups are calibrated with (refitted in the background as the catalog grows).
     pub calibration: Option<CalibrationOut>,
+    /// Background refits this server began and finished, and verdict settings it swapped in.
+    pub refits: Option<crate::fit::refit::RefitCounts>,
 }
 
 /// What an index is calibrated with, and when.
@@ -424,6 +426,7 @@ impl From<CatalogStats> for StatsOut {
             hnsw_ef_search: s.params.ef_search,
             projection: s.projection.map(|p| p.id),
             calibration: None,
+            refits: None,
         }
     }
 }

@@ -39,9 +39,13 @@ impl Space {
 /// A moment inside a long catalog operation, announced to a [`Hook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Images are committed and the writer lock is held while they enter the graph: searches go on.
+    Adding,
     /// A projection refit builds its new graph without the writer lock:
     /// writes and reads go on meanwhile.
     RefitBuilding,
+    /// A projection refit holds the writer lock to catch up, dump and swap: reads go on.
+    RefitLocked,
     /// A projection refit swapped its graph and projection in.
     RefitSwapped,
     /// A compaction holds the writer lock while it rebuilds the graph: reads go on.

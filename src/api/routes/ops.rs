@@ -46,7 +46,9 @@ pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
 #[utoipa::path(get, path = "/v1/stats", tag = "operations", responses((status = 200, description = "catalog counts and index parameters", body = StatsOut)))]
 pub async fn stats(State(state): St) -> Result<Json<StatsOut>, ApiError> {
     let info = state.verdicts().info.clone();
+    let refits = state.refit.counts();
     let mut out: StatsOut = blocking(move || Ok(state.catalog.stats()?)).await?.into();
     out.calibration = info.map(Into::into);
+    out.refits = Some(refits);
     Ok(Json(out))
 }

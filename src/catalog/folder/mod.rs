@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::backend::{Backend, Hooks, Space};
+use super::backend::{Backend, Hooks, Phase, Space};
 use super::projection::{FitOptions, Projection, ProjectionInfo};
 use super::store::sqlite::SqliteStore;
 use super::store::RecordStore;
@@ -141,6 +141,7 @@ impl Backend for FolderCatalog {
                 }
             }
         }
+        self.hooks.at(Phase::Adding);
         let g = self.current();
         for (it, id) in items.iter().zip(&ids) {
             if let Some((image, _)) = id {

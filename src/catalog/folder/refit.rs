@@ -80,6 +80,7 @@ impl FolderCatalog {
             }
         }
         let writing = self.writer.lock();
+        self.hooks.at(Phase::RefitLocked);
         let fresh = if self.removals.load(Ordering::SeqCst) == snap.removals {
             // Only additions since the snapshot, all with higher ids; one at a
             // time, which takes no new flat copy of the graph for a few.
