@@ -17,7 +17,8 @@ export KNOCKOFF_DEFAULT_MODEL=${KNOCKOFF_DEFAULT_MODEL:-efficientnet-lite0}
 # PostgreSQL + Milvus started here (each test makes a database of its own);
 # under CI they are stopped again at the end. KNOCKOFF_STORE / KNOCKOFF_VECTORS
 # are unset so that no other test's `knockoff` process uses them.
-eval "$(./scripts/cluster.sh up)"
+cluster_env=$(./scripts/cluster.sh up) || { echo "test.sh: the shared backend's engines did not start (the [cluster] line above says which and where its log is)" >&2; exit 1; }
+eval "$cluster_env"
 export KNOCKOFF_TEST_STORE=$KNOCKOFF_STORE KNOCKOFF_TEST_VECTORS=$KNOCKOFF_VECTORS
 unset KNOCKOFF_STORE KNOCKOFF_VECTORS
 if [ -n "${CI:-}" ]; then trap './scripts/cluster.sh down' EXIT; fi

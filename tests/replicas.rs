@@ -227,3 +227,24 @@ fn a_lost_engine_is_a_503_with_retry_after_and_the_replica_recovers_by_itself() 
         assert!(!err.contains(&db.spec.store) && !err.contains(&db.spec.vectors), "no password in messages: {err}");
     }
 }
+
+/// Nothing of the engines `scripts/cluster.sh` starts answers without
+/// credentials: Milvus runs fenced in a network namespace of its own, so its
+/// management port (9091, whose `/expr` took the default cluster token), its
+/// etcd and its coordinators cannot be reached at all; its proxy port and
+/// PostgreSQL take only the generated passwords.
+#[test]
+fn the_engines_answer_nothing_without_credentials() {
+    let Some(db) = SharedDb::create("locked") else { return };
+    // Milvus standalone's fixed ports: management and metrics, etcd, the coordinators and nodes, the proxy's own.
+    for port in [9091u16, 2379, 19530, 19529, 53100, 19531, 21123, 22930, 21121, 13333, 21124] {
+        let open = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(2)).is_ok();
+        assert!(!open, "port {port} of the engines answers on this machine");
+    }
+    let proxy = target(&db.spec.vectors);
+    let (st, _, j) = send(ureq::get(&format!("http://{proxy}/v1/vector/collections")), None);
+    assert_eq!((st, j["code"].as_i64()), (401, Some(1800)), "the proxy without the password: {j}");
+    let mut no_password = url::Url::parse(&db.spec.store).unwrap();
+    no_password.set_password(None).unwrap();
+    assert!(postgres::Client::connect(no_password.as_str(), postgres::NoTls).is_err(), "PostgreSQL without the password");
+}
