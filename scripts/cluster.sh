@@ -126,12 +126,12 @@ milvus_up() {
   mkdir -p "$DIR/milvus"
   # Inside: bring the loopback up, forward the Unix socket to the proxy, run Milvus (it binds its fixed ports in here).
   nohup $(fence) sh -c "ip link set lo up && umask 077 && \
-    (socat UNIX-LISTEN:$DIR/milvus.sock,fork,mode=600 TCP:127.0.0.1:19530 &) && \
+    (socat UNIX-LISTEN:$DIR/milvus.sock,fork,mode=600 TCP:127.0.0.1:19530,nodelay &) && \
     exec '$VENV/bin/milvus-server' --data '$DIR/milvus' --proxy-port 19530 --authorization-enabled true" \
     > "$DIR/milvus.log" 2>&1 &
   echo $! > "$DIR/milvus.pid"
   # Outside: the proxy port on loopback, nothing else.
-  nohup socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=128" "UNIX-CONNECT:$DIR/milvus.sock" > "$DIR/milvus-forward.log" 2>&1 &
+  nohup socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=128,nodelay" "UNIX-CONNECT:$DIR/milvus.sock" > "$DIR/milvus-forward.log" 2>&1 &
   echo $! > "$DIR/milvus-forward.pid"
   for i in $(seq 1 180); do
     milvus_answers "$port" && break
