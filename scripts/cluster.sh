@@ -21,13 +21,14 @@ CMD=${1:-}; DIR=$(realpath -m "${2:-.cluster}")
 VENV=$PWD/.cache/engines-venv
 log() { echo "[cluster] $*" >&2; }
 fail() { echo "[cluster] $*" >&2; exit 1; }
+trap 'echo "[cluster] $CMD failed at scripts/cluster.sh line $LINENO (the message above says why)" >&2' ERR
 ROOT=0; [ "$(id -u)" = 0 ] && ROOT=1
 as_pg() { if [ $ROOT = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(18))'; }
 open_port() { python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 
-install() {
+install_engines() {
   local need=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v socat >/dev/null || need+=(socat)
@@ -49,8 +50,10 @@ install() {
 # may not enter DIR (a clone under /root, or in a private folder): its data
 # then lives under postgres's home, one folder per DIR, and DIR/pg links to it.
 pg_data() {
-  if [ -f "$DIR/pg/PG_VERSION" ]; then
-    echo "$DIR/pg"   # created here before (or a link to its folder)
+  if [ -L "$DIR/pg" ]; then
+    readlink -f "$DIR/pg"
+  elif [ -f "$DIR/pg/PG_VERSION" ]; then
+    echo "$DIR/pg"   # created inside DIR before
   elif [ $ROOT = 1 ]; then
     echo "/var/lib/postgresql/knockoff-$(echo -n "$DIR" | sha256sum | cut -c1-12)"
   else
@@ -64,7 +67,7 @@ pg_up() {
     mkdir -p "$data"; chmod 700 "$data"
     [ -f "$DIR/pg-password" ] || { secret > "$DIR/pg-password"; chmod 600 "$DIR/pg-password"; }
     [ -f "$DIR/pg-port" ] || free_port > "$DIR/pg-port"
-    local pw="$data.pw"; install -m 600 "$DIR/pg-password" "$pw"
+    local pw="$data.pw"; cp "$DIR/pg-password" "$pw"; chmod 600 "$pw"
     if [ $ROOT = 1 ]; then chown postgres "$data" "$pw"; ln -sfn "$data" "$DIR/pg"; fi
     as_pg "$pgbin/initdb" -D "$data" -U knockoff -A scram-sha-256 --pwfile="$pw" > "$DIR/pg-initdb.log" 2>&1 \
       || { rm -f "$pw"; fail "PostgreSQL could not create its data folder: see $DIR/pg-initdb.log"; }
@@ -167,7 +170,7 @@ down() {
 
 case "$CMD" in
   up)
-    install
+    install_engines
     mkdir -p "$DIR"
     # Private, unless PostgreSQL keeps its data inside it from before (then `postgres` must pass through).
     if [ -d "$DIR/pg" ] && [ ! -L "$DIR/pg" ] && [ $ROOT = 1 ]; then chmod 711 "$DIR"; else chmod 700 "$DIR"; fi

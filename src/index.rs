@@ -15,6 +15,8 @@ pub enum OpenError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("{0} holds no catalog: index one into it with `knockoff index MANIFEST` (same --index, or the same KNOCKOFF_STORE / KNOCKOFF_VECTORS), or pass --create to start with an empty one")]
+    NoCatalog(String),
 }
 
 /// Which index folder, with which model and graph settings.
@@ -31,12 +33,24 @@ pub struct IndexSpec {
     pub store: Option<String>,
     /// The shared backend's Milvus (`KNOCKOFF_VECTORS`).
     pub vectors: Option<String>,
+    /// Whether a place that holds no catalog gets a new, empty one (`knockoff
+    /// index`, `serve --create`); otherwise it is refused, so a mistyped
+    /// folder never serves an empty catalog.
+    pub create: bool,
 }
 
 impl IndexSpec {
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        IndexSpec { dir: dir.into(), model: None, params: IndexParams::default(), auto_compact: 0.2, store: None, vectors: None }
+        IndexSpec {
+            dir: dir.into(),
+            model: None,
+            params: IndexParams::default(),
+            auto_compact: 0.2,
+            store: None,
+            vectors: None,
+            create: false,
+        }
     }
 
     /// The shared backend's settings, if given (both or neither).
@@ -99,6 +113,9 @@ pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, Ope
         Some(records) => records.meta("model")?,
         None => None,
     };
+    if existing.is_none() && !spec.create {
+        return Err(OpenError::NoCatalog(location.to_string()));
+    }
     let model = match (&existing, &spec.model) {
         (Some(found), Some(wanted)) if found != wanted => {
             return Err(CatalogError::ModelMismatch { path: spec.dir.clone(), found: found.clone(), wanted: wanted.clone() }.into());
@@ -121,8 +138,10 @@ pub fn open(registry: &ModelRegistry, spec: &IndexSpec) -> Result<OpenIndex, Ope
 /// The index spec that opens a migration endpoint.
 fn endpoint_spec(e: &Location) -> IndexSpec {
     match e {
-        Location::Folder(dir) => IndexSpec::new(dir),
-        Location::Shared(s) => IndexSpec { store: Some(s.store.clone()), vectors: Some(s.vectors.clone()), ..IndexSpec::new("index") },
+        Location::Folder(dir) => IndexSpec { create: true, ..IndexSpec::new(dir) },
+        Location::Shared(s) => {
+            IndexSpec { store: Some(s.store.clone()), vectors: Some(s.vectors.clone()), create: true, ..IndexSpec::new("index") }
+        }
     }
 }
 

@@ -109,6 +109,24 @@ fn sigkill_mid_index_then_resume_loses_nothing_and_duplicates_nothing() {
     assert!(r["matches"][0]["similarity"].as_f64().unwrap() > 0.99);
 }
 
+/// After `knockoff index` exits, the store file alone holds the catalog: an
+/// operator who backs up by copying `catalog.sqlite3` (without its `-wal`)
+/// gets every image, not an empty file knockoff refuses.
+#[test]
+fn the_store_file_alone_is_complete_after_index_exits() {
+    let work = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(work.path(), 10, 3);
+    let idx = work.path().join("idx");
+    let out = knockoff(&["index", manifest.to_str().unwrap(), "--index", idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let copy = work.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(idx.join("catalog.sqlite3"), copy.join("catalog.sqlite3")).unwrap();
+    let s = Store::open(&copy).expect("the copied store file opens");
+    assert_eq!(s.counts().unwrap().images, 30);
+    assert_eq!(pairs(&copy), pairs(&idx));
+}
+
 #[test]
 fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
     let work = tempfile::tempdir().unwrap();
@@ -270,4 +288,56 @@ fn shared_backend_settings_are_used_or_refused_clearly_without_echoing_the_passw
     assert!(!err.contains("s3cret-pw") && !err.contains("pw2"), "{err}");
     // Nothing was written where the embedded index would be.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A mistyped index folder is refused, naming it, by every command that reads
+/// a catalog (and nothing is created there): it never serves an empty catalog
+/// whose every lookup is `no_match`. `serve --create` starts an empty one on purpose.
+#[test]
+fn a_folder_without_a_catalog_is_refused_not_created() {
+    let work = tempfile::tempdir().unwrap();
+    let typo = work.path().join("knockof");
+    let photo = fixture("photos/coffee.jpg");
+    let t = typo.to_str().unwrap();
+    for args in [
+        vec!["serve", "--index", t, "--addr", "127.0.0.1:0"],
+        vec!["search", "--index", t, photo.to_str().unwrap()],
+        vec!["stats", "--index", t],
+        vec!["compact", "--index", t],
+        vec!["delete", "--index", t, "--product", "some-product"],
+    ] {
+        let out = knockoff(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(t) && err.contains("holds no catalog") && err.contains("--create"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} created {t}");
+    }
+    // An address another process holds: the message names it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = knockoff(&["serve", "--create", "--index", t, "--addr", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    drop(taken);
+    // On purpose: an empty catalog, served.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = Command::new(bin())
+        .current_dir(root())
+        .args(["serve", "--create", "--index", t, "--addr", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while ureq::get(&format!("http://{addr}/v1/stats")).call().is_err() {
+        assert!(Instant::now() < deadline, "serve --create did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&ureq::get(&format!("http://{addr}/v1/stats")).call().unwrap().into_string().unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(stats["images"], 0);
+    assert!(typo.join("catalog.sqlite3").exists());
 }

@@ -30,7 +30,8 @@ fn free_addr() -> SocketAddr {
 
 fn serve(env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.current_dir(root()).arg("serve").env_remove("KNOCKOFF_API_KEYS").env("KNOCKOFF_JOB_LEASE_MS", "2000");
+    // `--create`: each test starts from a database that holds no catalog yet.
+    cmd.current_dir(root()).args(["serve", "--create"]).env_remove("KNOCKOFF_API_KEYS").env("KNOCKOFF_JOB_LEASE_MS", "2000");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -122,6 +122,7 @@ impl IndexArgs {
             auto_compact: self.auto_compact,
             store: self.store.clone().filter(|s| !s.is_empty()),
             vectors: self.vectors.clone().filter(|s| !s.is_empty()),
+            create: false,
         }
     }
 }
@@ -233,6 +234,9 @@ pub struct ServeArgs {
     /// Let URL lookups and jobs fetch from private, loopback and link-local addresses.
     #[arg(long, env = "KNOCKOFF_ALLOW_PRIVATE_URLS")]
     pub allow_private_urls: Option<bool>,
+    /// Start with an empty catalog where none is (otherwise a folder or database that holds no catalog is refused).
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[derive(Debug, Args)]

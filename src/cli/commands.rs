@@ -53,6 +53,7 @@ pub fn models(g: &Global) -> anyhow::Result<i32> {
 
 pub fn index(g: &Global, a: &IndexCmdArgs) -> anyhow::Result<i32> {
     let mut spec = a.index.spec();
+    spec.create = true;
     spec.params = IndexParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.index.ef_search };
     // The source first: one that cannot be read creates no index.
     let defaults = SourceDefaults { label: a.label, brand: a.brand.clone(), ..Default::default() };
@@ -129,13 +130,19 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
     };
     let settings = crate::api::Settings::resolve(overrides, file)?;
     let registry = open_registry(g.models.as_deref())?;
-    let (state, resumed) = crate::api::start(&settings, &registry, &a.index.spec(), g.threads)?;
+    let spec = IndexSpec { create: a.create, ..a.index.spec() };
+    let (state, resumed) = crate::api::start(&settings, &registry, &spec, g.threads)?;
     if resumed > 0 {
         eprintln!("resuming {resumed} unfinished indexing job(s)");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+        let listener = tokio::net::TcpListener::bind(settings.addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} ({e}): another process has it, or use --addr / KNOCKOFF_ADDR", settings.addr),
+            )
+        })?;
         let (addr, model) = (listener.local_addr()?, state.embedder.name().to_string());
         eprintln!("knockoff serving on http://{addr} (index {}, model {model})", state.catalog.location());
         crate::api::serve(listener, state).await
@@ -147,7 +154,7 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
 pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     let tmp = tempfile::tempdir()?;
     let dir = a.use_index.clone().unwrap_or_else(|| tmp.path().join("index"));
-    let opened = open(g, &IndexSpec { model: a.model.clone(), ..IndexSpec::new(dir) })?;
+    let opened = open(g, &IndexSpec { model: a.model.clone(), create: a.use_index.is_none(), ..IndexSpec::new(dir) })?;
     let embedder = opened.embedder(&bulk(g))?;
     let catalog = &opened.catalog;
     if a.use_index.is_none() {

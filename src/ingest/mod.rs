@@ -374,6 +374,19 @@ fn write_errors(path: &std::path::Path, errors: &[ItemError]) -> std::io::Result
     w.flush()
 }
 
+/// The rate so far and the time left, once there is a rate worth the name:
+/// after 3 s and a few images (the first image's rate says nothing of a job).
+fn pace(done: usize, total: usize, elapsed: Duration) -> Option<String> {
+    let secs = elapsed.as_secs_f64();
+    if secs < 3.0 || done < 4 {
+        return None;
+    }
+    let rate = done as f64 / secs;
+    let left = total.saturating_sub(done) as f64 / rate;
+    let eta = if left >= 90.0 { format!("{:.0} min", left / 60.0) } else { format!("{left:.0} s") };
+    Some(format!("{rate:.1}/s, ETA {eta}"))
+}
+
 /// A progress bar on a terminal; otherwise one line every few seconds.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -389,9 +402,9 @@ impl Progress {
             ProgressMode::Quiet => (None, false),
             ProgressMode::Auto if std::io::stderr().is_terminal() => {
                 let bar = indicatif::ProgressBar::new(total as u64);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} images ({per_sec}, ETA {eta}) {msg}",
-                ) {
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} images {msg}")
+                {
                     bar.set_style(style);
                 }
                 (Some(bar), false)
@@ -403,14 +416,13 @@ impl Progress {
 
     fn update(&mut self, c: &IngestCounts, pending: usize) {
         let done = c.done() + pending;
+        let pace = pace(done, self.total, self.started.elapsed()).map_or_else(String::new, |p| format!("{p}, "));
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
-            bar.set_message(format!("{} skipped, {} failed", c.skipped, c.failed));
+            bar.set_message(format!("{pace}{} skipped, {} failed", c.skipped, c.failed));
         } else if self.plain && self.last_line.elapsed() >= Duration::from_secs(5) {
             self.last_line = Instant::now();
-            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-            let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
-            eprintln!("[index] {done}/{} images ({rate:.1}/s, ETA {eta:.0}s), {} skipped, {} failed", self.total, c.skipped, c.failed);
+            eprintln!("[index] {done}/{} images ({pace}{} skipped, {} failed)", self.total, c.skipped, c.failed);
             let _ = std::io::stderr().flush();
         }
     }
@@ -420,5 +432,18 @@ impl Progress {
             bar.set_position(c.done() as u64);
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_and_an_eta_only_once_there_is_a_rate() {
+        assert_eq!(pace(1, 270, Duration::from_millis(1800)), None, "the first image says nothing of the job");
+        assert_eq!(pace(2, 270, Duration::from_secs(10)), None);
+        assert_eq!(pace(60, 270, Duration::from_secs(4)).as_deref(), Some("15.0/s, ETA 14 s"));
+        assert_eq!(pace(100, 10_100, Duration::from_secs(10)).as_deref(), Some("10.0/s, ETA 17 min"));
     }
 }

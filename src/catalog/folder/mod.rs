@@ -228,12 +228,13 @@ impl Backend for FolderCatalog {
         t as f64 / self.current().index.len().max(1) as f64
     }
 
-    /// Writes the graph dump, tagged with the store generation.
+    /// Writes the graph dump, tagged with the store generation, and folds the
+    /// store's write-ahead log into its file (the store file alone is then complete).
     fn persist(&self) -> Result<(), CatalogError> {
         let _writing = self.writer.lock();
         let g = self.current();
         g.index.dump(&graph::graph_dir(&self.dir, &self.opts.model, g.projection.as_deref()), self.store.as_dyn().generation()?)?;
-        Ok(())
+        self.store.checkpoint()
     }
 }
 

@@ -33,8 +33,10 @@ use crate::catalog::CatalogError;
 pub struct SqliteStore {
     dir: PathBuf,
     path: PathBuf,
-    writer: Mutex<Connection>,
+    // The reader is closed first: the last connection to close folds the WAL
+    // into the store file, and a read-only one cannot (see `Drop`).
     reader: Mutex<Connection>,
+    writer: Mutex<Connection>,
 }
 
 /// Whether `dir` holds index files other than the store (a vector dump, a projection, a calibration).
@@ -55,6 +57,19 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Folds the write-ahead log into the store file and empties it, so that
+    /// the store file alone holds everything committed (a plain copy of it
+    /// is then complete). Readers may go on meanwhile.
+    pub fn checkpoint(&self) -> Result<(), CatalogError> {
+        let conn = self.writer.lock();
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(|e| self.err(e))?;
+        if busy != 0 {
+            tracing::debug!("checkpoint of {} blocked by a reader; the WAL is folded in later", self.path.display());
+        }
+        Ok(())
     }
 
     /// The store's tables, sorted by name.
@@ -167,5 +182,15 @@ impl std::ops::Deref for SqliteStore {
     type Target = dyn RecordStore;
     fn deref(&self) -> &(dyn RecordStore + 'static) {
         self
+    }
+}
+
+/// Closing the store leaves it whole in its file: a process that exits
+/// after a command (or `serve` after SIGTERM) leaves no data only in the WAL.
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!("closing the store: {e}");
+        }
     }
 }
