@@ -21,8 +21,9 @@ $BIN index "$DATA/catalog.csv" --index "$WORK/folder" >&2
 DB=roundtrip_$$
 PGPASSWORD=$(cat .cluster/pg-password) psql -h 127.0.0.1 -p "$(cat .cluster/pg-port)" -U knockoff -d postgres -qc "CREATE DATABASE $DB"
 SHARED=${STORE%/*}/$DB
-/usr/bin/time -f "[roundtrip] folder -> shared %e s" $BIN migrate --from "$WORK/folder" --to-store "$SHARED" --to-vectors "$VECTORS"
-/usr/bin/time -f "[roundtrip] shared -> folder %e s" $BIN migrate --from-store "$SHARED" --from-vectors "$VECTORS" --to "$WORK/back"
+# The engines' passwords through the environment, never in the process list.
+KNOCKOFF_STORE=$SHARED KNOCKOFF_VECTORS=$VECTORS /usr/bin/time -f "[roundtrip] folder -> shared %e s" $BIN migrate --from "$WORK/folder" --to-shared
+KNOCKOFF_STORE=$SHARED KNOCKOFF_VECTORS=$VECTORS /usr/bin/time -f "[roundtrip] shared -> folder %e s" $BIN migrate --from-shared --to "$WORK/back"
 summ() { python3 -c 'import json,sys; d=json.load(sys.stdin); print([(m["product_id"], round(m["similarity"],4), round(m["confidence"],4)) for m in d["matches"]], d["verdict"])'; }
 same=0; close=0; n=0
 for i in $(seq 2 6 "$(wc -l < "$DATA/photos-val.csv")"); do

@@ -262,6 +262,38 @@ fn refuses_public_bind_without_keys() {
     assert!(!std::path::Path::new("/tmp/knockoff-never-created").exists(), "nothing written");
 }
 
+/// Keys can come from a file, read again on SIGHUP (a key added, one
+/// revoked, no restart); keys on the command line get a warning (any local
+/// user can read them in the process list).
+#[test]
+fn api_keys_come_from_a_file_and_are_read_again_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# the shop's key\nshop:read:first-secret-1\n").unwrap();
+    let s = start_with(None, &["--api-keys-file", keys.to_str().unwrap()]);
+    let stats = |secret: &str| send(ureq::get(&url(&s, "/v1/stats")).set("Authorization", &format!("Bearer {secret}")), None).0;
+    assert_eq!((stats("first-secret-1"), stats("second-secret-2")), (200, 401));
+    std::fs::write(&keys, "shop:read:second-secret-2\n").unwrap();
+    let hup = Command::new("kill").args(["-HUP", &s.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    eventually("the rewritten keys file is read on SIGHUP", || stats("second-secret-2") == 200);
+    assert_eq!(stats("first-secret-1"), 401, "the revoked key");
+    // A keys file that breaks keeps the keys in force.
+    std::fs::write(&keys, "not a key\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &s.child.id().to_string()]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stats("second-secret-2"), 200);
+    drop(s);
+    let out = Command::new(bin())
+        .current_dir(root())
+        .env_remove("KNOCKOFF_API_KEYS")
+        .args(["serve", "--api-keys", "ops:admin:cli-secret-99", "--index", dir.path().join("none").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("visible to every local user") && !err.contains("cli-secret-99"), "{err}");
+}
+
 /// A tiny HTTP server on loopback that serves one file, then a redirect chain.
 fn file_server(bytes: Vec<u8>) -> SocketAddr {
     use std::io::Write;

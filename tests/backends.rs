@@ -141,6 +141,36 @@ fn product_metadata_updates_reach_answers_and_filters() {
     }
 }
 
+/// A brand, name or category with a control character (NUL, CR) or over 200
+/// characters, or attributes over 4 KB, are refused the same way on both
+/// backends (a clear invalid-field error, nothing written): before, NUL went
+/// into SQLite and broke a later migration, and was a 500 on PostgreSQL.
+#[test]
+fn product_text_is_checked_the_same_way_on_both_backends() {
+    for b in backends("text") {
+        let (cat, _) = b.open(opts()).unwrap();
+        let long = "x".repeat(201);
+        for (field, bad) in [("brand", "Ac\0me"), ("category", "Kitchen\r\nX-Injected: 1"), ("name", long.as_str())] {
+            let mut p = Product::new("bad-text", Label::Authentic);
+            match field {
+                "brand" => p.brand = Some(bad.into()),
+                "category" => p.category = Some(bad.into()),
+                _ => p.name = Some(bad.into()),
+            }
+            let err = cat.upsert_product(&p).unwrap_err();
+            assert!(matches!(err, CatalogError::Invalid { field: f, .. } if f == field), "{} {field}: {err}", b.name());
+            let mut img = images(1, 1).remove(0);
+            img.product = p;
+            assert!(matches!(cat.add_images(&[img]).unwrap_err(), CatalogError::Invalid { .. }), "{}", b.name());
+        }
+        let mut p = Product::new("big-attributes", Label::Authentic);
+        p.attributes.insert("notes".into(), serde_json::Value::String("y".repeat(5000)));
+        assert!(matches!(cat.upsert_product(&p).unwrap_err(), CatalogError::Invalid { field: "attributes", .. }), "{}", b.name());
+        assert!(cat.records().product("bad-text").unwrap().is_none() && cat.records().product("big-attributes").unwrap().is_none());
+        assert_eq!(cat.stats().unwrap().counts.images, 0, "nothing written ({})", b.name());
+    }
+}
+
 #[test]
 fn a_projection_is_applied_to_searches_and_new_images_and_kept() {
     for b in backends("projection") {

@@ -341,3 +341,37 @@ fn a_folder_without_a_catalog_is_refused_not_created() {
     assert_eq!(stats["images"], 0);
     assert!(typo.join("catalog.sqlite3").exists());
 }
+
+/// `migrate` takes the shared backend from the environment (`--to-shared`,
+/// `--from-shared`), so the engines' passwords stay out of the process list;
+/// URLs with passwords on the command line still work, with a warning.
+#[test]
+fn migrate_takes_the_engines_passwords_from_the_environment() {
+    let work = tempfile::tempdir().unwrap();
+    let from = work.path().join("from");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(root()).env_remove("KNOCKOFF_STORE").env_remove("KNOCKOFF_VECTORS").args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, err) = run(&["migrate", "--from", from.to_str().unwrap(), "--to-shared"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("KNOCKOFF_STORE and KNOCKOFF_VECTORS"), "{err}");
+    // From the environment: nothing listens there, and the message names the address only.
+    let env = [
+        ("KNOCKOFF_STORE", "postgres://knockoff:env-secret-1@127.0.0.1:9/k"),
+        ("KNOCKOFF_VECTORS", "milvus://root:env-secret-2@127.0.0.1:9"),
+    ];
+    let index = make_catalog(work.path(), 2, 1);
+    assert_eq!(knockoff(&["index", index.to_str().unwrap(), "--index", from.to_str().unwrap(), "--no-calibrate"]).status.code(), Some(0));
+    let (code, err) = run(&["migrate", "--from", from.to_str().unwrap(), "--to-shared"], &env);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("127.0.0.1:9") && !err.contains("env-secret") && !err.contains("warning"), "{err}");
+    let (code, err) = run(&["migrate", "--from", from.to_str().unwrap(), "--to-store", env[0].1, "--to-vectors", env[1].1], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("visible to every local user") && !err.contains("env-secret"), "{err}");
+}

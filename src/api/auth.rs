@@ -119,6 +119,15 @@ impl Keys {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: Keys) {
+        self.0.extend(other.0);
+    }
+
     /// The key matching a bearer secret, comparing every key in constant time.
     pub fn check(&self, secret: &str) -> Option<&ApiKey> {
         let h: [u8; 32] = Sha256::digest(secret.as_bytes()).into();

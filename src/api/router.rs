@@ -65,7 +65,7 @@ async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> 
 /// The layer on every route that needs `role`: the key checked before
 /// anything reads the body (see [`auth`]).
 async fn require(role: Role, state: &AppState, mut req: Request, next: Next) -> Response {
-    match auth::check(&state.keys, req.headers(), role) {
+    match auth::check(&state.keys(), req.headers(), role) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

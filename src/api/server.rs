@@ -21,10 +21,29 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             let _ = tokio::task::spawn_blocking(move || st.refit_if_changed()).await;
         }
     });
+    let reload = tokio::spawn(reload_keys_on_sighup(state.clone()));
     axum::serve(listener, super::router::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     refit.abort();
+    reload.abort();
     let _ = tokio::task::spawn_blocking(move || catalog.persist()).await;
     Ok(())
+}
+
+/// SIGHUP reads the API keys again (a keys file rewritten, a key revoked)
+/// without a restart; a reload that fails keeps the keys in force.
+async fn reload_keys_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match state.reload_keys() {
+                Ok(n) => tracing::warn!("API keys read again on SIGHUP: {n} keys in force"),
+                Err(e) => tracing::error!("API keys not reloaded, the ones in force stay: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(state);
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,8 @@
 //! authentic_threshold = 0.5
 //! # Share of lookups expected to show products outside the catalog (default: the 5 % fitted with).
 //! out_of_catalog_share = 0.05
+//! # One `name:role:secret` a line, re-read on SIGHUP (keep it readable by the service alone):
+//! # api_keys_file = "/etc/knockoff/keys"
 //! [[api_keys]]
 //! name = "shop"
 //! role = "read"
@@ -73,6 +75,8 @@ pub struct ConfigFile {
     /// Whether lookups check for reused catalog photos (`copies`); off saves the local features and their verification.
     pub copy_detection: Option<bool>,
     pub verdict: Option<VerdictConfig>,
+    /// A file of API keys, one `name:role:secret` a line (re-read on SIGHUP).
+    pub api_keys_file: Option<PathBuf>,
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
 }
@@ -104,6 +108,7 @@ pub struct Overrides {
     pub index: Option<PathBuf>,
     pub addr: Option<SocketAddr>,
     pub api_keys: Option<String>,
+    pub api_keys_file: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
     pub queue_depth: Option<usize>,
     pub max_batch: Option<usize>,
@@ -121,6 +126,8 @@ pub struct Settings {
     pub vectors: Option<String>,
     pub addr: SocketAddr,
     pub keys: Keys,
+    /// Where the keys came from, to read them again (SIGHUP).
+    pub key_sources: KeySources,
     pub config: ServiceConfig,
     pub max_pixels: u64,
 }
@@ -129,14 +136,9 @@ impl Settings {
     /// Flags and environment over the config file over defaults; checks the
     /// keys and that an unauthenticated service stays on loopback.
     pub fn resolve(o: Overrides, file: ConfigFile) -> Result<Settings, ConfigError> {
-        let mut keys = Keys::from_env_value(o.api_keys.as_deref().unwrap_or(""))?;
-        for k in &file.api_keys {
-            keys.add_hashed(&k.name, &k.role, &k.sha256)?;
-        }
         let addr = o.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        if keys.is_empty() && !addr.ip().is_loopback() {
-            return Err(ConfigError::PublicWithoutKeys(addr));
-        }
+        let key_sources = KeySources { inline: o.api_keys, file: o.api_keys_file.or(file.api_keys_file), hashed: file.api_keys, addr };
+        let keys = key_sources.load()?;
         if let Some(v) = &file.verdict {
             check_rates(v)?;
         }
@@ -158,9 +160,43 @@ impl Settings {
             vectors: file.vectors,
             addr,
             keys,
+            key_sources,
             config,
             max_pixels: o.max_pixels.or(file.max_pixels).unwrap_or(crate::embed::DEFAULT_MAX_PIXELS),
         })
+    }
+}
+
+/// Where the service's API keys come from: `KNOCKOFF_API_KEYS` (or the
+/// `--api-keys` flag, which any local user can read in the process list),
+/// a keys file (`--api-keys-file`, `KNOCKOFF_API_KEYS_FILE`, `api_keys_file`;
+/// one `name:role:secret` a line, `#` comments), and the config file's
+/// hashed `[[api_keys]]`. All of them apply together.
+#[derive(Debug, Clone)]
+pub struct KeySources {
+    pub inline: Option<String>,
+    pub file: Option<PathBuf>,
+    pub hashed: Vec<KeyEntry>,
+    /// The address served: off loopback, an empty set of keys is refused.
+    pub addr: SocketAddr,
+}
+
+impl KeySources {
+    /// The keys as the sources say now.
+    pub fn load(&self) -> Result<Keys, ConfigError> {
+        let mut keys = Keys::from_env_value(self.inline.as_deref().unwrap_or(""))?;
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+            keys.extend(Keys::from_env_value(&lines.join(","))?);
+        }
+        for k in &self.hashed {
+            keys.add_hashed(&k.name, &k.role, &k.sha256)?;
+        }
+        if keys.is_empty() && !self.addr.ip().is_loopback() {
+            return Err(ConfigError::PublicWithoutKeys(self.addr));
+        }
+        Ok(keys)
     }
 }
 

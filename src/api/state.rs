@@ -17,7 +17,10 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub embedder: Arc<Embedder>,
     pub pool: InferencePool,
-    pub keys: Keys,
+    /// The API keys in force (swapped whole when they are read again, on SIGHUP).
+    keys: parking_lot::RwLock<Arc<Keys>>,
+    /// Where they come from.
+    pub key_sources: super::settings::KeySources,
     pub config: ServiceConfig,
     /// The index's calibration and verdict thresholds, swapped whole by the background refit.
     pub refit: Refitter,
@@ -26,6 +29,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The API keys in force.
+    pub fn keys(&self) -> Arc<Keys> {
+        self.keys.read().clone()
+    }
+
+    /// Reads the keys from their sources again and swaps them in; on an
+    /// error (an unreadable file, a bad entry) the keys in force stay.
+    pub fn reload_keys(&self) -> Result<usize, super::ConfigError> {
+        let fresh = self.key_sources.load()?;
+        let n = fresh.len();
+        *self.keys.write() = Arc::new(fresh);
+        Ok(n)
+    }
+
     /// The current verdict settings (one `Arc` clone; a refit swaps in new ones).
     pub fn verdicts(&self) -> Arc<Verdicts> {
         self.refit.verdicts()
@@ -75,6 +92,16 @@ pub fn start(
     let job_settings = JobSettings { fetch, inference_threads: config.inference_threads };
     let (jobs, resumed) = JobQueue::start(catalog.clone(), embedder.clone(), job_settings)?;
     let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
-    let state = AppState { catalog, embedder, pool, keys: settings.keys.clone(), config, refit, metrics: Metrics::default(), jobs };
+    let state = AppState {
+        catalog,
+        embedder,
+        pool,
+        keys: parking_lot::RwLock::new(Arc::new(settings.keys.clone())),
+        key_sources: settings.key_sources.clone(),
+        config,
+        refit,
+        metrics: Metrics::default(),
+        jobs,
+    };
     Ok((Arc::new(state), resumed))
 }

@@ -38,8 +38,8 @@ pub use projection::{FitOptions, Projection, ProjectionInfo};
 pub use shared::SharedSpec;
 pub use store::{ImageRow, JobRow, JobStatus, ProductRow, RecordStore};
 pub use types::{
-    check_product_id, CatalogOptions, CatalogStats, Filter, ImageRecord, IndexParams, Label, NewImage, OpenReport, Product, StoreCounts,
-    MAX_PRODUCT_ID_CHARS,
+    check_product, check_product_id, check_product_text, CatalogOptions, CatalogStats, Filter, ImageRecord, IndexParams, Label, NewImage,
+    OpenReport, Product, StoreCounts, MAX_ATTRIBUTES_BYTES, MAX_PRODUCT_ID_CHARS, MAX_TEXT_CHARS,
 };
 
 use std::collections::HashMap;

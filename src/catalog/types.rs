@@ -64,9 +64,40 @@ pub fn check_product_id(id: &str) -> Result<(), String> {
     Err(format!("product id '{shown}' {problem}; ids are 1-{MAX_PRODUCT_ID_CHARS} printable characters"))
 }
 
-/// What every backend checks before writing a product: its id.
-pub(crate) fn check_product(p: &Product) -> Result<(), CatalogError> {
-    check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })
+/// The longest brand, name or category, in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
+/// The most bytes a product's free-form attributes take as JSON.
+pub const MAX_ATTRIBUTES_BYTES: usize = 4096;
+
+/// A brand, name or category: at most 200 characters, no control characters
+/// (NUL, CR, newline, …: they break manifests, logs and engines' parsers).
+pub fn check_product_text(value: &str) -> Result<(), String> {
+    let shown = || value.chars().take(40).flat_map(char::escape_debug).collect::<String>();
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("'{}…' is longer than {MAX_TEXT_CHARS} characters", shown()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("'{}' contains a control character (NUL, CR, newline, tab, …)", shown()));
+    }
+    Ok(())
+}
+
+/// What every backend checks before writing a product: its id, its text
+/// fields and the size of its attributes (the one rule for manifests, jobs,
+/// `PUT` and the store).
+pub fn check_product(p: &Product) -> Result<(), CatalogError> {
+    check_product_id(&p.product_id).map_err(|detail| CatalogError::Invalid { field: "product_id", detail })?;
+    for (field, value) in [("brand", &p.brand), ("name", &p.name), ("category", &p.category)] {
+        if let Some(v) = value {
+            check_product_text(v).map_err(|detail| CatalogError::Invalid { field, detail })?;
+        }
+    }
+    let attributes = serde_json::Value::Object(p.attributes.clone()).to_string().len();
+    if attributes > MAX_ATTRIBUTES_BYTES {
+        let detail = format!("{attributes} bytes of JSON; at most {MAX_ATTRIBUTES_BYTES}");
+        return Err(CatalogError::Invalid { field: "attributes", detail });
+    }
+    Ok(())
 }
 
 /// What every backend checks before writing images: every vector has the

@@ -216,9 +216,12 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080; non-loopback needs API keys).
     #[arg(long, env = "KNOCKOFF_ADDR")]
     pub addr: Option<std::net::SocketAddr>,
-    /// API keys: name:role:secret,... (role read or admin).
+    /// API keys: name:role:secret,... (role read or admin). On the command line any local user can read them: prefer the environment or --api-keys-file.
     #[arg(long, env = "KNOCKOFF_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// A file of API keys, one name:role:secret a line (# comments); read again on SIGHUP.
+    #[arg(long, env = "KNOCKOFF_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Largest request body in bytes (default 20 MB).
     #[arg(long, env = "KNOCKOFF_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -349,18 +352,24 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Source index folder.
-    #[arg(long, conflicts_with_all = ["from_store", "from_vectors"], required_unless_present = "from_store")]
+    #[arg(long, conflicts_with_all = ["from_store", "from_vectors", "from_shared"], required_unless_present_any = ["from_store", "from_shared"])]
     pub from: Option<PathBuf>,
-    /// Source shared backend: PostgreSQL URL (with --from-vectors).
+    /// Source: the shared backend KNOCKOFF_STORE and KNOCKOFF_VECTORS name (their passwords stay out of the process list).
+    #[arg(long, conflicts_with_all = ["from_store", "from_vectors"])]
+    pub from_shared: bool,
+    /// Source shared backend: PostgreSQL URL (with --from-vectors; a password here is visible to local users: prefer --from-shared).
     #[arg(long, requires = "from_vectors")]
     pub from_store: Option<String>,
     /// Source shared backend: Milvus URL (with --from-store).
     #[arg(long, requires = "from_store")]
     pub from_vectors: Option<String>,
     /// Target index folder.
-    #[arg(long, conflicts_with_all = ["to_store", "to_vectors"], required_unless_present = "to_store")]
+    #[arg(long, conflicts_with_all = ["to_store", "to_vectors", "to_shared"], required_unless_present_any = ["to_store", "to_shared"])]
     pub to: Option<PathBuf>,
-    /// Target shared backend: PostgreSQL URL (with --to-vectors).
+    /// Target: the shared backend KNOCKOFF_STORE and KNOCKOFF_VECTORS name (their passwords stay out of the process list).
+    #[arg(long, conflicts_with_all = ["to_store", "to_vectors"])]
+    pub to_shared: bool,
+    /// Target shared backend: PostgreSQL URL (with --to-vectors; a password here is visible to local users: prefer --to-shared).
     #[arg(long, requires = "to_vectors")]
     pub to_store: Option<String>,
     /// Target shared backend: Milvus URL (with --to-store).
@@ -369,23 +378,36 @@ pub struct MigrateArgs {
 }
 
 impl MigrateArgs {
-    fn endpoint(dir: Option<&PathBuf>, store: Option<&String>, vectors: Option<&String>) -> crate::catalog::Location {
-        match (dir, store, vectors) {
-            (Some(d), _, _) => crate::catalog::Location::Folder(d.clone()),
-            (None, Some(s), Some(v)) => {
-                crate::catalog::Location::Shared(crate::catalog::SharedSpec { store: s.clone(), vectors: v.clone() })
-            }
-            // clap requires one of the two forms.
-            _ => crate::catalog::Location::Folder(PathBuf::from("index")),
-        }
+    fn endpoint(
+        dir: Option<&PathBuf>,
+        shared: bool,
+        store: Option<&String>,
+        vectors: Option<&String>,
+    ) -> anyhow::Result<crate::catalog::Location> {
+        use crate::catalog::{Location, SharedSpec};
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(match (dir, store, vectors) {
+            (Some(d), _, _) => Location::Folder(d.clone()),
+            (None, Some(s), Some(v)) => Location::Shared(SharedSpec { store: s.clone(), vectors: v.clone() }),
+            _ if shared => match (env("KNOCKOFF_STORE"), env("KNOCKOFF_VECTORS")) {
+                (Some(store), Some(vectors)) => Location::Shared(SharedSpec { store, vectors }),
+                _ => anyhow::bail!("--from-shared / --to-shared need KNOCKOFF_STORE and KNOCKOFF_VECTORS in the environment"),
+            },
+            // clap requires one of the forms.
+            _ => Location::Folder(PathBuf::from("index")),
+        })
     }
-    #[must_use]
-    pub fn source(&self) -> crate::catalog::Location {
-        Self::endpoint(self.from.as_ref(), self.from_store.as_ref(), self.from_vectors.as_ref())
+    pub fn source(&self) -> anyhow::Result<crate::catalog::Location> {
+        Self::endpoint(self.from.as_ref(), self.from_shared, self.from_store.as_ref(), self.from_vectors.as_ref())
     }
+    pub fn target(&self) -> anyhow::Result<crate::catalog::Location> {
+        Self::endpoint(self.to.as_ref(), self.to_shared, self.to_store.as_ref(), self.to_vectors.as_ref())
+    }
+    /// Whether a password was given on the command line.
     #[must_use]
-    pub fn target(&self) -> crate::catalog::Location {
-        Self::endpoint(self.to.as_ref(), self.to_store.as_ref(), self.to_vectors.as_ref())
+    pub fn passwords_in_argv(&self) -> bool {
+        let has_password = |u: &Option<String>| u.as_deref().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| u.password().is_some());
+        [&self.from_store, &self.from_vectors, &self.to_store, &self.to_vectors].into_iter().any(has_password)
     }
 }
 

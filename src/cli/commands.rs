@@ -121,6 +121,7 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
         index: given::<PathBuf>(matches, "dir"),
         addr: a.addr,
         api_keys: a.api_keys.clone(),
+        api_keys_file: a.api_keys_file.clone(),
         max_body_bytes: a.max_body_bytes,
         queue_depth: a.queue_depth,
         max_batch: a.max_batch,
@@ -128,6 +129,9 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
         allow_private_urls: a.allow_private_urls,
         max_pixels: g.max_pixels,
     };
+    if matches.and_then(|m| m.value_source("api_keys")) == Some(ValueSource::CommandLine) {
+        eprintln!("warning: --api-keys on the command line is visible to every local user (ps): use KNOCKOFF_API_KEYS or --api-keys-file");
+    }
     let settings = crate::api::Settings::resolve(overrides, file)?;
     let registry = open_registry(g.models.as_deref())?;
     let spec = IndexSpec { create: a.create, ..a.index.spec() };
@@ -265,7 +269,10 @@ pub fn stats(g: &Global, a: &StatsArgs) -> anyhow::Result<i32> {
 
 pub fn migrate(g: &Global, a: &MigrateArgs) -> anyhow::Result<i32> {
     let registry = open_registry(g.models.as_deref())?;
-    let (from, to) = (a.source(), a.target());
+    if a.passwords_in_argv() {
+        eprintln!("warning: engine passwords on the command line are visible to every local user (ps): use --from-shared / --to-shared with KNOCKOFF_STORE and KNOCKOFF_VECTORS");
+    }
+    let (from, to) = (a.source()?, a.target()?);
     eprintln!("[migrate] {from} -> {to}");
     let report = crate::index::migrate(&registry, &from, &to, &mut |line| eprintln!("[migrate] {line}"))?;
     print::json(&report)?;

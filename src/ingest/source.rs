@@ -232,6 +232,11 @@ fn item_of(row: Row, base: Option<&Path>, defaults: &SourceDefaults) -> Result<S
     product.brand = nonempty(row.brand).or_else(|| defaults.brand.clone());
     product.name = nonempty(row.name);
     product.category = nonempty(row.category);
+    for (field, value) in [("brand", &product.brand), ("name", &product.name), ("category", &product.category)] {
+        if let Some(v) = value {
+            crate::catalog::check_product_text(v).map_err(|e| format!("'{field}' {e}"))?;
+        }
+    }
     Ok(SourceItem { image, product, copy_of })
 }
 
