@@ -144,7 +144,7 @@ fn product_metadata_updates_reach_answers_and_filters() {
 /// A brand, name or category with a control character (NUL, CR) or over 200
 /// characters, or attributes over 4 KB, are refused the same way on both
 /// backends (a clear invalid-field error, nothing written): before, NUL went
-/// into SQLite and broke a later migration, and was a 500 on PostgreSQL.
+/// into `SQLite` and broke a later migration, and was a 500 on PostgreSQL.
 #[test]
 fn product_text_is_checked_the_same_way_on_both_backends() {
     for b in backends("text") {

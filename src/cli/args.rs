@@ -354,7 +354,7 @@ pub struct MigrateArgs {
     /// Source index folder.
     #[arg(long, conflicts_with_all = ["from_store", "from_vectors", "from_shared"], required_unless_present_any = ["from_store", "from_shared"])]
     pub from: Option<PathBuf>,
-    /// Source: the shared backend KNOCKOFF_STORE and KNOCKOFF_VECTORS name (their passwords stay out of the process list).
+    /// Source: the shared backend `KNOCKOFF_STORE` and `KNOCKOFF_VECTORS` name (their passwords stay out of the process list).
     #[arg(long, conflicts_with_all = ["from_store", "from_vectors"])]
     pub from_shared: bool,
     /// Source shared backend: PostgreSQL URL (with --from-vectors; a password here is visible to local users: prefer --from-shared).
@@ -366,7 +366,7 @@ pub struct MigrateArgs {
     /// Target index folder.
     #[arg(long, conflicts_with_all = ["to_store", "to_vectors", "to_shared"], required_unless_present_any = ["to_store", "to_shared"])]
     pub to: Option<PathBuf>,
-    /// Target: the shared backend KNOCKOFF_STORE and KNOCKOFF_VECTORS name (their passwords stay out of the process list).
+    /// Target: the shared backend `KNOCKOFF_STORE` and `KNOCKOFF_VECTORS` name (their passwords stay out of the process list).
     #[arg(long, conflicts_with_all = ["to_store", "to_vectors"])]
     pub to_shared: bool,
     /// Target shared backend: PostgreSQL URL (with --to-vectors; a password here is visible to local users: prefer --to-shared).
