@@ -171,6 +171,44 @@ fn product_text_is_checked_the_same_way_on_both_backends() {
     }
 }
 
+/// A photo uploaded to an existing product goes to the product as it is when
+/// it is written: one deleted meanwhile (while the photo was embedded) is not
+/// brought back, one relabelled meanwhile keeps its new label, and a batch
+/// naming a product that is gone writes nothing.
+#[test]
+fn a_photo_for_a_product_deleted_meanwhile_does_not_bring_it_back() {
+    for b in backends("resurrect") {
+        let (cat, _) = b.open(opts()).unwrap();
+        let all = images(6, 3);
+        // Everything but p5's first photo, which is uploaded later.
+        cat.add_images(&[&all[..15], &all[16..]].concat()).unwrap();
+        assert_eq!(cat.delete_product("p3").unwrap(), 3);
+        // The upload read p3 before the delete: its item still names it.
+        let late = all[15].clone();
+        let mut for_p3 = late.clone();
+        for_p3.product = all[9].product.clone();
+        assert_eq!(for_p3.product.product_id, "p3");
+        let err = cat.add_images_to_existing(&[for_p3.clone()]).unwrap_err();
+        assert!(matches!(err, CatalogError::UnknownProduct(ref p) if p == "p3"), "{} {err}", b.name());
+        assert!(cat.records().product("p3").unwrap().is_none(), "p3 stays deleted ({})", b.name());
+        assert!(!top_ids(&cat, &vector(3), 6).contains(&"p3".to_string()), "{}", b.name());
+        // A batch with one product gone writes nothing.
+        let before = cat.stats().unwrap().counts.images;
+        assert!(cat.add_images_to_existing(&[late.clone(), for_p3]).is_err());
+        assert_eq!(cat.stats().unwrap().counts.images, before, "{}", b.name());
+        // Relabelled while the photo was embedded: the new label stays.
+        let mut relabelled = cat.records().product("p5").unwrap().unwrap();
+        relabelled.label = Label::Counterfeit;
+        cat.upsert_product(&relabelled).unwrap();
+        assert_eq!(late.product.product_id, "p5");
+        assert_eq!(late.product.label, Label::Authentic, "the item carries the old label");
+        cat.add_images_to_existing(&[late]).unwrap();
+        assert_eq!(cat.records().product("p5").unwrap().unwrap().label, Label::Counterfeit, "{}", b.name());
+        let top = search_products(&cat, &vector(5), &SearchRequest { k: 1, ..Default::default() }).unwrap();
+        assert_eq!((top[0].product.product_id.as_str(), top[0].product.label), ("p5", Label::Counterfeit), "{}", b.name());
+    }
+}
+
 #[test]
 fn a_projection_is_applied_to_searches_and_new_images_and_kept() {
     for b in backends("projection") {

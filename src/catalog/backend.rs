@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::projection::{FitOptions, Projection, ProjectionInfo};
-use super::store::RecordStore;
+use super::store::{Products, RecordStore};
 use super::table::ImageTable;
 use super::vectors::VectorIndex;
 use super::{CatalogError, CatalogOptions, CatalogStats, NewImage, Product};
@@ -84,8 +84,9 @@ pub trait Backend: Send + Sync {
     /// Where the catalog lives, for people (no password).
     fn location(&self) -> String;
 
-    /// Commits images, then makes them searchable; per item its new id, or `None` if already indexed.
-    fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError>;
+    /// Commits images (their products as `products` says), then makes them
+    /// searchable; per item its new id, or `None` if already indexed.
+    fn add_images(&self, items: &[NewImage], products: Products) -> Result<Vec<Option<i64>>, CatalogError>;
     fn upsert_product(&self, p: &Product) -> Result<(), CatalogError>;
     /// Deletes a product; returns how many images went with it.
     fn delete_product(&self, product_id: &str) -> Result<usize, CatalogError>;

@@ -163,7 +163,14 @@ impl Catalog {
     /// Nothing is written unless every item is valid.
     pub fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
         types::check_new_images(items, self.dim())?;
-        self.backend.add_images(items)
+        self.backend.add_images(items, store::Products::Upsert)
+    }
+    /// Like [`Catalog::add_images`], but only to products that exist now,
+    /// which it leaves as they are (`UnknownProduct` otherwise, nothing
+    /// written): a photo uploaded for a product deleted meanwhile does not bring it back.
+    pub fn add_images_to_existing(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
+        types::check_new_images(items, self.dim())?;
+        self.backend.add_images(items, store::Products::MustExist)
     }
     /// Creates or updates a product's metadata (fields not given keep their value).
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {

@@ -84,7 +84,8 @@ pub async fn add_image(
         thumbnail: Some(thumb),
         copy_features: Some(copy),
     };
-    let ids = blocking(move || Ok(state.catalog.add_images(&[item])?)).await?;
+    // Only to the product as it is now: one deleted meanwhile stays deleted (404).
+    let ids = blocking(move || Ok(state.catalog.add_images_to_existing(&[item])?)).await?;
     let image_id = ids.first().copied().flatten();
     let code = if image_id.is_some() { StatusCode::CREATED } else { StatusCode::OK };
     Ok((code, Json(AddImageOut { product_id: id, image_id, already_indexed: image_id.is_none() })))

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use super::backend::{Backend, Hooks, Phase, Space};
 use super::projection::{FitOptions, Projection, ProjectionInfo};
 use super::store::sqlite::SqliteStore;
-use super::store::RecordStore;
+use super::store::{Products, RecordStore};
 use super::table::ImageTable;
 use super::vectors::HnswIndex;
 use super::{CatalogError, CatalogOptions, CatalogStats, NewImage, OpenReport, Product};
@@ -129,14 +129,16 @@ impl Backend for FolderCatalog {
         true
     }
 
-    fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
+    fn add_images(&self, items: &[NewImage], products: Products) -> Result<Vec<Option<i64>>, CatalogError> {
         let _writing = self.writer.lock();
-        let ids = self.store.as_dyn().add_images(&self.opts.model, items)?;
+        let ids = self.store.as_dyn().add_images(&self.opts.model, items, products)?;
         {
             let mut table = self.table.write();
             for (it, id) in items.iter().zip(&ids) {
                 if let Some((image, row)) = id {
-                    table.put_product(*row, it.product.clone());
+                    if products == Products::Upsert {
+                        table.put_product(*row, it.product.clone());
+                    }
                     table.put_image(*image, *row, false, it.copy_features.as_deref());
                 }
             }

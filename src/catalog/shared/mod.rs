@@ -31,7 +31,7 @@ use parking_lot::{Mutex, RwLock};
 use super::backend::{Backend, Hooks, Space};
 use super::projection::{FitOptions, Projection, ProjectionInfo};
 use super::store::postgres::PgStore;
-use super::store::RecordStore;
+use super::store::{Products, RecordStore};
 use super::table::ImageTable;
 use super::vectors::{Milvus, MilvusCollection};
 use super::{CatalogError, CatalogOptions, CatalogStats, NewImage, Product};
@@ -109,10 +109,13 @@ impl Backend for SharedCatalog {
     }
 
     /// Commits images to PostgreSQL, then places their vectors in Milvus.
-    fn add_images(&self, items: &[NewImage]) -> Result<Vec<Option<i64>>, CatalogError> {
+    fn add_images(&self, items: &[NewImage], products: Products) -> Result<Vec<Option<i64>>, CatalogError> {
         let inner = &self.inner;
-        let changed = inner.changed_filter_fields(items.iter().map(|it| &it.product));
-        let ids = inner.records().add_images(&inner.opts.model, items)?;
+        let changed = match products {
+            Products::Upsert => inner.changed_filter_fields(items.iter().map(|it| &it.product)),
+            Products::MustExist => Vec::new(),
+        };
+        let ids = inner.records().add_images(&inner.opts.model, items, products)?;
         inner.sync_changes()?;
         inner.refresh_filter_fields(&changed)?;
         let fresh: Vec<(i64, Vec<f32>)> =

@@ -9,6 +9,17 @@ use crate::catalog::{CatalogError, ImageRecord, NewImage};
 /// An image committed by [`RecordStore::add_images`]: its id and its product's row.
 pub type Added = Option<(i64, i64)>;
 
+/// What adding images does to their products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Products {
+    /// Creates or updates each image's product from the item (a manifest, a job).
+    Upsert,
+    /// Adds only to products that exist now, leaving them as they are: a
+    /// product deleted (or relabelled) while its photo was being embedded is
+    /// neither brought back nor overwritten.
+    MustExist,
+}
+
 /// Inserts one image's rows for `model` (its product's row given); `None`
 /// when the product already has a live image with the same bytes.
 fn insert_image(tx: &mut dyn Tx, model: &str, it: &NewImage, product: i64, ts: &str) -> Result<Option<i64>, SqlError> {
@@ -56,20 +67,35 @@ fn images_where(tx: &mut dyn Tx, clause: &str, arg: super::Arg<'_>) -> Result<Ve
 }
 
 impl dyn RecordStore + '_ {
-    /// Adds images (and their products) in one transaction: per item its new
-    /// image id and product row, or `None` when that product already has a
-    /// live image with the same bytes (a re-run skips it).
-    pub fn add_images(&self, model: &str, items: &[NewImage]) -> Result<Vec<Added>, CatalogError> {
+    /// Adds images in one transaction (their products as `products` says):
+    /// per item its new image id and product row, or `None` when that
+    /// product already has a live image with the same bytes (a re-run skips
+    /// it). With [`Products::MustExist`], a product that is not there now
+    /// makes it `UnknownProduct` and nothing is written.
+    pub fn add_images(&self, model: &str, items: &[NewImage], products: Products) -> Result<Vec<Added>, CatalogError> {
         let ts = now();
-        self.write(|tx| {
-            let mut out = Vec::with_capacity(items.len());
+        let added = self.write(|tx| {
+            let mut rows = Vec::with_capacity(items.len());
             for it in items {
-                let product = products::upsert(tx, &it.product, &ts)?;
+                rows.push(match products {
+                    Products::Upsert => products::upsert(tx, &it.product, &ts)?,
+                    Products::MustExist => {
+                        let id = &it.product.product_id;
+                        match tx.query_opt("SELECT id FROM products WHERE product_id = $1 AND NOT deleted", args![id], |r| r.i64(0))? {
+                            Some(row) => row,
+                            None => return Ok(Err(id.clone())),
+                        }
+                    }
+                });
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (it, product) in items.iter().zip(rows) {
                 out.push(insert_image(tx, model, it, product, &ts)?.map(|id| (id, product)));
             }
             meta::bump_generation(tx)?;
-            Ok(out)
-        })
+            Ok(Ok(out))
+        })?;
+        added.map_err(CatalogError::UnknownProduct)
     }
 
     pub fn delete_image(&self, id: i64) -> Result<(), CatalogError> {

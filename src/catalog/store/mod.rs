@@ -30,6 +30,7 @@ pub mod sql;
 pub mod sqlite;
 
 pub use export::{ImageRow, ProductRow};
+pub use images::Products;
 pub use jobs::{job_lease, JobRow, JobStatus};
 pub use meta::IDENTITY_KEYS;
 pub(crate) use products::product_from_row;
