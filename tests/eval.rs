@@ -142,14 +142,16 @@ fn calibration_round_trips_through_the_index_folder_and_is_used() {
         serde_json::from_slice(&run(&["eval", "--index", idx.to_str().unwrap(), "--queries", work.path().join("q.csv").to_str().unwrap()]))
             .unwrap();
     assert!(r["ece"].as_f64().unwrap() <= 0.25, "{r}");
-    // A calibrate on an empty index is a clear error.
+    // A calibrate on a folder that holds no catalog is a clear error, and creates nothing there.
     let out = Command::new(bin())
         .current_dir(root())
         .args(["calibrate", "--index", work.path().join("empty").to_str().unwrap(), "--queries", "q.csv"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds no catalog"), "{said}");
+    assert!(!work.path().join("empty").exists());
 }
 
 #[test]

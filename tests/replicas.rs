@@ -3,84 +3,14 @@
 //! `scripts/cluster.sh`; under CI their absence fails these tests).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::{bin, eventually, fixture, make_catalog, root, SharedDb};
-
-struct Replica {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn serve(env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(bin());
-    // `--create`: each test starts from a database that holds no catalog yet.
-    cmd.current_dir(root()).args(["serve", "--create"]).env_remove("KNOCKOFF_API_KEYS").env("KNOCKOFF_JOB_LEASE_MS", "2000");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn replica(env: &[(&str, String)]) -> Replica {
-    let addr = free_addr();
-    let child = serve(env).args(["--addr", &addr.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "replica did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Replica { child, addr }
-}
-
-/// (status, Retry-After, body as JSON or null).
-fn send(req: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Option<String>, serde_json::Value) {
-    let (status, retry, json) = common::send_reading(req, body, "retry-after");
-    (status, Some(retry).filter(|r| !r.is_empty()), json)
-}
-
-fn at(r: &Replica, path: &str) -> String {
-    format!("http://{}{path}", r.addr)
-}
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(&format!("photos/{name}.jpg"))).unwrap()
-}
-
-fn top(r: &Replica, img: &[u8]) -> Option<String> {
-    let (st, _, j) = send(ureq::post(&at(r, "/v1/lookup")), Some(("image/jpeg", img)));
-    assert_eq!(st, 200, "{j}");
-    j["matches"][0]["product_id"].as_str().map(String::from)
-}
-
-/// Polls until `cond` holds ([`eventually`]); returns how long that took.
-fn until(what: &str, cond: impl Fn() -> bool) -> Duration {
-    let t = Instant::now();
-    eventually(what, cond);
-    t.elapsed()
-}
-
-fn job(r: &Replica, id: &str) -> serde_json::Value {
-    let (st, _, j) = send(ureq::get(&at(r, &format!("/v1/jobs/{id}"))), None);
-    assert_eq!(st, 200, "{j}");
-    j
-}
+use common::replica::{at, free_addr, job, photo, replica, send, serve, top, until, Replica};
+use common::{make_catalog, SharedDb};
 
 #[test]
 fn two_replicas_share_writes_deletes_and_jobs_and_survive_a_kill() {

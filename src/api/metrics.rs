@@ -67,8 +67,18 @@ impl Default for Metrics {
     }
 }
 
+/// The method as a label: one of HTTP's own, or `other`, so that a client
+/// cannot grow the label set (and every scrape) with made-up methods.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
 impl Metrics {
+    /// Counts one request; `route` must be the matched route pattern (or
+    /// `unmatched`), never the raw path.
     pub fn request(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let method = method_label(method);
         let labels = RequestLabels { method: method.into(), route: route.into(), status: status.to_string() };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&RouteLabels { method: method.into(), route: route.into() }).observe(secs);
@@ -94,5 +104,24 @@ impl Metrics {
             tracing::error!("cannot encode metrics: {e}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_do_not_grow_the_exposition() {
+        let m = Metrics::default();
+        m.request("GET", "/v1/stats", 200, 0.01);
+        let stats = CatalogStats::default();
+        let small = m.render(&stats).len();
+        for i in 0..500 {
+            m.request(&format!("X{i}{}", "Y".repeat(8000)), "unmatched", 405, 0.001);
+        }
+        let after = m.render(&stats);
+        assert!(after.contains("method=\"other\""), "{after}");
+        assert!(after.len() < small + 4_000, "{} bytes after 500 made-up methods (was {small})", after.len());
     }
 }

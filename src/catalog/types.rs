@@ -179,7 +179,7 @@ pub struct ImageRecord {
 }
 
 /// How many products and images a catalog holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreCounts {
     pub products: i64,
     pub images: i64,
@@ -229,7 +229,7 @@ pub enum OpenReport {
 }
 
 /// What `stats` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CatalogStats {
     pub model: String,
     pub dim: usize,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod replica;
 pub mod synth;
 
 use std::fmt::Write as _;

@@ -219,7 +219,7 @@ impl Backend for SharedCatalog {
     /// Whether each engine answers: (engine, error if down).
     fn health(&self) -> Vec<(&'static str, Option<String>)> {
         let pg = self.inner.pg.ping().err().map(|e| e.to_string());
-        let mv = self.inner.milvus.collections().err().map(|e| e.to_string());
+        let mv = self.inner.milvus.loaded(&self.inner.collection().name).err().map(|e| e.to_string());
         vec![("postgresql", pg), ("milvus", mv)]
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -14,6 +14,10 @@ use crate::catalog::store::postgres::PgStore;
 use crate::catalog::store::RecordStore;
 use crate::catalog::vectors::{Milvus, MilvusCollection};
 use crate::catalog::{CatalogError, CatalogOptions, OpenReport};
+
+/// How long a replica starting waits for Milvus to load the collection
+/// (after an engine restart) before giving up with a message.
+const LOAD_WAIT: Duration = Duration::from_secs(600);
 
 impl SharedCatalog {
     /// Connects to both engines, creates or checks the catalog (model,
@@ -43,6 +47,7 @@ impl SharedCatalog {
         inner.sync_changes()?;
         let coll = inner.collection();
         inner.milvus.ensure_collection(&coll.name, coll.dim)?;
+        inner.milvus.wait_loaded(&coll.name, LOAD_WAIT)?;
         let placed = inner.reconcile()?;
         let points = inner.table.read().live_count();
         let inner = Arc::new(inner);

@@ -89,6 +89,11 @@ impl Milvus {
         match value.get("code").and_then(Value::as_i64) {
             Some(200) => Ok(value.get("data").cloned().unwrap_or(Value::Null)),
             Some(1800) => Err(self.down("the credentials in the setting were refused")),
+            // After a restart Milvus loads its collections again by itself
+            // (seconds to minutes): a passing state, not an error in the request.
+            _ if value.get("message").and_then(Value::as_str).is_some_and(|m| m.contains("not loaded")) => {
+                Err(self.down(format!("{path}: the collection is not loaded yet (Milvus loads it after a restart)")))
+            }
             _ => Err(CatalogError::Engine { engine: ENGINE, detail: format!("{path}: {}", value.get("message").unwrap_or(&value)) }),
         }
     }
@@ -108,6 +113,35 @@ impl Milvus {
                           "description": "knockoff reference image vectors"});
         self.call("POST", "/collections/create", Some(&body))?;
         Ok(())
+    }
+
+    /// Whether the collection is loaded (searchable): `Unavailable` naming
+    /// its state otherwise, as right after Milvus restarted.
+    pub fn loaded(&self, name: &str) -> Result<(), CatalogError> {
+        let v = self.call("GET", &format!("/collections/describe?collectionName={name}"), None)?;
+        match v.get("load").and_then(Value::as_str) {
+            Some("LoadStateLoaded") => Ok(()),
+            state => Err(self.down(format!("collection {name} is not loaded yet ({})", state.unwrap_or("no load state")))),
+        }
+    }
+
+    /// Waits (at most `limit`) until the collection is loaded, saying so
+    /// once if it is not at first; an engine restart needs no person.
+    pub fn wait_loaded(&self, name: &str, limit: Duration) -> Result<(), CatalogError> {
+        let start = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match self.loaded(name) {
+                Err(CatalogError::Unavailable { detail, .. }) if start.elapsed() < limit => {
+                    if !said {
+                        tracing::warn!("waiting for Milvus at {}: {detail}", self.address);
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn drop_collection(&self, name: &str) -> Result<(), CatalogError> {
