@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::catalog::backup::{self, BackupManifest};
 use crate::catalog::transfer::MigrateReport;
 use crate::catalog::{Catalog, CatalogError, CatalogOptions, IndexParams, Location, OpenReport, SharedSpec};
 use crate::embed::{EmbedError, EmbedOptions, Embedder, ModelManifest, ModelRegistry};
@@ -170,3 +171,62 @@ pub fn migrate(
     progress(format!("counts agree: {} products, {} images, all searchable", report.products, target.catalog.searchable_count()?));
     Ok(report)
 }
+
+/// What `knockoff restore` put back, and where.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    pub target: String,
+    pub backup: BackupManifest,
+    /// Images the restored catalog searches (its vectors were built from the backup).
+    pub searchable: usize,
+}
+
+/// `knockoff restore`: checks the backup in `src` (see
+/// [`crate::catalog::backup`]), refuses a target that already holds another
+/// catalog, copies the backup's rows and files there, builds its vectors and
+/// checks the counts against the backup's. An interrupted restore of the
+/// same backup resumes when run again.
+pub fn restore(registry: &ModelRegistry, src: &Path, to: &Location, progress: &mut dyn FnMut(String)) -> Result<RestoreReport, OpenError> {
+    let manifest = backup::verify(src)?;
+    progress(format!(
+        "{} is a complete backup of {} ({} products, {} images, taken {})",
+        src.display(),
+        manifest.source,
+        manifest.products,
+        manifest.images,
+        manifest.created_at
+    ));
+    let id = manifest.files.get(crate::catalog::files::STORE_FILE).map(|f| f.sha256.clone()).unwrap_or_default();
+    let target = to.records_or_create()?;
+    match (target.meta("model")?, target.meta(RESTORED_FROM)?) {
+        (None, _) => target.set_meta(RESTORED_FROM, &id)?,
+        (Some(_), Some(from)) if from == id => progress("resuming the restore of this backup".into()),
+        (Some(_), _) => {
+            let detail = format!("{to} already holds a catalog: restore into an empty folder or database");
+            return Err(CatalogError::Backup { path: src.into(), detail }.into());
+        }
+    }
+    drop(target);
+    let staged = backup::stage(src, &manifest, &backup::staging_parent(to))?;
+    crate::catalog::transfer::copy_rows(&Location::Folder(staged.path().into()), to, &mut |n| {
+        if n % 5000 < 500 {
+            progress(format!("{n} images restored"));
+        }
+    })?;
+    drop(staged);
+    progress("rows restored; building the vectors".into());
+    let target = open(registry, &endpoint_spec(to))?;
+    let counts = target.catalog.stats()?.counts;
+    let restored = (usize::try_from(counts.products).ok(), usize::try_from(counts.images).ok());
+    if restored != (Some(manifest.products), Some(manifest.images)) {
+        let detail = format!(
+            "restored {} products and {} images, the backup holds {} and {}",
+            counts.products, counts.images, manifest.products, manifest.images
+        );
+        return Err(CatalogError::Backup { path: src.into(), detail }.into());
+    }
+    Ok(RestoreReport { target: to.to_string(), searchable: target.catalog.searchable_count()?, backup: manifest })
+}
+
+/// The meta key a restore marks its target with (the backup's store sha256), so that it can resume.
+const RESTORED_FROM: &str = "restored_from";

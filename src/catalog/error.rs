@@ -18,6 +18,9 @@ pub enum CatalogError {
     UnknownImage(i64),
     #[error("invalid {field}: {detail}")]
     Invalid { field: &'static str, detail: String },
+    /// A backup that cannot be written or restored (not empty, incomplete, damaged, foreign).
+    #[error("backup {path}: {detail}")]
+    Backup { path: PathBuf, detail: String },
     #[error("index folder {path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("vector index dump: {0}")]

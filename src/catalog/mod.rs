@@ -19,6 +19,7 @@
 //! stored model vectors into the space the index is built in.
 
 mod backend;
+pub mod backup;
 mod error;
 pub mod features;
 pub mod files;
@@ -74,6 +75,14 @@ impl Location {
             Location::Folder(dir) if !dir.join(files::STORE_FILE).exists() => None,
             Location::Folder(dir) => Some(Box::new(store::sqlite::SqliteStore::open(dir)?)),
             Location::Shared(s) => Some(Box::new(store::postgres::PgStore::connect(&s.store)?)),
+        })
+    }
+
+    /// The record store there, created if the index folder holds none yet.
+    pub fn records_or_create(&self) -> Result<Box<dyn RecordStore>, CatalogError> {
+        Ok(match self {
+            Location::Folder(dir) => Box::new(store::sqlite::SqliteStore::open(dir)?),
+            Location::Shared(s) => Box::new(store::postgres::PgStore::connect(&s.store)?),
         })
     }
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use super::files::{SHARED_FILES, STORE_FILE};
-use super::store::{RecordStore, IDENTITY_KEYS};
+use super::store::IDENTITY_KEYS;
 use super::{CatalogError, Location};
 
 /// Images copied per transaction.
@@ -33,10 +33,7 @@ pub fn copy_rows(from: &Location, to: &Location, progress: &mut dyn FnMut(usize)
     let Some(src) = from.records()? else {
         return Err(CatalogError::Invalid { field: "--from", detail: format!("{from} holds no index ({STORE_FILE})") });
     };
-    let dst: Box<dyn RecordStore> = match to {
-        Location::Folder(dir) => Box::new(super::store::sqlite::SqliteStore::open(dir)?),
-        Location::Shared(_) => to.records()?.ok_or_else(|| CatalogError::Invalid { field: "--to", detail: to.to_string() })?,
-    };
+    let dst = to.records_or_create()?;
     let (src, dst) = (src.as_dyn(), dst.as_dyn());
     let model = src.meta("model")?.ok_or_else(|| CatalogError::Invalid { field: "--from", detail: format!("{from} holds no catalog") })?;
     if let Some(found) = dst.meta("model")? {

@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::catalog::{IndexParams, Label};
 use crate::index::IndexSpec;
 
+mod location;
+pub use location::{BackupArgs, MigrateArgs, RestoreArgs};
+
 #[derive(Debug, Parser)]
 #[command(name = "knockoff", version, about = "Counterfeit detector: match listing photos against a brand catalog")]
 pub struct Cli {
@@ -60,6 +63,12 @@ pub enum Command {
     /// Copy a catalog between an index folder and the shared backend (PostgreSQL + Milvus), either
     /// way, without re-embedding; resumable; counts are checked at the end.
     Migrate(MigrateArgs),
+    /// Back up the catalog (either backend) into a new folder, consistently, while lookups and
+    /// indexing go on: records, projection, calibration and a manifest with each file's sha256.
+    Backup(BackupArgs),
+    /// Restore a backup into an index folder or the shared backend that holds no catalog yet;
+    /// refuses a partial, damaged or foreign backup; counts are checked at the end.
+    Restore(RestoreArgs),
     /// Benchmark: HNSW build / query / persistence on raw little-endian f32 files (prints JSON).
     #[command(hide = true)]
     BenchAnn(BenchAnnArgs),
@@ -347,68 +356,6 @@ pub struct StatsArgs {
     pub index: IndexArgs,
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// Source index folder.
-    #[arg(long, conflicts_with_all = ["from_store", "from_vectors", "from_shared"], required_unless_present_any = ["from_store", "from_shared"])]
-    pub from: Option<PathBuf>,
-    /// Source: the shared backend `KNOCKOFF_STORE` and `KNOCKOFF_VECTORS` name (their passwords stay out of the process list).
-    #[arg(long, conflicts_with_all = ["from_store", "from_vectors"])]
-    pub from_shared: bool,
-    /// Source shared backend: PostgreSQL URL (with --from-vectors; a password here is visible to local users: prefer --from-shared).
-    #[arg(long, requires = "from_vectors")]
-    pub from_store: Option<String>,
-    /// Source shared backend: Milvus URL (with --from-store).
-    #[arg(long, requires = "from_store")]
-    pub from_vectors: Option<String>,
-    /// Target index folder.
-    #[arg(long, conflicts_with_all = ["to_store", "to_vectors", "to_shared"], required_unless_present_any = ["to_store", "to_shared"])]
-    pub to: Option<PathBuf>,
-    /// Target: the shared backend `KNOCKOFF_STORE` and `KNOCKOFF_VECTORS` name (their passwords stay out of the process list).
-    #[arg(long, conflicts_with_all = ["to_store", "to_vectors"])]
-    pub to_shared: bool,
-    /// Target shared backend: PostgreSQL URL (with --to-vectors; a password here is visible to local users: prefer --to-shared).
-    #[arg(long, requires = "to_vectors")]
-    pub to_store: Option<String>,
-    /// Target shared backend: Milvus URL (with --to-store).
-    #[arg(long, requires = "to_store")]
-    pub to_vectors: Option<String>,
-}
-
-impl MigrateArgs {
-    fn endpoint(
-        dir: Option<&PathBuf>,
-        shared: bool,
-        store: Option<&String>,
-        vectors: Option<&String>,
-    ) -> anyhow::Result<crate::catalog::Location> {
-        use crate::catalog::{Location, SharedSpec};
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Ok(match (dir, store, vectors) {
-            (Some(d), _, _) => Location::Folder(d.clone()),
-            (None, Some(s), Some(v)) => Location::Shared(SharedSpec { store: s.clone(), vectors: v.clone() }),
-            _ if shared => match (env("KNOCKOFF_STORE"), env("KNOCKOFF_VECTORS")) {
-                (Some(store), Some(vectors)) => Location::Shared(SharedSpec { store, vectors }),
-                _ => anyhow::bail!("--from-shared / --to-shared need KNOCKOFF_STORE and KNOCKOFF_VECTORS in the environment"),
-            },
-            // clap requires one of the forms.
-            _ => Location::Folder(PathBuf::from("index")),
-        })
-    }
-    pub fn source(&self) -> anyhow::Result<crate::catalog::Location> {
-        Self::endpoint(self.from.as_ref(), self.from_shared, self.from_store.as_ref(), self.from_vectors.as_ref())
-    }
-    pub fn target(&self) -> anyhow::Result<crate::catalog::Location> {
-        Self::endpoint(self.to.as_ref(), self.to_shared, self.to_store.as_ref(), self.to_vectors.as_ref())
-    }
-    /// Whether a password was given on the command line.
-    #[must_use]
-    pub fn passwords_in_argv(&self) -> bool {
-        let has_password = |u: &Option<String>| u.as_deref().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| u.password().is_some());
-        [&self.from_store, &self.from_vectors, &self.to_store, &self.to_vectors].into_iter().any(has_password)
-    }
 }
 
 #[derive(Debug, Args)]

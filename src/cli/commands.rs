@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 
 use super::args::{
-    CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexCmdArgs, IndexOnly, MigrateArgs, SearchArgs, ServeArgs, StatsArgs,
-    TuneCmdArgs,
+    BackupArgs, CalibrateArgs, DeleteArgs, EmbedArgs, EvalArgs, Global, IndexCmdArgs, IndexOnly, MigrateArgs, RestoreArgs, SearchArgs,
+    ServeArgs, StatsArgs, TuneCmdArgs,
 };
 use super::print;
 use crate::catalog::{Filter, IndexParams, OpenReport};
@@ -275,6 +275,27 @@ pub fn migrate(g: &Global, a: &MigrateArgs) -> anyhow::Result<i32> {
     let (from, to) = (a.source()?, a.target()?);
     eprintln!("[migrate] {from} -> {to}");
     let report = crate::index::migrate(&registry, &from, &to, &mut |line| eprintln!("[migrate] {line}"))?;
+    print::json(&report)?;
+    Ok(0)
+}
+
+pub fn backup(a: &BackupArgs) -> anyhow::Result<i32> {
+    let from = a.from.location()?;
+    eprintln!("[backup] {from} -> {}", a.dest.display());
+    let manifest = crate::catalog::backup::backup(&from, &a.dest, &mut |n| {
+        if n % 5000 < 500 {
+            eprintln!("[backup] {n} images copied");
+        }
+    })?;
+    print::json(&manifest)?;
+    Ok(0)
+}
+
+pub fn restore(g: &Global, a: &RestoreArgs) -> anyhow::Result<i32> {
+    let registry = open_registry(g.models.as_deref())?;
+    let to = a.to.location()?;
+    eprintln!("[restore] {} -> {to}", a.src.display());
+    let report = crate::index::restore(&registry, &a.src, &to, &mut |line| eprintln!("[restore] {line}"))?;
     print::json(&report)?;
     Ok(0)
 }

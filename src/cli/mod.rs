@@ -51,6 +51,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Stats(a) => commands::stats(g, &a),
         Command::Delete(a) => commands::delete(g, &a),
         Command::Migrate(a) => commands::migrate(g, &a),
+        Command::Backup(a) => commands::backup(&a),
+        Command::Restore(a) => commands::restore(g, &a),
         Command::BenchAnn(a) => bench::ann(&a),
         Command::BenchLookup(a) => bench::lookup(g, &a),
         Command::BenchEmbed(a) => bench::embed(g, &a),

@@ -1,7 +1,8 @@
 //! Whole rows out of one store and into another with their ids, for
-//! `knockoff migrate` ([`crate::catalog::transfer`]).
+//! `knockoff migrate` ([`crate::catalog::transfer`]) and `knockoff backup`
+//! ([`crate::catalog::backup`]).
 
-use super::{args, images, meta, products, Dialect, RecordStore};
+use super::{args, images, meta, products, Dialect, RecordStore, Tx, TxResult};
 use crate::catalog::{CatalogError, Product};
 
 /// A product as stored, with its row id.
@@ -28,50 +29,49 @@ pub struct ImageRow {
     pub copy_features: Option<Vec<u8>>,
 }
 
+/// Every live product with its row id and timestamps, read in `tx`.
+pub fn products_in(tx: &mut dyn Tx) -> TxResult<Vec<ProductRow>> {
+    tx.query(
+        &format!("SELECT {}, id, created_at, updated_at FROM products WHERE NOT deleted ORDER BY id", products::PRODUCT_COLUMNS),
+        &[],
+        |r| Ok(ProductRow { row: r.i64(6)?, product: products::product_from_row(r)?, created_at: r.string(7)?, updated_at: r.string(8)? }),
+    )
+}
+
+/// Live images after `after` (by id), at most `limit`, with everything stored for them, read in `tx`.
+pub fn images_in(tx: &mut dyn Tx, model: &str, after: i64, limit: i64) -> TxResult<Vec<ImageRow>> {
+    tx.query(
+        "SELECT i.id, i.product, i.source, i.sha256, i.width, i.height, i.added_at, e.vector, t.jpeg, f.data
+         FROM images i JOIN embeddings e ON e.image = i.id AND e.model = $1
+         LEFT JOIN thumbnails t ON t.image = i.id LEFT JOIN copy_features f ON f.image = i.id
+         WHERE NOT i.deleted AND i.id > $2 ORDER BY i.id LIMIT $3",
+        args![model, after, limit],
+        |r| {
+            Ok(ImageRow {
+                id: r.i64(0)?,
+                product_row: r.i64(1)?,
+                source: r.string(2)?,
+                sha256: r.string(3)?,
+                width: r.u32(4)?,
+                height: r.u32(5)?,
+                added_at: r.string(6)?,
+                vector: r.blob(7)?.to_vec(),
+                thumbnail: r.opt_blob(8)?,
+                copy_features: r.opt_blob(9)?,
+            })
+        },
+    )
+}
+
 impl dyn RecordStore + '_ {
     /// Every live product with its row id and timestamps.
     pub fn export_products(&self) -> Result<Vec<ProductRow>, CatalogError> {
-        self.read(|tx| {
-            tx.query(
-                &format!("SELECT {}, id, created_at, updated_at FROM products WHERE NOT deleted ORDER BY id", products::PRODUCT_COLUMNS),
-                &[],
-                |r| {
-                    Ok(ProductRow {
-                        row: r.i64(6)?,
-                        product: products::product_from_row(r)?,
-                        created_at: r.string(7)?,
-                        updated_at: r.string(8)?,
-                    })
-                },
-            )
-        })
+        self.read(|tx| products_in(tx))
     }
 
     /// Live images after `after` (by id), at most `limit`, with everything stored for them.
     pub fn export_images(&self, model: &str, after: i64, limit: i64) -> Result<Vec<ImageRow>, CatalogError> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT i.id, i.product, i.source, i.sha256, i.width, i.height, i.added_at, e.vector, t.jpeg, f.data
-                 FROM images i JOIN embeddings e ON e.image = i.id AND e.model = $1
-                 LEFT JOIN thumbnails t ON t.image = i.id LEFT JOIN copy_features f ON f.image = i.id
-                 WHERE NOT i.deleted AND i.id > $2 ORDER BY i.id LIMIT $3",
-                args![model, after, limit],
-                |r| {
-                    Ok(ImageRow {
-                        id: r.i64(0)?,
-                        product_row: r.i64(1)?,
-                        source: r.string(2)?,
-                        sha256: r.string(3)?,
-                        width: r.u32(4)?,
-                        height: r.u32(5)?,
-                        added_at: r.string(6)?,
-                        vector: r.blob(7)?.to_vec(),
-                        thumbnail: r.opt_blob(8)?,
-                        copy_features: r.opt_blob(9)?,
-                    })
-                },
-            )
-        })
+        self.read(|tx| images_in(tx, model, after, limit))
     }
 
     /// Writes products and images with their ids in one transaction; rows

@@ -14,7 +14,7 @@
 //! | [`products`] | products, and counts over them |
 //! | [`images`] | images, embeddings, thumbnails, copy features |
 //! | [`jobs`] | the indexing job queue (claims with leases: each job runs once) |
-//! | [`export`] | whole rows out and in, for `knockoff migrate` |
+//! | [`export`] | whole rows out and in, for `knockoff migrate` and `backup` |
 //!
 //! A new record kind is a file here (its statements in the SQL both engines
 //! share, see [`sql`]) and a migration in [`schema`]'s common list.
@@ -29,7 +29,7 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
-pub use export::{ImageRow, ProductRow};
+pub use export::{images_in, products_in, ImageRow, ProductRow};
 pub use images::Products;
 pub use jobs::{job_lease, JobRow, JobStatus};
 pub use meta::IDENTITY_KEYS;
@@ -51,6 +51,11 @@ pub trait RecordStore: Send + Sync {
     /// started; on `SQLite` through a read-only connection that never waits
     /// for the writer).
     fn read_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError>;
+    /// Runs reads that all see one consistent state of the store, as of
+    /// when the first of them started, while writers go on (a backup). On
+    /// `SQLite` a read transaction on a connection of its own; on PostgreSQL
+    /// a read-only repeatable-read transaction.
+    fn snapshot_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError>;
     /// Runs `f` in one write transaction: all of it commits or none of it.
     /// Writers are serialised (PostgreSQL: one lock, so change numbers commit in order).
     fn write_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError>;

@@ -133,6 +133,14 @@ impl RecordStore for PgStore {
         self.with(|c| f(&mut PgTx(c)))
     }
 
+    fn snapshot_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError> {
+        self.with(|c| {
+            let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
+            f(&mut PgTx(&mut tx))?;
+            Ok(tx.commit()?)
+        })
+    }
+
     fn write_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError> {
         self.with(|c| {
             let mut tx = c.transaction()?;

@@ -147,6 +147,17 @@ impl RecordStore for SqliteStore {
         f(&mut SqliteTx(&conn)).map_err(|e| self.err(e))
     }
 
+    fn snapshot_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError> {
+        // A connection of its own, so that lookups' reads do not wait for it.
+        let mut conn = open_reader(&self.path)?;
+        let mut run = |conn: &mut Connection| -> Result<(), SqlError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            f(&mut SqliteTx(&tx))?;
+            Ok(tx.commit()?)
+        };
+        run(&mut conn).map_err(|e| self.err(e))
+    }
+
     fn write_with(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> Result<(), CatalogError> {
         in_transaction(&mut self.writer.lock(), f).map_err(|e| self.err(e))
     }
