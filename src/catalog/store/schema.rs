@@ -117,10 +117,38 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, content TEXT NOT NULL, version BIGINT NOT NULL);
 "];
 
-/// Steps both engines take, written once (a new record kind's tables go here).
-const COMMON: &[&str] = &[
+/// A step both engines take: written once, or in each engine's words
+/// where only one of them needs it (the other then does nothing).
+enum Step {
+    Both(&'static str),
+    Each { sqlite: &'static str, postgres: &'static str },
+}
+
+/// Steps both engines take, in order (a new record kind's tables go here).
+const COMMON: &[Step] = &[
     // Job leases on the engine's clock, the same on both (a lapsed lease lets another runner take the job).
-    "ALTER TABLE jobs ADD COLUMN lease_ms {bigint};",
+    Step::Both("ALTER TABLE jobs ADD COLUMN lease_ms {bigint};"),
+    // Image ids are never reused, not even after compaction purged the newest rows (a retried
+    // `DELETE /v1/images/{id}` must not hit a newer image): SQLite needs AUTOINCREMENT for that,
+    // PostgreSQL's sequences never go back. Foreign keys are enforced only after migrations.
+    Step::Each {
+        sqlite: "CREATE TABLE images_v (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            product INTEGER NOT NULL REFERENCES products(id),
+            source TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            width INTEGER NOT NULL, height INTEGER NOT NULL,
+            added_at TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            deleted_at TEXT);
+         INSERT INTO images_v(id, product, source, sha256, width, height, added_at, deleted, deleted_at)
+            SELECT id, product, source, sha256, width, height, added_at, deleted, deleted_at FROM images;
+         DROP TABLE images;
+         ALTER TABLE images_v RENAME TO images;
+         CREATE UNIQUE INDEX images_live_sha ON images(product, sha256) WHERE deleted = 0;
+         CREATE INDEX images_product ON images(product);",
+        postgres: "SELECT 1;",
+    },
 ];
 
 /// Every step for `dialect`, in order.
@@ -129,7 +157,12 @@ fn steps(dialect: Dialect) -> Vec<String> {
         Dialect::Sqlite => SQLITE,
         Dialect::Postgres => POSTGRES,
     };
-    own.iter().map(|s| (*s).to_string()).chain(COMMON.iter().map(|s| dialect.ddl(s))).collect()
+    let common = COMMON.iter().map(|step| match (step, dialect) {
+        (Step::Both(sql), _) => dialect.ddl(sql),
+        (Step::Each { sqlite, .. }, Dialect::Sqlite) => (*sqlite).to_string(),
+        (Step::Each { postgres, .. }, Dialect::Postgres) => (*postgres).to_string(),
+    });
+    own.iter().map(|s| (*s).to_string()).chain(common).collect()
 }
 
 /// The schema version a store of `dialect` is at once migrated.

@@ -7,8 +7,8 @@
 //! use knockoff::catalog::store::{schema, sqlite::SqliteStore, Dialect};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = SqliteStore::open(dir.path()).unwrap();
-//! assert_eq!(schema::version(Dialect::Sqlite), 6);
-//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("6"));
+//! assert_eq!(schema::version(Dialect::Sqlite), 7);
+//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("7"));
 //! assert_eq!(
 //!     store.tables().unwrap(),
 //!     ["copy_features", "embeddings", "images", "jobs", "meta", "products", "thumbnails"]
@@ -51,6 +51,8 @@ impl SqliteStore {
         let path = dir.join(STORE_FILE);
         let mut writer = open_writer(dir, &path)?;
         in_transaction(&mut writer, &mut |tx| super::schema::migrate(tx)).map_err(|e| CatalogError::store(&path, e))?;
+        // After the migrations: a step may rebuild a table others refer to.
+        writer.execute_batch("PRAGMA foreign_keys=ON;").map_err(|e| CatalogError::store(&path, e))?;
         let reader = open_reader(&path)?;
         Ok(SqliteStore { dir: dir.into(), path, writer: Mutex::new(writer), reader: Mutex::new(reader) })
     }
@@ -110,7 +112,8 @@ fn open_writer(dir: &Path, path: &Path) -> Result<Connection, CatalogError> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(CatalogError::store(path, format!("could not enable WAL (journal_mode={mode})")));
     }
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| corrupt(&e))?;
+    // Foreign keys go on after the migrations (see `SqliteStore::open`).
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;").map_err(|e| corrupt(&e))?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(&e))?;
     if check != "ok" {
         return Err(corrupt(&check));
