@@ -1,8 +1,18 @@
 //! Serving: the router on a listener until SIGINT/SIGTERM, with the
 //! background refit beside it; then in-flight requests finish and the
-//! index is persisted.
+//! index is persisted. Connections are bounded: a client must send a
+//! request's headers within [`HEADER_READ_TIMEOUT`], and at most
+//! [`max_connections`] are open at once (the rest wait in the listen queue),
+//! so slow or half-sent requests cannot use up the process's files.
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use super::state::AppState;
 
@@ -22,11 +32,78 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         }
     });
     let reload = tokio::spawn(reload_keys_on_sighup(state.clone()));
-    axum::serve(listener, super::router::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    serve_connections(listener, super::router::router(state)).await;
     refit.abort();
     reload.abort();
     let _ = tokio::task::spawn_blocking(move || catalog.persist()).await;
     Ok(())
+}
+
+/// A client must send a request's headers within this long (a slow trickle of header bytes is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Files the process keeps for itself (stores, models, engines' connections) besides client connections.
+const RESERVED_FILES: u64 = 256;
+
+/// How many client connections may be open at once: the process's open-file
+/// limit (raised to its hard limit first) less what it keeps for itself.
+#[must_use]
+pub fn max_connections() -> usize {
+    #[cfg(unix)]
+    let files = {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        lim.rlim_cur
+    };
+    #[cfg(not(unix))]
+    let files = 1024u64;
+    usize::try_from(files.saturating_sub(RESERVED_FILES).clamp(32, 65_536)).unwrap_or(1024)
+}
+
+/// Accepts and serves HTTP/1 connections until SIGINT/SIGTERM, then lets
+/// the open ones finish their requests.
+async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections()));
+    let mut stop = pin!(shutdown_signal());
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// SIGHUP reads the API keys again (a keys file rewritten, a key revoked)
