@@ -905,6 +905,33 @@ fn wait_for_refit(stats: &dyn Fn() -> serde_json::Value, done: impl Fn(&serde_js
 }
 
 #[test]
+fn a_refit_killed_before_its_calibration_was_written_is_redone_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = make_catalog(&dir.path().join("cat"), 12, 1);
+    let idx = dir.path().join("idx");
+    let out = Command::new(bin()).current_dir(root()).args(["index"]).arg(&manifest).arg("--index").arg(&idx).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What a kill -9 between writing the projection and the calibration leaves: a calibration
+    // fitted in another projection than the one in force, which lookups must not use.
+    let path = idx.join("calibration.json");
+    let mut cal: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("index fitted a calibration")).unwrap();
+    cal["projection"] = "the-projection-before-the-kill".into();
+    std::fs::write(&path, cal.to_string()).unwrap();
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, "refit_interval_ms = 200\n").unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = vec!["--config".to_string(), cfg.to_str().unwrap().to_string()];
+    let s = Server { child: spawn_server(&idx, addr, &args), addr, _dir: dir, idx, args };
+    wait_up(addr);
+    let stats = || send(ureq::get(&url(&s, "/v1/stats")), None).2;
+    // No image is added: the restart alone brings a refit, and its calibration is used.
+    let after = wait_for_refit(&stats, |j| j["calibration"]["fitted_on"].as_str().unwrap_or("").starts_with("self-calibration"));
+    assert_eq!(after["calibration"]["presence"], true, "{after}");
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(s.idx.join("calibration.json")).unwrap()).unwrap();
+    assert_ne!(stored["projection"], "the-projection-before-the-kill", "{stored}");
+}
+
+#[test]
 fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_lookup() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("k.toml");

@@ -2,7 +2,9 @@
 //! whole, and refitted in the background when the catalog's image count
 //! moved by at least 10 % (and 10 images) since the last fit, or the set of
 //! its counterfeit-labelled products changed (the thresholds are fitted on
-//! the labels). One refit at a time; on the shared backend one replica
+//! the labels), or when the catalog holds no calibration of its own for
+//! its current projection (a refit killed half-way is redone after the
+//! restart). One refit at a time; on the shared backend one replica
 //! refits and the others load its result. Lookups come first: a refit runs
 //! at the lowest CPU priority.
 
@@ -110,7 +112,8 @@ impl Refitter {
         let mut fresh = load(catalog, &self.model_dir, self.configured.as_ref());
         // Too little to fit on yet: check again next time (cheap for a catalog that small),
         // rather than wait for another 10 % of growth. A fit or a failure counts as done.
-        fresh.fitted_at_images = if outcome == Some(false) { before } else { now };
+        // (A catalog counted as never fitted goes back to the growth rule after one such try.)
+        fresh.fitted_at_images = if outcome == Some(false) && before >= 0 { before } else { now };
         // The labels as they were when the fit began: a relabelling during it is seen next time.
         fresh.fitted_at_labels = labels;
         self.swap(fresh);
@@ -152,8 +155,11 @@ enum Ran {
 }
 
 /// The settings `catalog` holds now, tagged with what they were loaded at.
+/// A catalog without a calibration of its own for its current projection
+/// (never fitted, or a refit was killed half-way) counts as never fitted,
+/// so the next check refits it once it has 10 images.
 fn load(catalog: &Catalog, model_dir: &Path, configured: Option<&VerdictConfig>) -> Verdicts {
-    let images = catalog.live_image_count() as i64;
+    let images = if crate::search::calibration::has_own(catalog) { catalog.live_image_count() as i64 } else { -1 };
     let state_version = catalog.state_version();
     let (config, info) = verdict_config_described(catalog, model_dir, configured);
     Verdicts { config, info, fitted_at_images: images, fitted_at_labels: counterfeit_products(catalog), state_version }

@@ -244,6 +244,15 @@ pub fn describe(catalog: &Catalog, model_dir: &Path) -> Option<CalibrationInfo> 
     verdict_config_described(catalog, model_dir, None).1
 }
 
+/// Whether the catalog holds a calibration of its own fitted for its model
+/// and its current projection (a refit killed between writing the
+/// projection and the calibration leaves one that is not).
+#[must_use]
+pub fn has_own(catalog: &Catalog) -> bool {
+    let projection = catalog.projection().map(|p| p.info.id.clone());
+    Calibration::stored(catalog).is_some_and(|(c, _)| c.model == catalog.model() && c.projection == projection)
+}
+
 /// The catalog's calibration matching its model and projection, else the model's shipped one.
 fn matching(catalog: &Catalog, model_dir: &Path) -> Option<(Calibration, String)> {
     let projection = catalog.projection().map(|p| p.info.id.clone());
