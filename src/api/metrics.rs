@@ -1,9 +1,17 @@
 //! Prometheus metrics through `prometheus-client` (`OpenMetrics` text):
 //! request counts and latency histograms per route, embed and search time,
-//! index size. Names: `knockoff_http_requests_total{method,route,status}`,
+//! what lookups decided, the inference queue, jobs, refits, the index and
+//! the process. Names: `knockoff_http_requests_total{method,route,status}`,
 //! `knockoff_http_request_duration_seconds{method,route}`,
 //! `knockoff_embed_duration_seconds`, `knockoff_search_duration_seconds`,
-//! `knockoff_index_{images,graph_points,products,tombstones}`.
+//! `knockoff_lookup_verdicts_total{verdict}`, `knockoff_lookup_copies_found_total`,
+//! `knockoff_queue_depth`, `knockoff_queue_shed_total` (503 + `Retry-After`),
+//! `knockoff_jobs_total{outcome}`, `knockoff_job_items_total{outcome}`,
+//! `knockoff_refits_total{stage}`, `knockoff_calibration_age_seconds`,
+//! `knockoff_index_{images,graph_points,products,tombstones}`,
+//! `knockoff_process_resident_memory_bytes`, `knockoff_process_open_fds`,
+//! `knockoff_build_info{version,model}`. Every label takes a fixed set of
+//! values (the method is one of HTTP's or `other`; the route is the pattern).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +35,42 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabel {
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Stage {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    model: String,
+}
+
+/// What the service counts outside the request path, read at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    pub queue_depth: usize,
+    pub shed: u64,
+    /// Jobs done and failed.
+    pub jobs: [(&'static str, u64); 2],
+    /// Job items indexed, skipped and failed.
+    pub items: [(&'static str, u64); 3],
+    /// Refits started, finished, loaded.
+    pub refits: [(&'static str, u64); 3],
+    /// Seconds since the calibration in force was fitted (`None`: none fitted).
+    pub calibration_age: Option<f64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -46,6 +90,17 @@ pub struct Metrics {
     graph_points: Gauge,
     products: Gauge,
     tombstones: Gauge,
+    verdicts: Family<VerdictLabel, Counter>,
+    copies: Counter,
+    queue_depth: Gauge,
+    shed: Counter,
+    jobs: Family<Outcome, Counter>,
+    items: Family<Outcome, Counter>,
+    refits: Family<Stage, Counter>,
+    calibration_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    rss: Gauge,
+    fds: Gauge,
+    build: Family<BuildLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -63,13 +118,54 @@ impl Default for Metrics {
         registry.register("index_graph_points", "Points in the HNSW graph (tombstones included)", graph_points.clone());
         registry.register("index_products", "Live catalog products", products.clone());
         registry.register("index_tombstones", "Deleted images awaiting compaction", tombstones.clone());
-        Metrics { registry, requests, latency, embed, search, images, graph_points, products, tombstones }
+        let (verdicts, jobs, items, refits) = (Family::default(), Family::default(), Family::default(), Family::default());
+        let (copies, shed, queue_depth, rss, fds) =
+            (Counter::default(), Counter::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        let calibration_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register("lookup_verdicts", "Lookups by verdict", verdicts.clone());
+        registry.register("lookup_copies_found", "Lookups that found a copy of a catalog image", copies.clone());
+        registry.register("queue_depth", "Photos waiting for the inference threads", queue_depth.clone());
+        registry.register("queue_shed", "Requests turned away with 503 and Retry-After: the inference queue was full", shed.clone());
+        registry.register("jobs", "Indexing jobs by outcome (done, failed) run by this process", jobs.clone());
+        registry.register("job_items", "Job items by outcome (indexed, skipped, failed) in this process", items.clone());
+        registry.register("refits", "Refits by stage (started, finished, loaded) in this process", refits.clone());
+        registry.register(
+            "calibration_age_seconds",
+            "Seconds since the calibration in force was fitted (absent: none)",
+            calibration_age.clone(),
+        );
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", rss.clone());
+        registry.register("process_open_fds", "Open file descriptors of the process", fds.clone());
+        registry.register("build_info", "The running version and model (always 1)", build.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            embed,
+            search,
+            images,
+            graph_points,
+            products,
+            tombstones,
+            verdicts,
+            copies,
+            queue_depth,
+            shed,
+            jobs,
+            items,
+            refits,
+            calibration_age,
+            rss,
+            fds,
+            build,
+        }
     }
 }
 
 /// The method as a label: one of HTTP's own, or `other`, so that a client
 /// cannot grow the label set (and every scrape) with made-up methods.
-fn method_label(method: &str) -> &'static str {
+pub fn method_label(method: &str) -> &'static str {
     const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
@@ -92,9 +188,39 @@ impl Metrics {
         self.search.observe(secs);
     }
 
-    /// The exposition, with the index gauges set from `stats`.
+    /// Counts one lookup's outcome: its verdict, and whether it found a copy.
+    pub fn lookup(&self, verdict: crate::search::VerdictKind, copy_found: bool) {
+        self.verdicts.get_or_create(&VerdictLabel { verdict: verdict.as_str() }).inc();
+        if copy_found {
+            self.copies.inc();
+        }
+    }
+
+    /// The running version and model (set once at start).
+    pub fn build(&self, model: &str) {
+        self.build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), model: model.to_string() }).set(1);
+    }
+
+    /// The exposition, with the gauges set from `stats` and `rt`.
     #[must_use]
-    pub fn render(&self, stats: &CatalogStats) -> String {
+    pub fn render(&self, stats: &CatalogStats, rt: &Runtime) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.queue_depth.set(i64::try_from(rt.queue_depth).unwrap_or(i64::MAX));
+        self.shed.inner().store(rt.shed, Relaxed);
+        for (family, values) in [(&self.jobs, &rt.jobs[..]), (&self.items, &rt.items[..])] {
+            for (outcome, v) in values {
+                family.get_or_create(&Outcome { outcome }).inner().store(*v, Relaxed);
+            }
+        }
+        for (stage, v) in rt.refits {
+            self.refits.get_or_create(&Stage { stage }).inner().store(v, Relaxed);
+        }
+        if let Some(age) = rt.calibration_age {
+            self.calibration_age.set(age);
+        }
+        let (rss, fds) = process_usage();
+        self.rss.set(rss);
+        self.fds.set(fds);
         self.images.set(stats.counts.images);
         self.graph_points.set(i64::try_from(stats.graph_points).unwrap_or(i64::MAX));
         self.products.set(stats.counts.products);
@@ -107,6 +233,19 @@ impl Metrics {
     }
 }
 
+/// The process's resident memory (bytes) and open file descriptors, from
+/// `/proc` (0 where there is none).
+fn process_usage() -> (i64, i64) {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    let page = i64::from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as i32).max(0);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| i64::try_from(d.count()).unwrap_or(i64::MAX));
+    (pages.saturating_mul(page), fds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,11 +255,11 @@ mod tests {
         let m = Metrics::default();
         m.request("GET", "/v1/stats", 200, 0.01);
         let stats = CatalogStats::default();
-        let small = m.render(&stats).len();
+        let small = m.render(&stats, &Runtime::default()).len();
         for i in 0..500 {
             m.request(&format!("X{i}{}", "Y".repeat(8000)), "unmatched", 405, 0.001);
         }
-        let after = m.render(&stats);
+        let after = m.render(&stats, &Runtime::default());
         assert!(after.contains("method=\"other\""), "{after}");
         assert!(after.len() < small + 4_000, "{} bytes after 500 made-up methods (was {small})", after.len());
     }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
 
@@ -48,6 +50,11 @@ impl InferencePool {
         InferencePool { tx }
     }
 
+    /// Photos waiting for an inference thread.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// The photo's vector (no copy features).
     pub async fn embed(&self, bytes: Vec<u8>, name: String) -> Result<Described, ApiError> {
         self.run(bytes, name, Want::Vector).await
@@ -62,9 +69,34 @@ impl InferencePool {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send((bytes, name, want, reply)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ApiError::Busy),
+            Err(TrySendError::Full(_)) => {
+                shed_logged();
+                return Err(ApiError::Busy);
+            }
             Err(TrySendError::Disconnected(_)) => return Err(ApiError::Internal("inference threads stopped".into())),
         }
         rx.await.map_err(|_| ApiError::Internal("inference thread dropped the request".into()))?.map_err(ApiError::from)
     }
+}
+
+/// Logs load shedding: at most one line a second, with how many requests
+/// were turned away since the last line (an overload does not flood the log).
+fn shed_logged() {
+    static SHED: AtomicU64 = AtomicU64::new(0);
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    SHED_TOTAL.fetch_add(1, Ordering::Relaxed);
+    let n = SHED.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST_SECOND.swap(now, Ordering::Relaxed) != now {
+        SHED.fetch_sub(n, Ordering::Relaxed);
+        tracing::warn!(shed = n, "inference queue full: answered 503 with Retry-After (requests turned away since the last such line)");
+    }
+}
+
+/// Requests turned away because the queue was full, since the process started.
+static SHED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// How many requests the full queue turned away so far.
+pub fn shed_total() -> u64 {
+    SHED_TOTAL.load(Ordering::Relaxed)
 }

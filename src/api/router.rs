@@ -49,26 +49,61 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Per-request timeout and metrics.
+/// Per-request timeout, metrics, the request id (the client's `x-request-id`
+/// when it is a short plain token, else a new one, echoed in the response)
+/// and one log line per request: method, route, status, ms, request id and
+/// the key's name (never the secret).
 async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> axum::response::Response {
     let route = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| "unmatched".into(), |m| m.as_str().to_string());
-    let method = req.method().to_string();
+    let method = req.method().clone();
+    let id = request_id(req.headers());
     let t = Instant::now();
-    let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+    let mut resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout(state.config.request_timeout.as_millis()).into_response(),
     };
-    state.metrics.request(&method, &route, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    let secs = t.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    state.metrics.request(method.as_str(), &route, status, secs);
+    let key = resp.extensions().get::<KeyName>().map_or("-", |k| k.0.as_str());
+    let ms = (secs * 1e4).round() / 10.0;
+    tracing::info!(target: "knockoff::request", method = super::metrics::method_label(method.as_str()), route, status, ms, request_id = %id, key, "request");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     resp
 }
+
+/// The caller's key name, carried on the response for the request log.
+#[derive(Clone)]
+struct KeyName(String);
+
+/// The client's `x-request-id` if it is 1–64 characters of `[A-Za-z0-9._-]`, else a new one.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    if let Some(id) = given.filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))) {
+        return id.to_string();
+    }
+    let start = *START.get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    format!("{start:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// The layer on every route that needs `role`: the key checked before
 /// anything reads the body (see [`auth`]).
 async fn require(role: Role, state: &AppState, mut req: Request, next: Next) -> Response {
     match auth::check(&state.keys(), req.headers(), role) {
         Ok(caller) => {
+            let name = caller.name.clone();
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            let mut resp = next.run(req).await;
+            if let Some(name) = name {
+                resp.extensions_mut().insert(KeyName(name));
+            }
+            resp
         }
         Err(e) => {
             super::extract::discard_body(req, state.config.max_body_bytes).await;

@@ -52,6 +52,21 @@ impl AppState {
     pub fn refit_if_changed(&self) -> bool {
         self.refit.refit_if_changed(&self.catalog, &self.embedder)
     }
+
+    /// What `/metrics` reports besides requests and the index.
+    pub fn runtime(&self) -> super::metrics::Runtime {
+        let (jobs, items) = crate::ingest::jobs::job_totals();
+        let r = self.refit.counts();
+        let fitted = self.verdicts().info.as_ref().and_then(|i| i.fitted_at.parse::<jiff::Timestamp>().ok());
+        super::metrics::Runtime {
+            queue_depth: self.pool.queued(),
+            shed: super::pool::shed_total(),
+            jobs,
+            items,
+            refits: [("started", r.started), ("finished", r.finished), ("loaded", r.loaded)],
+            calibration_age: fitted.map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,5 +118,6 @@ pub fn start(
         metrics: Metrics::default(),
         jobs,
     };
+    state.metrics.build(state.embedder.name());
     Ok((Arc::new(state), resumed))
 }

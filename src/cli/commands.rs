@@ -130,14 +130,14 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
         max_pixels: g.max_pixels,
     };
     if matches.and_then(|m| m.value_source("api_keys")) == Some(ValueSource::CommandLine) {
-        eprintln!("warning: --api-keys on the command line is visible to every local user (ps): use KNOCKOFF_API_KEYS or --api-keys-file");
+        tracing::warn!("--api-keys on the command line is visible to every local user (ps): use KNOCKOFF_API_KEYS or --api-keys-file");
     }
     let settings = crate::api::Settings::resolve(overrides, file)?;
     let registry = open_registry(g.models.as_deref())?;
     let spec = IndexSpec { create: a.create, ..a.index.spec() };
     let (state, resumed) = crate::api::start(&settings, &registry, &spec, g.threads)?;
     if resumed > 0 {
-        eprintln!("resuming {resumed} unfinished indexing job(s)");
+        tracing::info!("resuming {resumed} unfinished indexing job(s)");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -148,10 +148,10 @@ pub fn serve(g: &Global, a: &ServeArgs, matches: Option<&clap::ArgMatches>) -> a
             )
         })?;
         let (addr, model) = (listener.local_addr()?, state.embedder.name().to_string());
-        eprintln!("knockoff serving on http://{addr} (index {}, model {model})", state.catalog.location());
+        tracing::info!("knockoff serving on http://{addr} (index {}, model {model})", state.catalog.location());
         crate::api::serve(listener, state).await
     })?;
-    eprintln!("knockoff stopped; index persisted");
+    tracing::info!("knockoff stopped; index persisted");
     Ok(0)
 }
 

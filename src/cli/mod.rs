@@ -15,12 +15,12 @@ pub use args::{Cli, Command, Global, IndexArgs};
 /// Runs the command line; returns the process exit code.
 #[must_use]
 pub fn main() -> i32 {
-    init_logging();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
@@ -30,10 +30,23 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KNOCKOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ort=error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs to stderr, one line per event: `KNOCKOFF_LOG` filters (default:
+/// knockoff's own events at `info` for `serve` — requests, jobs, refits,
+/// compactions, load shedding — and only warnings for other commands and
+/// other crates); `KNOCKOFF_LOG_FORMAT=json` writes one JSON object per
+/// line; colours only on a terminal.
+fn init_logging(serving: bool) {
+    use std::io::IsTerminal;
+    let default = if serving { "warn,ort=error,knockoff=info" } else { "warn,ort=error" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("KNOCKOFF_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let json = std::env::var("KNOCKOFF_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        fmt.json().flatten_event(true).with_current_span(false).try_init()
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {

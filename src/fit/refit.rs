@@ -104,6 +104,7 @@ impl Refitter {
         if (!relabelled && (moved < 10 || (moved as f64) < 0.1 * before as f64)) || self.refitting.swap(true, Ordering::SeqCst) {
             return false;
         }
+        tracing::info!(images = now, before, relabelled, "refit started");
         let Ran::Here(outcome) = self.fit(catalog, embedder) else {
             // Another replica refits now; its calibration arrives as shared state.
             self.refitting.store(false, Ordering::SeqCst);

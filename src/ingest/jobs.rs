@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -198,9 +199,15 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
     let Ok(Some(row)) = catalog.records().job(id) else { return };
     let (items, row_errors) = match job_items(catalog, &row) {
         Ok(v) => v,
-        Err(e) => return set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
+        Err(e) => {
+            TOTALS.count(false, &IngestCounts::default());
+            tracing::warn!(job = id, error = %e, "job failed: its manifest cannot be read");
+            return set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string()));
+        }
     };
     set(JobStatus::Running, &IngestCounts { total: items.len() + row_errors.len(), ..Default::default() }, "[]", None);
+    tracing::info!(job = id, items = items.len() + row_errors.len(), resumed = row.crashes > 0, "job started");
+    let started = std::time::Instant::now();
     let mut opts = IngestOptions { progress: ProgressMode::Quiet, fetch: settings.fetch.clone(), ..Default::default() };
     opts.pipeline.inference_threads = settings.inference_threads;
     if row.crashes > 0 {
@@ -223,7 +230,56 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
         Ok(r) => {
             let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).collect();
             set(JobStatus::Done, &r.counts, &serde_json::to_string(&errors).unwrap_or_default(), None);
+            let c = &r.counts;
+            TOTALS.count(true, c);
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(job = id, indexed = c.indexed, skipped = c.skipped, failed = c.failed, secs, "job done");
         }
-        Err(e) => set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string())),
+        Err(e) => {
+            set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string()));
+            TOTALS.count(false, &IngestCounts::default());
+            tracing::warn!(job = id, error = %e, "job failed");
+        }
     }
+}
+
+/// Jobs and items this process ran to the end, by outcome (for metrics).
+#[derive(Debug, Default)]
+pub struct JobTotals {
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    indexed: AtomicUsize,
+    skipped: AtomicUsize,
+    items_failed: AtomicUsize,
+}
+
+static TOTALS: JobTotals = JobTotals {
+    done: AtomicUsize::new(0),
+    failed: AtomicUsize::new(0),
+    indexed: AtomicUsize::new(0),
+    skipped: AtomicUsize::new(0),
+    items_failed: AtomicUsize::new(0),
+};
+
+impl JobTotals {
+    fn count(&self, done: bool, c: &IngestCounts) {
+        let _ = if done { &self.done } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
+        self.indexed.fetch_add(c.indexed, Ordering::Relaxed);
+        self.skipped.fetch_add(c.skipped, Ordering::Relaxed);
+        self.items_failed.fetch_add(c.failed, Ordering::Relaxed);
+    }
+}
+
+/// Counts by outcome name.
+pub type Counts<const N: usize> = [(&'static str, u64); N];
+
+/// Jobs (done, failed) and job items (indexed, skipped, failed) this process ran so far.
+#[must_use]
+pub fn job_totals() -> (Counts<2>, Counts<3>) {
+    let n = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
+    let t = &TOTALS;
+    (
+        [("done", n(&t.done)), ("failed", n(&t.failed))],
+        [("indexed", n(&t.indexed)), ("skipped", n(&t.skipped)), ("failed", n(&t.items_failed))],
+    )
 }

@@ -76,6 +76,7 @@ async fn lookup_one(
     let st = state.clone();
     let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config)?)).await?;
     let search_s = t_search.elapsed().as_secs_f64();
+    state.metrics.lookup(answer.verdict, !answer.copies.is_empty());
     let picture = match answer.copies.first() {
         Some(top) if want_explain => {
             let (st, top, bytes) = (state.clone(), top.clone(), bytes.clone());

@@ -40,7 +40,7 @@ pub async fn readyz(State(state): St) -> Result<Json<Ready>, ApiError> {
 pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
     let st = state.clone();
     let s = blocking(move || Ok(st.catalog.stats()?)).await?;
-    Ok(([(header::CONTENT_TYPE, crate::api::metrics::CONTENT_TYPE)], state.metrics.render(&s)))
+    Ok(([(header::CONTENT_TYPE, crate::api::metrics::CONTENT_TYPE)], state.metrics.render(&s, &state.runtime())))
 }
 
 #[utoipa::path(get, path = "/v1/stats", tag = "operations", responses((status = 200, description = "catalog counts and index parameters", body = StatsOut)))]
