@@ -69,26 +69,7 @@ fn serve_logs_and_counts_requests_jobs_and_refits_one_json_line_each_without_sec
     assert_eq!(send(ureq::post(&at("/v1/lookup")), Some(("image/jpeg", &photo))).0, 401);
 
     let metrics = ureq::get(&at("/metrics")).call().unwrap().into_string().unwrap();
-    let value = |series: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
-    assert_eq!(value("knockoff_jobs_total{outcome=\"done\"}"), 1.0);
-    assert_eq!(value("knockoff_job_items_total{outcome=\"indexed\"}"), 12.0);
-    assert!(value("knockoff_refits_total{stage=\"finished\"}") >= 1.0);
-    assert!(value("knockoff_calibration_age_seconds") >= 0.0);
-    let verdicts: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("knockoff_lookup_verdicts_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(verdicts, 1.0, "one lookup, one verdict:\n{metrics}");
-    assert!(metrics.contains("knockoff_lookup_copies_found_total"), "{metrics}");
-    assert_eq!(value("knockoff_queue_depth"), 0.0);
-    assert_eq!(value("knockoff_queue_shed_total"), 0.0);
-    assert!(value("knockoff_process_resident_memory_bytes") > 1e6);
-    assert!(value("knockoff_process_open_fds") > 3.0);
-    assert!(metrics.contains("knockoff_build_info{version=\"") && metrics.contains("model=\"efficientnet-lite0\"} 1"), "{metrics}");
+    check_metrics(&metrics);
 
     // Lines are written as events happen: wait for the last request's line, then stop.
     let lines = || std::fs::read_to_string(&log).unwrap();
@@ -122,4 +103,28 @@ fn serve_logs_and_counts_requests_jobs_and_refits_one_json_line_each_without_sec
     assert!(find(&|e| e["message"] == "refit started").is_some(), "{text}");
     // Other crates (the graph library, the HTTP stack) stay below the default level.
     assert!(events.iter().all(|e| e["target"].as_str().is_some_and(|t| t.starts_with("knockoff"))), "{text}");
+}
+
+/// The metrics after one job of 12 images, a refit and one lookup.
+fn check_metrics(metrics: &str) {
+    let value = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("knockoff_jobs_total{outcome=\"done\"}"), 1.0);
+    assert_eq!(value("knockoff_job_items_total{outcome=\"indexed\"}"), 12.0);
+    assert!(value("knockoff_refits_total{stage=\"finished\"}") >= 1.0);
+    assert!(value("knockoff_calibration_age_seconds") >= 0.0);
+    let verdicts: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("knockoff_lookup_verdicts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(verdicts, 1.0, "one lookup, one verdict:\n{metrics}");
+    assert!(metrics.contains("knockoff_lookup_copies_found_total"), "{metrics}");
+    assert_eq!(value("knockoff_queue_depth"), 0.0);
+    assert_eq!(value("knockoff_queue_shed_total"), 0.0);
+    assert!(value("knockoff_process_resident_memory_bytes") > 1e6);
+    assert!(value("knockoff_process_open_fds") > 3.0);
+    assert!(metrics.contains("knockoff_build_info{version=\"") && metrics.contains("model=\"efficientnet-lite0\"} 1"), "{metrics}");
 }
