@@ -228,7 +228,7 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
     live.lock().remove(id);
     match result {
         Ok(r) => {
-            let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).collect();
+            let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).map(redacted).collect();
             set(JobStatus::Done, &r.counts, &serde_json::to_string(&errors).unwrap_or_default(), None);
             let c = &r.counts;
             TOTALS.count(true, c);
@@ -282,4 +282,18 @@ pub fn job_totals() -> (Counts<2>, Counts<3>) {
         [("done", n(&t.done)), ("failed", n(&t.failed))],
         [("indexed", n(&t.indexed)), ("skipped", n(&t.skipped)), ("failed", n(&t.items_failed))],
     )
+}
+
+/// A job's item error as stored and shown over HTTP: for a file on the
+/// server, the same words whether it is missing, unreadable or not an image,
+/// so that an uploaded manifest cannot probe the server's file system.
+fn redacted(e: &ItemError) -> ItemError {
+    if super::is_url(&e.image) || matches!(e.kind.as_str(), "manifest-row" | "crashed" | "catalog") {
+        return e.clone();
+    }
+    ItemError {
+        kind: "unreadable".into(),
+        reason: "cannot be read as an image on the server (missing, unreadable or not an image)".into(),
+        ..e.clone()
+    }
 }
