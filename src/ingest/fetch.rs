@@ -1,5 +1,7 @@
 //! Reading an image's bytes from a file or an http(s) URL, with a size
-//! limit, timeouts, at most 3 redirects and a bounded number of retries.
+//! limit, at most 3 redirects and a bounded number of retries, all within
+//! one deadline (`timeout`) for the whole fetch: a slow server cannot
+//! stretch it hop by hop or retry by retry.
 //!
 //! URLs are checked against server-side request forgery: unless
 //! `allow_private` is set, every hop's host must resolve only to public
@@ -9,7 +11,7 @@
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::source::is_url;
 use super::IngestError;
@@ -125,16 +127,24 @@ pub fn fetch(source: &str, opts: &FetchOptions) -> Result<Vec<u8>, IngestError> 
         }
         return std::fs::read(source).map_err(io);
     }
+    let deadline = Instant::now() + opts.timeout;
     let mut last = String::new();
     for attempt in 0..=opts.retries {
         if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(250 << attempt.min(4)));
+            let pause = Duration::from_millis(250 << attempt.min(4));
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            std::thread::sleep(pause);
         }
-        match fetch_once(source, opts) {
+        match fetch_once(source, opts, deadline) {
             Ok(b) => return Ok(b),
             Err(Failure::Final(d)) => return Err(err(d)),
             Err(Failure::Retry(d)) => last = d,
         }
+    }
+    if Instant::now() >= deadline {
+        return Err(err(format!("no complete answer within {:?} ({last})", opts.timeout)));
     }
     Err(err(format!("{last} (after {} attempts)", opts.retries + 1)))
 }
@@ -144,9 +154,13 @@ enum Failure {
     Retry(String),
 }
 
-fn fetch_once(source: &str, opts: &FetchOptions) -> Result<Vec<u8>, Failure> {
+fn fetch_once(source: &str, opts: &FetchOptions, deadline: Instant) -> Result<Vec<u8>, Failure> {
     let mut current = url::Url::parse(source).map_err(|e| Failure::Final(format!("invalid URL: {e}")))?;
     for _ in 0..=MAX_REDIRECTS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Retry(format!("no complete answer within {:?}", opts.timeout)));
+        }
         if !matches!(current.scheme(), "http" | "https") {
             return Err(Failure::Final(format!("unsupported URL scheme '{}'", current.scheme())));
         }
@@ -165,12 +179,8 @@ fn fetch_once(source: &str, opts: &FetchOptions) -> Result<Vec<u8>, Failure> {
             }
         }
         let pinned = addrs.clone();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(opts.timeout)
-            .timeout(opts.timeout)
-            .redirects(0)
-            .resolver(move |_: &str| Ok(pinned.clone()))
-            .build();
+        let agent =
+            ureq::AgentBuilder::new().timeout_connect(left).timeout(left).redirects(0).resolver(move |_: &str| Ok(pinned.clone())).build();
         let resp = match agent.get(current.as_str()).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, _)) if (400..500).contains(&code) && code != 429 => {
@@ -240,6 +250,40 @@ mod tests {
         ] {
             assert_eq!(non_public(ip.parse().unwrap()), want, "{ip}");
         }
+    }
+
+    /// A server that answers every request with a redirect after `pause`, then with an image.
+    fn slow_redirects(pause: Duration, hops: usize) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (i, conn) in l.incoming().enumerate() {
+                let Ok(mut c) = conn else { continue };
+                let mut buf = [0u8; 2048];
+                let _ = std::io::Read::read(&mut c, &mut buf);
+                std::thread::sleep(pause);
+                let answer = if i < hops {
+                    format!("HTTP/1.1 302 Found\r\nLocation: /hop{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", i + 1)
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx".to_string()
+                };
+                let _ = std::io::Write::write_all(&mut c, answer.as_bytes());
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn redirects_do_not_each_get_a_fresh_timeout() {
+        // Three hops of 0.6 s each, under a 1 s deadline for the whole fetch: each hop alone fits.
+        let addr = slow_redirects(Duration::from_millis(600), 3);
+        let opts = FetchOptions { retries: 2, timeout: Duration::from_secs(1), allow_private: true, ..Default::default() };
+        let e = fetch(&format!("http://{addr}/start"), &opts).unwrap_err().to_string();
+        assert!(e.contains("no complete answer within 1s"), "{e}");
+        // The same server within a deadline that holds all hops answers.
+        let addr = slow_redirects(Duration::from_millis(10), 3);
+        let opts = FetchOptions { timeout: Duration::from_secs(60), ..opts };
+        assert_eq!(fetch(&format!("http://{addr}/start"), &opts).unwrap(), b"x");
     }
 
     #[test]
