@@ -8,7 +8,7 @@ use crate::catalog::{IndexParams, Label};
 use crate::index::IndexSpec;
 
 mod location;
-pub use location::{BackupArgs, MigrateArgs, RestoreArgs};
+pub use location::{BackupArgs, LocationArgs, MigrateArgs, RestoreArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "knockoff", version, about = "Counterfeit detector: match listing photos against a brand catalog")]
@@ -91,6 +91,7 @@ pub struct MakeCopiesArgs {
     /// Output folder (catalog.csv, queries.csv, copies/).
     #[arg(long)]
     pub out: PathBuf,
+    /// Seed of the edits (the same seed makes the same protocol).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Originals per product.
@@ -139,7 +140,7 @@ impl IndexArgs {
 #[derive(Debug, Args)]
 pub struct IndexOnly {
     #[command(flatten)]
-    pub index: IndexArgs,
+    pub index: LocationArgs,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +161,7 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Args)]
 pub struct IndexCmdArgs {
+    /// A manifest (CSV or JSON Lines: image,product_id,label,brand,name,category) or a folder with one sub-folder per product.
     pub source: PathBuf,
     #[command(flatten)]
     pub index: IndexArgs,
@@ -192,6 +194,7 @@ pub struct IndexCmdArgs {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
+    /// The listing photo.
     pub image: PathBuf,
     #[command(flatten)]
     pub index: IndexArgs,
@@ -201,10 +204,13 @@ pub struct SearchArgs {
     /// HNSW ef for this query.
     #[arg(long)]
     pub ef: Option<usize>,
+    /// Only products of this brand.
     #[arg(long)]
     pub brand: Option<String>,
+    /// Only products with this label.
     #[arg(long)]
     pub label: Option<Label>,
+    /// Only products of this category.
     #[arg(long)]
     pub category: Option<String>,
     /// Also show each product's second-best image.
@@ -353,7 +359,8 @@ pub struct TuneCmdArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
-    pub index: IndexArgs,
+    pub index: LocationArgs,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -361,9 +368,11 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     #[command(flatten)]
-    pub index: IndexArgs,
+    pub index: LocationArgs,
+    /// Delete this product and all its images.
     #[arg(long, conflicts_with = "image", required_unless_present = "image")]
     pub product: Option<String>,
+    /// Delete this one image (its id, as lookups and the API give it).
     #[arg(long)]
     pub image: Option<i64>,
 }
@@ -376,18 +385,23 @@ pub struct BenchAnnArgs {
     pub queries: PathBuf,
     /// Exact neighbours (q × 10 i32), for recall@10.
     pub truth: PathBuf,
+    /// Vector dimension.
     #[arg(long)]
     pub dim: usize,
+    /// HNSW M.
     #[arg(long, default_value_t = 16)]
     pub m: usize,
+    /// HNSW `ef_construction`.
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
+    /// HNSW `ef_search`.
     #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchLookupArgs {
+    /// Photos to look up (cycled through).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]
@@ -405,10 +419,13 @@ pub struct BenchLookupArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchEmbedArgs {
+    /// Image files to embed.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// Model name (see `knockoff models`).
     #[arg(long)]
     pub model: Option<String>,
+    /// Images per model call.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Decode/preprocess worker threads for the pipelined run (0: sequential only).

@@ -20,13 +20,18 @@ pub struct LocationArgs {
 }
 
 impl LocationArgs {
-    pub fn location(&self) -> anyhow::Result<crate::catalog::Location> {
-        let spec = crate::index::IndexSpec {
+    /// The catalog there with its own model and settings (nothing here creates one).
+    #[must_use]
+    pub fn spec(&self) -> crate::index::IndexSpec {
+        crate::index::IndexSpec {
             store: self.store.clone().filter(|s| !s.is_empty()),
             vectors: self.vectors.clone().filter(|s| !s.is_empty()),
             ..crate::index::IndexSpec::new(&self.dir)
-        };
-        Ok(match spec.shared()? {
+        }
+    }
+
+    pub fn location(&self) -> anyhow::Result<crate::catalog::Location> {
+        Ok(match self.spec().shared()? {
             Some(s) => crate::catalog::Location::Shared(s),
             None => crate::catalog::Location::Folder(self.dir.clone()),
         })
