@@ -161,7 +161,7 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Args)]
 pub struct IndexCmdArgs {
-    /// A manifest (CSV or JSON Lines: image,product_id,label,brand,name,category) or a folder with one sub-folder per product.
+    /// A manifest (CSV or JSON Lines with `image,product_id,label,brand,name,category`) or a folder with one sub-folder per product.
     pub source: PathBuf,
     #[command(flatten)]
     pub index: IndexArgs,
