@@ -63,6 +63,13 @@ pg_data() {
 
 pg_up() {
   local pgbin data; pgbin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)"); data=$(pg_data)
+  if [ -f "$data/PG_VERSION" ] && { [ ! -f "$DIR/pg-password" ] || [ ! -f "$DIR/pg-port" ]; }; then
+    # Left by an earlier DIR of the same path that was deleted (a re-clone): its password
+    # went with it, so the data cannot be used. Kept aside once, never mixed in.
+    log "PostgreSQL data at $data belongs to a deleted $DIR (no password or port file): moving it to $data.orphan"
+    as_pg "$pgbin/pg_ctl" -D "$data" stop -m fast >/dev/null 2>&1 || true
+    rm -rf "$data.orphan"; mv "$data" "$data.orphan"
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     mkdir -p "$data"; chmod 700 "$data"
     [ -f "$DIR/pg-password" ] || { secret > "$DIR/pg-password"; chmod 600 "$DIR/pg-password"; }

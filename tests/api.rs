@@ -473,6 +473,38 @@ fn wait_job(s: &Server, id: &str, until: impl Fn(&serde_json::Value) -> bool) ->
     }
 }
 
+/// Jobs stored in the index, counted in its store.
+fn stored_jobs(s: &Server) -> i64 {
+    let records = knockoff::catalog::Location::Folder(s.idx.clone()).records().unwrap().unwrap();
+    records.read(|tx| tx.query_opt("SELECT COUNT(*) FROM jobs", &[], |r| r.i64(0))).unwrap().unwrap_or(0)
+}
+
+#[test]
+fn a_job_over_the_item_limit_is_refused_before_it_is_parsed_and_a_given_up_one_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("k.toml");
+    // A timeout short enough that a large job's parsing outlasts it.
+    std::fs::write(&cfg, "request_timeout_ms = 150\n").unwrap();
+    let s = start_with(None, &["--config", cfg.to_str().unwrap()]);
+    let n = knockoff::ingest::jobs::MAX_JOB_ITEMS + 1;
+    let json = format!("{{\"items\": [{}{{}}]}}", "{},".repeat(n - 1));
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("application/json", json.as_bytes())));
+    assert_eq!(st, 413, "{j}");
+    assert!(j["type"].as_str().unwrap().ends_with("/too-many-items") && j["detail"].as_str().unwrap().contains("at most"), "{j}");
+    let csv = format!("image,product_id,label\n{}", "/x.jpg,p,authentic\n".repeat(n));
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", csv.as_bytes())));
+    assert_eq!(st, 413, "{j}");
+    assert_eq!(stored_jobs(&s), 0, "refused jobs are not stored");
+    // At the limit the job is read; should its parsing outlast the request timeout, the
+    // client gets 503 and no job is stored — a job exists only when its id was returned.
+    let csv = format!("image,product_id,label\n{}", "/x.jpg,p,authentic\n".repeat(n - 1));
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", csv.as_bytes())));
+    assert!(st == 202 || st == 503, "{st}: {j}");
+    // The work behind a timed-out request may finish after the 503: wait for it to settle.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stored_jobs(&s), i64::from(st == 202), "{st}: {j}");
+}
+
 #[test]
 fn index_job_survives_a_crash_and_resumes() {
     let mut s = start(None);

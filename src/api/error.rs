@@ -24,6 +24,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("{0}")]
+    TooManyItems(String),
     #[error("unsupported media type {0}; send an image (image/*), multipart/form-data with a file, or JSON {{\"image_base64\": ...}}")]
     UnsupportedMedia(String),
     #[error(transparent)]
@@ -48,6 +50,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large"),
+            ApiError::TooManyItems(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-items", "Too many items"),
             ApiError::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),
@@ -114,6 +117,8 @@ impl From<JobError> for ApiError {
         match e {
             JobError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             JobError::Unknown(_) => ApiError::NotFound(e.to_string()),
+            JobError::TooMany => ApiError::TooManyItems(e.to_string()),
+            JobError::Abandoned => ApiError::Timeout(0),
             JobError::Catalog(c) => c.into(),
         }
     }

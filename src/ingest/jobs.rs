@@ -25,6 +25,14 @@ use super::{
 use crate::catalog::{Catalog, CatalogError, JobStatus};
 use crate::embed::Embedder;
 
+/// At most this many items in one job (a bigger catalog is several jobs, or `knockoff index`).
+pub const MAX_JOB_ITEMS: usize = 100_000;
+
+/// Lines in `text` (the last one need not end with a newline).
+fn bytecount_lines(text: &str) -> usize {
+    text.bytes().filter(|b| *b == b'\n').count() + usize::from(!text.ends_with('\n'))
+}
+
 /// At most this many per-item errors are kept with a job.
 const MAX_STORED_ERRORS: usize = 1000;
 
@@ -54,8 +62,12 @@ pub struct JobRecord {
 pub enum JobError {
     #[error("{0}")]
     Invalid(IngestError),
+    #[error("the request was given up before the job was stored")]
+    Abandoned,
     #[error("unknown job '{0}'")]
     Unknown(String),
+    #[error("a job holds at most {MAX_JOB_ITEMS} items (this one has more): split the manifest, or index it with `knockoff index`")]
+    TooMany,
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -110,8 +122,19 @@ impl JobQueue {
     }
 
     /// Validates and stores a manifest, queues it, and returns the job id.
-    pub fn submit(&self, format: ManifestFormat, text: &str) -> Result<String, JobError> {
+    /// Stores a job for `text` (at most [`MAX_JOB_ITEMS`] rows, counted
+    /// before anything is parsed) and wakes the runner; `still_wanted` is
+    /// asked just before the job is stored, so a request given up meanwhile
+    /// (timed out, client gone) leaves no job behind.
+    pub fn submit(&self, format: ManifestFormat, text: &str, still_wanted: &dyn Fn() -> bool) -> Result<String, JobError> {
+        // A row is a line at most (a quoted CSV field may span lines): an upper bound, no allocation.
+        if bytecount_lines(text) > MAX_JOB_ITEMS + 1 {
+            return Err(JobError::TooMany);
+        }
         parse_manifest(text.as_bytes(), Path::new("upload"), None, format, &SourceDefaults::default()).map_err(JobError::Invalid)?;
+        if !still_wanted() {
+            return Err(JobError::Abandoned);
+        }
         let id = new_id();
         self.catalog.records().create_job(&id, format.as_str(), text)?;
         let _ = self.tx.send(());

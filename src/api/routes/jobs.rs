@@ -8,7 +8,10 @@ use super::{blocking, St};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiPath, TextBody};
 use crate::api::types::{JobAccepted, JobView};
+use crate::ingest::jobs::{JobError, MAX_JOB_ITEMS};
 use crate::ingest::ManifestFormat;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A manifest upload (`text/csv`, `application/x-ndjson`) or JSON:
 /// `{"items": [{"image", "product_id", "label", ...}]}` or
@@ -24,14 +27,88 @@ pub async fn submit_job(State(state): St, body: Result<TextBody, ApiError>) -> R
         "application/json" => (ManifestFormat::JsonLines, json_job_to_jsonl(&text)?),
         _ => return Err(ApiError::UnsupportedMedia(media_type)),
     };
-    let id = blocking(move || Ok(state.jobs.submit(format, &text)?)).await?;
+    // Dropped with this request (a timeout, the client gone): the job is then not stored.
+    let wanted = Wanted::default();
+    let flag = wanted.0.clone();
+    let id = blocking(move || Ok(state.jobs.submit(format, &text, &|| flag.load(Ordering::SeqCst))?)).await?;
+    drop(wanted.done());
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { id, status: "queued".into() })))
 }
 
+/// True until the request that holds it is dropped unfinished.
+struct Wanted(Arc<AtomicBool>);
+
+impl Default for Wanted {
+    fn default() -> Self {
+        Wanted(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Wanted {
+    /// The request finished: nothing to give up.
+    fn done(self) -> Arc<AtomicBool> {
+        let flag = self.0.clone();
+        std::mem::forget(self);
+        flag
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How many items a JSON job names, counted without building them; more
+/// than [`MAX_JOB_ITEMS`] stops the count.
+#[derive(Default, Clone, Copy)]
+struct Count(usize);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                    if n > MAX_JOB_ITEMS {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                }
+                Ok(Count(n))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+const TOO_MANY: &str = "too many items";
+
+#[derive(serde::Deserialize)]
+struct Shape {
+    #[serde(default)]
+    items: Option<Count>,
+    #[serde(default)]
+    urls: Option<Count>,
+}
+
 fn json_job_to_jsonl(text: &str) -> Result<String, ApiError> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    let rows: Vec<serde_json::Value> = if let Some(items) = v.get("items").and_then(|i| i.as_array()) {
-        items.clone()
+    match serde_json::from_str::<Shape>(text) {
+        Err(e) if e.to_string().starts_with(TOO_MANY) => return Err(JobError::TooMany.into()),
+        Err(e) => return Err(ApiError::BadRequest(format!("invalid JSON: {e}"))),
+        Ok(Shape { items, urls }) if items.or(urls).is_some_and(|c| c.0 == 0) => {
+            return Err(ApiError::BadRequest("the job has no items".into()))
+        }
+        Ok(_) => {}
+    }
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let rows: Vec<serde_json::Value> = if let Some(items) = v.get_mut("items").and_then(|i| i.as_array_mut()) {
+        std::mem::take(items)
     } else if let Some(urls) = v.get("urls").and_then(|u| u.as_array()) {
         urls.iter()
             .map(|u| {
