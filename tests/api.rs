@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::replica::wait_up;
 use common::*;
 
 struct Server {
@@ -35,14 +36,6 @@ fn spawn_server(idx: &std::path::Path, addr: SocketAddr, args: &[String]) -> Chi
     cmd.current_dir(root()).args(["serve", "--index", idx.to_str().unwrap(), "--addr", &addr.to_string()]).args(args);
     cmd.env_remove("KNOCKOFF_API_KEYS");
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
-}
-
-fn wait_up(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 impl Drop for Server {

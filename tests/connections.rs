@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::replica::free_addr;
+use common::replica::{free_addr, wait_up};
 use common::{bin, root};
 
 struct Serving(Child);
@@ -32,11 +32,7 @@ fn serve(dir: &std::path::Path, addr: SocketAddr) -> Serving {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_up(addr);
     Serving(child)
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::replica::{free_addr, send};
+use common::replica::{free_addr, send, wait_up};
 use common::{bin, fixture, make_catalog, root};
 
 const SECRET: &str = "log-test-secret-7f3a";
@@ -32,11 +32,7 @@ fn serve_logs_and_counts_requests_jobs_and_refits_one_json_line_each_without_sec
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_up(addr);
     let at = |p: &str| format!("http://{addr}{p}");
     let auth = format!("Bearer {SECRET}");
     let manifest = make_catalog(&work.path().join("cat"), 6, 2);

@@ -35,12 +35,17 @@ pub fn serve(env: &[(&str, String)]) -> Command {
 pub fn replica(env: &[(&str, String)]) -> Replica {
     let addr = free_addr();
     let child = serve(env).args(["--addr", &addr.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_up(addr);
+    Replica { child, addr }
+}
+
+/// Waits until a server at `addr` answers `/healthz` (the deadline only catches one that never does).
+pub fn wait_up(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while ureq::get(&format!("http://{addr}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "replica did not come up");
+        assert!(Instant::now() < deadline, "the server at {addr} did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Replica { child, addr }
 }
 
 /// (status, Retry-After, body as JSON or null).
