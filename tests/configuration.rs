@@ -68,6 +68,9 @@ fn every_setting_in_the_code_is_in_the_configuration_reference() {
 
 #[test]
 fn every_option_of_every_subcommand_has_help_text() {
+    // Also clap's own consistency checks (no option defined twice under one name), which
+    // release builds skip at run time.
+    knockoff::cli::Cli::command().debug_assert();
     let cli = knockoff::cli::Cli::command();
     let mut bare = Vec::new();
     for sub in cli.get_subcommands() {

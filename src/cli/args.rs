@@ -102,9 +102,8 @@ pub struct MakeCopiesArgs {
 /// Where the index lives and which model it uses.
 #[derive(Debug, Clone, Args)]
 pub struct IndexArgs {
-    /// Index folder.
-    #[arg(long = "index", env = "KNOCKOFF_INDEX", default_value = "index")]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub location: LocationArgs,
     /// Model (a new index uses the default model; an existing one keeps its own).
     #[arg(long)]
     pub model: Option<String>,
@@ -114,25 +113,16 @@ pub struct IndexArgs {
     /// Compact by itself when deleted images pass this share of the graph.
     #[arg(long, default_value_t = 0.2)]
     pub auto_compact: f64,
-    /// Shared backend: the PostgreSQL store, postgres://USER:PASSWORD@HOST:PORT/DB (with --vectors; replaces --index).
-    #[arg(long, env = "KNOCKOFF_STORE", hide_env_values = true)]
-    pub store: Option<String>,
-    /// Shared backend: the Milvus server, milvus://USER:PASSWORD@HOST:PORT (with --store).
-    #[arg(long, env = "KNOCKOFF_VECTORS", hide_env_values = true)]
-    pub vectors: Option<String>,
 }
 
 impl IndexArgs {
     #[must_use]
     pub fn spec(&self) -> IndexSpec {
         IndexSpec {
-            dir: self.dir.clone(),
             model: self.model.clone(),
             params: IndexParams { ef_search: self.ef_search, ..IndexParams::default() },
             auto_compact: self.auto_compact,
-            store: self.store.clone().filter(|s| !s.is_empty()),
-            vectors: self.vectors.clone().filter(|s| !s.is_empty()),
-            create: false,
+            ..self.location.spec()
         }
     }
 }

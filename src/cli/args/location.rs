@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// Where a catalog lives, for commands that only read or write its records.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LocationArgs {
     /// Index folder.
     #[arg(long = "index", env = "KNOCKOFF_INDEX", default_value = "index")]
