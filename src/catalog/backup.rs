@@ -25,15 +25,12 @@ use std::path::{Path, PathBuf};
 
 use super::files::{SHARED_FILES, STORE_FILE};
 use super::store::sqlite::SqliteStore;
-use super::store::{images_in, products_in, RecordStore, SqlError, IDENTITY_KEYS};
 use super::{CatalogError, Location};
 
 /// The file that says a folder is a complete backup.
 pub const BACKUP_FILE: &str = "backup.json";
 /// The format this version writes and reads.
 pub const FORMAT: &str = "knockoff-backup/1";
-/// Images read per statement inside the snapshot.
-const BATCH: i64 = 500;
 
 /// One file of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,12 +79,12 @@ pub fn backup(from: &Location, dest: &Path, progress: &mut dyn FnMut(usize)) -> 
     }
     // A backup holds every record: readable by its owner only.
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&partial).map_err(io(&partial))?;
-    let (products, images) = copy_snapshot(src, &partial, &model, progress)?;
-    for name in SHARED_FILES {
-        if let Some(content) = src.file(name)? {
-            crate::util::write_atomic(&partial.join(name), content.as_bytes()).map_err(io(&partial))?;
-        }
-    }
+    let dst = SqliteStore::open(&partial)?;
+    let copied = super::transfer::copy_records(src, dst.as_dyn(), &model, progress)?;
+    // The store file alone holds everything (no write-ahead log left beside it).
+    dst.checkpoint()?;
+    drop(dst);
+    let (products, images) = (copied.products, copied.images);
     let mut files = BTreeMap::new();
     for name in std::iter::once(STORE_FILE).chain(SHARED_FILES) {
         let path = partial.join(name);
@@ -112,46 +109,6 @@ pub fn backup(from: &Location, dest: &Path, progress: &mut dyn FnMut(usize)) -> 
     }
     std::fs::rename(&partial, dest).map_err(io(dest))?;
     Ok(manifest)
-}
-
-/// Copies the live rows of `src`, read in one snapshot, into a new store in
-/// `dir`, and closes it complete (no write-ahead log left beside it).
-fn copy_snapshot(src: &dyn RecordStore, dir: &Path, model: &str, progress: &mut dyn FnMut(usize)) -> Result<(usize, usize), CatalogError> {
-    let dst = SqliteStore::open(dir)?;
-    for key in IDENTITY_KEYS {
-        if let Some(v) = src.meta(key)? {
-            dst.set_meta(key, &v)?;
-        }
-    }
-    let (mut products, mut images) = (0, 0);
-    let mut failed = None;
-    let read = src.snapshot_with(&mut |tx| {
-        let rows = products_in(tx)?;
-        products = rows.len();
-        if let Err(e) = dst.import(model, &rows, &[]) {
-            failed = Some(e);
-            return Err(SqlError::Data("writing the backup failed".into()));
-        }
-        let mut after = 0;
-        loop {
-            let batch = images_in(tx, model, after, BATCH)?;
-            let Some(last) = batch.last() else { break };
-            after = last.id;
-            if let Err(e) = dst.import(model, &[], &batch) {
-                failed = Some(e);
-                return Err(SqlError::Data("writing the backup failed".into()));
-            }
-            images += batch.len();
-            progress(images);
-        }
-        Ok(())
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    read?;
-    dst.checkpoint()?;
-    Ok((products, images))
 }
 
 /// Reads `src/backup.json` and checks every file it lists against its

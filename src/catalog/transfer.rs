@@ -6,12 +6,14 @@
 //! transaction, and rows already at the target are kept, so an interrupted
 //! migration resumes where it stopped. The target's vectors are then built
 //! (graph or Milvus collection) from what was copied, and the counts of
-//! both sides are compared.
+//! both sides are compared. The rows are read in one snapshot of the source,
+//! so a migration (or a backup) taken while the source is written is the
+//! catalog as of one moment.
 
 use std::path::PathBuf;
 
 use super::files::{SHARED_FILES, STORE_FILE};
-use super::store::IDENTITY_KEYS;
+use super::store::{images_in, products_in, ImageRow, ProductRow, RecordStore, SqlError, IDENTITY_KEYS};
 use super::{CatalogError, Location};
 
 /// Images copied per transaction.
@@ -41,23 +43,51 @@ pub fn copy_rows(from: &Location, to: &Location, progress: &mut dyn FnMut(usize)
             return Err(CatalogError::ModelMismatch { path: PathBuf::from(to.to_string()), found, wanted: model });
         }
     }
+    copy_records(src, dst, &model, progress)
+}
+
+/// Copies the identity, the live rows — read in one snapshot of `src`, so
+/// that each image comes with its product even while `src` is written —
+/// and the shared files from `src` to `dst`, keeping ids (rows already at
+/// `dst` are kept). Used by `migrate` and `backup`.
+pub fn copy_records(
+    src: &dyn RecordStore,
+    dst: &dyn RecordStore,
+    model: &str,
+    progress: &mut dyn FnMut(usize),
+) -> Result<MigrateReport, CatalogError> {
     for key in IDENTITY_KEYS {
         if let Some(v) = src.meta(key)? {
             dst.set_meta(key, &v)?;
         }
     }
-    let products = src.export_products()?;
-    dst.import(&model, &products, &[])?;
-    let mut report = MigrateReport { model: model.clone(), products: products.len(), ..Default::default() };
-    let mut after = 0;
-    loop {
-        let batch = src.export_images(&model, after, BATCH)?;
-        let Some(last) = batch.last() else { break };
-        after = last.id;
-        dst.import(&model, &[], &batch)?;
-        report.images += batch.len();
-        progress(report.images);
+    let mut report = MigrateReport { model: model.to_string(), ..Default::default() };
+    let mut failed = None;
+    let read = src.snapshot_with(&mut |tx| {
+        let products = products_in(tx)?;
+        report.products = products.len();
+        let mut write = |products: &[ProductRow], images: &[ImageRow]| {
+            dst.import(model, products, images).map_err(|e| {
+                failed = Some(e);
+                SqlError::Data("writing the copy failed".into())
+            })
+        };
+        write(&products, &[])?;
+        let mut after = 0;
+        loop {
+            let batch = images_in(tx, model, after, BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = last.id;
+            write(&[], &batch)?;
+            report.images += batch.len();
+            progress(report.images);
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    read?;
     for name in SHARED_FILES {
         if let Some(content) = src.file(name)? {
             dst.put_file(name, Some(&content))?;

@@ -31,25 +31,16 @@ pub async fn submit_job(State(state): St, body: Result<TextBody, ApiError>) -> R
     let wanted = Wanted::default();
     let flag = wanted.0.clone();
     let id = blocking(move || Ok(state.jobs.submit(format, &text, &|| flag.load(Ordering::SeqCst))?)).await?;
-    drop(wanted.done());
+    drop(wanted);
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { id, status: "queued".into() })))
 }
 
-/// True until the request that holds it is dropped unfinished.
+/// True until the request that holds it is dropped (once the job is stored, that changes nothing).
 struct Wanted(Arc<AtomicBool>);
 
 impl Default for Wanted {
     fn default() -> Self {
         Wanted(Arc::new(AtomicBool::new(true)))
-    }
-}
-
-impl Wanted {
-    /// The request finished: nothing to give up.
-    fn done(self) -> Arc<AtomicBool> {
-        let flag = self.0.clone();
-        std::mem::forget(self);
-        flag
     }
 }
 
