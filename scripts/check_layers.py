@@ -3,7 +3,7 @@
 
 1. Layers: a top-level module may use only modules of a lower layer
    (LAYERS below, lowest first: `embed` <- `catalog` <- `search` <- `fit`
-   <- `eval` <- `api`/`cli`, with the helpers and the plumbing between).
+   <- `review` <- `eval` <- `api`/`cli`, with the helpers and the plumbing between).
 2. No import circles between files: an edge A -> B means file A names an
    item defined in file B (a name re-exported by a `mod.rs` is followed to
    the file that defines it; a `pub use` counts only where the file's own
@@ -25,6 +25,7 @@ LAYERS = [
     ["ingest"],
     ["search"],
     ["fit"],
+    ["review"],
     ["eval"],
     ["api"],
     ["cli"],

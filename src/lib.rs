@@ -10,6 +10,7 @@
 //! | products → confidences → verdict (one function) | [`search::lookup`] |
 //! | answer → JSON | [`api`] / [`cli`] |
 //! | calibration, projection, verdict thresholds | [`fit`] |
+//! | a lookup kept as a case; an analyst's decision → a new reference | [`review`] |
 //! | measuring all of it | [`eval`] |
 //!
 //! The `knockoff` binary ([`cli`]) and the HTTP service ([`api`]) only
@@ -24,6 +25,7 @@ pub mod fit;
 pub mod index;
 pub mod ingest;
 pub mod metrics;
+pub mod review;
 pub mod search;
 pub mod synth;
 pub mod util;

@@ -4,45 +4,13 @@
 //! their absence fails these tests).
 
 use knockoff::catalog::store::Arg;
-use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, Label, OpenReport, Product};
+use knockoff::catalog::{Catalog, CatalogError, CatalogOptions, Filter, Label, Product};
 use knockoff::search::{search_products, SearchRequest};
 
 mod common;
 
 use common::synth::{images, opts, vector};
-use common::{eventually, SharedDb};
-
-/// Where a test's catalog lives.
-enum Backend {
-    Folder(tempfile::TempDir),
-    Shared(SharedDb),
-}
-
-impl Backend {
-    fn open(&self, o: CatalogOptions) -> Result<(Catalog, OpenReport), CatalogError> {
-        match self {
-            Backend::Folder(d) => Catalog::open(d.path(), o),
-            Backend::Shared(s) => Catalog::connect(&s.spec, o),
-        }
-    }
-    fn name(&self) -> &'static str {
-        match self {
-            Backend::Folder(_) => "folder",
-            Backend::Shared(_) => "shared",
-        }
-    }
-}
-
-/// The embedded backend, and the shared one (when its engines run).
-/// (Under CI a missing shared backend fails the test; elsewhere it runs on one backend and says so.)
-fn backends(tag: &str) -> Vec<Backend> {
-    let mut v = vec![Backend::Folder(tempfile::tempdir().unwrap())];
-    match SharedDb::create(tag) {
-        Some(db) => v.push(Backend::Shared(db)),
-        None => eprintln!("NOTE: {tag} ran on the embedded backend only, not on both"),
-    }
-    v
-}
+use common::{backends, eventually, SharedDb};
 
 fn top_ids(cat: &Catalog, q: &[f32], k: usize) -> Vec<String> {
     search_products(cat, q, &SearchRequest { k, ..Default::default() }).unwrap().iter().map(|m| m.product.product_id.clone()).collect()

@@ -1,5 +1,5 @@
-//! API keys: `read` (lookup) and `admin` (catalog); an admin key may also
-//! look up. Keys are held only as sha256 hashes and compared in constant time.
+//! API keys: `read` (lookup), `analyst` (lookup, read and decide review
+//! cases) and `admin` (catalog); each role may do what the roles before it may. Keys are held only as sha256 hashes and compared in constant time.
 //!
 //! The key is checked in one place, [`check`], by the layer the router puts
 //! on every route of a role ([`super::router`]), before anything reads the
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Read,
+    Analyst,
     Admin,
 }
 
@@ -25,6 +26,7 @@ impl Role {
     fn allows(self) -> &'static str {
         match self {
             Role::Read => "look up photos",
+            Role::Analyst => "read or decide review cases",
             Role::Admin => "read or change the catalog and its jobs",
         }
     }
@@ -59,6 +61,7 @@ impl std::str::FromStr for Role {
     fn from_str(s: &str) -> Result<Self, KeyError> {
         match s {
             "read" => Ok(Role::Read),
+            "analyst" => Ok(Role::Analyst),
             "admin" => Ok(Role::Admin),
             other => Err(KeyError::Role(other.to_string())),
         }
@@ -70,7 +73,7 @@ impl std::str::FromStr for Role {
 pub enum KeyError {
     #[error("API key entry '{0}' is not name:role:secret")]
     Shape(String),
-    #[error("API key role must be read or admin, not '{0}'")]
+    #[error("API key role must be read, analyst or admin, not '{0}'")]
     Role(String),
     #[error("API key '{0}': secret must be at least 8 characters")]
     ShortSecret(String),
@@ -151,6 +154,9 @@ mod tests {
         let k = Keys::from_env_value("shop:read:secret-read-1, ops:admin:secret-admin-1").unwrap();
         assert_eq!(k.check("secret-read-1").map(|k| k.role), Some(Role::Read));
         assert_eq!(k.check("secret-admin-1").map(|k| k.name.as_str()), Some("ops"));
+        let a = Keys::from_env_value("ana:analyst:secret-analyst").unwrap();
+        assert_eq!(a.check("secret-analyst").map(|k| k.role), Some(Role::Analyst));
+        assert!(Role::Read < Role::Analyst && Role::Analyst < Role::Admin);
         assert!(k.check("nope").is_none());
         assert_eq!(Keys::from_env_value("a:root:12345678").unwrap_err(), KeyError::Role("root".into()));
         assert_eq!(Keys::from_env_value("a:read:short").unwrap_err(), KeyError::ShortSecret("a".into()));

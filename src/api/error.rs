@@ -9,6 +9,7 @@ use super::types::Problem;
 use crate::catalog::CatalogError;
 use crate::embed::EmbedError;
 use crate::ingest::jobs::JobError;
+use crate::review::ReviewError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +27,15 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     TooManyItems(String),
+    /// A write based on a version of the record that is no longer current (its current `ETag`).
+    #[error("{detail}")]
+    Stale { detail: String, etag: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this write needs an If-Match header with the ETag of the record as read (GET it first)")]
+    PreconditionRequired,
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("unsupported media type {0}; send an image (image/*), multipart/form-data with a file, or JSON {{\"image_base64\": ...}}")]
     UnsupportedMedia(String),
     #[error(transparent)]
@@ -51,6 +61,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large"),
             ApiError::TooManyItems(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-items", "Too many items"),
+            ApiError::Stale { .. } => (StatusCode::CONFLICT, "stale", "Changed since read"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition-required", "If-Match required"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Unprocessable"),
             ApiError::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),
@@ -84,11 +98,22 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unavailable(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if let ApiError::Stale { etag, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                resp.headers_mut().insert(header::ETAG, v);
+            }
+        }
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
+}
+
+/// The `ETag` of a versioned record (a review case) at `version`.
+#[must_use]
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
 }
 
 impl From<EmbedError> for ApiError {
@@ -108,6 +133,20 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid { .. } | CatalogError::Dimension { .. } => ApiError::BadRequest(e.to_string()),
             CatalogError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(e: ReviewError) -> Self {
+        match e {
+            ReviewError::UnknownCase(_) => ApiError::NotFound(e.to_string()),
+            ReviewError::UnknownProduct(_) | ReviewError::Invalid { field: "product_id", .. } => ApiError::Unprocessable(e.to_string()),
+            ReviewError::Invalid { field: "decision", .. } | ReviewError::NotDecided(_) => ApiError::Conflict(e.to_string()),
+            ReviewError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
+            ReviewError::Stale { current, .. } => ApiError::Stale { detail: e.to_string(), etag: etag(current) },
+            ReviewError::Photo(p) => p.into(),
+            ReviewError::Catalog(c) => c.into(),
         }
     }
 }

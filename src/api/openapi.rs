@@ -5,11 +5,13 @@
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::routes::{catalog, jobs, lookup, ops};
+use super::routes::{cases, catalog, jobs, lookup, ops};
 use super::types::{
     AddImageOut, BatchRequest, BatchResponse, DeletedOut, ImageJson, JobAccepted, JobView, LookupResponse, Problem, ProductIn, ProductOut,
     Ready, StatsOut,
 };
+use crate::catalog::store::{AuditRow, DecisionRow};
+use crate::review;
 
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document", body = Object)))]
@@ -23,10 +25,12 @@ const PROBLEMS: &[(u16, &str)] = &[
     (400, "invalid parameters, path or JSON"),
     (401, "missing or wrong API key"),
     (403, "the key's role may not do this"),
-    (404, "unknown product, image, job or route"),
+    (404, "unknown product, image, job, case or route"),
+    (409, "the case changed since it was read (its current ETag in the response), or is decided already"),
     (413, "body over the limit"),
     (415, "unsupported media type"),
-    (422, "undecodable, truncated, empty or over-limit image"),
+    (422, "undecodable, truncated, empty or over-limit image; a decision naming a product that does not exist"),
+    (428, "a decision without If-Match"),
     (503, "inference queue full or timeout (Retry-After)"),
 ];
 
@@ -53,6 +57,12 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/images/{id}/thumbnail", &[400, 401, 403, 404]),
     ("post", "/v1/jobs/index", &[400, 401, 403, 413, 415]),
     ("get", "/v1/jobs/{id}", ADMIN),
+    ("get", "/review", OPEN),
+    ("get", "/v1/cases", &[400, 401, 403]),
+    ("get", "/v1/cases/{id}", ADMIN),
+    ("get", "/v1/cases/{id}/photo", ADMIN),
+    ("post", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 413, 422, 428]),
+    ("delete", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 428]),
 ];
 
 /// The `OpenAPI` document, generated from the handlers' annotations and the request/response types.
@@ -63,11 +73,13 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         ops::page, ops::healthz, ops::readyz, ops::metrics, serve, ops::stats,
         lookup::lookup, lookup::lookup_batch,
         catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
-        jobs::submit_job, jobs::get_job
+        jobs::submit_job, jobs::get_job,
+        ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::decide, cases::undo
     ),
-    components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready)),
+    components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,
+        review::Case, review::Page, review::DecisionInput, review::Decision, DecisionRow, AuditRow)),
     modifiers(&BearerAuth, &Problems),
-    tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "operations"))
+    tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "review"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

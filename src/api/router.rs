@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use super::auth::{self, Role};
 use super::error::ApiError;
-use super::routes::{catalog, jobs, lookup, ops, St};
+use super::routes::{cases, catalog, jobs, lookup, ops, St};
 use super::state::AppState;
 
 /// Every route, grouped by the role it needs: the group's layer checks the
@@ -23,6 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     let open = Router::new()
         .route("/", get(ops::page))
+        .route("/review", get(ops::review_page))
         .route("/healthz", get(ops::healthz))
         .route("/openapi.json", get(super::openapi::serve))
         .route("/readyz", get(ops::readyz))
@@ -33,6 +34,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/lookup/batch", post(lookup::lookup_batch))
         .route("/v1/images/{id}/thumbnail", get(catalog::thumbnail))
         .route_layer(from_fn_with_state(state.clone(), require_read));
+    let analyst = Router::new()
+        .route("/v1/cases", get(cases::list_cases))
+        .route("/v1/cases/{id}", get(cases::get_case))
+        .route("/v1/cases/{id}/photo", get(cases::case_photo))
+        .route("/v1/cases/{id}/decision", post(cases::decide).delete(cases::undo))
+        .route_layer(from_fn_with_state(state.clone(), require_analyst));
     let admin = Router::new()
         .route("/v1/products/{id}", get(catalog::get_product).put(catalog::put_product).delete(catalog::delete_product))
         .route("/v1/products/{id}/images", post(catalog::add_image))
@@ -41,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route_layer(from_fn_with_state(state.clone(), require_admin));
     open.merge(read)
+        .merge(analyst)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -114,6 +122,10 @@ async fn require(role: Role, state: &AppState, mut req: Request, next: Next) -> 
 
 async fn require_read(State(state): St, req: Request, next: Next) -> Response {
     require(Role::Read, &state, req, next).await
+}
+
+async fn require_analyst(State(state): St, req: Request, next: Next) -> Response {
+    require(Role::Analyst, &state, req, next).await
 }
 
 async fn require_admin(State(state): St, req: Request, next: Next) -> Response {

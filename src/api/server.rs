@@ -1,5 +1,5 @@
 //! Serving: the router on a listener until SIGINT/SIGTERM, with the
-//! background refit beside it; then in-flight requests finish and the
+//! background refit and the review upkeep beside it; then in-flight requests finish and the
 //! index is persisted. Connections are bounded: a client must send a
 //! request's headers within [`HEADER_READ_TIMEOUT`], and at most
 //! [`max_connections`] are open at once (the rest wait in the listen queue),
@@ -31,9 +31,22 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             let _ = tokio::task::spawn_blocking(move || st.refit_if_changed()).await;
         }
     });
+    let upkeep_state = state.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let st = upkeep_state.clone();
+            let done = tokio::task::spawn_blocking(move || crate::review::upkeep(&st.catalog, st.config.cases)).await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!("review upkeep: {e}");
+            }
+        }
+    });
     let reload = tokio::spawn(reload_keys_on_sighup(state.clone()));
     serve_connections(listener, super::router::router(state)).await;
     refit.abort();
+    upkeep.abort();
     reload.abort();
     let _ = tokio::task::spawn_blocking(move || catalog.persist()).await;
     Ok(())

@@ -21,6 +21,11 @@
 //! authentic_threshold = 0.5
 //! # Share of lookups expected to show products outside the catalog (default: the 5 % fitted with).
 //! out_of_catalog_share = 0.05
+//! [cases]
+//! # Which lookups become review cases: "listing" (with listing context or record=true), "always", "asked" (record=true only).
+//! record = "listing"
+//! # Case photos older than this are dropped (cases, decisions and the audit trail stay).
+//! keep_photos_days = 90
 //! # One `name:role:secret` a line, re-read on SIGHUP (keep it readable by the service alone):
 //! # api_keys_file = "/etc/knockoff/keys"
 //! [[api_keys]]
@@ -38,6 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::{KeyError, Keys};
+use crate::review::CasesConfig;
 use crate::search::VerdictConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +81,8 @@ pub struct ConfigFile {
     /// Whether lookups check for reused catalog photos (`copies`); off saves the local features and their verification.
     pub copy_detection: Option<bool>,
     pub verdict: Option<VerdictConfig>,
+    /// Review cases: which lookups are kept, how long their photos.
+    pub cases: Option<CasesConfig>,
     /// A file of API keys, one `name:role:secret` a line (re-read on SIGHUP).
     pub api_keys_file: Option<PathBuf>,
     #[serde(default)]
@@ -152,6 +160,7 @@ impl Settings {
             verdict: file.verdict,
             refit_interval: file.refit_interval_ms.map_or(d.refit_interval, Duration::from_millis),
             copy_detection: file.copy_detection.unwrap_or(d.copy_detection),
+            cases: file.cases.unwrap_or_default(),
             ..d
         };
         Ok(Settings {
@@ -230,6 +239,8 @@ pub struct ServiceConfig {
     pub refit_interval: Duration,
     /// Whether lookups check for reused catalog photos.
     pub copy_detection: bool,
+    /// Which lookups become review cases, how long their photos are kept.
+    pub cases: CasesConfig,
 }
 
 impl Default for ServiceConfig {
@@ -245,6 +256,7 @@ impl Default for ServiceConfig {
             verdict: None,
             refit_interval: Duration::from_secs(30),
             copy_detection: true,
+            cases: CasesConfig::default(),
         }
     }
 }

@@ -66,6 +66,18 @@ pub struct LookupParams {
     /// Also return `explain`: the photo and the catalog image it copies side
     /// by side, the copied region and the matched points drawn (PNG data URL).
     pub explain: Option<bool>,
+    /// Keep this lookup as a review case (default: when listing context is
+    /// given; the service's `[cases] record` setting decides otherwise).
+    pub record: Option<bool>,
+    /// Listing context: the marketplace listing the photo comes from (any of these makes the lookup a case by default).
+    pub listing_id: Option<String>,
+    pub seller_id: Option<String>,
+    pub marketplace: Option<String>,
+    pub listing_url: Option<String>,
+    pub title: Option<String>,
+    pub price: Option<f64>,
+    /// Three-letter currency code of `price`.
+    pub currency: Option<String>,
 }
 
 /// A photo given in JSON: exactly one of the two.
@@ -137,6 +149,9 @@ pub struct LookupResponse {
     /// With `explain=true` and a copy found: a PNG data URL showing why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<String>,
+    /// The review case this lookup was recorded as (`GET /v1/cases/{id}`), when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<i64>,
 }
 
 /// A catalog image the photo copies ([`search::CopyMatch`]).
@@ -187,6 +202,7 @@ impl LookupResponse {
             reason: lookup.reason,
             copies: lookup.copies.into_iter().map(CopyOut::from).collect(),
             explain: None,
+            case_id: None,
         }
     }
 }

@@ -220,3 +220,38 @@ impl Drop for SharedDb {
         }
     }
 }
+
+/// Where a test's catalog lives.
+pub enum Backend {
+    Folder(tempfile::TempDir),
+    Shared(SharedDb),
+}
+
+impl Backend {
+    pub fn open(
+        &self,
+        o: knockoff::catalog::CatalogOptions,
+    ) -> Result<(knockoff::catalog::Catalog, knockoff::catalog::OpenReport), knockoff::catalog::CatalogError> {
+        match self {
+            Backend::Folder(d) => knockoff::catalog::Catalog::open(d.path(), o),
+            Backend::Shared(s) => knockoff::catalog::Catalog::connect(&s.spec, o),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Folder(_) => "folder",
+            Backend::Shared(_) => "shared",
+        }
+    }
+}
+
+/// The embedded backend, and the shared one (when its engines run).
+/// (Under CI a missing shared backend fails the test; elsewhere it runs on one backend and says so.)
+pub fn backends(tag: &str) -> Vec<Backend> {
+    let mut v = vec![Backend::Folder(tempfile::tempdir().unwrap())];
+    match SharedDb::create(tag) {
+        Some(db) => v.push(Backend::Shared(db)),
+        None => eprintln!("NOTE: {tag} ran on the embedded backend only, not on both"),
+    }
+    v
+}

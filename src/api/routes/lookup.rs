@@ -14,7 +14,21 @@ use crate::api::extract::{ApiQuery, BatchBody, ImageBody};
 use crate::api::types::{BatchItem, BatchRequest, BatchResponse, LookupParams, LookupResponse, QueryInfo, Timing};
 use crate::api::AppState;
 use crate::catalog::Filter;
+use crate::review::{ListingContext, Seen};
 use crate::search::SearchRequest;
+
+/// The listing context a lookup's query string carries (split off, so the rest is the search).
+fn take_listing(q: &mut LookupParams) -> ListingContext {
+    ListingContext {
+        listing_id: q.listing_id.take(),
+        seller_id: q.seller_id.take(),
+        marketplace: q.marketplace.take(),
+        listing_url: q.listing_url.take(),
+        title: q.title.take(),
+        price: q.price.take(),
+        currency: q.currency.take(),
+    }
+}
 
 /// The search request a lookup's query string asks for.
 fn search_request(state: &AppState, q: LookupParams) -> Result<SearchRequest, ApiError> {
@@ -47,20 +61,23 @@ pub async fn lookup(
     body: Result<ImageBody, ApiError>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     let t0 = Instant::now();
-    let params = query?.0;
+    let mut params = query?.0;
     let want_explain = params.explain.unwrap_or(false);
+    let listing = take_listing(&mut params);
+    listing.check()?;
+    let record = state.config.cases.record.records(&listing, params.record).then_some(listing);
     let req = search_request(&state, params)?;
-    lookup_one(&state, body?.0, req, want_explain, t0).await.map(Json)
+    lookup_one(&state, body?.0, req, Want { explain: want_explain, record }, t0).await.map(Json)
+}
+
+/// What a lookup asks for besides the search: the explanation picture, and to be kept as a case (with this listing).
+struct Want {
+    explain: bool,
+    record: Option<ListingContext>,
 }
 
 /// Embeds one photo (inference pool), then runs the library's lookup.
-async fn lookup_one(
-    state: &Arc<AppState>,
-    bytes: Bytes,
-    req: SearchRequest,
-    want_explain: bool,
-    t0: Instant,
-) -> Result<LookupResponse, ApiError> {
+async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, want: Want, t0: Instant) -> Result<LookupResponse, ApiError> {
     let sha256 = crate::util::sha256_hex(&bytes);
     let n = bytes.len();
     let t_embed = Instant::now();
@@ -73,12 +90,26 @@ async fn lookup_one(
     let embed_s = t_embed.elapsed().as_secs_f64();
     state.metrics.embed(embed_s);
     let t_search = Instant::now();
-    let st = state.clone();
-    let answer = blocking(move || Ok(crate::search::lookup(&st.catalog, &v, &req, &st.verdicts().config)?)).await?;
+    let (st, photo, sha) = (state.clone(), bytes.clone(), sha256.clone());
+    let (answer, case_id) = blocking(move || {
+        let verdicts = st.verdicts();
+        let answer = crate::search::lookup(&st.catalog, &v, &req, &verdicts.config)?;
+        let case_id = match &want.record {
+            Some(context) => {
+                let calibration = verdicts.info.as_ref().map(|i| i.fitted_at.as_str());
+                let model = st.embedder.name();
+                let seen = Seen { photo: &photo, sha256: &sha, embedding: &v.vector, model, answer: &answer, context, calibration };
+                Some(crate::review::record(&st.catalog, &seen)?)
+            }
+            None => None,
+        };
+        Ok((answer, case_id))
+    })
+    .await?;
     let search_s = t_search.elapsed().as_secs_f64();
     state.metrics.lookup(answer.verdict, !answer.copies.is_empty());
     let picture = match answer.copies.first() {
-        Some(top) if want_explain => {
+        Some(top) if want.explain => {
             let (st, top, bytes) = (state.clone(), top.clone(), bytes.clone());
             blocking(move || explain(&st, &bytes, &top)).await?
         }
@@ -88,6 +119,7 @@ async fn lookup_one(
     let timing = Timing { embed_ms: embed_s * 1e3, search_ms: search_s * 1e3, total_ms: t0.elapsed().as_secs_f64() * 1e3 };
     let mut out = LookupResponse::new(QueryInfo { sha256, bytes: n, model: state.embedder.name().to_string(), timing }, answer);
     out.explain = picture;
+    out.case_id = case_id;
     Ok(out)
 }
 
@@ -102,16 +134,20 @@ pub async fn lookup_batch(
     body: Result<BatchBody, ApiError>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let t0 = Instant::now();
-    let params = query?.0;
+    let mut params = query?.0;
+    if !take_listing(&mut params).is_empty() || params.record == Some(true) {
+        return Err(ApiError::BadRequest("listing context and record=true are per photo: send each listing's photo to /v1/lookup".into()));
+    }
     let want_explain = params.explain.unwrap_or(false);
     let req = search_request(&state, params)?;
+    // Batch lookups are not recorded as cases (listing context is per photo).
     let handles: Vec<_> = body?
         .0
         .into_iter()
         .map(|item| {
             let (state, req) = (state.clone(), req.clone());
             // Each item embeds through the bounded pool, concurrently.
-            tokio::spawn(async move { lookup_one(&state, item?, req, want_explain, t0).await })
+            tokio::spawn(async move { lookup_one(&state, item?, req, Want { explain: want_explain, record: None }, t0).await })
         })
         .collect();
     let mut results = Vec::with_capacity(handles.len());

@@ -1,7 +1,8 @@
-//! The handlers, split by area: [`lookup`], [`catalog`], [`jobs`], [`ops`]
+//! The handlers, split by area: [`lookup`], [`catalog`], [`jobs`], [`cases`] (review), [`ops`]
 //! (page, health, metrics, stats); the router that serves them is
 //! [`super::router`].
 
+pub mod cases;
 pub mod catalog;
 pub mod jobs;
 pub mod lookup;

@@ -16,6 +16,12 @@ pub async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("../web/index.html"))
 }
 
+/// The review queue page: analysts decide cases from the keyboard (embedded in the binary).
+#[utoipa::path(get, path = "/review", tag = "review", responses((status = 200, description = "the review queue page", body = String, content_type = "text/html")))]
+pub async fn review_page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("../web/review.html"))
+}
+
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"

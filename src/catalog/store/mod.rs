@@ -14,11 +14,13 @@
 //! | [`products`] | products, and counts over them |
 //! | [`images`] | images, embeddings, thumbnails, copy features |
 //! | [`jobs`] | the indexing job queue (claims with leases: each job runs once) |
+//! | [`cases`] | review cases: a lookup's photo, answer and context, its decision, the audit trail |
 //! | [`export`] | whole rows out and in, for `knockoff migrate` and `backup` |
 //!
 //! A new record kind is a file here (its statements in the SQL both engines
 //! share, see [`sql`]) and a migration in [`schema`]'s common list.
 
+mod cases;
 mod export;
 mod images;
 mod jobs;
@@ -29,6 +31,7 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
+pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, Versioned};
 pub use export::{images_in, products_in, ImageRow, ProductRow};
 pub use images::Products;
 pub use jobs::{job_lease, JobRow, JobStatus};

@@ -18,6 +18,7 @@
 //!   runner died, `in_flight` names the item a resumed job works on (an item
 //!   that crashes the process is `quarantined`), `owner` and `lease_ms` say
 //!   who runs it until when.
+//! - `case_photos(sha256, bytes, stored_ms)`, `cases(…)`, `case_audit(…)`: review cases, see [`super::cases`].
 //!
 //! PostgreSQL adds what replicas need: `seq` on products and images (the
 //! change feed), `images.vectors_at` (the Milvus collection holding the
@@ -149,6 +150,36 @@ const COMMON: &[Step] = &[
          CREATE INDEX images_product ON images(product);",
         postgres: "SELECT 1;",
     },
+    // Review cases ([`super::cases`]): photos stored once by content, cases with their answer
+    // and versioned decision, and the audit trail of decisions and undos.
+    Step::Both(
+        "CREATE TABLE case_photos (sha256 TEXT PRIMARY KEY, bytes {blob}, stored_ms {bigint} NOT NULL);
+         CREATE TABLE cases (
+            id {id},
+            created_at TEXT NOT NULL,
+            photo TEXT NOT NULL REFERENCES case_photos(sha256),
+            embedding {blob} NOT NULL,
+            model TEXT NOT NULL,
+            context TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            p_counterfeit {bigint} NOT NULL,
+            priority {bigint} NOT NULL,
+            brand TEXT, top_product TEXT, seller_id TEXT,
+            catalog_generation {bigint} NOT NULL,
+            calibration TEXT,
+            status TEXT NOT NULL DEFAULT 'open',
+            decision TEXT, decision_product TEXT, decision_note TEXT, decided_by TEXT, decided_at TEXT,
+            reference_image {bigint},
+            version {bigint} NOT NULL DEFAULT 1);
+         CREATE INDEX cases_queue ON cases(status, priority, id);
+         CREATE INDEX cases_reference ON cases(reference_image);
+         CREATE TABLE case_audit (
+            id {id},
+            case_id {bigint} NOT NULL REFERENCES cases(id),
+            at TEXT NOT NULL, actor TEXT, action TEXT NOT NULL, before TEXT, after TEXT);
+         CREATE INDEX case_audit_case ON case_audit(case_id);",
+    ),
 ];
 
 /// Every step for `dialect`, in order.

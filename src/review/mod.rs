@@ -1,0 +1,319 @@
+//! The review loop: a lookup becomes a case ([`record`]); analysts list the
+//! cases worth a look ([`list`]) and decide them ([`decide`], [`undo`]); a
+//! decision teaches the catalog at once (the listing photo becomes a
+//! reference of the product, or of the counterfeit product imitating it).
+//! One home for each step: the HTTP routes and the review page only
+//! translate. The records themselves are [`crate::catalog::store`]'s
+//! `cases` kind.
+//!
+//! Review priority (highest first): a photo that copies a counterfeit
+//! reference, then an `uncertain` answer, each ordered by `p_counterfeit`
+//! ([`priority`]).
+
+mod decide;
+
+pub use decide::{decide, repair, undo, upkeep, Decision, DecisionInput};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::store::{AuditRow, CaseQuery, CaseRow, DecisionRow, NewCase};
+use crate::catalog::{Catalog, CatalogError, Label};
+use crate::search::{Lookup, VerdictKind};
+
+/// What can go wrong in the review loop.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("unknown case {0}")]
+    UnknownCase(i64),
+    #[error("unknown product '{0}'")]
+    UnknownProduct(String),
+    #[error("{field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+    #[error("case {case} changed since it was read: it is at version {current}; read it again and decide on what it says now")]
+    Stale { case: i64, current: i64 },
+    #[error("case {0} has no decision to undo")]
+    NotDecided(i64),
+    #[error("the case photo: {0}")]
+    Photo(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// When a lookup is recorded as a case (`[cases] record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordPolicy {
+    /// Every lookup.
+    Always,
+    /// Lookups that carry listing context, or ask with `record=true` (the default).
+    #[default]
+    Listing,
+    /// Only lookups that ask with `record=true`.
+    Asked,
+}
+
+impl RecordPolicy {
+    /// Whether a lookup with this context (and `record` as asked) becomes a case.
+    #[must_use]
+    pub fn records(self, context: &ListingContext, asked: Option<bool>) -> bool {
+        match (asked, self) {
+            (Some(asked), _) => asked,
+            (None, RecordPolicy::Always) => true,
+            (None, RecordPolicy::Listing) => !context.is_empty(),
+            (None, RecordPolicy::Asked) => false,
+        }
+    }
+}
+
+/// The `[cases]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesConfig {
+    pub record: RecordPolicy,
+    /// Case photos stored longer ago than this are dropped (decisions and the audit trail stay).
+    pub keep_photos_days: u32,
+}
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        CasesConfig { record: RecordPolicy::Listing, keep_photos_days: 90 }
+    }
+}
+
+/// Where a photo was seen: the marketplace listing it came from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marketplace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// The longest context field, in characters (a URL may take 2048).
+pub const MAX_CONTEXT_CHARS: usize = 500;
+
+impl ListingContext {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == ListingContext::default()
+    }
+
+    /// Checks every field: printable text of bounded length, a finite non-negative price, a 3-letter currency.
+    pub fn check(&self) -> Result<(), ReviewError> {
+        let fields = [
+            ("listing_id", &self.listing_id, MAX_CONTEXT_CHARS),
+            ("seller_id", &self.seller_id, MAX_CONTEXT_CHARS),
+            ("marketplace", &self.marketplace, MAX_CONTEXT_CHARS),
+            ("listing_url", &self.listing_url, 2048),
+            ("title", &self.title, MAX_CONTEXT_CHARS),
+            ("currency", &self.currency, 3),
+        ];
+        for (field, value, max) in fields {
+            let Some(v) = value else { continue };
+            if v.chars().count() > max || v.chars().any(char::is_control) {
+                let detail = format!("at most {max} printable characters");
+                return Err(ReviewError::Invalid { field, detail });
+            }
+        }
+        if let Some(p) = self.price {
+            if !p.is_finite() || p < 0.0 {
+                return Err(ReviewError::Invalid { field: "price", detail: "a number of at least 0".into() });
+            }
+        }
+        if self.currency.as_deref().is_some_and(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic())) {
+            return Err(ReviewError::Invalid { field: "currency", detail: "a three-letter code such as EUR".into() });
+        }
+        Ok(())
+    }
+}
+
+/// How much reviewing an answer is worth: a copy of a counterfeit reference
+/// first, then `uncertain` answers, each by `p_counterfeit` (in millionths).
+#[must_use]
+pub fn priority(answer: &Lookup) -> i64 {
+    let copies_fake = answer.copies.iter().any(|c| c.label == Label::Counterfeit);
+    let uncertain = answer.verdict == VerdictKind::Uncertain;
+    let p = (f64::from(answer.p_counterfeit.clamp(0.0, 1.0)) * 1e6).round() as i64;
+    i64::from(copies_fake) * 2_000_000 + i64::from(uncertain) * 1_000_000 + p
+}
+
+/// A lookup to record: the photo, its model vector and what it was answered.
+pub struct Seen<'a> {
+    pub photo: &'a [u8],
+    pub sha256: &'a str,
+    pub embedding: &'a [f32],
+    pub model: &'a str,
+    pub answer: &'a Lookup,
+    pub context: &'a ListingContext,
+    /// When the calibration in force was fitted (`None`: the model's shipped one).
+    pub calibration: Option<&'a str>,
+}
+
+/// Records a lookup as a case; returns its id.
+pub fn record(catalog: &Catalog, seen: &Seen<'_>) -> Result<i64, ReviewError> {
+    let answer = serde_json::to_string(seen.answer).map_err(|e| CatalogError::Engine { engine: "review", detail: e.to_string() })?;
+    let context = serde_json::to_string(seen.context).map_err(|e| CatalogError::Engine { engine: "review", detail: e.to_string() })?;
+    let top = seen.answer.matches.first();
+    let verdict = seen.answer.verdict.as_str();
+    let id = catalog.records().add_case(&NewCase {
+        photo: seen.photo,
+        sha256: seen.sha256,
+        embedding: seen.embedding,
+        model: seen.model,
+        context: &context,
+        answer: &answer,
+        verdict,
+        p_counterfeit: seen.answer.p_counterfeit,
+        priority: priority(seen.answer),
+        brand: top.and_then(|m| m.brand.as_deref()),
+        top_product: top.map(|m| m.product_id.as_str()),
+        seller_id: seen.context.seller_id.as_deref(),
+        catalog_generation: catalog.records().generation()?,
+        calibration: seen.calibration,
+    })?;
+    Ok(id)
+}
+
+/// A case as every front-end shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Case {
+    pub id: i64,
+    pub created_at: String,
+    /// `open`, `decided` or `skipped`.
+    pub status: String,
+    /// Bumped by every decision and undo; the HTTP `ETag`.
+    pub version: i64,
+    pub verdict: String,
+    pub p_counterfeit: f32,
+    /// Review priority (higher first; see [`priority`]).
+    pub priority: i64,
+    pub brand: Option<String>,
+    pub top_product: Option<String>,
+    /// The listing context (`ListingContext`).
+    #[schema(value_type = Object)]
+    pub context: serde_json::Value,
+    /// The answer the lookup got (`LookupResponse` without query, timing and picture).
+    #[schema(value_type = Object)]
+    pub answer: serde_json::Value,
+    pub photo_sha256: String,
+    pub model: String,
+    pub catalog_generation: u64,
+    pub calibration: Option<String>,
+    pub decision: Option<DecisionRow>,
+    /// Decisions and undos, oldest first (only when one case is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<AuditRow>>,
+}
+
+impl From<CaseRow> for Case {
+    fn from(c: CaseRow) -> Case {
+        Case {
+            id: c.id,
+            created_at: c.created_at,
+            status: c.status,
+            version: c.version,
+            verdict: c.verdict,
+            p_counterfeit: c.p_counterfeit,
+            priority: c.priority,
+            brand: c.brand,
+            top_product: c.top_product,
+            context: serde_json::from_str(&c.context).unwrap_or_default(),
+            answer: serde_json::from_str(&c.answer).unwrap_or_default(),
+            photo_sha256: c.sha256,
+            model: c.model,
+            catalog_generation: c.catalog_generation,
+            calibration: c.calibration,
+            decision: c.decision,
+            audit: None,
+        }
+    }
+}
+
+/// One case with its audit trail.
+pub fn get(catalog: &Catalog, id: i64) -> Result<Case, ReviewError> {
+    let row = catalog.records().case(id)?.ok_or(ReviewError::UnknownCase(id))?;
+    let mut case = Case::from(row);
+    case.audit = Some(catalog.records().case_audit(id)?);
+    Ok(case)
+}
+
+/// The most cases one page lists.
+pub const MAX_PAGE: usize = 200;
+
+/// One page of cases and where the next one starts (`None`: this was the last).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    pub cases: Vec<Case>,
+    pub next_cursor: Option<String>,
+}
+
+/// The cases `q` asks for, one page (`cursor`: where the previous page ended).
+pub fn list(catalog: &Catalog, mut q: CaseQuery, cursor: Option<&str>) -> Result<Page, ReviewError> {
+    if q.limit == 0 || q.limit > MAX_PAGE {
+        return Err(ReviewError::Invalid { field: "limit", detail: format!("between 1 and {MAX_PAGE}") });
+    }
+    q.after = cursor.map(parse_cursor).transpose()?;
+    let rows = catalog.records().cases(&q)?;
+    let next_cursor = (rows.len() == q.limit).then(|| rows.last().map(|c| format!("{}.{}", c.priority, c.id))).flatten();
+    Ok(Page { cases: rows.into_iter().map(Case::from).collect(), next_cursor })
+}
+
+fn parse_cursor(c: &str) -> Result<(i64, i64), ReviewError> {
+    c.split_once('.')
+        .and_then(|(p, id)| Some((p.parse().ok()?, id.parse().ok()?)))
+        .ok_or_else(|| ReviewError::Invalid { field: "cursor", detail: format!("'{c}' is not a cursor this service gave out") })
+}
+
+/// A case's photo bytes (`None`: purged by retention).
+pub fn photo(catalog: &Catalog, id: i64) -> Result<Option<Vec<u8>>, ReviewError> {
+    Ok(catalog.records().case_photo(id)?.ok_or(ReviewError::UnknownCase(id))?.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_is_recorded_when_it_carries_a_listing_or_asks() {
+        let listing = ListingContext { seller_id: Some("s1".into()), ..Default::default() };
+        let none = ListingContext::default();
+        assert!(RecordPolicy::Listing.records(&listing, None));
+        assert!(!RecordPolicy::Listing.records(&none, None));
+        assert!(RecordPolicy::Listing.records(&none, Some(true)));
+        assert!(!RecordPolicy::Always.records(&listing, Some(false)));
+        assert!(RecordPolicy::Always.records(&none, None));
+        assert!(!RecordPolicy::Asked.records(&listing, None));
+    }
+
+    #[test]
+    fn listing_context_is_checked() {
+        let ok = ListingContext { price: Some(12.5), currency: Some("EUR".into()), ..Default::default() };
+        assert!(ok.check().is_ok());
+        for bad in [
+            ListingContext { price: Some(-1.0), ..Default::default() },
+            ListingContext { currency: Some("EURO".into()), ..Default::default() },
+            ListingContext { title: Some("a\nb".into()), ..Default::default() },
+            ListingContext { seller_id: Some("x".repeat(501)), ..Default::default() },
+        ] {
+            assert!(matches!(bad.check(), Err(ReviewError::Invalid { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(parse_cursor("1500000.42").unwrap(), (1_500_000, 42));
+        assert!(parse_cursor("42").is_err());
+        assert!(parse_cursor("a.b").is_err());
+    }
+}
