@@ -187,3 +187,29 @@ fn a_reference_no_case_names_is_removed_and_old_photos_are_dropped_but_not_decis
         assert_eq!(after.audit.unwrap().len(), 1);
     }
 }
+
+#[test]
+fn reviewed_cases_join_self_calibration_as_labelled_lookups() {
+    use knockoff::fit::{self_calibrate, SelfCalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, _) = Catalog::open(dir.path(), opts()).unwrap();
+    cat.add_images(&common::synth::images(12, 4)).unwrap();
+    let fitted = |cat: &Catalog| self_calibrate(cat, None, &SelfCalOptions::default()).unwrap().unwrap().calibration;
+    let before = fitted(&cat);
+    assert!(!before.queries[0].contains("reviewed"), "{:?}", before.queries);
+    for i in 0..40u64 {
+        let product = i % 12;
+        let v = near(product, 500 + i);
+        let id = record(&cat, "rocket", &v, "s1");
+        let p = common::synth::product(product);
+        let (decision, product_id) = match (i % 10, p.label) {
+            (0..=3, _) if i < 4 => (Decision::NotInCatalog, None),
+            (_, Label::Counterfeit) => (Decision::Counterfeit, Some(p.product_id.as_str())),
+            _ => (Decision::Authentic, Some(p.product_id.as_str())),
+        };
+        review::decide(&cat, DecodeLimits::default(), id, 1, None, &input(decision, product_id)).unwrap();
+    }
+    let after = fitted(&cat);
+    assert!(after.queries[0].contains("with 40 reviewed cases (36 of a catalogued product, 4 of none)"), "{:?}", after.queries);
+    assert!(after.n_queries > before.n_queries, "{} vs {}", after.n_queries, before.n_queries);
+}

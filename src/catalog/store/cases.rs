@@ -77,6 +77,17 @@ pub struct CasePhoto {
     pub embedding: Vec<f32>,
 }
 
+/// A decided case as a labelled lookup, for fitting ([`RecordStore::reviewed_cases`]).
+#[derive(Debug, Clone)]
+pub struct ReviewedCase {
+    pub decision: String,
+    /// The row id of the product decided on (`None`: none, or it is gone).
+    pub product: Option<i64>,
+    pub embedding: Vec<f32>,
+    /// The catalog image the decision added.
+    pub reference_image: Option<i64>,
+}
+
 /// One audit record: who did what to a case, and the decision before and after (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
@@ -362,6 +373,20 @@ impl dyn RecordStore + '_ {
         let cutoff_ms = i64::from(days) * 86_400_000;
         self.write(|tx| {
             tx.execute("UPDATE case_photos SET bytes = NULL WHERE bytes IS NOT NULL AND stored_ms <= {now_ms} - $1", args![cutoff_ms])
+        })
+    }
+
+    /// Cases decided `authentic`, `counterfeit` or `not_in_catalog` whose
+    /// embedding is `model`'s, oldest first.
+    pub fn reviewed_cases(&self, model: &str) -> Result<Vec<ReviewedCase>, CatalogError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT c.decision, p.id, c.embedding, c.reference_image FROM cases c
+                 LEFT JOIN products p ON p.product_id = c.decision_product AND NOT p.deleted
+                 WHERE c.decision IN ('authentic', 'counterfeit', 'not_in_catalog') AND c.model = $1 ORDER BY c.id",
+                args![model],
+                |r| Ok(ReviewedCase { decision: r.string(0)?, product: r.int(1)?, embedding: r.vector(2)?, reference_image: r.int(3)? }),
+            )
         })
     }
 

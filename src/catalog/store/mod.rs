@@ -31,7 +31,7 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
-pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, Versioned};
+pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
 pub use export::{images_in, products_in, ImageRow, ProductRow};
 pub use images::Products;
 pub use jobs::{job_lease, JobRow, JobStatus};

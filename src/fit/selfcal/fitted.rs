@@ -3,6 +3,7 @@
 //! same lookups with their product removed as the none-cases), and the
 //! verdict thresholds; and saving them as the catalog's calibration.
 
+use super::reviewed::Reviewed;
 use crate::catalog::Catalog;
 
 /// The shares of uncatalogued products assumed (see [`super::SelfCalOptions`]).
@@ -63,20 +64,31 @@ pub(super) fn mapping_fitted_on(catalog: &Catalog, mapping: Mapping, lookups: &[
     }
 }
 
-/// Fits mapping, presence and thresholds on held-out `positives` and saves them.
-pub(super) fn calibrate_from(catalog: &Catalog, positives: &[RankedLookup<i64>], shares: &Shares) -> Result<Calibration, FitError> {
-    let nones: Vec<RankedLookup<i64>> = positives.iter().map(without_truth).collect();
+/// Fits mapping, presence and thresholds on held-out `own` lookups and the
+/// `reviewed` cases (counted as [`super::reviewed`] says) and saves them.
+pub(super) fn calibrate_from(
+    catalog: &Catalog,
+    own: &[RankedLookup<i64>],
+    reviewed: &Reviewed,
+    shares: &Shares,
+) -> Result<Calibration, FitError> {
+    let times = reviewed.weight(own.len());
+    let own_nones: Vec<RankedLookup<i64>> = own.iter().map(without_truth).collect();
+    let positives = Reviewed::joined(own, &reviewed.positives, times);
     let mut calibration = mapping_fitted_on(
         catalog,
-        logistic_mapping(positives),
-        positives,
+        logistic_mapping(&positives),
+        &positives,
         format!(
-            "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed",
-            positives.len()
+            "self-calibration: {} catalog photos looked up against the other half of their product's photos, and again with their product removed{}",
+            own.len(),
+            reviewed.described(own.len())
         ),
     );
-    calibration.presence = Some(fit_presence(positives, &nones, shares.none));
-    calibration.verdict = thresholds_on(catalog, &calibration, positives, &nones, shares);
+    calibration.presence = Some(fit_presence(&positives, &Reviewed::joined(&own_nones, &reviewed.nones, times), shares.none));
+    // The bound counts each photo once.
+    let (positives, nones) = (Reviewed::joined(own, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
+    calibration.verdict = thresholds_on(catalog, &calibration, &positives, &nones, shares);
     save_calibration(catalog, &calibration, None)?;
     Ok(calibration)
 }

@@ -60,6 +60,11 @@
 //! catalog with one photo per product is (below 10 products it keeps the
 //! shipped calibration, and says why).
 //!
+//! **Reviewed cases.** What analysts decided joins the lookups above as
+//! labelled real listing photos, weighted above them once there are
+//! [`REVIEWS_TO_LEAD`] ([`reviewed`] states the rule): calibration moves
+//! toward the marketplace's own photos as reviews accumulate.
+//!
 //! **Why halves by order.** Photos of one product taken one after another are
 //! near-duplicates; interleaved folds would let each photo find its twin.
 //! (A harder split — each product's photos in two clusters, "another shoot" —
@@ -68,12 +73,15 @@
 
 mod fitted;
 mod halves;
+mod reviewed;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use fitted::{calibrate_from, fit_presence, mapping_fitted_on, relative_margin_mapping, thresholds_on, top1, without_truth, Shares};
 use halves::{held_out_lookups, members};
+pub use reviewed::REVIEWS_TO_LEAD;
+use reviewed::{reviewed_lookups, Reviewed};
 
 use super::views::{view_lookups, ViewOptions};
 
@@ -298,6 +306,7 @@ fn run(
     if let Some(embedder) = embedder.filter(|_| copy_share(catalog, &images) >= COPY_SHARE_FOR_VIEWS) {
         return from_views(catalog, embedder, &images, opts, t0, Evidence::SyntheticViewsOverCopies);
     }
+    let reviewed = reviewed_lookups(catalog, &images)?;
     let labelled: Photos = images.into_iter().map(|(_, p, v)| (p, v)).collect();
     let tried = match how {
         Projecting::Decide(o) => may_project.then_some(o),
@@ -316,7 +325,7 @@ fn run(
         }
         Projecting::Keep(o) => (o.is_some(), held.projected.unwrap_or(held.raw)),
     };
-    let calibration = calibrate_from(catalog, &lookups, &opts.shares())?;
+    let calibration = calibrate_from(catalog, &lookups, &reviewed, &opts.shares())?;
     let seconds = t0.elapsed().as_secs_f64();
     Ok(Ok(SelfCalReport {
         evidence: Evidence::HeldOutHalves,
@@ -352,24 +361,29 @@ fn from_views(
             Skipped::TooFewProducts { products }
         }));
     }
-    let lookups = view_lookups(catalog, embedder, images, &opts.views)?;
-    if lookups.is_empty() {
+    let views = view_lookups(catalog, embedder, images, &opts.views)?;
+    if views.is_empty() {
         return Ok(Err(Skipped::NoThumbnails));
     }
+    let reviewed = reviewed_lookups(catalog, images)?;
+    let times = reviewed.weight(views.len());
+    let lookups = Reviewed::joined(&views, &reviewed.positives, times);
     let mut calibration = mapping_fitted_on(
         catalog,
         relative_margin_mapping(&lookups),
         &lookups,
         format!(
-            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed",
-            lookups.len(),
-            evidence.why_views()
+            "self-calibration: {} synthetic listing photos made from the catalog's own images ({}), looked up against the catalog, and again with their product removed{}",
+            views.len(),
+            evidence.why_views(),
+            reviewed.described(views.len())
         ),
     );
-    let nones: Vec<RankedLookup<i64>> = lookups.iter().map(without_truth).collect();
-    calibration.presence = Some(fit_presence(&lookups, &nones, opts.prior_none));
+    let own_nones: Vec<RankedLookup<i64>> = views.iter().map(without_truth).collect();
+    calibration.presence = Some(fit_presence(&lookups, &Reviewed::joined(&own_nones, &reviewed.nones, times), opts.prior_none));
+    let (positives, nones) = (Reviewed::joined(&views, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
     calibration.verdict =
-        thresholds_on(catalog, &calibration, &lookups, &nones, &opts.shares()).map(|t| VerdictThresholds { on_views: true, ..t });
+        thresholds_on(catalog, &calibration, &positives, &nones, &opts.shares()).map(|t| VerdictThresholds { on_views: true, ..t });
     if let (Some(_), Some(said)) = (&calibration.verdict, calibration.queries.first_mut()) {
         said.push_str("; verdict thresholds from them only where stricter than the defaults");
     }
