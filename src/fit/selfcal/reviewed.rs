@@ -109,6 +109,6 @@ mod tests {
         let many = Reviewed { positives: vec![l.clone(); 40], nones: vec![l.clone(); 10] };
         assert_eq!(many.weight(1000), 20);
         assert_eq!(many.weight(10), 1);
-        assert_eq!(Reviewed::joined(&[l.clone()], &[l.clone(), l], 3).len(), 7);
+        assert_eq!(Reviewed::joined(std::slice::from_ref(&l), &[l.clone(), l.clone()], 3).len(), 7);
     }
 }
