@@ -116,6 +116,26 @@ fn a_case_is_recorded_listed_decided_once_teaches_the_catalog_and_is_undone() {
         let ok = review::decide(&cat, limits, id, 3, None, &input(Decision::Authentic, None)).unwrap();
         let r = ok.decision.unwrap().reference_image.unwrap();
         assert!(cat.records().images_of("bag").unwrap().iter().any(|i| i.id == r && i.source == format!("case:{id}")));
+        // A listing photo made a reference ranks its product only for the same photo or a copy of it:
+        // a photo unlike any catalog image, decided authentic for the bag, then a photo merely like it.
+        let far = vector(5);
+        let case = record(&cat, "astronaut", &far, "s9");
+        let r = review::decide(&cat, limits, case, 1, None, &input(Decision::Authentic, Some("bag")))
+            .unwrap()
+            .decision
+            .unwrap()
+            .reference_image
+            .unwrap();
+        let best_images = |q: &[f32]| -> Vec<i64> {
+            search_products(&cat, q, &SearchRequest { k: 10, ..Default::default() }).unwrap().iter().map(|m| m.best.image_id).collect()
+        };
+        eventually("the reference is found for the photo itself", || best_images(&far).first() == Some(&r));
+        let other: Vec<f32> = far.iter().zip(vector(9)).map(|(a, b)| a + 0.9 * b).collect();
+        let norm = other.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let other: Vec<f32> = other.iter().map(|x| x / norm).collect();
+        let cos: f32 = other.iter().zip(&far).map(|(a, b)| a * b).sum();
+        assert!(cos > 0.5 && cos < knockoff::catalog::LISTING_MATCH_MIN, "{cos}");
+        assert!(!best_images(&other).contains(&r), "a merely similar photo is not ranked by the listing reference ({})", b.name());
     }
 }
 

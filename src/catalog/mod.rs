@@ -39,8 +39,9 @@ pub use projection::{FitOptions, Projection, ProjectionInfo};
 pub use shared::SharedSpec;
 pub use store::{ImageRow, JobRow, JobStatus, ProductRow, RecordStore};
 pub use types::{
-    check_product, check_product_id, check_product_text, CatalogOptions, CatalogStats, Filter, ImageRecord, IndexParams, Label, NewImage,
-    OpenReport, Product, StoreCounts, MAX_ATTRIBUTES_BYTES, MAX_PRODUCT_ID_CHARS, MAX_TEXT_CHARS,
+    check_product, check_product_id, check_product_text, is_listing_reference, CatalogOptions, CatalogStats, Filter, ImageRecord,
+    IndexParams, Label, NewImage, OpenReport, Product, StoreCounts, LISTING_MATCH_MIN, LISTING_SOURCE_PREFIX, MAX_ATTRIBUTES_BYTES,
+    MAX_PRODUCT_ID_CHARS, MAX_TEXT_CHARS,
 };
 
 use std::collections::HashMap;
@@ -157,10 +158,14 @@ impl Catalog {
     pub fn labelled_vectors(&self) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
         Ok(self.labelled_images()?.into_iter().map(|(_, product, v)| (product, v)).collect())
     }
-    /// The live images as (image id, product row id, model vector), in source order.
+    /// The live images as (image id, product row id, model vector), in
+    /// source order: the brand's own (listing photos a decision made
+    /// references are left out: fitting counts them as reviewed lookups).
     pub fn labelled_images(&self) -> Result<Vec<(i64, i64, Vec<f32>)>, CatalogError> {
-        let live = self.records().live_vectors_by_source(self.model())?;
-        let labels = self.backend.table().read().labels_of(live.iter().map(|(id, _)| *id));
+        let mut live = self.records().live_vectors_by_source(self.model())?;
+        let table = self.backend.table().read();
+        live.retain(|(id, _)| !table.is_listing(*id));
+        let labels = table.labels_of(live.iter().map(|(id, _)| *id));
         Ok(labels.into_iter().zip(live).map(|(l, (id, v))| (id, l, v)).collect())
     }
     /// Every product's label, by row id.
@@ -221,6 +226,10 @@ impl Catalog {
         Ok(hits.into_iter().filter_map(|(id, sim)| Some((id, sim, table.hit(id, filter)?.clone()))).take(k).collect())
     }
 
+    /// Whether an image is a listing photo a decision made a reference ([`LISTING_MATCH_MIN`]).
+    pub fn is_listing_reference(&self, id: i64) -> bool {
+        self.backend.table().read().is_listing(id)
+    }
     /// A live image's copy-detection features and product, if it has features.
     pub fn copy_features(&self, id: i64) -> Option<(Arc<crate::embed::local::LocalFeatures>, Arc<Product>)> {
         self.backend.table().read().copy_features(id)

@@ -14,6 +14,8 @@ use crate::embed::local::LocalFeatures;
 struct ImageEntry {
     product_row: i64,
     deleted: bool,
+    /// A listing photo an analyst's decision made a reference ([`super::is_listing_reference`]).
+    listing: bool,
     /// Copy-detection features (none for images indexed before they existed).
     copy: Option<Arc<LocalFeatures>>,
 }
@@ -31,10 +33,11 @@ impl ImageTable {
         self.products.insert(row, Arc::new(p));
     }
 
-    /// Sets an image as stored now; `copy` are its stored copy features.
-    pub fn put_image(&mut self, id: i64, product_row: i64, deleted: bool, copy: Option<&[u8]>) {
+    /// Sets an image as stored now; `listing` when it is a listing photo a
+    /// decision made a reference; `copy` are its stored copy features.
+    pub fn put_image(&mut self, id: i64, product_row: i64, deleted: bool, listing: bool, copy: Option<&[u8]>) {
         let copy = copy.and_then(LocalFeatures::from_bytes).map(Arc::new);
-        if let Some(old) = self.images.insert(id, ImageEntry { product_row, deleted, copy }) {
+        if let Some(old) = self.images.insert(id, ImageEntry { product_row, deleted, listing, copy }) {
             self.tombstones -= usize::from(old.deleted);
         }
         self.tombstones += usize::from(deleted);
@@ -89,6 +92,11 @@ impl ImageTable {
     pub fn hit(&self, id: i64, filter: &Filter) -> Option<&Arc<Product>> {
         let e = self.images.get(&id).filter(|e| !e.deleted)?;
         self.products.get(&e.product_row).filter(|p| filter.is_empty() || filter.matches(p))
+    }
+
+    /// Whether an image is a listing photo a decision made a reference.
+    pub fn is_listing(&self, id: i64) -> bool {
+        self.images.get(&id).is_some_and(|e| e.listing)
     }
 
     /// A live image's copy-detection features and product, if it has features.

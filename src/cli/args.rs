@@ -287,6 +287,14 @@ pub struct EvalArgs {
     /// ends with (projection when it helps, self-calibration).
     #[arg(long, conflicts_with_all = ["use_index", "tune"])]
     pub no_fit: bool,
+    /// Measure the review loop instead: play the queries as a stream in rounds;
+    /// each round a simulated analyst decides this many of its most review-worthy
+    /// cases with the truth, then the index refits (prints `review_curve`).
+    #[arg(long, conflicts_with_all = ["use_index", "tune", "no_fit"])]
+    pub review_budget: Option<usize>,
+    /// Rounds the stream is played in (with --review-budget).
+    #[arg(long, default_value_t = 5, requires = "review_budget", value_parser = clap::value_parser!(u16).range(1..))]
+    pub review_rounds: u16,
     #[command(flatten)]
     pub tune_args: TuneArgs,
 }

@@ -183,6 +183,13 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     let stated = crate::search::VerdictConfig { out_of_catalog_share: a.out_of_catalog_share, ..Default::default() };
     let verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
     let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
+    if let Some(budget) = a.review_budget {
+        let verdicts = || crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
+        let rounds = (budget, usize::from(a.review_rounds));
+        let curve =
+            crate::eval::review_loop::simulate(catalog, &embedder, &queries, &opts, rounds, &verdicts, &mut |l| eprintln!("[eval] {l}"))?;
+        return print_review_curve(a, &curve);
+    }
     let report = crate::eval::evaluate(catalog, &embedder, &queries, &opts)?;
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &a.json {
@@ -193,6 +200,21 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     }
     if let Some(p) = &a.report {
         std::fs::write(p, crate::eval::report::render(&report, catalog))?;
+        eprintln!("[eval] report written to {}", p.display());
+    }
+    println!("{text}");
+    Ok(0)
+}
+
+/// `eval --review-budget`'s output: `{"review_curve": [...]}` on stdout and in `--json`, the plot in `--report`.
+fn print_review_curve(a: &EvalArgs, curve: &[crate::eval::review_loop::Round]) -> anyhow::Result<i32> {
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "review_budget": a.review_budget, "review_curve": curve }))?;
+    if let Some(p) = &a.json {
+        std::fs::write(p, &text)?;
+    }
+    if let Some(p) = &a.report {
+        let title = format!("review loop: {} reviews a round", a.review_budget.unwrap_or(0));
+        std::fs::write(p, crate::eval::review_loop::render(curve, &title))?;
         eprintln!("[eval] report written to {}", p.display());
     }
     println!("{text}");

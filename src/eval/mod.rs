@@ -6,6 +6,7 @@
 pub mod copies;
 pub mod protocol;
 pub mod report;
+pub mod review_loop;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{get, Case, CasesConfig, ReviewError};
 use crate::catalog::store::{CasePhoto, CaseRow, DecisionRow, DecisionWrite, Versioned};
-use crate::catalog::{check_product_id, Catalog, CatalogError, Label, NewImage, Product};
+use crate::catalog::{check_product_id, Catalog, CatalogError, Label, NewImage, Product, LISTING_SOURCE_PREFIX};
 use crate::embed::DecodeLimits;
 
 /// What an analyst decided.
@@ -222,7 +222,7 @@ fn add_reference(catalog: &Catalog, limits: DecodeLimits, row: &CaseRow, product
     let mut resizer = fast_image_resize::Resizer::new();
     let item = NewImage {
         product: product.clone(),
-        source: format!("case:{}", row.id),
+        source: format!("{LISTING_SOURCE_PREFIX}{}", row.id),
         sha256: row.sha256.clone(),
         width: img.width(),
         height: img.height(),

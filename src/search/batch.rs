@@ -36,6 +36,8 @@ pub struct Looked {
     pub image_products: Vec<String>,
     pub embed_ms: f64,
     pub search_ms: f64,
+    /// The photo's model vector.
+    pub vector: Vec<f32>,
 }
 
 impl Looked {
@@ -129,5 +131,5 @@ fn look_up(
     let n = n_images.min(2000);
     let images = catalog.search_images(v, n, Some(n.max(64)), &Filter::default()).map_err(|e| e.to_string())?;
     let image_products = images.into_iter().map(|(_, _, p)| p.product_id.clone()).collect();
-    Ok(Looked { answer, products, image_products, embed_ms, search_ms })
+    Ok(Looked { answer, products, image_products, embed_ms, search_ms, vector: described.vector })
 }

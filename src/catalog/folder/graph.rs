@@ -20,8 +20,8 @@ pub(super) fn load_table(records: &dyn RecordStore) -> Result<ImageTable, Catalo
         table.put_product(row, p);
     }
     let features: std::collections::HashMap<i64, Vec<u8>> = records.copy_features()?.into_iter().collect();
-    for (id, product_row, deleted) in records.image_owners()? {
-        table.put_image(id, product_row, deleted, features.get(&id).map(Vec::as_slice));
+    for o in records.image_owners()? {
+        table.put_image(o.id, o.product_row, o.deleted, o.listing, features.get(&o.id).map(Vec::as_slice));
     }
     drop(features);
     backfill_copy_features(records, &mut table)?;

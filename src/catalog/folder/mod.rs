@@ -139,7 +139,8 @@ impl Backend for FolderCatalog {
                     if products == Products::Upsert {
                         table.put_product(*row, it.product.clone());
                     }
-                    table.put_image(*image, *row, false, it.copy_features.as_deref());
+                    let listing = crate::catalog::is_listing_reference(&it.source);
+                    table.put_image(*image, *row, false, listing, it.copy_features.as_deref());
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::catalog::files::{PROJECTION_FILE, SHARED_FILES};
 use crate::catalog::projection::Projection;
 use crate::catalog::store::sql::PgTx;
 use crate::catalog::store::{args, SqlError, Tx};
+use crate::catalog::types::LISTING_SQL as LISTING;
 use crate::catalog::vectors::MilvusCollection;
 use crate::catalog::{CatalogError, Product};
 
@@ -26,10 +27,12 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 /// Product and image changes since a replica last looked.
+/// (image id, product row, deleted, a listing reference, copy features).
+type ImageChange = (i64, i64, bool, bool, Option<Vec<u8>>);
+
 struct Changes {
     products: Vec<(i64, Product)>,
-    /// (image id, product row, deleted, copy features).
-    images: Vec<(i64, i64, bool, Option<Vec<u8>>)>,
+    images: Vec<ImageChange>,
     upto: i64,
 }
 
@@ -40,15 +43,17 @@ fn changes_since(tx: &mut dyn Tx, seq: i64) -> Result<Changes, SqlError> {
             Ok((r.i64(6)?, crate::catalog::store::product_from_row(r)?, r.i64(7)?))
         })?;
     let images = tx.query(
-        "SELECT i.id, i.product, i.deleted, i.seq, c.data FROM images i LEFT JOIN copy_features c ON c.image = i.id AND NOT i.deleted
-         WHERE i.seq > $1",
+        &format!(
+            "SELECT i.id, i.product, i.deleted, i.seq, c.data, {LISTING} FROM images i LEFT JOIN copy_features c ON c.image = i.id AND NOT i.deleted
+             WHERE i.seq > $1"
+        ),
         args![seq],
-        |r| Ok((r.i64(0)?, r.i64(1)?, r.bool(2)?, r.i64(3)?, r.opt_blob(4)?)),
+        |r| Ok((r.i64(0)?, r.i64(1)?, r.bool(2)?, r.i64(3)?, r.opt_blob(4)?, r.bool(5)?)),
     )?;
     let upto = products.iter().map(|p| p.2).chain(images.iter().map(|i| i.3)).fold(seq, i64::max);
     Ok(Changes {
         products: products.into_iter().map(|(row, p, _)| (row, p)).collect(),
-        images: images.into_iter().map(|(id, row, deleted, _, copy)| (id, row, deleted, copy)).collect(),
+        images: images.into_iter().map(|(id, row, deleted, _, copy, listing)| (id, row, deleted, listing, copy)).collect(),
         upto,
     })
 }
@@ -71,8 +76,8 @@ impl Inner {
             for (row, p) in ch.products {
                 table.put_product(row, p);
             }
-            for (id, product_row, deleted, copy) in ch.images {
-                table.put_image(id, product_row, deleted, copy.as_deref());
+            for (id, product_row, deleted, listing, copy) in ch.images {
+                table.put_image(id, product_row, deleted, listing, copy.as_deref());
             }
         }
         self.seq.fetch_max(ch.upto, Ordering::SeqCst);

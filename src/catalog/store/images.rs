@@ -9,6 +9,16 @@ use crate::catalog::{CatalogError, ImageRecord, NewImage};
 /// An image committed by [`RecordStore::add_images`]: its id and its product's row.
 pub type Added = Option<(i64, i64)>;
 
+/// An image's product row and state, for the in-memory table.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageOwner {
+    pub id: i64,
+    pub product_row: i64,
+    pub deleted: bool,
+    /// A listing photo a decision made a reference.
+    pub listing: bool,
+}
+
 /// What adding images does to their products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Products {
@@ -149,8 +159,11 @@ impl dyn RecordStore + '_ {
     }
 
     /// (image id, product row, deleted) for every image.
-    pub fn image_owners(&self) -> Result<Vec<(i64, i64, bool)>, CatalogError> {
-        self.read(|tx| tx.query("SELECT id, product, deleted FROM images", &[], |r| Ok((r.i64(0)?, r.i64(1)?, r.bool(2)?))))
+    pub fn image_owners(&self) -> Result<Vec<ImageOwner>, CatalogError> {
+        let sql = format!("SELECT i.id, i.product, i.deleted, {} FROM images i", crate::catalog::types::LISTING_SQL);
+        self.read(|tx| {
+            tx.query(&sql, &[], |r| Ok(ImageOwner { id: r.i64(0)?, product_row: r.i64(1)?, deleted: r.bool(2)?, listing: r.bool(3)? }))
+        })
     }
 
     /// The copy-detection features of every live image that has them.

@@ -33,7 +33,7 @@ pub mod sqlite;
 
 pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
 pub use export::{images_in, products_in, ImageRow, ProductRow};
-pub use images::Products;
+pub use images::{ImageOwner, Products};
 pub use jobs::{job_lease, JobRow, JobStatus};
 pub use meta::IDENTITY_KEYS;
 pub(crate) use products::product_from_row;

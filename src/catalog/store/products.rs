@@ -91,11 +91,12 @@ impl dyn RecordStore + '_ {
         found.ok_or_else(|| CatalogError::UnknownProduct(product_id.into()))
     }
 
-    /// Live images per product.
+    /// Live images per product: the brand's own (listing photos a decision made references are not counted).
     pub fn image_counts(&self) -> Result<HashMap<String, usize>, CatalogError> {
         let rows = self.read(|tx| {
             tx.query(
-                "SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product WHERE NOT i.deleted GROUP BY p.product_id",
+                "SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product
+                 WHERE NOT i.deleted AND i.source NOT LIKE 'case:%' GROUP BY p.product_id",
                 &[],
                 |r| Ok((r.string(0)?, usize::try_from(r.i64(1)?).unwrap_or(0))),
             )
