@@ -108,6 +108,14 @@ fn backup_during_a_job_restores(source: &[(&str, String)], source_at: &Location,
     assert_eq!(got, want, "the backup is the catalog as of one moment");
     assert_eq!(report["searchable"].as_u64(), Some(got.len() as u64), "{report}");
 
+    // A review case, decided: it goes along with the backup.
+    let (st, _, j) = send(ureq::post(&at(&original, "/v1/lookup?seller_id=s1")), Some(("image/jpeg", &photos[0])));
+    let case = format!("/v1/cases/{}", j["case_id"].as_i64().unwrap_or_else(|| panic!("{st} {j}")));
+    let body = br#"{"decision": "not_in_catalog", "note": "kept by the backup"}"#;
+    let (st, _, j) =
+        send(ureq::post(&at(&original, &format!("{case}/decision"))).set("If-Match", "\"1\""), Some(("application/json", body)));
+    assert_eq!(st, 200, "{j}");
+
     // A backup of the quiet catalog restores to equal lookups.
     let quiet = work.path().join("quiet");
     let (ok, err, _) = knockoff(&["backup", quiet.to_str().unwrap()], source);
@@ -116,6 +124,12 @@ fn backup_during_a_job_restores(source: &[(&str, String)], source_at: &Location,
     assert!(ok, "{err}");
     assert_eq!(images(&quiet_at), images(source_at), "a backup of the quiet catalog holds all of it");
     let restored = replica(quiet_env);
+    let (st, _, j) = send(ureq::get(&at(&restored, &case)), None);
+    assert_eq!(
+        (st, j["decision"]["note"].as_str(), j["audit"].as_array().map(Vec::len)),
+        (200, Some("kept by the backup"), Some(1)),
+        "{j}"
+    );
     let (a, b) = (lookups(&original, &photos), lookups(&restored, &photos));
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.0, y.0, "top product");

@@ -1,8 +1,9 @@
 //! `knockoff migrate`: copies a catalog between the embedded backend (an
 //! index folder) and the shared one (PostgreSQL + Milvus), either way,
 //! without re-embedding: products, images with their stored vectors,
-//! thumbnails and copy features keep their ids; the projection and the
-//! calibration go along. Rows are copied in id order, a batch per
+//! thumbnails and copy features keep their ids; review cases (with their
+//! photos, decisions and audit trail), the projection and the calibration
+//! go along. Rows are copied in id order, a batch per
 //! transaction, and rows already at the target are kept, so an interrupted
 //! migration resumes where it stopped. The target's vectors are then built
 //! (graph or Milvus collection) from what was copied, and the counts of
@@ -13,7 +14,7 @@
 use std::path::PathBuf;
 
 use super::files::{SHARED_FILES, STORE_FILE};
-use super::store::{images_in, products_in, ImageRow, ProductRow, RecordStore, SqlError, IDENTITY_KEYS};
+use super::store::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, RecordStore, SqlError, IDENTITY_KEYS, WHOLE_TABLE_COUNT};
 use super::{CatalogError, Location};
 
 /// Images copied per transaction.
@@ -25,6 +26,8 @@ pub struct MigrateReport {
     pub model: String,
     pub products: usize,
     pub images: usize,
+    /// Review records copied: cases, their photos, audit records.
+    pub review_rows: usize,
     pub files: Vec<String>,
 }
 
@@ -81,6 +84,21 @@ pub fn copy_records(
             write(&[], &batch)?;
             report.images += batch.len();
             progress(report.images);
+        }
+        for t in 0..WHOLE_TABLE_COUNT {
+            let mut previous = None;
+            loop {
+                let rows = whole_rows_in(tx, t, previous.as_ref(), BATCH)?;
+                if rows.is_empty() {
+                    break;
+                }
+                dst.import_whole(&rows).map_err(|e| {
+                    failed = Some(e);
+                    SqlError::Data("writing the copy failed".into())
+                })?;
+                report.review_rows += rows.len();
+                previous = Some(rows);
+            }
         }
         Ok(())
     });

@@ -188,7 +188,7 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
         let rounds = (budget, usize::from(a.review_rounds));
         let curve =
             crate::eval::review_loop::simulate(catalog, &embedder, &queries, &opts, rounds, &verdicts, &mut |l| eprintln!("[eval] {l}"))?;
-        return print_review_curve(a, &curve);
+        return print_review_curve(a, &curve, embedder.name());
     }
     let report = crate::eval::evaluate(catalog, &embedder, &queries, &opts)?;
     let text = serde_json::to_string_pretty(&report)?;
@@ -207,13 +207,14 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
 }
 
 /// `eval --review-budget`'s output: `{"review_curve": [...]}` on stdout and in `--json`, the plot in `--report`.
-fn print_review_curve(a: &EvalArgs, curve: &[crate::eval::review_loop::Round]) -> anyhow::Result<i32> {
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "review_budget": a.review_budget, "review_curve": curve }))?;
+fn print_review_curve(a: &EvalArgs, curve: &[crate::eval::review_loop::Round], model: &str) -> anyhow::Result<i32> {
+    let text =
+        serde_json::to_string_pretty(&serde_json::json!({ "model": model, "review_budget": a.review_budget, "review_curve": curve }))?;
     if let Some(p) = &a.json {
         std::fs::write(p, &text)?;
     }
     if let Some(p) = &a.report {
-        let title = format!("review loop: {} reviews a round", a.review_budget.unwrap_or(0));
+        let title = format!("review loop: {} reviews a round, {model}", a.review_budget.unwrap_or(0));
         std::fs::write(p, crate::eval::review_loop::render(curve, &title))?;
         eprintln!("[eval] report written to {}", p.display());
     }

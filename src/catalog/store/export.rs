@@ -128,3 +128,159 @@ impl dyn RecordStore + '_ {
         })
     }
 }
+
+/// A column's kind, for copying rows of any engine to any engine.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Int,
+    Text,
+    Blob,
+}
+
+/// A table copied whole: its name, its key column, its columns.
+type WholeTable = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+
+/// Tables copied whole, in the order their references need.
+const WHOLE_TABLES: &[WholeTable] = &[
+    ("case_photos", "sha256", &[("sha256", Kind::Text), ("bytes", Kind::Blob), ("stored_ms", Kind::Int)]),
+    (
+        "cases",
+        "id",
+        &[
+            ("id", Kind::Int),
+            ("created_at", Kind::Text),
+            ("photo", Kind::Text),
+            ("embedding", Kind::Blob),
+            ("model", Kind::Text),
+            ("context", Kind::Text),
+            ("answer", Kind::Text),
+            ("verdict", Kind::Text),
+            ("p_counterfeit", Kind::Int),
+            ("priority", Kind::Int),
+            ("brand", Kind::Text),
+            ("top_product", Kind::Text),
+            ("seller_id", Kind::Text),
+            ("catalog_generation", Kind::Int),
+            ("calibration", Kind::Text),
+            ("status", Kind::Text),
+            ("decision", Kind::Text),
+            ("decision_product", Kind::Text),
+            ("decision_note", Kind::Text),
+            ("decided_by", Kind::Text),
+            ("decided_at", Kind::Text),
+            ("reference_image", Kind::Int),
+            ("version", Kind::Int),
+        ],
+    ),
+    (
+        "case_audit",
+        "id",
+        &[
+            ("id", Kind::Int),
+            ("case_id", Kind::Int),
+            ("at", Kind::Text),
+            ("actor", Kind::Text),
+            ("action", Kind::Text),
+            ("before", Kind::Text),
+            ("after", Kind::Text),
+        ],
+    ),
+];
+
+/// One stored value, owned.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn arg(&self) -> super::Arg<'_> {
+        match self {
+            Value::Null => super::Arg::Null,
+            Value::Int(i) => super::Arg::Int(*i),
+            Value::Text(s) => super::Arg::Text(s),
+            Value::Blob(b) => super::Arg::Bytes(b),
+        }
+    }
+}
+
+/// A batch of rows of one of the tables copied whole (review cases, their photos, the audit trail).
+#[derive(Debug, Clone)]
+pub struct TableRows {
+    table: usize,
+    rows: Vec<Vec<Value>>,
+}
+
+impl TableRows {
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+    /// The table's name.
+    #[must_use]
+    pub fn table(&self) -> &'static str {
+        WHOLE_TABLES[self.table].0
+    }
+}
+
+/// How many tables are copied whole ([`whole_rows_in`]).
+pub const WHOLE_TABLE_COUNT: usize = WHOLE_TABLES.len();
+
+/// Rows of whole table `t` (< [`WHOLE_TABLE_COUNT`]) after the last row of
+/// `previous` (by key; `None`: from the start), at most `limit`, read in `tx`.
+pub fn whole_rows_in(tx: &mut dyn Tx, t: usize, previous: Option<&TableRows>, limit: i64) -> TxResult<TableRows> {
+    let (table, key, columns) = WHOLE_TABLES[t];
+    let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let key_at = names.iter().position(|n| *n == key).unwrap_or(0);
+    let after = previous.and_then(|p| p.rows.last()).map(|r| r[key_at].clone());
+    let clause = if after.is_some() { format!("WHERE {key} > $2") } else { String::new() };
+    let sql = format!("SELECT {} FROM {table} {clause} ORDER BY {key} LIMIT $1", names.join(", "));
+    let mut args = vec![super::Arg::Int(limit)];
+    if let Some(a) = &after {
+        args.push(a.arg());
+    }
+    let rows = tx.query(&sql, &args, |r| {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kind))| {
+                Ok(match kind {
+                    Kind::Int => r.int(i)?.map_or(Value::Null, Value::Int),
+                    Kind::Text => r.opt_string(i)?.map_or(Value::Null, Value::Text),
+                    Kind::Blob => r.opt_blob(i)?.map_or(Value::Null, Value::Blob),
+                })
+            })
+            .collect::<TxResult<Vec<Value>>>()
+    })?;
+    Ok(TableRows { table: t, rows })
+}
+
+impl dyn RecordStore + '_ {
+    /// Writes rows of a table copied whole, keys kept, in one transaction (rows already there are kept).
+    pub fn import_whole(&self, rows: &TableRows) -> Result<(), CatalogError> {
+        let (table, _, columns) = WHOLE_TABLES[rows.table];
+        let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let sql = format!(
+            "INSERT INTO {table}({}) VALUES ({}) ON CONFLICT DO NOTHING",
+            names.join(", "),
+            super::sql::placeholders(1, names.len())
+        );
+        self.write(|tx| {
+            for row in &rows.rows {
+                let args: Vec<super::Arg<'_>> = row.iter().map(Value::arg).collect();
+                tx.execute(&sql, &args)?;
+            }
+            if tx.dialect() == Dialect::Postgres && table != "case_photos" {
+                tx.batch(&format!("SELECT setval('{table}_id_seq', GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1));"))?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -32,7 +32,7 @@ pub mod sql;
 pub mod sqlite;
 
 pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
-pub use export::{images_in, products_in, ImageRow, ProductRow};
+pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use images::{ImageOwner, Products};
 pub use jobs::{job_lease, JobRow, JobStatus};
 pub use meta::IDENTITY_KEYS;
