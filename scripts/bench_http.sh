@@ -31,6 +31,8 @@ for i, p in enumerate(val):
     lua.append(f'local f = io.open("{p}", "rb"); bodies[{i+1}] = f:read("*all"); f:close()')
 lua.append('n = 0\nrequest = function()\n  n = n % #bodies + 1\n  return wrk.format("POST", "/v1/lookup", {["Content-Type"] = "image/jpeg"}, bodies[n])\nend')
 open(f"{work}/post.lua", "w").write("\n".join(lua) + "\n")
+# The same lookups with listing context: each is recorded as a review case.
+open(f"{work}/post-case.lua", "w").write("\n".join(lua).replace('"/v1/lookup"', '"/v1/lookup?seller_id=bench&listing_id=bench"') + "\n")
 PYEOF
 ./target/release/knockoff index "$WORK/catalog.csv" --index "$WORK/idx" 2>/dev/null
 mapfile -t Q < "$WORK/queries.txt"
@@ -61,6 +63,17 @@ else:
 print(f"| {c} | {rps:.1f} | {p50:.1f} | {p99:.1f} | {non2} | {vs} |")
 PYEOF
 done
+# Recording cases: the c=1 run again with listing context (every lookup becomes a case), p50 ratio.
+wrk -t1 -c1 -d${DUR}s --latency -s "$WORK/post-case.lua" "http://127.0.0.1:$PORT" > "$WORK/wrk-case.txt" 2>&1
+wrk -t1 -c1 -d${DUR}s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT" > "$WORK/wrk-1b.txt" 2>&1
+python3 - "$WORK/wrk-1b.txt" "$WORK/wrk-case.txt" <<'PYEOF'
+import re, sys
+def p50(path):
+    v, u = re.match(r"([\d.]+)(us|ms|s)", re.search(r"^\s+50%\s+(\S+)", open(path).read(), re.M).group(1)).groups()
+    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
+a, b = p50(sys.argv[1]), p50(sys.argv[2])
+print(f"recording review cases (listing context on every lookup), concurrency 1: p50 {b:.1f} ms vs {a:.1f} ms without ({b / a:.2f}x; goal <= 1.10x)")
+PYEOF
 echo "503s are the deliberate load shedding of a full inference queue (default depth 64)."
 echo "server peak RSS: $(grep VmHWM /proc/$PID/status | awk '{print $2/1024 " MB"}')"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^knockoff_http_requests_total\{method="POST",route="/v1/lookup"' || true

@@ -11,7 +11,7 @@
 # catalog: its photos in the stream are listings of products the catalog lacks.
 # Prints one row per round; writes the JSON and HTML (learning curves) per make-up
 # to $OUT (default: target/eval-review).
-#   ./scripts/eval_review.sh [--review-rounds R] [--model NAME]
+#   [MAKEUPS="studio shelf"] [BUDGET_SHARE=10] ./scripts/eval_review.sh [--review-rounds R] [--model NAME]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # KNOCKOFF_BIN: a built binary to use instead of building.
@@ -49,12 +49,12 @@ p = lambda n: rows(n, packaged=True)
 write(f"{work}/lookalike-catalog.csv", catalog(p("catalog.csv")))
 write(f"{work}/lookalike-stream.csv", stream(p("photos-train.csv") + p("photos-val.csv")))
 PYEOF
-echo "| make-up | round | lookups | reviews before | R@1 | ECE | model coverage | coverage | catch rate | false accusations |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-for m in studio shelf lookalike; do
+echo "| make-up | round | lookups | reviews before | R@1 | ECE | mean confidence / top-1 right | model coverage | coverage | catch rate | false accusations |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for m in ${MAKEUPS:-studio shelf lookalike}; do
   n=$(($(wc -l < "$WORK/$m-stream.csv") - 1))
   rounds=5
-  budget=$(( (n / rounds + 5) / 10 ))
+  budget=$(( (n / rounds * ${BUDGET_SHARE:-10} + 50) / 100 ))
   "$K" eval --catalog "$WORK/$m-catalog.csv" --queries "$WORK/$m-stream.csv" --review-budget "$budget" --review-rounds "$rounds" "$@" \
     --json "$OUT/$m.json" --report "$OUT/$m.html" >/dev/null 2>"$OUT/$m.log"
   python3 - "$OUT/$m.json" "$m" <<'PYEOF'
@@ -63,6 +63,7 @@ d = json.load(open(sys.argv[1]))
 f = lambda v: "–" if v is None else f"{v:.3f}"
 for r in d["review_curve"]:
     print(f"| {sys.argv[2]} | {r['round']} | {r['lookups']} | {r['reviews_before']} | {r['recall_at_1']:.3f} | {r['ece']:.3f} | "
+          f"{r['mean_confidence']:.3f} / {r['top1_accuracy']:.3f} | "
           f"{r['model_coverage']:.3f} | {r['coverage']:.3f} | {f(r['catch_rate'])} | {f(r['false_accusation_rate'])} |")
 PYEOF
 done

@@ -95,7 +95,7 @@ pub fn start(
         vectors: spec.vectors.clone().or_else(|| settings.vectors.clone()),
         ..spec.clone()
     };
-    crate::fit::refit::lower_background_pool();
+    crate::fit::priority::lower_background_pool();
     let opened = crate::index::open(registry, &spec)?;
     let config = settings.config.clone();
     let mut opts = EmbedOptions { sessions: config.inference_threads, intra_threads: intra_threads.unwrap_or(1), ..Default::default() };

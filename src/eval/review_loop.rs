@@ -39,6 +39,10 @@ pub struct Round {
     pub reviews_so_far: usize,
     pub recall_at_1: f64,
     pub ece: f64,
+    /// Mean top-1 confidence, against `top1_accuracy` (ECE's direction: above is overconfident).
+    pub mean_confidence: f64,
+    /// Share of lookups whose top match is their product (distractors count as wrong).
+    pub top1_accuracy: f64,
     pub model_coverage: f64,
     pub coverage: f64,
     pub catch_rate: Option<f64>,
@@ -95,8 +99,8 @@ pub fn simulate(
         let _ = crate::fit::fit_index(catalog, Some(embedder), &mut |l| log(format!("refit: {l}")));
         let m = measure(r + 1, &seen, reviews_before, reviews, failed);
         log(format!(
-            "round {}: {} lookups, {} reviews so far; R@1 {:.3}, ECE {:.3}, coverage {:.3} (model alone {:.3}), catch {:?}, false accusations {:?}",
-            m.round, m.lookups, m.reviews_so_far, m.recall_at_1, m.ece, m.coverage, m.model_coverage, m.catch_rate, m.false_accusation_rate
+            "round {}: {} lookups, {} reviews so far; R@1 {:.3}, ECE {:.3} (mean confidence {:.3}, top-1 right {:.3}), coverage {:.3} (model alone {:.3}), catch {:?}, false accusations {:?}",
+            m.round, m.lookups, m.reviews_so_far, m.recall_at_1, m.ece, m.mean_confidence, m.top1_accuracy, m.coverage, m.model_coverage, m.catch_rate, m.false_accusation_rate
         ));
         out.push(m);
     }
@@ -149,6 +153,14 @@ fn review_error(e: review::ReviewError) -> CatalogError {
     }
 }
 
+fn share_f(sum: f64, of: usize) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        sum / of as f64
+    }
+}
+
 fn share(n: usize, of: usize) -> Option<f64> {
     (of > 0).then(|| n as f64 / of as f64)
 }
@@ -171,6 +183,8 @@ fn measure(round: usize, seen: &[Seen1<'_>], reviews_before: usize, reviews_so_f
         reviews_so_far,
         recall_at_1: share(catalogued.iter().filter(|s| top_right(s)).count(), catalogued.len()).unwrap_or(0.0),
         ece: crate::metrics::ece(&confidence, &correct, 10),
+        mean_confidence: share_f(confidence.iter().map(|c| f64::from(*c)).sum(), seen.len()),
+        top1_accuracy: share(correct.iter().filter(|c| **c).count(), seen.len()).unwrap_or(0.0),
         model_coverage: share(seen.iter().filter(|s| decisive(s)).count(), seen.len()).unwrap_or(0.0),
         coverage: share(seen.iter().filter(|s| decisive(s) || s.reviewed).count(), seen.len()).unwrap_or(0.0),
         catch_rate: share(of(Label::Counterfeit).filter(|s| accuses(s) || s.reviewed).count(), of(Label::Counterfeit).count())

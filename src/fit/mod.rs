@@ -9,6 +9,7 @@
 
 mod cv;
 mod mappings;
+pub mod priority;
 pub mod refit;
 mod risk;
 mod selfcal;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::priority::{age_until, lower_priority};
 use crate::catalog::{Catalog, Label};
 use crate::embed::Embedder;
 use crate::search::calibration::{verdict_config_described, CalibrationInfo};
@@ -124,18 +125,22 @@ impl Refitter {
     }
 
     /// Runs the index fitting on a thread of its own at the lowest CPU
-    /// priority, unless another replica runs it.
+    /// priority, raised the longer it runs ([`super::priority`]), unless
+    /// another replica runs it.
     fn fit(&self, catalog: &Catalog, embedder: &Embedder) -> Ran {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
         let led = std::thread::scope(|s| {
-            s.spawn(|| {
-                lower_priority();
-                catalog.lead("refit", || {
+            let fitting = s.spawn(move || {
+                let _background = lower_priority();
+                let led = catalog.lead("refit", || {
                     self.started.fetch_add(1, Ordering::SeqCst);
                     super::fit_index(catalog, Some(embedder), &mut |line| tracing::info!("refit: {line}"))
-                })
-            })
-            .join()
-            .ok()
+                });
+                drop(done);
+                led
+            });
+            age_until(&finished);
+            fitting.join().ok()
         });
         match led {
             Some(Ok(Some(outcome))) => Ran::Here(outcome),
@@ -174,28 +179,4 @@ fn counterfeit_products(catalog: &Catalog) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     rows.hash(&mut h);
     h.finish()
-}
-
-/// Lowers the calling thread's CPU priority to the lowest (nice 19 and the
-/// `SCHED_IDLE` policy; Linux keeps both per thread), for the rest of the
-/// thread's life. Such a thread still progresses under load (CFS weight 3),
-/// only slower. Best effort.
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
-    unsafe {
-        if let Ok(tid) = libc::id_t::try_from(libc::gettid()) {
-            let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-        }
-        // SCHED_IDLE: a waking lookup thread preempts this one at once (nice 19
-        // alone still lets it finish its slice first, which showed in lookup p99).
-        let param = libc::sched_param { sched_priority: 0 };
-        let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param);
-    }
-}
-
-/// Lowers the priority of every thread of the global rayon pool, which only
-/// background work uses (projection fits, graph rebuilds), so lookups come first.
-pub fn lower_background_pool() {
-    let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| lower_priority()).build_global();
 }
