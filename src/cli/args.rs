@@ -295,6 +295,9 @@ pub struct EvalArgs {
     /// Rounds the stream is played in (with --review-budget).
     #[arg(long, default_value_t = 5, requires = "review_budget", value_parser = clap::value_parser!(u16).range(1..))]
     pub review_rounds: u16,
+    /// Share of each round's reviews drawn at random rather than by review worth (with --review-budget).
+    #[arg(long, requires = "review_budget", value_parser = share)]
+    pub review_audit_share: Option<f32>,
     #[command(flatten)]
     pub tune_args: TuneArgs,
 }

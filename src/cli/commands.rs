@@ -185,6 +185,7 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
     if let Some(budget) = a.review_budget {
         let verdicts = || crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
+        let budget = crate::eval::review_loop::Budget { per_round: budget, audit: f64::from(a.review_audit_share.unwrap_or(0.0)) };
         let rounds = (budget, usize::from(a.review_rounds));
         let curve =
             crate::eval::review_loop::simulate(catalog, &embedder, &queries, &opts, rounds, &verdicts, &mut |l| eprintln!("[eval] {l}"))?;

@@ -59,6 +59,15 @@ fn rounds(queries: &[Query], n: usize) -> Vec<Vec<&Query>> {
     (0..n).map(|r| order[r * order.len() / n..(r + 1) * order.len() / n].to_vec()).collect()
 }
 
+/// What the simulated analyst reviews each round: `per_round` cases, of
+/// which the share `audit` drawn at random (a fixed pseudo-random order)
+/// and the rest the most review-worthy.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub per_round: usize,
+    pub audit: f64,
+}
+
 /// One looked-up query of a round, with what it truly shows.
 struct Seen1<'a> {
     query: &'a Query,
@@ -75,7 +84,7 @@ pub fn simulate(
     embedder: &Embedder,
     queries: &[Query],
     opts: &EvalOptions,
-    (budget, n_rounds): (usize, usize),
+    (budget, n_rounds): (Budget, usize),
     verdicts: &dyn Fn() -> VerdictConfig,
     log: &mut dyn FnMut(String),
 ) -> Result<Vec<Round>, CatalogError> {
@@ -109,7 +118,7 @@ pub fn simulate(
 
 /// Records the round's lookups as cases and decides the `budget` most worth
 /// reviewing with the truth; returns how many were decided.
-fn review_round(catalog: &Catalog, embedder: &Embedder, seen: &mut [Seen1<'_>], budget: usize) -> Result<usize, CatalogError> {
+fn review_round(catalog: &Catalog, embedder: &Embedder, seen: &mut [Seen1<'_>], budget: Budget) -> Result<usize, CatalogError> {
     let fetch = crate::ingest::FetchOptions { allow_private: true, ..Default::default() };
     let mut cases = Vec::with_capacity(seen.len());
     for (i, s) in seen.iter().enumerate() {
@@ -129,9 +138,14 @@ fn review_round(catalog: &Catalog, embedder: &Embedder, seen: &mut [Seen1<'_>], 
         let id = review::record(catalog, &case).map_err(review_error)?;
         cases.push((review::priority(&s.looked.answer), i, id));
     }
-    cases.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    // The audit share first, at random (by a hash of the photo's name), then the most review-worthy of the rest.
+    let audit = ((budget.per_round as f64) * budget.audit.clamp(0.0, 1.0)).round() as usize;
+    cases.sort_by_cached_key(|c| crate::util::sha256_hex(seen[c.1].query.image.as_bytes()));
+    let mut rest = cases.split_off(audit.min(cases.len()));
+    rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    cases.extend(rest);
     let mut decided = 0;
-    for (_, i, id) in cases.into_iter().take(budget) {
+    for (_, i, id) in cases.into_iter().take(budget.per_round) {
         let s = &mut seen[i];
         let (decision, product_id) = match (s.truth_label, &s.query.product_id) {
             (Some(Label::Authentic), Some(p)) => (Decision::Authentic, Some(p.clone())),
