@@ -137,6 +137,11 @@ impl JobQueue {
         }
         let id = new_id();
         self.catalog.records().create_job(&id, format.as_str(), text)?;
+        // Given up while it was being stored (storing a large manifest takes a while): take it back
+        // before any runner hears of it, so that a job exists only when its id was returned.
+        if !still_wanted() && self.catalog.records().withdraw_job(&id)? {
+            return Err(JobError::Abandoned);
+        }
         let _ = self.tx.send(());
         Ok(id)
     }

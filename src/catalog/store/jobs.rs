@@ -161,6 +161,11 @@ impl dyn RecordStore + '_ {
         })
     }
 
+    /// Removes a job no runner has claimed yet; `false` when one has (or there is no such job).
+    pub fn withdraw_job(&self, id: &str) -> Result<bool, CatalogError> {
+        self.write(|tx| tx.execute("DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND owner IS NULL", args![id])).map(|n| n > 0)
+    }
+
     /// Records the item a job is about to work on (`None`: between items).
     pub fn set_job_in_flight(&self, id: &str, item: Option<&str>) -> Result<(), CatalogError> {
         self.write(|tx| tx.execute("UPDATE jobs SET in_flight = $2 WHERE id = $1", args![id, item])).map(drop)
