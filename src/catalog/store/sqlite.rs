@@ -7,11 +7,11 @@
 //! use knockoff::catalog::store::{schema, sqlite::SqliteStore, Dialect};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = SqliteStore::open(dir.path()).unwrap();
-//! assert_eq!(schema::version(Dialect::Sqlite), 7);
-//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("7"));
+//! assert_eq!(schema::version(Dialect::Sqlite), 8);
+//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("8"));
 //! assert_eq!(
 //!     store.tables().unwrap(),
-//!     ["copy_features", "embeddings", "images", "jobs", "meta", "products", "thumbnails"]
+//!     ["case_audit", "case_photos", "cases", "copy_features", "embeddings", "images", "jobs", "meta", "products", "thumbnails"]
 //! );
 //! assert_eq!(
 //!     store.columns("jobs").unwrap(),
