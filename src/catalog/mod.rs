@@ -226,9 +226,11 @@ impl Catalog {
         Ok(hits.into_iter().filter_map(|(id, sim)| Some((id, sim, table.hit(id, filter)?.clone()))).take(k).collect())
     }
 
-    /// Whether an image is a listing photo a decision made a reference ([`LISTING_MATCH_MIN`]).
-    pub fn is_listing_reference(&self, id: i64) -> bool {
-        self.backend.table().read().is_listing(id)
+    /// Drops the hits on listing photos a decision made references that are
+    /// less similar than [`LISTING_MATCH_MIN`] (the table read once for all).
+    pub fn drop_weak_listing_hits(&self, hits: &mut Hits) {
+        let table = self.backend.table().read();
+        hits.retain(|(id, sim, _)| *sim >= LISTING_MATCH_MIN || !table.is_listing(*id));
     }
     /// A live image's copy-detection features and product, if it has features.
     pub fn copy_features(&self, id: i64) -> Option<(Arc<crate::embed::local::LocalFeatures>, Arc<Product>)> {

@@ -60,7 +60,7 @@ pub fn is_listing_reference(source: &str) -> bool {
     source.starts_with(LISTING_SOURCE_PREFIX)
 }
 
-/// The same test in SQL, on `images i`.
+/// The same test in SQL, on `images i` (1 or 0; the pattern is [`LISTING_SOURCE_PREFIX`], checked by a test).
 pub(crate) const LISTING_SQL: &str = "CASE WHEN i.source LIKE 'case:%' THEN 1 ELSE 0 END";
 
 /// The longest product id, in characters.
@@ -263,4 +263,15 @@ pub struct CatalogStats {
     pub disk_bytes: u64,
     /// The learned projection the vectors are searched in, if any.
     pub projection: Option<ProjectionInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_test_for_listing_references_matches_the_source_prefix() {
+        assert!(LISTING_SQL.contains(&format!("LIKE '{LISTING_SOURCE_PREFIX}%'")), "{LISTING_SQL}");
+        assert!(is_listing_reference("case:12") && !is_listing_reference("shots/case-12.jpg"));
+    }
 }

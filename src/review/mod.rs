@@ -144,8 +144,7 @@ impl ListingContext {
 pub fn priority(answer: &Lookup) -> i64 {
     let copies_fake = answer.copies.iter().any(|c| c.label == Label::Counterfeit);
     let uncertain = answer.verdict == VerdictKind::Uncertain;
-    let p = (f64::from(answer.p_counterfeit.clamp(0.0, 1.0)) * 1e6).round() as i64;
-    i64::from(copies_fake) * 2_000_000 + i64::from(uncertain) * 1_000_000 + p
+    i64::from(copies_fake) * 2_000_000 + i64::from(uncertain) * 1_000_000 + crate::catalog::store::ppm(answer.p_counterfeit)
 }
 
 /// A lookup to record: the photo, its model vector and what it was answered.

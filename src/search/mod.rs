@@ -29,7 +29,7 @@ pub use verdict::{
     assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, Verdict, VerdictConfig, VerdictKind,
 };
 
-use crate::catalog::{Catalog, CatalogError, Filter, Product, LISTING_MATCH_MIN};
+use crate::catalog::{Catalog, CatalogError, Filter, Product};
 
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -112,7 +112,8 @@ pub fn search_ranked(catalog: &Catalog, query: &[f32], req: &SearchRequest, imag
         let exhausted = hits.len() < n;
         let nearest: Vec<(i64, f32)> = hits.iter().take(images).map(|(id, sim, _)| (*id, *sim)).collect();
         // A listing photo made a reference ranks its product only for the same photo or a copy of it.
-        let hits = hits.into_iter().filter(|(id, sim, _)| *sim >= LISTING_MATCH_MIN || !catalog.is_listing_reference(*id)).collect();
+        let mut hits = hits;
+        catalog.drop_weak_listing_hits(&mut hits);
         let groups = group(hits, req.second_best, req.product_score);
         if groups.len() >= req.k || exhausted || n >= 4096 {
             return Ok((groups.into_iter().take(req.k).collect(), nearest));

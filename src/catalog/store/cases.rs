@@ -6,6 +6,7 @@
 //! reads and writes these is [`crate::review`].
 
 use super::{args, now, RecordStore, Row, SqlError, Tx};
+use crate::catalog::types::LISTING_SQL;
 use crate::catalog::CatalogError;
 
 /// A lookup to record as a case.
@@ -145,8 +146,9 @@ pub enum Versioned {
     Missing,
 }
 
-/// Probabilities are stored in millionths (both engines compare integers the same way).
-fn ppm(p: f32) -> i64 {
+/// A probability in millionths, as cases store it (both engines compare integers the same way).
+#[must_use]
+pub fn ppm(p: f32) -> i64 {
     (f64::from(p.clamp(0.0, 1.0)) * 1e6).round() as i64
 }
 
@@ -359,8 +361,10 @@ impl dyn RecordStore + '_ {
     pub fn stray_case_images(&self) -> Result<Vec<i64>, CatalogError> {
         self.read(|tx| {
             tx.query(
-                "SELECT i.id FROM images i WHERE NOT i.deleted AND i.source LIKE 'case:%'
-                   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.reference_image = i.id)",
+                &format!(
+                    "SELECT i.id FROM images i WHERE NOT i.deleted AND {LISTING_SQL} = 1
+                       AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.reference_image = i.id)"
+                ),
                 &[],
                 |r| r.i64(0),
             )

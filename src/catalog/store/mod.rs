@@ -31,7 +31,7 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
-pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
+pub use cases::{ppm, AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use images::{ImageOwner, Products};
 pub use jobs::{job_lease, JobRow, JobStatus};

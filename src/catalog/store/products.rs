@@ -95,8 +95,11 @@ impl dyn RecordStore + '_ {
     pub fn image_counts(&self) -> Result<HashMap<String, usize>, CatalogError> {
         let rows = self.read(|tx| {
             tx.query(
-                "SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product
-                 WHERE NOT i.deleted AND i.source NOT LIKE 'case:%' GROUP BY p.product_id",
+                &format!(
+                    "SELECT p.product_id, COUNT(*) FROM images i JOIN products p ON p.id = i.product
+                     WHERE NOT i.deleted AND {} = 0 GROUP BY p.product_id",
+                    crate::catalog::types::LISTING_SQL
+                ),
                 &[],
                 |r| Ok((r.string(0)?, usize::try_from(r.i64(1)?).unwrap_or(0))),
             )

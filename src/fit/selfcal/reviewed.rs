@@ -74,7 +74,8 @@ impl Reviewed {
 /// The catalog's reviewed cases as lookups against `images` (the catalog's
 /// live images as (id, product key, model vector)) less the decisions' references.
 pub(super) fn reviewed_lookups(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)]) -> Result<Reviewed, CatalogError> {
-    let cases = catalog.records().reviewed_cases(catalog.model())?;
+    let mut cases = catalog.records().reviewed_cases(catalog.model())?;
+    cases.retain(|c| c.embedding.len() == catalog.dim());
     if cases.is_empty() {
         return Ok(Reviewed::default());
     }
@@ -85,10 +86,9 @@ pub(super) fn reviewed_lookups(catalog: &Catalog, images: &[(i64, i64, Vec<f32>)
     let vecs: Vec<Vec<f32>> = gallery.iter().map(|i| space(&i.2)).collect();
     let labels: Vec<i64> = gallery.iter().map(|i| i.1).collect();
     let known: HashSet<i64> = labels.iter().copied().collect();
-    let queries: Vec<Vec<f32>> = cases.iter().filter(|c| c.embedding.len() == catalog.dim()).map(|c| space(&c.embedding)).collect();
-    let cases = cases.iter().filter(|c| c.embedding.len() == catalog.dim());
+    let queries: Vec<Vec<f32>> = cases.iter().map(|c| space(&c.embedding)).collect();
     let mut out = Reviewed::default();
-    for (c, top) in cases.zip(rank_products_many(&queries, &vecs, &labels, 11)) {
+    for (c, top) in cases.iter().zip(rank_products_many(&queries, &vecs, &labels, 11)) {
         match c.product.filter(|p| c.decision != "not_in_catalog" && known.contains(p)) {
             Some(truth) => out.positives.push(RankedLookup { truth, top }),
             None => out.nones.push(RankedLookup { truth: -1, top: top.into_iter().take(10).collect() }),
