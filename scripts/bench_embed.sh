@@ -19,7 +19,7 @@ OUT=$(mktemp -d)
 # Three interleaved rounds; the table reports each configuration's median round.
 for round in 1 2 3; do
   for b in 1 16; do
-    ./target/release/knockoff --threads 1 bench-embed --sessions "$THREADS" --batch $b --workers 1 "${FILES[@]}" > "$OUT/rust-$b-$round.json"
+    ./target/release/knockoff bench-embed --threads 1 --sessions "$THREADS" --batch $b --workers 1 "${FILES[@]}" > "$OUT/rust-$b-$round.json"
     .venv/bin/python scripts/reference_embed.py --bench --threads "$THREADS" --batch $b models/efficientnet-lite0 "${FILES[@]}" > "$OUT/py-$b-$round.json"
   done
 done

@@ -33,7 +33,7 @@ T0=$(date +%s.%N)
 T1=$(date +%s.%N)
 ./target/release/knockoff index "$WORK/all.csv" --index "$WORK/idx" 2> "$WORK/index.log"
 T2=$(date +%s.%N)
-EMB=$(./target/release/knockoff --threads 1 bench-embed --sessions "$(nproc)" --workers 1 --batch 16 "${FILES[@]}")
+EMB=$(./target/release/knockoff bench-embed --threads 1 --sessions "$(nproc)" --workers 1 --batch 16 "${FILES[@]}")
 python3 - "$T0" "$T1" "$T2" "${#FILES[@]}" "$EMB" <<'PYEOF'
 import json, sys
 t0, t1, t2, n, emb = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])

@@ -4,10 +4,14 @@ scikit-image wheel (see tests/fixtures/README.md). Needs pillow and numpy.
 
   pip download --no-deps --only-binary=:all: scikit-image==0.26.0 -d /tmp/sk
   python3 scripts/make_fixtures.py /tmp/sk/scikit_image-0.26.0-*.whl
+  python3 scripts/make_fixtures.py --adam7   # the interlaced 16-bit PNG (needs pypng)
 """
 import io, os, sys, zipfile, zlib, struct
 
-from PIL import Image
+try:
+    from PIL import Image
+except ImportError:  # --adam7 needs only pypng
+    Image = None
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 PHOTOS = {"coffee": "coffee.png", "chelsea": "chelsea.png", "astronaut": "astronaut.png", "rocket": "rocket.jpg"}
@@ -51,5 +55,20 @@ def main():
     open(f"{OUT}/bad/bomb.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
+def adam7():
+    """A 37 x 23 16-bit RGBA gradient, Adam7-interlaced (pypng writes interlaced PNGs)."""
+    import png
+
+    w, h = 37, 23
+    rows = []
+    for y in range(h):
+        row = []
+        for x in range(w):
+            row += [x * 1771 % 65536, y * 2850 % 65536, (x * y * 97) % 65536, 65535 if (x + y) % 5 else (x * 3000) % 65536]
+        rows.append(row)
+    with open(f"{OUT}/formats/gradient-adam7-rgba16.png", "wb") as f:
+        png.Writer(w, h, greyscale=False, alpha=True, bitdepth=16, interlace=True).write(f, rows)
+
+
 if __name__ == "__main__":
-    main()
+    adam7() if sys.argv[1:] == ["--adam7"] else main()

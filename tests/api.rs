@@ -1181,3 +1181,48 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
     assert_eq!(st, 200);
     assert!(j["p_no_match"].as_f64().is_some(), "{j}");
 }
+
+/// The value of a counter or gauge in the server's `/metrics`.
+fn metric(s: &Server, name: &str) -> f64 {
+    let text = ureq::get(&url(s, "/metrics")).call().unwrap().into_string().unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(f64::NAN)
+}
+
+/// Break-it finding 9.3: batches whose clients went away are not embedded for
+/// nobody (they kept two threads busy for 58 s, and the next lookup got a 503).
+#[test]
+fn photos_of_a_batch_whose_client_left_are_skipped() {
+    use std::io::Write;
+    let s = start(None);
+    let boundary = "GoneBoundary";
+    let mut body = Vec::new();
+    for i in 0..32 {
+        let name = ["coffee", "chelsea", "astronaut", "rocket"][i % 4];
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend(jpeg(name));
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    // Four clients each send a batch of 32 and hang up without reading the answer.
+    for _ in 0..4 {
+        let mut tcp = std::net::TcpStream::connect(s.addr).unwrap();
+        let head = format!(
+            "POST /v1/lookup/batch HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        tcp.write_all(&body).unwrap();
+        drop(tcp);
+    }
+    eventually("queued photos of the gone clients skipped", || metric(&s, "knockoff_queue_abandoned_total") >= 1.0);
+    eventually("the queue drained", || metric(&s, "knockoff_queue_depth") == 0.0);
+    // The service is free again for the next client.
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
+    assert_eq!(st, 200, "{j}");
+    eprintln!("skipped {} photos of 128", metric(&s, "knockoff_queue_abandoned_total"));
+}

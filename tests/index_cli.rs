@@ -334,11 +334,15 @@ fn a_folder_without_a_catalog_is_refused_not_created() {
         assert!(Instant::now() < deadline, "serve --create did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let stats: serde_json::Value =
-        serde_json::from_str(&ureq::get(&format!("http://{addr}/v1/stats")).call().unwrap().into_string().unwrap()).unwrap();
+    let get = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&ureq::get(&format!("http://{addr}{p}")).call().unwrap().into_string().unwrap()).unwrap()
+    };
+    let (stats, ready) = (get("/v1/stats"), get("/readyz"));
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(stats["images"], 0);
+    // Ready (it was asked for), and it says what that means.
+    assert!(ready["ready"] == true && ready["note"].as_str().unwrap_or("").contains("catalog is empty"), "{ready}");
     assert!(typo.join("catalog.sqlite3").exists());
 }
 

@@ -6,6 +6,7 @@
 //! `knockoff_embed_duration_seconds`, `knockoff_search_duration_seconds`,
 //! `knockoff_lookup_verdicts_total{verdict}`, `knockoff_lookup_copies_found_total`,
 //! `knockoff_queue_depth`, `knockoff_queue_shed_total` (503 + `Retry-After`),
+//! `knockoff_queue_abandoned_total` (queued photos whose client had gone),
 //! `knockoff_jobs_total{outcome}`, `knockoff_job_items_total{outcome}`,
 //! `knockoff_refits_total{stage}`, `knockoff_calibration_age_seconds`,
 //! `knockoff_index_{images,graph_points,products,tombstones}`,
@@ -60,6 +61,8 @@ struct BuildLabels {
 pub struct Runtime {
     pub queue_depth: usize,
     pub shed: u64,
+    /// Photos skipped because their client had gone.
+    pub abandoned: u64,
     /// Jobs done and failed.
     pub jobs: [(&'static str, u64); 2],
     /// Job items indexed, skipped and failed.
@@ -94,6 +97,7 @@ pub struct Metrics {
     copies: Counter,
     queue_depth: Gauge,
     shed: Counter,
+    abandoned: Counter,
     jobs: Family<Outcome, Counter>,
     items: Family<Outcome, Counter>,
     refits: Family<Stage, Counter>,
@@ -121,12 +125,14 @@ impl Default for Metrics {
         let (verdicts, jobs, items, refits) = (Family::default(), Family::default(), Family::default(), Family::default());
         let (copies, shed, queue_depth, rss, fds) =
             (Counter::default(), Counter::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        let abandoned = Counter::default();
         let calibration_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("lookup_verdicts", "Lookups by verdict", verdicts.clone());
         registry.register("lookup_copies_found", "Lookups that found a copy of a catalog image", copies.clone());
         registry.register("queue_depth", "Photos waiting for the inference threads", queue_depth.clone());
         registry.register("queue_shed", "Requests turned away with 503 and Retry-After: the inference queue was full", shed.clone());
+        registry.register("queue_abandoned", "Queued photos skipped because their client had gone", abandoned.clone());
         registry.register("jobs", "Indexing jobs by outcome (done, failed) run by this process", jobs.clone());
         registry.register("job_items", "Job items by outcome (indexed, skipped, failed) in this process", items.clone());
         registry.register("refits", "Refits by stage (started, finished, loaded) in this process", refits.clone());
@@ -152,6 +158,7 @@ impl Default for Metrics {
             copies,
             queue_depth,
             shed,
+            abandoned,
             jobs,
             items,
             refits,
@@ -207,6 +214,7 @@ impl Metrics {
         use std::sync::atomic::Ordering::Relaxed;
         self.queue_depth.set(i64::try_from(rt.queue_depth).unwrap_or(i64::MAX));
         self.shed.inner().store(rt.shed, Relaxed);
+        self.abandoned.inner().store(rt.abandoned, Relaxed);
         for (family, values) in [(&self.jobs, &rt.jobs[..]), (&self.items, &rt.items[..])] {
             for (outcome, v) in values {
                 family.get_or_create(&Outcome { outcome }).inner().store(*v, Relaxed);

@@ -60,7 +60,8 @@ impl AppState {
         let fitted = self.verdicts().info.as_ref().and_then(|i| i.fitted_at.parse::<jiff::Timestamp>().ok());
         super::metrics::Runtime {
             queue_depth: self.pool.queued(),
-            shed: super::pool::shed_total(),
+            shed: self.pool.shed(),
+            abandoned: self.pool.abandoned(),
             jobs,
             items,
             refits: [("started", r.started), ("finished", r.finished), ("loaded", r.loaded)],

@@ -452,6 +452,10 @@ pub struct Ready {
     pub ready: bool,
     pub model: String,
     pub images: usize,
+    /// What an operator should know although the service answers: an empty
+    /// catalog (every lookup is `no_match` until images are added).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[cfg(test)]

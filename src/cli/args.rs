@@ -8,30 +8,36 @@ use crate::catalog::{IndexParams, Label};
 use crate::index::IndexSpec;
 
 mod location;
-pub use location::{BackupArgs, LocationArgs, MigrateArgs, RestoreArgs};
+pub use location::{BackupArgs, LocationArgs, MigrateArgs, ModelsArg, RestoreArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "knockoff", version, about = "Counterfeit detector: match listing photos against a brand catalog")]
 pub struct Cli {
-    #[command(flatten)]
-    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Options every subcommand takes.
-#[derive(Debug, Clone, Args)]
+/// How a command that embeds photos runs its model (only those commands list these options).
+#[derive(Debug, Clone, Default, Args)]
 pub struct Global {
     /// Folder holding models/<name>/model.toml (default: ./models found from the current or executable's folder).
-    #[arg(long, global = true, env = "KNOCKOFF_MODELS")]
+    #[arg(long, env = "KNOCKOFF_MODELS")]
     pub models: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per inference (default: all cores).
-    #[arg(long, global = true, env = "KNOCKOFF_THREADS")]
+    #[arg(long, env = "KNOCKOFF_THREADS")]
     pub threads: Option<usize>,
     /// Largest image accepted, in pixels (width × height), checked before decoding.
     /// (Default 40,000,000; `knockoff serve` also reads `max_pixels` from its config file.)
-    #[arg(long, global = true, env = "KNOCKOFF_MAX_PIXELS")]
+    #[arg(long, env = "KNOCKOFF_MAX_PIXELS")]
     pub max_pixels: Option<u64>,
+}
+
+impl ModelsArg {
+    /// As the model options of a command that embeds nothing.
+    #[must_use]
+    pub fn global(&self) -> Global {
+        Global { models: self.models.clone(), ..Global::default() }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +45,7 @@ pub enum Command {
     /// Embed images and print one JSON line per image.
     Embed(EmbedArgs),
     /// List installed models and whether each one loads.
-    Models,
+    Models(Global),
     /// Index a catalog: a manifest (CSV / JSON Lines) or a folder with one sub-folder per product.
     Index(IndexCmdArgs),
     /// Find the catalog products nearest to a photo (matches, confidences and verdict).
@@ -131,10 +137,14 @@ impl IndexArgs {
 pub struct IndexOnly {
     #[command(flatten)]
     pub index: LocationArgs,
+    #[command(flatten)]
+    pub models: ModelsArg,
 }
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// Image files.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -151,6 +161,8 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Args)]
 pub struct IndexCmdArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// A manifest (CSV or JSON Lines with `image,product_id,label,brand,name,category`) or a folder with one sub-folder per product.
     pub source: PathBuf,
     #[command(flatten)]
@@ -184,6 +196,8 @@ pub struct IndexCmdArgs {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// The listing photo.
     pub image: PathBuf,
     #[command(flatten)]
@@ -213,6 +227,8 @@ pub struct SearchArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub run: Global,
     #[command(flatten)]
     pub index: IndexArgs,
     /// TOML configuration file (flags and KNOCKOFF_* variables override it).
@@ -249,6 +265,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// Catalog manifest(s); rows of several are combined.
     #[arg(long = "catalog", required_unless_present = "use_index")]
     pub catalogs: Vec<PathBuf>,
@@ -304,6 +322,8 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// Query manifest(s) (labelled photos not in the index).
     #[arg(long = "queries", required = true)]
     pub queries: Vec<PathBuf>,
@@ -349,6 +369,8 @@ impl TuneArgs {
 #[derive(Debug, Args)]
 pub struct TuneCmdArgs {
     #[command(flatten)]
+    pub run: Global,
+    #[command(flatten)]
     pub index: IndexArgs,
     #[command(flatten)]
     pub tune: TuneArgs,
@@ -360,6 +382,8 @@ pub struct TuneCmdArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
+    pub models: ModelsArg,
+    #[command(flatten)]
     pub index: LocationArgs,
     /// Print JSON.
     #[arg(long)]
@@ -368,6 +392,8 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
     #[command(flatten)]
     pub index: LocationArgs,
     /// Delete this product and all its images.
@@ -402,6 +428,8 @@ pub struct BenchAnnArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchLookupArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// Photos to look up (cycled through).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -420,6 +448,8 @@ pub struct BenchLookupArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchEmbedArgs {
+    #[command(flatten)]
+    pub run: Global,
     /// Image files to embed.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,

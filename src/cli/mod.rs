@@ -10,7 +10,7 @@ mod print;
 
 use clap::{CommandFactory, FromArgMatches};
 
-pub use args::{Cli, Command, Global, IndexArgs};
+pub use args::{Cli, Command, Global, IndexArgs, ModelsArg};
 
 /// Runs the command line; returns the process exit code.
 #[must_use]
@@ -50,25 +50,24 @@ fn init_logging(serving: bool) {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
-    let g = &cli.global;
     match cli.command {
-        Command::Embed(a) => commands::embed(g, &a),
-        Command::Models => commands::models(g),
-        Command::Index(a) => commands::index(g, &a),
-        Command::Search(a) => commands::search(g, &a),
-        Command::Serve(a) => commands::serve(g, &a, matches.subcommand_matches("serve")),
-        Command::Eval(a) => commands::eval(g, &a),
-        Command::Calibrate(a) => commands::calibrate(g, &a),
-        Command::Tune(a) => commands::tune(g, &a),
-        Command::Compact(a) => commands::compact(g, &a),
-        Command::Stats(a) => commands::stats(g, &a),
-        Command::Delete(a) => commands::delete(g, &a),
-        Command::Migrate(a) => commands::migrate(g, &a),
+        Command::Embed(a) => commands::embed(&a.run, &a),
+        Command::Models(g) => commands::models(&g),
+        Command::Index(a) => commands::index(&a.run, &a),
+        Command::Search(a) => commands::search(&a.run, &a),
+        Command::Serve(a) => commands::serve(&a.run, &a, matches.subcommand_matches("serve")),
+        Command::Eval(a) => commands::eval(&a.run, &a),
+        Command::Calibrate(a) => commands::calibrate(&a.run, &a),
+        Command::Tune(a) => commands::tune(&a.run, &a),
+        Command::Compact(a) => commands::compact(&a.models.global(), &a),
+        Command::Stats(a) => commands::stats(&a.models.global(), &a),
+        Command::Delete(a) => commands::delete(&a.models.global(), &a),
+        Command::Migrate(a) => commands::migrate(&a.models.global(), &a),
         Command::Backup(a) => commands::backup(&a),
-        Command::Restore(a) => commands::restore(g, &a),
+        Command::Restore(a) => commands::restore(&a.models.global(), &a),
         Command::BenchAnn(a) => bench::ann(&a),
-        Command::BenchLookup(a) => bench::lookup(g, &a),
-        Command::BenchEmbed(a) => bench::embed(g, &a),
+        Command::BenchLookup(a) => bench::lookup(&a.run, &a),
+        Command::BenchEmbed(a) => bench::embed(&a.run, &a),
         Command::MakeCopies(a) => commands::make_copies(&a),
     }
 }

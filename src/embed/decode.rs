@@ -70,18 +70,20 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
         return Err(EmbedError::UnsupportedFormat { source_name: name(), format: format!("{format:?}") });
     }
 
+    if format == ImageFormat::Png {
+        return png_rgb(bytes, source_name, limits);
+    }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder = reader.into_decoder().map_err(|e| classify(&e, source_name))?;
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels {
-        return Err(EmbedError::TooLarge { source_name: name(), width, height, pixels, limit: limits.max_pixels });
-    }
-    if width.max(height) > limits.max_side {
-        return Err(EmbedError::TooLong { source_name: name(), width, height, limit: limits.max_side });
-    }
-    if pixels == 0 {
-        return Err(EmbedError::Corrupt { source_name: name(), detail: "image has zero width or height".into() });
+    check_size(width, height, limits, source_name)?;
+    // More than 8 bits per channel (16-bit or float TIFF) decodes at up to 16 bytes a pixel
+    // before it is reduced to 8-bit RGB: bounded like an 8-bit RGBA image at the pixel limit.
+    let decoded = decoder.total_bytes();
+    if decoded > limits.max_pixels.saturating_mul(4) {
+        let limit = limits.max_pixels.saturating_mul(4);
+        return Err(EmbedError::TooDeep { source_name: name(), width, height, bytes: decoded, limit });
     }
     // Belt and braces against formats whose header lies: cap the decoder's allocations.
     let mut lim = image::Limits::default();
@@ -97,6 +99,84 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
     }
     img.apply_orientation(orientation);
     Ok(DecodedImage { rgb: to_rgb_on_white(img), format })
+}
+
+/// Refuses an image over the pixel or side limit, or with no pixels.
+fn check_size(width: u32, height: u32, limits: DecodeLimits, source_name: &str) -> Result<(), EmbedError> {
+    let name = || source_name.to_string();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(EmbedError::TooLarge { source_name: name(), width, height, pixels, limit: limits.max_pixels });
+    }
+    if width.max(height) > limits.max_side {
+        return Err(EmbedError::TooLong { source_name: name(), width, height, limit: limits.max_side });
+    }
+    if pixels == 0 {
+        return Err(EmbedError::Corrupt { source_name: name(), detail: "image has zero width or height".into() });
+    }
+    Ok(())
+}
+
+/// A PNG decoded row by row straight into 8-bit RGB: 16-bit channels are
+/// stripped and palettes expanded as each row arrives, so an image costs
+/// 3 bytes a pixel (plus one row; a whole 8-bit frame only when interlaced)
+/// whatever its depth. Through `image` a 16-bit RGBA PNG took 15 bytes a
+/// pixel at the peak (the 16-bit frame, an 8-bit copy, the RGB result).
+fn png_rgb(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Result<DecodedImage, EmbedError> {
+    let corrupt = |e: png::DecodingError| match e {
+        png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            EmbedError::Truncated { source_name: source_name.to_string(), detail: io.to_string() }
+        }
+        e => EmbedError::Corrupt { source_name: source_name.to_string(), detail: e.to_string() },
+    };
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let (width, height) = {
+        let info = decoder.read_header_info().map_err(corrupt)?;
+        (info.width, info.height)
+    };
+    check_size(width, height, limits, source_name)?;
+    let pixels = u64::from(width) * u64::from(height);
+    decoder.set_limits(png::Limits { bytes: usize::try_from(pixels.saturating_mul(4).saturating_add(64 << 20)).unwrap_or(usize::MAX) });
+    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let (color, _) = reader.output_color_type();
+    let channels = color.samples();
+    let orientation = reader.info().exif_metadata.as_deref().and_then(image::metadata::Orientation::from_exif_chunk);
+    let mut out = Vec::with_capacity(usize::try_from(pixels.saturating_mul(3)).unwrap_or(usize::MAX));
+    if reader.info().interlaced {
+        let mut frame = vec![0; reader.output_buffer_size().unwrap_or(0)];
+        let info = reader.next_frame(&mut frame).map_err(corrupt)?;
+        for row in frame.chunks_exact(info.line_size).take(height as usize) {
+            push_rgb(&row[..width as usize * channels], channels, &mut out);
+        }
+    } else {
+        while let Some(row) = reader.next_row().map_err(corrupt)? {
+            push_rgb(&row.data()[..width as usize * channels], channels, &mut out);
+        }
+    }
+    let Some(rgb) = RgbImage::from_raw(width, height, out) else {
+        return Err(EmbedError::Truncated { source_name: source_name.to_string(), detail: "fewer rows than the header says".into() });
+    };
+    let mut img = DynamicImage::ImageRgb8(rgb);
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(DecodedImage { rgb: img.into_rgb8(), format: ImageFormat::Png })
+}
+
+/// Appends one row of 8-bit grey, grey+alpha, RGB or RGBA samples as RGB,
+/// transparent pixels composited onto white.
+fn push_rgb(row: &[u8], channels: usize, out: &mut Vec<u8>) {
+    let on_white = |c: u8, a: u8| ((u32::from(c) * u32::from(a) + 255 * (255 - u32::from(a)) + 127) / 255) as u8;
+    match channels {
+        1 => row.iter().for_each(|&g| out.extend_from_slice(&[g, g, g])),
+        2 => row.chunks_exact(2).for_each(|p| {
+            let g = on_white(p[0], p[1]);
+            out.extend_from_slice(&[g, g, g]);
+        }),
+        3 => out.extend_from_slice(row),
+        _ => row.chunks_exact(4).for_each(|p| out.extend_from_slice(&[on_white(p[0], p[3]), on_white(p[1], p[3]), on_white(p[2], p[3])])),
+    }
 }
 
 /// A complete JPEG ends with the EOI marker (FF D9), possibly followed by padding.
@@ -163,6 +243,83 @@ mod tests {
         let rgb = to_rgb_on_white(DynamicImage::ImageRgba8(img));
         assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    /// `image`'s own decode of the same bytes, flattened as before the PNG path existed.
+    fn through_image(bytes: &[u8]) -> RgbImage {
+        to_rgb_on_white(image::load_from_memory(bytes).unwrap())
+    }
+
+    fn assert_close(a: &RgbImage, b: &RgbImage, what: &str) {
+        assert_eq!(a.dimensions(), b.dimensions(), "{what}");
+        let worst = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+        // 16 → 8 bits: the PNG path keeps the high byte, `image` rounds (twice
+        // over where a pixel is partly transparent: its colour and its alpha).
+        assert!(worst <= 2, "{what}: a channel differs by {worst}");
+    }
+
+    #[test]
+    fn png_rows_decode_to_the_picture_image_decodes_at_every_depth() {
+        let (w, h) = (29, 17);
+        let v = |x: u32, y: u32, k: u32| ((x * 977 + y * 1543 + k * 4099) % 65_536) as u16;
+        let rgba16 = image::ImageBuffer::from_fn(w, h, |x, y| {
+            image::Rgba([v(x, y, 0), v(x, y, 1), v(x, y, 2), if (x + y) % 4 == 0 { v(x, y, 3) } else { 65_535 }])
+        });
+        let base = DynamicImage::ImageRgba16(rgba16);
+        let variants = [
+            ("L8", DynamicImage::ImageLuma8(base.to_luma8())),
+            ("La8", DynamicImage::ImageLumaA8(base.to_luma_alpha8())),
+            ("Rgb8", DynamicImage::ImageRgb8(base.to_rgb8())),
+            ("Rgba8", DynamicImage::ImageRgba8(base.to_rgba8())),
+            ("L16", DynamicImage::ImageLuma16(base.to_luma16())),
+            ("La16", DynamicImage::ImageLumaA16(base.to_luma_alpha16())),
+            ("Rgb16", DynamicImage::ImageRgb16(base.to_rgb16())),
+            ("Rgba16", base.clone()),
+        ];
+        for (what, img) in variants {
+            let mut bytes = Vec::new();
+            img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+            let ours = decode_image(&bytes, what, DecodeLimits::default()).unwrap();
+            assert_close(&ours.rgb, &through_image(&bytes), what);
+        }
+        // Adam7-interlaced 16-bit RGBA (neither `image` nor `png` writes one: made with pypng).
+        let adam7 = include_bytes!("../../tests/fixtures/formats/gradient-adam7-rgba16.png");
+        let ours = decode_image(adam7, "adam7", DecodeLimits::default()).unwrap();
+        assert_eq!(ours.rgb.dimensions(), (37, 23));
+        assert_close(&ours.rgb, &through_image(adam7), "adam7");
+    }
+
+    #[test]
+    fn png_palette_and_truncation() {
+        let mut bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bytes, 3, 2);
+            enc.set_color(png::ColorType::Indexed);
+            enc.set_palette(vec![255, 0, 0, 0, 255, 0, 0, 0, 255]);
+            enc.set_trns(vec![255, 255, 0]);
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(&[0, 1, 2, 2, 1, 0]).unwrap();
+        }
+        let ours = decode_image(&bytes, "palette", DecodeLimits::default()).unwrap();
+        assert_eq!(ours.rgb.as_raw()[..9], [255, 0, 0, 0, 255, 0, 255, 255, 255]);
+        let cut = &bytes[..bytes.len() - 20];
+        assert!(matches!(
+            decode_image(cut, "cut", DecodeLimits::default()),
+            Err(EmbedError::Truncated { .. } | EmbedError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn deep_non_png_images_are_bounded_by_their_decoded_size() {
+        let img = image::ImageBuffer::from_pixel(30, 30, image::Rgba([1000u16, 2000, 3000, 65_535]));
+        let mut tiff = Vec::new();
+        DynamicImage::ImageRgba16(img).write_to(&mut Cursor::new(&mut tiff), ImageFormat::Tiff).unwrap();
+        let roomy = DecodeLimits { max_pixels: 2000, ..DecodeLimits::default() };
+        assert!(decode_image(&tiff, "deep.tiff", roomy).is_ok());
+        // 900 pixels fit under 1000, but 900 × 8 bytes do not fit in 1000 × 4.
+        let tight = DecodeLimits { max_pixels: 1000, ..DecodeLimits::default() };
+        let err = decode_image(&tiff, "deep.tiff", tight).unwrap_err();
+        assert!(matches!(err, EmbedError::TooDeep { bytes: 7200, limit: 4000, .. }), "{err}");
     }
 
     #[test]

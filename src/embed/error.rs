@@ -17,6 +17,8 @@ pub enum EmbedError {
     UnsupportedFormat { source_name: String, format: String },
     #[error("{source_name}: image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
     TooLarge { source_name: String, width: u32, height: u32, pixels: u64, limit: u64 },
+    #[error("{source_name}: image is {width}x{height} at more than 8 bits per channel: {bytes} bytes decoded, over the limit of {limit}; send it at 8 bits per channel")]
+    TooDeep { source_name: String, width: u32, height: u32, bytes: u64, limit: u64 },
     #[error("{source_name}: image is {width}x{height}; a side over {limit} pixels is refused")]
     TooLong { source_name: String, width: u32, height: u32, limit: u32 },
     #[error("{source_name}: image data is truncated: {detail}")]
@@ -52,6 +54,7 @@ impl EmbedError {
                 | EmbedError::UnsupportedFormat { .. }
                 | EmbedError::TooLarge { .. }
                 | EmbedError::TooLong { .. }
+                | EmbedError::TooDeep { .. }
                 | EmbedError::Truncated { .. }
                 | EmbedError::Corrupt { .. }
         )
@@ -64,7 +67,7 @@ impl EmbedError {
             EmbedError::Empty { .. } => "empty",
             EmbedError::NotAnImage { .. } => "not-an-image",
             EmbedError::UnsupportedFormat { .. } => "unsupported-format",
-            EmbedError::TooLarge { .. } => "too-large",
+            EmbedError::TooLarge { .. } | EmbedError::TooDeep { .. } => "too-large",
             EmbedError::TooLong { .. } => "too-long",
             EmbedError::Truncated { .. } => "truncated",
             EmbedError::Corrupt { .. } => "corrupt",

@@ -8,6 +8,7 @@ use axum::Json;
 use super::{blocking, St};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiPath, ImageBody, JsonBody};
+use crate::api::pool::Lane;
 use crate::api::types::{AddImageOut, DeletedOut, ProductIn, ProductOut};
 use crate::catalog::NewImage;
 
@@ -73,7 +74,7 @@ pub async fn add_image(
         Ok((img.width(), img.height(), crate::catalog::thumbnail(&img.rgb, &mut resizer), copy))
     })
     .await?;
-    let embedding = state.pool.embed(bytes.to_vec(), "upload".into()).await?.vector;
+    let embedding = state.pool.embed(bytes.to_vec(), "upload".into(), Lane::Bulk).await?.vector;
     let item = NewImage {
         product,
         source: format!("upload:{sha256}"),

@@ -11,6 +11,7 @@ use axum::Json;
 use super::{blocking, St};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiQuery, BatchBody, ImageBody};
+use crate::api::pool::Lane;
 use crate::api::types::{BatchItem, BatchRequest, BatchResponse, LookupParams, LookupResponse, QueryInfo, Timing};
 use crate::api::AppState;
 use crate::catalog::Filter;
@@ -67,13 +68,16 @@ pub async fn lookup(
     listing.check()?;
     let record = state.config.cases.record.records(&listing, params.record).then_some(listing);
     let req = search_request(&state, params)?;
-    lookup_one(&state, body?.0, req, Want { explain: want_explain, record }, t0).await.map(Json)
+    let want = Want { explain: want_explain, record, lane: Lane::Interactive };
+    lookup_one(&state, body?.0, req, want, t0).await.map(Json)
 }
 
-/// What a lookup asks for besides the search: the explanation picture, and to be kept as a case (with this listing).
+/// What a lookup asks for besides the search: the explanation picture, to be
+/// kept as a case (with this listing), and which inference lane it waits in.
 struct Want {
     explain: bool,
     record: Option<ListingContext>,
+    lane: Lane,
 }
 
 /// Embeds one photo (inference pool), then runs the library's lookup.
@@ -82,10 +86,11 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, wan
     let n = bytes.len();
     let t_embed = Instant::now();
     let name = format!("upload {}", &sha256[..12]);
+    let lane = want.lane;
     let v = if state.config.copy_detection {
-        state.pool.describe(bytes.to_vec(), name).await?
+        state.pool.describe(bytes.to_vec(), name, lane).await?
     } else {
-        state.pool.embed(bytes.to_vec(), name).await?
+        state.pool.embed(bytes.to_vec(), name, lane).await?
     };
     let embed_s = t_embed.elapsed().as_secs_f64();
     state.metrics.embed(embed_s);
@@ -141,22 +146,23 @@ pub async fn lookup_batch(
     let want_explain = params.explain.unwrap_or(false);
     let req = search_request(&state, params)?;
     // Batch lookups are not recorded as cases (listing context is per photo).
-    let handles: Vec<_> = body?
-        .0
-        .into_iter()
-        .map(|item| {
-            let (state, req) = (state.clone(), req.clone());
-            // Each item embeds through the bounded pool, concurrently.
-            tokio::spawn(async move { lookup_one(&state, item?, req, Want { explain: want_explain, record: None }, t0).await })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for h in handles {
-        let r = h.await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        results.push(match r {
+    // Each item embeds through the bounded pool's bulk lane, concurrently; the
+    // set aborts every item still running when the client goes (the handler is dropped).
+    let items = body?.0;
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let (state, req) = (state.clone(), req.clone());
+        let want = Want { explain: want_explain, record: None, lane: Lane::Bulk };
+        set.spawn(async move { (i, async { lookup_one(&state, item?, req, want, t0).await }.await) });
+    }
+    let mut results: Vec<Option<BatchItem>> = (0..set.len()).map(|_| None).collect();
+    while let Some(done) = set.join_next().await {
+        let (i, r) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+        results[i] = Some(match r {
             Ok(ok) => BatchItem { result: Some(ok), error: None },
             Err(e) => BatchItem { result: None, error: Some(e.problem()) },
         });
     }
+    let results = results.into_iter().flatten().collect();
     Ok(Json(BatchResponse { results }))
 }

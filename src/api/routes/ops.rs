@@ -38,7 +38,9 @@ pub async fn readyz(State(state): St) -> Result<Json<Ready>, ApiError> {
     }
     let st = state.clone();
     let s = blocking(move || Ok(st.catalog.stats()?)).await?;
-    Ok(Json(Ready { ready: true, model: state.embedder.name().to_string(), images: s.graph_points }))
+    let empty = s.counts.images == 0;
+    let note = empty.then(|| "the catalog is empty: every lookup is no_match until images are added (POST /v1/products/{id}/images, POST /v1/jobs/index or knockoff index)".to_string());
+    Ok(Json(Ready { ready: true, model: state.embedder.name().to_string(), images: s.graph_points, note }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

@@ -38,6 +38,15 @@ impl LocationArgs {
     }
 }
 
+/// Where the models are, for commands that open a catalog without embedding
+/// (the catalog names its model; its manifest gives the vectors' size).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ModelsArg {
+    /// Folder holding models/<name>/model.toml (default: ./models found from the current or executable's folder).
+    #[arg(long, env = "KNOCKOFF_MODELS")]
+    pub models: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// The new folder to write the backup into (must not exist, or be empty).
@@ -49,6 +58,8 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
     /// A folder written by `knockoff backup`.
     pub src: PathBuf,
     /// Where to restore it: an index folder or the shared backend holding no catalog yet.
@@ -58,6 +69,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
     /// Source index folder.
     #[arg(long, conflicts_with_all = ["from_store", "from_vectors", "from_shared"], required_unless_present_any = ["from_store", "from_shared"])]
     pub from: Option<PathBuf>,

@@ -20,7 +20,8 @@
 //!   `exp(tie_slope · s1) / Σ exp(tie_slope · s_i)` (a near-tie is a coin toss
 //!   whatever the similarity); the rest, `1 − c1`, is spread over the other candidates in
 //!   proportion to `exp(slope · (s_i − s2))` (with a single candidate it goes
-//!   to "none"). Without a presence model no other product takes more than
+//!   to "none"), none of them more than the top product itself (ranked order
+//!   is kept; the excess is "none"). Without a presence model no other product takes more than
 //!   the mapping gives a top match of its own similarity: what they cannot
 //!   take goes to "none" (a photo unlike every product is `no_match` even in a
 //!   catalog too small to fit one);
@@ -126,7 +127,13 @@ pub fn probabilities(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Proba
     // similarity would be, and what they cannot take is left to "none".
     let bounded = cfg.presence.is_none() && cfg.calibration.as_ref().is_none_or(super::Mapping::reads_similarity);
     let cap = |s: f32| if bounded { p_in * cfg.confidence(s) } else { 1.0 };
-    confidences.extend(weights.iter().zip(&candidates[1..]).map(|(w, c)| (p_in * (1.0 - c1) * w / total).min(cap(c.similarity))));
+    // No product is more probable than one ranked above it: where the top's
+    // remainder would give a weaker candidate more than the top itself (a
+    // mapping that reads a near-identical photo at 0.2 beside three products
+    // at 0.44 gave each of them 0.23), the excess is "none of these".
+    let top_conf = confidences[0];
+    confidences
+        .extend(weights.iter().zip(&candidates[1..]).map(|(w, c)| (p_in * (1.0 - c1) * w / total).min(cap(c.similarity)).min(top_conf)));
     // Folded from +0.0: an empty `sum` of floats is -0.0, which JSON would show.
     let mass = |l: Label| candidates.iter().zip(&confidences).filter(|(c, _)| c.label == l).fold(0.0f32, |a, (_, p)| a + p);
     let (p_authentic, p_counterfeit) = (mass(Label::Authentic), mass(Label::Counterfeit));
@@ -202,6 +209,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::Mapping;
 
     fn c(id: &str, label: Label, similarity: f32) -> Candidate<'_> {
         Candidate { product_id: id, label, similarity }
@@ -263,6 +271,26 @@ mod tests {
         assert!((one.confidences[0] + one.p_no_match - 1.0).abs() < 1e-6);
     }
 
+    /// Break-it finding 9.9: a catalog whose self-calibration reads a
+    /// near-identical photo at 0.2 (its products share photos) gave the top
+    /// match 0.215 and each of three weaker counterfeit products 0.229.
+    #[test]
+    fn a_weaker_product_never_gets_more_confidence_than_the_top_match() {
+        let low = Mapping::Isotonic { xs: vec![0.0, 0.5, 0.9], ys: vec![0.02, 0.1, 0.215] };
+        let cfg = VerdictConfig { presence: Some(presence()), calibration: Some(low), ..Default::default() };
+        let cands = [
+            c("same-photo", Label::Authentic, 0.993),
+            c("f1", Label::Counterfeit, 0.437),
+            c("f2", Label::Counterfeit, 0.437),
+            c("f3", Label::Counterfeit, 0.437),
+        ];
+        let p = probabilities(&cands, &cfg);
+        assert!(p.confidences.windows(2).all(|w| w[0] >= w[1]), "ranked order kept: {p:?}");
+        assert!(p.p_counterfeit <= 3.0 * p.confidences[0] + 1e-6, "{p:?}");
+        assert!((p.p_authentic + p.p_counterfeit + p.p_no_match - 1.0).abs() < 1e-5, "{p:?}");
+        assert_ne!(verdict(&cands, &cfg), VerdictKind::LikelyCounterfeit);
+    }
+
     #[test]
     fn without_a_presence_model_no_product_is_more_probable_than_a_top_match_of_its_similarity() {
         // No presence model (a catalog too small to fit itself) and the default mapping.
@@ -279,12 +307,14 @@ mod tests {
         let near = [c("a", Label::Authentic, 0.95), c("b", Label::Authentic, 0.5)];
         assert!(probabilities(&near, &cfg).p_authentic > 0.9);
         assert_eq!(verdict(&near, &cfg), VerdictKind::LikelyAuthentic);
-        // A fitted presence model says "none" itself: the runner-up keeps the top's remainder.
+        // A fitted presence model says "none" itself: the runner-up keeps the top's
+        // remainder, up to the top's own confidence (a near-tie reads as a tie).
         let close = [c("a", Label::Authentic, 0.70), c("b", Label::Authentic, 0.69)];
         let bounded = probabilities(&close, &cfg);
         let fitted = probabilities(&close, &VerdictConfig { presence: Some(presence()), ..Default::default() });
         assert!(bounded.confidences[1] <= cfg.confidence(0.69) + 1e-6, "{bounded:?}");
-        assert!(fitted.confidences[1] > 2.0 * cfg.confidence(0.69), "{fitted:?}");
+        assert!(fitted.confidences[1] > bounded.confidences[1], "{fitted:?}");
+        assert!((fitted.confidences[1] - fitted.confidences[0]).abs() < 1e-6, "{fitted:?}");
     }
 
     #[test]
