@@ -29,7 +29,14 @@ pub fn describe_query(rgb: &RgbImage, regions: &[[u32; 4]], resizer: &mut Resize
         return LocalFeatures::extract(rgb, &QUERY, true, resizer);
     }
     let per_region = (2 * QUERY.max_points / regions.len()).max(300);
-    let frame = LocalParams { max_side: 2 * QUERY.max_side, max_points: per_region, ..QUERY };
+    // Enough pyramid levels that the largest region comes down to the catalog's
+    // scale: a large photo copied inside a wide border is described from
+    // 1024 px, and seven levels stop at 268, where a catalog image described at
+    // 200 px no longer matches (5 of 21 found).
+    let largest = regions.iter().map(|r| r[2].max(r[3])).max().unwrap_or(0).min(2 * QUERY.max_side);
+    let down = (largest as f32 / (0.8 * CATALOG.max_side as f32)).max(1.0).ln() / QUERY.step.ln();
+    let levels = (down.ceil() as usize + 1).clamp(QUERY.levels, 12);
+    let frame = LocalParams { max_side: 2 * QUERY.max_side, max_points: per_region, levels, ..QUERY };
     LocalFeatures::extract_regions(rgb, regions, &frame, resizer)
 }
 

@@ -14,6 +14,8 @@ const SIDE: u32 = 400;
 const FLAT: f32 = 6.0;
 /// Regions thinner than this share of the side are ignored (text lines, rules).
 const MIN_SHARE: f32 = 0.15;
+/// The smallest picture (thumbnail pixels a side) trimmed out of a plain border.
+const MIN_TRIMMED: u32 = 12;
 /// At most this many regions.
 pub const MAX_REGIONS: usize = 9;
 
@@ -42,6 +44,19 @@ pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer)
     for (y0, y1) in runs(sh, MIN_SHARE, |y| flat(&mut (0..sw).map(|x| px(x, y)))) {
         for (x0, x1) in runs(sw, MIN_SHARE, |x| flat(&mut (y0..y1).map(|y| px(x, y)))) {
             cells.push([x0, y0, x1 - x0, y1 - y0]);
+        }
+    }
+    if cells.is_empty() {
+        // One picture too small for a region of its own inside a wide plain
+        // border (a 348 px photo in 1400 px of white): the border trimmed off.
+        let rows: Vec<u32> = (0..sh).filter(|&y| !flat(&mut (0..sw).map(|x| px(x, y)))).collect();
+        if let (Some(&y0), Some(&y1)) = (rows.first(), rows.last()) {
+            let cols: Vec<u32> = (0..sw).filter(|&x| !flat(&mut (y0..=y1).map(|y| px(x, y)))).collect();
+            if let (Some(&x0), Some(&x1)) = (cols.first(), cols.last()) {
+                if x1 - x0 + 1 >= MIN_TRIMMED && y1 - y0 + 1 >= MIN_TRIMMED {
+                    cells.push([x0, y0, x1 - x0 + 1, y1 - y0 + 1]);
+                }
+            }
         }
     }
     let area = |c: &PixelRect| c[2] * c[3];
@@ -101,5 +116,19 @@ mod tests {
         for [x, y, w, h] in r {
             assert!((370..=400).contains(&w) && (370..=400).contains(&h), "{x} {y} {w} {h}");
         }
+    }
+
+    #[test]
+    fn a_small_picture_in_a_wide_plain_border_is_trimmed_out() {
+        let mut r = fast_image_resize::Resizer::new();
+        // 348 px inside 1400 px of white a side: 11 % of the frame, under MIN_SHARE.
+        let mut framed = RgbImage::from_pixel(3148, 3148, image::Rgb([255, 255, 255]));
+        image::imageops::replace(&mut framed, &busy(348, 348), 1400, 1400);
+        let regions = content_regions(&framed, &mut r);
+        assert_eq!(regions.len(), 1, "{regions:?}");
+        let [x, y, w, h] = regions[0];
+        assert!(x.abs_diff(1400) <= 16 && y.abs_diff(1400) <= 16 && w.abs_diff(348) <= 24 && h.abs_diff(348) <= 24, "{regions:?}");
+        // A plain image has nothing to trim out.
+        assert!(content_regions(&RgbImage::from_pixel(500, 500, image::Rgb([9, 9, 9])), &mut r).is_empty());
     }
 }

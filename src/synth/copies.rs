@@ -9,7 +9,7 @@ use image::{imageops, Rgb, RgbImage};
 use super::{bilinear, recompress};
 
 /// Every edit the generator knows, in the order the protocol cycles through them.
-pub const EDITS: [Edit; 14] = [
+pub const EDITS: [Edit; 17] = [
     Edit::Crop,
     Edit::Rescale,
     Edit::Jpeg,
@@ -24,6 +24,9 @@ pub const EDITS: [Edit; 14] = [
     Edit::Collage,
     Edit::Blur,
     Edit::Aspect,
+    Edit::CropPad,
+    Edit::Border,
+    Edit::Upscale,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +45,12 @@ pub enum Edit {
     Collage,
     Blur,
     Aspect,
+    /// Cropped by 3–10 % a side, then padded by 10–40 px: the commonest reseller edit.
+    CropPad,
+    /// Inside a plain border 1–4 times the photo's side on each side.
+    Border,
+    /// Enlarged 3–6 times.
+    Upscale,
 }
 
 impl Edit {
@@ -61,6 +70,9 @@ impl Edit {
             Edit::Collage => "collage",
             Edit::Blur => "blur",
             Edit::Aspect => "aspect",
+            Edit::CropPad => "crop+pad",
+            Edit::Border => "border",
+            Edit::Upscale => "upscale",
         }
     }
 }
@@ -101,6 +113,12 @@ pub fn apply(edit: Edit, src: &RgbImage, others: &[&RgbImage], rng: &mut Rng) ->
         Edit::Card => card(src, rng),
         Edit::Collage => collage(src, others, rng),
         Edit::Blur => Edited { image: imageops::blur(src, rng.range(1.2, 2.2)), region: whole },
+        Edit::CropPad => crop_pad(src, rng),
+        Edit::Border => border(src, rng),
+        Edit::Upscale => {
+            let f = rng.range(3.0, 6.0);
+            Edited { image: resize(src, (w as f32 * f) as u32, (h as f32 * f) as u32), region: whole }
+        }
         Edit::Aspect => {
             let f = rng.range(1.25, 1.6);
             let image = if rng.below(2) == 0 { resize(src, (w as f32 * f) as u32, h) } else { resize(src, w, (h as f32 * f) as u32) };
@@ -223,6 +241,35 @@ fn padding(src: &RgbImage, rng: &mut Rng) -> Edited {
     let (pl, pt) = ((w as f32 * l) as u32, (h as f32 * t) as u32);
     let mut canvas = RgbImage::from_pixel(w + pl + (w as f32 * r) as u32, h + pt + (h as f32 * b) as u32, colour);
     let region = paste(&mut canvas, src, pl, pt);
+    Edited { image: canvas, region }
+}
+
+/// Cropped by 3–10 % on each side, then padded by 10–40 px of white or light grey.
+fn crop_pad(src: &RgbImage, rng: &mut Rng) -> Edited {
+    let (w, h) = src.dimensions();
+    let [l, t, r, b] = [(); 4].map(|()| rng.range(0.03, 0.1));
+    let (x0, y0) = ((w as f32 * l) as u32, (h as f32 * t) as u32);
+    let (cw, ch) = (w - x0 - (w as f32 * r) as u32, h - y0 - (h as f32 * b) as u32);
+    let crop = imageops::crop_imm(src, x0, y0, cw, ch).to_image();
+    let colour = if rng.below(2) == 0 { Rgb([255, 255, 255]) } else { Rgb([235, 235, 235]) };
+    let [pl, pt, pr, pb] = [(); 4].map(|()| rng.range(10.0, 40.0) as u32);
+    let mut canvas = RgbImage::from_pixel(cw + pl + pr, ch + pt + pb, colour);
+    paste(&mut canvas, &crop, pl, pt);
+    // Where the whole original lands (its cropped-off margins reach into the padding).
+    let (fw, fh) = (canvas.width() as f32, canvas.height() as f32);
+    let at = |v: f32, full: f32| (v / full).clamp(0.0, 1.0);
+    let (ox, oy) = (pl as f32 - x0 as f32, pt as f32 - y0 as f32);
+    let region = [at(ox, fw), at(oy, fh), at(ox + w as f32, fw), at(oy + h as f32, fh)];
+    Edited { image: canvas, region }
+}
+
+/// The photo in the middle of a plain border 1–4 times its side on each side.
+fn border(src: &RgbImage, rng: &mut Rng) -> Edited {
+    let (w, h) = src.dimensions();
+    let colour = if rng.below(2) == 0 { Rgb([255, 255, 255]) } else { Rgb([0, 0, 0]) };
+    let side = (w.max(h) as f32 * rng.range(1.0, 4.0)) as u32;
+    let mut canvas = RgbImage::from_pixel(w + 2 * side, h + 2 * side, colour);
+    let region = paste(&mut canvas, src, side, side);
     Edited { image: canvas, region }
 }
 

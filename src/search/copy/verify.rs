@@ -251,10 +251,14 @@ pub fn photometric(query: &LocalFeatures, features: &LocalFeatures, catalog: &im
     let (rl, rt) = (r[0] * qw as f32, r[1] * qh as f32);
     let (rw, rh) = (((r[2] - r[0]) * qw as f32).max(1.0), ((r[3] - r[1]) * qh as f32).max(1.0));
     let mut cells = [[0f64; 6]; GRID * GRID];
+    // A plain border or padding around the copy is no evidence either way: where
+    // the copy was cropped and then padded, the catalog image's cropped-off
+    // margins land on the padding, and would spoil the edge cells (12 of 16).
+    let [bx0, by0, bx1, by1] = content_box(&query.pixels, qw, qh);
     let box_side = ((det.abs().sqrt() / sx.max(1e-6)).round() as usize).clamp(1, 6);
     let step = (qw.max(qh) / 200).max(1);
-    for y in (0..qh).step_by(step) {
-        for x in (0..qw).step_by(step) {
+    for y in (by0..by1).step_by(step) {
+        for x in (bx0..bx1).step_by(step) {
             let xm = if ev.mirrored { qw as f32 - x as f32 } else { x as f32 };
             let (dx, dy) = (xm - m[2], y as f32 - m[5]);
             let (cx, cy) = ((inv[0] * dx + inv[1] * dy) * sx, (inv[2] * dx + inv[3] * dy) * sy);
@@ -297,6 +301,28 @@ pub fn photometric(query: &LocalFeatures, features: &LocalFeatures, catalog: &im
     rs.sort_by(f32::total_cmp);
     Some(rs[rs.len() / 2])
 }
+
+/// The part of a grey image inside its plain borders: left, top, right,
+/// bottom (exclusive), trimming rows and columns whose values barely vary
+/// (a uniform margin of any colour, JPEG ringing included).
+fn content_box(px: &[u8], w: usize, h: usize) -> [usize; 4] {
+    let flat = |vals: &mut dyn Iterator<Item = u8>| {
+        let (mut n, mut sum, mut sq) = (0f32, 0f32, 0f32);
+        for v in vals {
+            let v = f32::from(v);
+            (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
+        }
+        n == 0.0 || (sq / n - (sum / n).powi(2)).max(0.0) < FLAT_VARIANCE
+    };
+    let row = |y: usize| flat(&mut px[y * w..(y + 1) * w].iter().copied());
+    let (Some(top), Some(last)) = ((0..h).find(|&y| !row(y)), (0..h).rev().find(|&y| !row(y))) else { return [0, 0, w, h] };
+    let col = |x: usize| flat(&mut (top..=last).map(|y| px[y * w + x]));
+    let (Some(left), Some(right)) = ((0..w).find(|&x| !col(x)), (0..w).rev().find(|&x| !col(x))) else { return [0, 0, w, h] };
+    [left, top, right + 1, last + 1]
+}
+
+/// Variance (grey levels²) under which a row or column of the query is plain margin.
+const FLAT_VARIANCE: f32 = 9.0;
 
 /// Cells per side of the photometric check's grid.
 const GRID: usize = 4;
@@ -342,6 +368,19 @@ impl CopyModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_content_box_trims_plain_margins_of_any_colour() {
+        let (w, h) = (60, 40);
+        let mut px = vec![235u8; w * h];
+        for y in 5..30 {
+            for x in 8..50 {
+                px[y * w + x] = ((x * 37 + y * 11) % 200) as u8;
+            }
+        }
+        assert_eq!(content_box(&px, w, h), [8, 5, 50, 30]);
+        assert_eq!(content_box(&vec![7u8; w * h], w, h), [0, 0, w, h], "a plain image keeps its frame");
+    }
 
     #[test]
     fn affine_fit_recovers_a_known_map() {
