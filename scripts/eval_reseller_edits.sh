@@ -2,8 +2,9 @@
 # Reseller edits on real shelf photos, outside the copy generator: a catalog
 # of 3 photos-train shots per product; 21 of them (every 12th) edited with PIL
 # the way resellers do (crop then pad, a wide plain border, upscaled, …) and
-# looked up with `knockoff search --json`; prints, per edit, how many were
-# reported as copies of their source (`p_copy` >= 0.5).
+# looked up with `knockoff search --json`; then a catalog of the 81 studio
+# packshots (198 px) with 21 of them upscaled 6x. Prints, per edit, how many
+# were reported as copies of their source (`p_copy` >= 0.5).
 #   MODEL=sscd-lite0 ./scripts/eval_reseller_edits.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ for r in rows:
 cat = [dict(r, image=os.path.abspath(f"{data}/{r['image']}")) for rs in by.values() for r in rs[:3]]
 with open(f"{work}/catalog.csv", "w") as f:
     w = csv.DictWriter(f, fieldnames=rows[0].keys()); w.writeheader(); w.writerows(cat)
-os.makedirs(f"{work}/q")
+os.makedirs(f"{work}/q", exist_ok=True)
 def crop(im, s):
     w, h = im.size
     return im.crop((int(w * s), int(h * s), int(w * (1 - s)), int(h * (1 - s))))
@@ -34,6 +35,15 @@ edits = {
     "pad 40 px white": lambda im: ImageOps.expand(im, border=40, fill="white"),
     "crop 6%": lambda im: crop(im, 0.06),
 }
+studio = [dict(r, image=os.path.abspath(f"{data}/{r['image']}")) for r in csv.DictReader(open(f"{data}/catalog.csv"))]
+with open(f"{work}/studio.csv", "w") as f:
+    w = csv.DictWriter(f, fieldnames=studio[0].keys()); w.writeheader(); w.writerows(studio)
+with open(f"{work}/studio.tsv", "w") as f:
+    for i, r in enumerate(studio[::4][:21]):
+        im = Image.open(r["image"]).convert("RGB")
+        path = f"{work}/q/studio-{i}.jpg"
+        im.resize((im.width * 6, im.height * 6), Image.BICUBIC).save(path, quality=90)
+        f.write(f"studio packshot upscaled 6x\t{r['product_id']}\t{path}\n")
 with open(f"{work}/queries.tsv", "w") as f:
     for i, r in enumerate(cat[::12][:21]):
         im = Image.open(r["image"]).convert("RGB")
@@ -43,10 +53,14 @@ with open(f"{work}/queries.tsv", "w") as f:
             f.write(f"{name}\t{r['product_id']}\t{path}\n")
 PYEOF
 "$K" index --index "$WORK/idx" "${MODEL_ARGS[@]}" "$WORK/catalog.csv" 2>/dev/null
-while IFS=$'\t' read -r name product path; do
-  "$K" search --index "$WORK/idx" --json "$path" 2>/dev/null \
+"$K" index --index "$WORK/studio-idx" "${MODEL_ARGS[@]}" "$WORK/studio.csv" 2>/dev/null
+{
+  sed "s|\$|\tidx|" "$WORK/queries.tsv"
+  sed "s|\$|\tstudio-idx|" "$WORK/studio.tsv"
+} | while IFS=$'\t' read -r name product path idx; do
+  "$K" search --index "$WORK/$idx" --json "$path" 2>/dev/null \
     | python3 -c "import json,sys; c=json.load(sys.stdin)['copies']; print('$name', int(bool(c) and c[0]['product_id']=='$product' and c[0]['p_copy']>=0.5))"
-done < "$WORK/queries.tsv" | python3 -c "
+done | python3 -c "
 import sys, collections
 n, ok = collections.Counter(), collections.Counter()
 order = []

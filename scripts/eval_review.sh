@@ -49,8 +49,8 @@ p = lambda n: rows(n, packaged=True)
 write(f"{work}/lookalike-catalog.csv", catalog(p("catalog.csv")))
 write(f"{work}/lookalike-stream.csv", stream(p("photos-train.csv") + p("photos-val.csv")))
 PYEOF
-echo "| make-up | round | lookups | reviews before | R@1 | ECE | mean confidence / top-1 right | model coverage | coverage | catch rate | false accusations |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| make-up | round | lookups | reviews before | R@1 | ECE | mean confidence / top-1 right | model coverage | coverage | catch rate | false accusations | catalogued listings: ECE: confidence / right | out-of-catalog listings: mean confidence / p_no_match |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for m in ${MAKEUPS:-studio shelf lookalike}; do
   n=$(($(wc -l < "$WORK/$m-stream.csv") - 1))
   rounds=5
@@ -64,6 +64,8 @@ f = lambda v: "–" if v is None else f"{v:.3f}"
 for r in d["review_curve"]:
     print(f"| {sys.argv[2]} | {r['round']} | {r['lookups']} | {r['reviews_before']} | {r['recall_at_1']:.3f} | {r['ece']:.3f} | "
           f"{r['mean_confidence']:.3f} / {r['top1_accuracy']:.3f} | "
-          f"{r['model_coverage']:.3f} | {r['coverage']:.3f} | {f(r['catch_rate'])} | {f(r['false_accusation_rate'])} |")
+          f"{r['model_coverage']:.3f} | {r['coverage']:.3f} | {f(r['catch_rate'])} | {f(r['false_accusation_rate'])} | "
+          f"{r['catalogued']['ece']:.3f}: {r['catalogued']['mean_confidence']:.3f} / {r['catalogued']['top1_accuracy']:.3f} | "
+          f"{f(r['elsewhere_mean_confidence'])} / {f(r['elsewhere_mean_p_no_match'])} |")
 PYEOF
 done

@@ -43,12 +43,25 @@ pub struct Round {
     pub mean_confidence: f64,
     /// Share of lookups whose top match is their product (distractors count as wrong).
     pub top1_accuracy: f64,
+    /// As `ece`, `mean_confidence` and `top1_accuracy`, over the listings of catalogued products only.
+    pub catalogued: Calibration,
+    /// Listings of products the catalog lacks: their mean top-1 confidence (every top match is wrong) and mean `p_no_match`.
+    pub elsewhere_mean_confidence: Option<f64>,
+    pub elsewhere_mean_p_no_match: Option<f64>,
     pub model_coverage: f64,
     pub coverage: f64,
     pub catch_rate: Option<f64>,
     pub false_accusation_rate: Option<f64>,
     /// Lookups that failed (unreadable photos), not counted above.
     pub failed: usize,
+}
+
+/// How well one group of a round's answers is calibrated (top-1 confidence against its hit rate).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Calibration {
+    pub ece: f64,
+    pub mean_confidence: f64,
+    pub top1_accuracy: f64,
 }
 
 /// The stream in rounds: queries in a fixed order that mixes products (by the sha256 of their image names).
@@ -190,6 +203,16 @@ fn measure(round: usize, seen: &[Seen1<'_>], reviews_before: usize, reviews_so_f
     let accuses = |s: &Seen1<'_>| s.looked.answer.verdict == VerdictKind::LikelyCounterfeit;
     let of = |l: Label| seen.iter().filter(move |s| s.truth_label == Some(l));
     let both = of(Label::Authentic).next().is_some() && of(Label::Counterfeit).next().is_some();
+    let (inside, outside): (Vec<usize>, Vec<usize>) = (0..seen.len()).partition(|&i| seen[i].query.product_id.is_some());
+    let pick = |ix: &[usize], v: &[f32]| -> Vec<f32> { ix.iter().map(|&i| v[i]).collect() };
+    let (c_in, r_in): (Vec<f32>, Vec<bool>) = (pick(&inside, &confidence), inside.iter().map(|&i| correct[i]).collect());
+    let catalogued_calibration = Calibration {
+        ece: crate::metrics::ece(&c_in, &r_in, 10),
+        mean_confidence: share_f(c_in.iter().map(|c| f64::from(*c)).sum(), c_in.len()),
+        top1_accuracy: share(r_in.iter().filter(|c| **c).count(), r_in.len()).unwrap_or(0.0),
+    };
+    let mean_of = |v: Vec<f32>| (!v.is_empty()).then(|| v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64);
+    let p_none: Vec<f32> = outside.iter().map(|&i| seen[i].looked.answer.p_no_match).collect();
     Round {
         round,
         lookups: seen.len(),
@@ -199,6 +222,9 @@ fn measure(round: usize, seen: &[Seen1<'_>], reviews_before: usize, reviews_so_f
         ece: crate::metrics::ece(&confidence, &correct, 10),
         mean_confidence: share_f(confidence.iter().map(|c| f64::from(*c)).sum(), seen.len()),
         top1_accuracy: share(correct.iter().filter(|c| **c).count(), seen.len()).unwrap_or(0.0),
+        catalogued: catalogued_calibration,
+        elsewhere_mean_confidence: mean_of(pick(&outside, &confidence)),
+        elsewhere_mean_p_no_match: mean_of(p_none),
         model_coverage: share(seen.iter().filter(|s| decisive(s)).count(), seen.len()).unwrap_or(0.0),
         coverage: share(seen.iter().filter(|s| decisive(s) || s.reviewed).count(), seen.len()).unwrap_or(0.0),
         catch_rate: share(of(Label::Counterfeit).filter(|s| accuses(s) || s.reviewed).count(), of(Label::Counterfeit).count())

@@ -85,7 +85,8 @@ pub(super) fn calibrate_from(
             reviewed.described(own.len())
         ),
     );
-    calibration.presence = Some(fit_presence(&positives, &Reviewed::joined(&own_nones, &reviewed.nones, times), shares.none));
+    calibration.presence =
+        Some(fit_presence(&positives, &Reviewed::joined(&own_nones, &reviewed.nones, times), reviewed.none_share(shares.none)));
     // The bound counts each photo once.
     let (positives, nones) = (Reviewed::joined(own, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
     calibration.verdict = thresholds_on(catalog, &calibration, &positives, &nones, shares);

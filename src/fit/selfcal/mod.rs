@@ -380,7 +380,8 @@ fn from_views(
         ),
     );
     let own_nones: Vec<RankedLookup<i64>> = views.iter().map(without_truth).collect();
-    calibration.presence = Some(fit_presence(&lookups, &Reviewed::joined(&own_nones, &reviewed.nones, times), opts.prior_none));
+    calibration.presence =
+        Some(fit_presence(&lookups, &Reviewed::joined(&own_nones, &reviewed.nones, times), reviewed.none_share(opts.prior_none)));
     let (positives, nones) = (Reviewed::joined(&views, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
     calibration.verdict =
         thresholds_on(catalog, &calibration, &positives, &nones, &opts.shares()).map(|t| VerdictThresholds { on_views: true, ..t });

@@ -47,6 +47,18 @@ impl Reviewed {
         }
     }
 
+    /// The out-of-catalog share `p_no_match` is fitted to: `stated`, or, from
+    /// [`REVIEWS_TO_LEAD`] reviews on, the share of them that showed no
+    /// catalogued product when that is higher (reviewed listings of missing and
+    /// of catalogued products look alike to the ranking, so there the share
+    /// decides `p_no_match`, and the marketplace's own share beats an assumed one).
+    pub(super) fn none_share(&self, stated: f64) -> f64 {
+        if self.len() < REVIEWS_TO_LEAD {
+            return stated;
+        }
+        stated.max(self.nones.len() as f64 / self.len() as f64)
+    }
+
     /// `own` followed by `extra`, each of those `times` times.
     pub(super) fn joined(own: &[RankedLookup<i64>], extra: &[RankedLookup<i64>], times: usize) -> Vec<RankedLookup<i64>> {
         let mut all = own.to_vec();
@@ -110,5 +122,15 @@ mod tests {
         assert_eq!(many.weight(1000), 20);
         assert_eq!(many.weight(10), 1);
         assert_eq!(Reviewed::joined(std::slice::from_ref(&l), &[l.clone(), l.clone()], 3).len(), 7);
+    }
+
+    #[test]
+    fn the_out_of_catalog_share_comes_from_enough_decisions_when_higher_than_stated() {
+        let l = RankedLookup { truth: 1, top: vec![(1, 0.9)] };
+        let few = Reviewed { positives: vec![l.clone(); 10], nones: vec![l.clone(); 10] };
+        assert!((few.none_share(0.05) - 0.05).abs() < 1e-12, "under 30 reviews the stated share stays");
+        let many = Reviewed { positives: vec![l.clone(); 30], nones: vec![l.clone(); 10] };
+        assert!((many.none_share(0.05) - 0.25).abs() < 1e-12);
+        assert!((many.none_share(0.4) - 0.4).abs() < 1e-12, "never below the stated share");
     }
 }
