@@ -34,8 +34,8 @@ if [ -f models/sscd-distilled/sscd_distilled.onnx ]; then
 fi
 run() { # LABEL MODEL [--tune]
   local label=$1 model=$2; shift 2
-  $K --models "$M" eval --model "$model" --catalog $G/catalog.csv --queries $G/photos-val.csv "$@" --json "$OUT/$label-P1.json" > /dev/null 2> "$OUT/$label-P1.log"
-  $K --models "$M" eval --model "$model" --catalog $G/catalog.csv --catalog $G/photos-train.csv --queries $G/photos-val.csv "$@" --json "$OUT/$label-P2.json" > /dev/null 2> "$OUT/$label-P2.log"
+  $K eval --models "$M" --model "$model" --catalog $G/catalog.csv --queries $G/photos-val.csv "$@" --json "$OUT/$label-P1.json" > /dev/null 2> "$OUT/$label-P1.log"
+  $K eval --models "$M" --model "$model" --catalog $G/catalog.csv --catalog $G/photos-train.csv --queries $G/photos-val.csv "$@" --json "$OUT/$label-P2.json" > /dev/null 2> "$OUT/$label-P2.log"
   echo "[protocols] $label done" >&2
 }
 # Rows with --no-fit measure the index as embedded (the retrieval steps); the
