@@ -10,7 +10,7 @@ pub mod error;
 pub mod extract;
 mod metrics;
 pub mod openapi;
-pub(crate) mod pool;
+mod pool;
 mod router;
 mod routes;
 mod server;

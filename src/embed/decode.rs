@@ -80,9 +80,8 @@ pub fn decode_image(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Re
     check_size(width, height, limits, source_name)?;
     // More than 8 bits per channel (16-bit or float TIFF) decodes at up to 16 bytes a pixel
     // before it is reduced to 8-bit RGB: bounded like an 8-bit RGBA image at the pixel limit.
-    let decoded = decoder.total_bytes();
-    if decoded > limits.max_pixels.saturating_mul(4) {
-        let limit = limits.max_pixels.saturating_mul(4);
+    let (decoded, limit) = (decoder.total_bytes(), limits.max_pixels.saturating_mul(4));
+    if decoded > limit {
         return Err(EmbedError::TooDeep { source_name: name(), width, height, bytes: decoded, limit });
     }
     // Belt and braces against formats whose header lies: cap the decoder's allocations.
@@ -120,8 +119,9 @@ fn check_size(width: u32, height: u32, limits: DecodeLimits, source_name: &str) 
 /// A PNG decoded row by row straight into 8-bit RGB: 16-bit channels are
 /// stripped and palettes expanded as each row arrives, so an image costs
 /// 3 bytes a pixel (plus one row; a whole 8-bit frame only when interlaced)
-/// whatever its depth. Through `image` a 16-bit RGBA PNG took 15 bytes a
-/// pixel at the peak (the 16-bit frame, an 8-bit copy, the RGB result).
+/// whatever its depth. Through `image` a 16-bit RGBA PNG peaked at about
+/// 12 bytes a pixel (the 16-bit frame, then an 8-bit copy, then the RGB
+/// result; `tests/decode_memory.rs`).
 fn png_rgb(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Result<DecodedImage, EmbedError> {
     let corrupt = |e: png::DecodingError| match e {
         png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -167,7 +167,6 @@ fn png_rgb(bytes: &[u8], source_name: &str, limits: DecodeLimits) -> Result<Deco
 /// Appends one row of 8-bit grey, grey+alpha, RGB or RGBA samples as RGB,
 /// transparent pixels composited onto white.
 fn push_rgb(row: &[u8], channels: usize, out: &mut Vec<u8>) {
-    let on_white = |c: u8, a: u8| ((u32::from(c) * u32::from(a) + 255 * (255 - u32::from(a)) + 127) / 255) as u8;
     match channels {
         1 => row.iter().for_each(|&g| out.extend_from_slice(&[g, g, g])),
         2 => row.chunks_exact(2).for_each(|p| {
@@ -177,6 +176,11 @@ fn push_rgb(row: &[u8], channels: usize, out: &mut Vec<u8>) {
         3 => out.extend_from_slice(row),
         _ => row.chunks_exact(4).for_each(|p| out.extend_from_slice(&[on_white(p[0], p[3]), on_white(p[1], p[3]), on_white(p[2], p[3])])),
     }
+}
+
+/// Channel `c` of a pixel with alpha `a`, composited onto white.
+fn on_white(c: u8, a: u8) -> u8 {
+    ((u32::from(c) * u32::from(a) + 255 * (255 - u32::from(a)) + 127) / 255) as u8
 }
 
 /// A complete JPEG ends with the EOI marker (FF D9), possibly followed by padding.
@@ -221,13 +225,7 @@ fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
     let rgba = img.into_rgba8();
     let (w, h) = rgba.dimensions();
     let mut out = Vec::with_capacity(w as usize * h as usize * 3);
-    for px in rgba.pixels() {
-        let [r, g, b, a] = px.0;
-        let a = u32::from(a);
-        for c in [r, g, b] {
-            out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
-        }
-    }
+    push_rgb(rgba.as_raw(), 4, &mut out);
     RgbImage::from_raw(w, h, out).expect("buffer has w*h*3 bytes")
 }
 

@@ -33,31 +33,16 @@ pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer)
         let p = small.get_pixel(x, y);
         0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
     };
-    let flat = |vals: &mut dyn Iterator<Item = f32>| {
-        let (mut n, mut sum, mut sq) = (0f32, 0f32, 0f32);
-        for v in vals {
-            (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
-        }
-        n > 0.0 && (sq / n - (sum / n).powi(2)).max(0.0).sqrt() < FLAT
-    };
     let mut cells = Vec::new();
-    for (y0, y1) in runs(sh, MIN_SHARE, |y| flat(&mut (0..sw).map(|x| px(x, y)))) {
-        for (x0, x1) in runs(sw, MIN_SHARE, |x| flat(&mut (y0..y1).map(|y| px(x, y)))) {
+    for (y0, y1) in runs(sh, MIN_SHARE, |y| flat((0..sw).map(|x| px(x, y)), FLAT)) {
+        for (x0, x1) in runs(sw, MIN_SHARE, |x| flat((y0..y1).map(|y| px(x, y)), FLAT)) {
             cells.push([x0, y0, x1 - x0, y1 - y0]);
         }
     }
     if cells.is_empty() {
         // One picture too small for a region of its own inside a wide plain
         // border (a 348 px photo in 1400 px of white): the border trimmed off.
-        let rows: Vec<u32> = (0..sh).filter(|&y| !flat(&mut (0..sw).map(|x| px(x, y)))).collect();
-        if let (Some(&y0), Some(&y1)) = (rows.first(), rows.last()) {
-            let cols: Vec<u32> = (0..sw).filter(|&x| !flat(&mut (y0..=y1).map(|y| px(x, y)))).collect();
-            if let (Some(&x0), Some(&x1)) = (cols.first(), cols.last()) {
-                if x1 - x0 + 1 >= MIN_TRIMMED && y1 - y0 + 1 >= MIN_TRIMMED {
-                    cells.push([x0, y0, x1 - x0 + 1, y1 - y0 + 1]);
-                }
-            }
-        }
+        cells.extend(inside_plain_margins(sw, sh, FLAT, px).filter(|c| c[2] >= MIN_TRIMMED && c[3] >= MIN_TRIMMED));
     }
     let area = |c: &PixelRect| c[2] * c[3];
     cells.sort_by_key(|c| std::cmp::Reverse(area(c)));
@@ -73,6 +58,26 @@ pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer)
             [l, t, back(cw, w, sw).min(w - l).max(1), back(ch, h, sh).min(h - t).max(1)]
         })
         .collect()
+}
+
+/// Whether `vals` vary less than `max_std` (standard deviation); no values are not flat.
+fn flat(vals: impl Iterator<Item = f32>, max_std: f32) -> bool {
+    let (mut n, mut sum, mut sq) = (0f32, 0f32, 0f32);
+    for v in vals {
+        (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
+    }
+    n > 0.0 && (sq / n - (sum / n).powi(2)).max(0.0).sqrt() < max_std
+}
+
+/// What lies inside an image's plain margins (left, top, width, height): from
+/// the first to the last row whose values `at(x, y)` vary by `max_std` or more,
+/// then likewise the columns within those rows. `None` when every row is plain.
+pub fn inside_plain_margins(w: u32, h: u32, max_std: f32, at: impl Fn(u32, u32) -> f32) -> Option<PixelRect> {
+    let row = |y: u32| !flat((0..w).map(|x| at(x, y)), max_std);
+    let (top, bottom) = ((0..h).find(|&y| row(y))?, (0..h).rev().find(|&y| row(y))?);
+    let col = |x: u32| !flat((top..=bottom).map(|y| at(x, y)), max_std);
+    let (left, right) = ((0..w).find(|&x| col(x))?, (0..w).rev().find(|&x| col(x))?);
+    Some([left, top, right - left + 1, bottom - top + 1])
 }
 
 /// Runs of positions in 0..n that are not flat, at least `min_share` of n long.

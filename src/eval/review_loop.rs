@@ -180,11 +180,18 @@ fn review_error(e: review::ReviewError) -> CatalogError {
     }
 }
 
-fn share_f(sum: f64, of: usize) -> f64 {
-    if of == 0 {
-        0.0
-    } else {
-        sum / of as f64
+/// The mean, `None` for no values.
+fn mean(v: &[f32]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64)
+}
+
+impl Calibration {
+    fn of(confidence: &[f32], correct: &[bool]) -> Self {
+        Calibration {
+            ece: crate::metrics::ece(confidence, correct, 10),
+            mean_confidence: mean(confidence).unwrap_or(0.0),
+            top1_accuracy: share(correct.iter().filter(|c| **c).count(), correct.len()).unwrap_or(0.0),
+        }
     }
 }
 
@@ -205,13 +212,8 @@ fn measure(round: usize, seen: &[Seen1<'_>], reviews_before: usize, reviews_so_f
     let both = of(Label::Authentic).next().is_some() && of(Label::Counterfeit).next().is_some();
     let (inside, outside): (Vec<usize>, Vec<usize>) = (0..seen.len()).partition(|&i| seen[i].query.product_id.is_some());
     let pick = |ix: &[usize], v: &[f32]| -> Vec<f32> { ix.iter().map(|&i| v[i]).collect() };
-    let (c_in, r_in): (Vec<f32>, Vec<bool>) = (pick(&inside, &confidence), inside.iter().map(|&i| correct[i]).collect());
-    let catalogued_calibration = Calibration {
-        ece: crate::metrics::ece(&c_in, &r_in, 10),
-        mean_confidence: share_f(c_in.iter().map(|c| f64::from(*c)).sum(), c_in.len()),
-        top1_accuracy: share(r_in.iter().filter(|c| **c).count(), r_in.len()).unwrap_or(0.0),
-    };
-    let mean_of = |v: Vec<f32>| (!v.is_empty()).then(|| v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64);
+    let all = Calibration::of(&confidence, &correct);
+    let r_in: Vec<bool> = inside.iter().map(|&i| correct[i]).collect();
     let p_none: Vec<f32> = outside.iter().map(|&i| seen[i].looked.answer.p_no_match).collect();
     Round {
         round,
@@ -219,12 +221,12 @@ fn measure(round: usize, seen: &[Seen1<'_>], reviews_before: usize, reviews_so_f
         reviews_before,
         reviews_so_far,
         recall_at_1: share(catalogued.iter().filter(|s| top_right(s)).count(), catalogued.len()).unwrap_or(0.0),
-        ece: crate::metrics::ece(&confidence, &correct, 10),
-        mean_confidence: share_f(confidence.iter().map(|c| f64::from(*c)).sum(), seen.len()),
-        top1_accuracy: share(correct.iter().filter(|c| **c).count(), seen.len()).unwrap_or(0.0),
-        catalogued: catalogued_calibration,
-        elsewhere_mean_confidence: mean_of(pick(&outside, &confidence)),
-        elsewhere_mean_p_no_match: mean_of(p_none),
+        ece: all.ece,
+        mean_confidence: all.mean_confidence,
+        top1_accuracy: all.top1_accuracy,
+        catalogued: Calibration::of(&pick(&inside, &confidence), &r_in),
+        elsewhere_mean_confidence: mean(&pick(&outside, &confidence)),
+        elsewhere_mean_p_no_match: mean(&p_none),
         model_coverage: share(seen.iter().filter(|s| decisive(s)).count(), seen.len()).unwrap_or(0.0),
         coverage: share(seen.iter().filter(|s| decisive(s) || s.reviewed).count(), seen.len()).unwrap_or(0.0),
         catch_rate: share(of(Label::Counterfeit).filter(|s| accuses(s) || s.reviewed).count(), of(Label::Counterfeit).count())

@@ -153,7 +153,13 @@ pub async fn lookup_batch(
     for (i, item) in items.into_iter().enumerate() {
         let (state, req) = (state.clone(), req.clone());
         let want = Want { explain: want_explain, record: None, lane: Lane::Bulk };
-        set.spawn(async move { (i, async { lookup_one(&state, item?, req, want, t0).await }.await) });
+        set.spawn(async move {
+            let answer = match item {
+                Ok(bytes) => lookup_one(&state, bytes, req, want, t0).await,
+                Err(e) => Err(e),
+            };
+            (i, answer)
+        });
     }
     let mut results: Vec<Option<BatchItem>> = (0..set.len()).map(|_| None).collect();
     while let Some(done) = set.join_next().await {

@@ -304,25 +304,17 @@ pub fn photometric(query: &LocalFeatures, features: &LocalFeatures, catalog: &im
 
 /// The part of a grey image inside its plain borders: left, top, right,
 /// bottom (exclusive), trimming rows and columns whose values barely vary
-/// (a uniform margin of any colour, JPEG ringing included).
+/// (a uniform margin of any colour, JPEG ringing included); the whole frame
+/// when every row is plain.
 fn content_box(px: &[u8], w: usize, h: usize) -> [usize; 4] {
-    let flat = |vals: &mut dyn Iterator<Item = u8>| {
-        let (mut n, mut sum, mut sq) = (0f32, 0f32, 0f32);
-        for v in vals {
-            let v = f32::from(v);
-            (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
-        }
-        n == 0.0 || (sq / n - (sum / n).powi(2)).max(0.0) < FLAT_VARIANCE
-    };
-    let row = |y: usize| flat(&mut px[y * w..(y + 1) * w].iter().copied());
-    let (Some(top), Some(last)) = ((0..h).find(|&y| !row(y)), (0..h).rev().find(|&y| !row(y))) else { return [0, 0, w, h] };
-    let col = |x: usize| flat(&mut (top..=last).map(|y| px[y * w + x]));
-    let (Some(left), Some(right)) = ((0..w).find(|&x| !col(x)), (0..w).rev().find(|&x| !col(x))) else { return [0, 0, w, h] };
-    [left, top, right + 1, last + 1]
+    let (Ok(w32), Ok(h32)) = (u32::try_from(w), u32::try_from(h)) else { return [0, 0, w, h] };
+    let at = |x: u32, y: u32| f32::from(px[y as usize * w + x as usize]);
+    crate::embed::regions::inside_plain_margins(w32, h32, PLAIN_STD, at)
+        .map_or([0, 0, w, h], |[l, t, bw, bh]| [l as usize, t as usize, (l + bw) as usize, (t + bh) as usize])
 }
 
-/// Variance (grey levels²) under which a row or column of the query is plain margin.
-const FLAT_VARIANCE: f32 = 9.0;
+/// Grey-level standard deviation under which a row or column of the query is plain margin.
+const PLAIN_STD: f32 = 3.0;
 
 /// Cells per side of the photometric check's grid.
 const GRID: usize = 4;
