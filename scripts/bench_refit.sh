@@ -70,7 +70,7 @@ for i in range(200):
     stats(); baseline.append(lookup(i))
 before = (stats().get("calibration") or {}).get("fitted_at")
 job = json.load(urllib.request.urlopen(urllib.request.Request(base + "/v1/jobs/index", data=open(more, "rb").read(), headers={"Content-Type": "text/csv"})))
-while json.load(urllib.request.urlopen(base + "/v1/jobs/" + job["id"]))["status"] not in ("done", "failed"): time.sleep(0.2)
+while json.load(urllib.request.urlopen(base + "/v1/jobs/" + job["id"]))["status"] not in ("done", "done_with_errors", "failed"): time.sleep(0.2)
 during, i, t0 = [], 0, time.time()
 while (stats().get("calibration") or {}).get("fitted_at") == before and time.time() - t0 < 300:
     during.append(lookup(i)); i += 1

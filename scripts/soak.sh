@@ -120,7 +120,7 @@ for t in threads: t.join()
 for j in jobs:
     for _ in range(600):
         code, body, _ = call("GET", f"/v1/jobs/{j}")
-        if json.loads(body)["status"] in ("done", "failed"): break
+        if json.loads(body)["status"] in ("done", "done_with_errors", "failed"): break
         time.sleep(0.2)
 # The catalog equals the expected one: every expected product is there, nothing else.
 code, body, _ = call("GET", "/v1/stats"); st = json.loads(body)

@@ -164,6 +164,10 @@ fn bad_input_gets_clear_4xx_and_the_server_stays_healthy() {
         assert!(j["type"].as_str().unwrap().ends_with(kind), "{j}");
         assert_eq!(j["status"], want);
         assert!(!j["detail"].as_str().unwrap().is_empty());
+        // A stable code a program can switch on (#30), and the request id to quote.
+        let code = kind.replace("invalid-image/", "image_").replace('-', "_");
+        assert_eq!(j["code"], code.as_str(), "{j}");
+        assert!(j["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{j}");
     };
     check(send(post(), Some(("image/jpeg", b""))), 422, "invalid-image/empty");
     let j = jpeg("coffee");
@@ -171,16 +175,21 @@ fn bad_input_gets_clear_4xx_and_the_server_stays_healthy() {
     check(send(post(), Some(("image/png", &std::fs::read(fixture("bad/bomb.png")).unwrap()))), 422, "invalid-image/too-large");
     check(send(post(), Some(("image/jpeg", b"hello world"))), 422, "invalid-image/not-an-image");
     check(send(post(), Some(("text/plain", b"hello"))), 415, "unsupported-media-type");
-    check(send(post(), Some(("application/json", b"{not json"))), 400, "bad-request");
+    // Bad JSON, a bad parameter and a failed fetch each have their own kind (they used to share one).
+    check(send(post(), Some(("application/json", b"{not json"))), 400, "invalid-json");
     check(send(post(), Some(("application/json", br#"{"image_base64": "!!!"}"#))), 400, "bad-request");
-    check(send(ureq::post(&url(&s, "/v1/lookup?k=0")), Some(("image/jpeg", &j))), 400, "bad-request");
+    check(send(ureq::post(&url(&s, "/v1/lookup?k=0")), Some(("image/jpeg", &j))), 400, "invalid-parameter");
+    let (_, _, bad_k) = send(ureq::post(&url(&s, "/v1/lookup?k=0")).set("X-Request-Id", "trace-42"), Some(("image/jpeg", &j)));
+    assert_eq!((bad_k["param"].as_str(), bad_k["request_id"].as_str()), (Some("k"), Some("trace-42")), "{bad_k}");
+    let unreachable = br#"{"url": "http://127.0.0.1:9/x.jpg"}"#;
+    check(send(post(), Some(("application/json", unreachable))), 400, "fetch-failed");
     check(send(ureq::post(&url(&s, "/v1/lookup?label=genuine")), Some(("image/jpeg", &j))), 400, "bad-request");
     // Just over the 2,000,000-byte limit.
     let big = vec![0xFFu8; 2_000_001];
     check(send(post(), Some(("image/jpeg", &big))), 413, "too-large");
     check(send(ureq::get(&url(&s, "/v1/products/nope")), None), 404, "not-found");
     check(send(ureq::get(&url(&s, "/no/such/route")), None), 404, "not-found");
-    check(send(ureq::put(&url(&s, "/v1/products/x")), Some(("application/json", br#"{"label": "maybe"}"#))), 400, "bad-request");
+    check(send(ureq::put(&url(&s, "/v1/products/x")), Some(("application/json", br#"{"label": "maybe"}"#))), 400, "invalid-json");
     // Still healthy, and nothing was written.
     let (st, _, j) = send(ureq::get(&url(&s, "/readyz")), None);
     assert_eq!((st, j["images"].as_i64()), (200, Some(4)));
@@ -206,7 +215,7 @@ fn roles_guard_catalog_routes_and_catalog_changes_are_searchable() {
     // Admin: create a product, add a photo, find it, delete it.
     let body = br#"{"label": "counterfeit", "brand": "Fakeco", "name": "Knock-off mug", "category": "Kitchen"}"#;
     let (st, _, j) = send(admin(ureq::put(&url(&s, "/v1/products/fake-mug"))), Some(("application/json", body)));
-    assert_eq!(st, 200, "{j}");
+    assert_eq!(st, 201, "created: {j}");
     assert_eq!(j["images"].as_array().unwrap().len(), 0);
     // A cropped copy of the coffee photo as the fake's reference.
     let coffee = image::open(fixture("photos/coffee.jpg")).unwrap();
@@ -237,9 +246,52 @@ fn roles_guard_catalog_routes_and_catalog_changes_are_searchable() {
     assert_eq!(send(admin(ureq::delete(&url(&s, &format!("/v1/images/{image_id}")))), None).0, 404);
     let (st, _, j) = send(admin(ureq::delete(&url(&s, "/v1/products/cat-poster"))), None);
     assert_eq!((st, j["deleted_images"].as_i64()), (200, Some(1)));
+    // A retried delete succeeds (it used to be 404); a product never created is 404.
+    assert_eq!(send(admin(ureq::delete(&url(&s, "/v1/products/cat-poster"))), None).0, 204);
+    assert_eq!(send(admin(ureq::delete(&url(&s, "/v1/products/never-made"))), None).0, 404);
     let (_, _, j) = send(read(ureq::post(&url(&s, "/v1/lookup"))), Some(("image/jpeg", &img)));
     assert!(j["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "cat-poster" && m["product_id"] != "fake-mug"));
     assert_eq!(send(admin(ureq::get(&url(&s, "/v1/products/cat-poster"))), None).0, 404);
+}
+
+/// #30: a lost job id can be found again; products and jobs list a page at a time.
+#[test]
+fn products_and_jobs_are_listed_a_page_at_a_time() {
+    let s = start(None);
+    let list = |path: &str| {
+        let (st, _, j) = send(ureq::get(&url(&s, path)), None);
+        assert_eq!(st, 200, "{path}: {j}");
+        let ids: Vec<String> =
+            j["data"].as_array().unwrap().iter().map(|p| p["product_id"].as_str().or(p["id"].as_str()).unwrap().to_string()).collect();
+        (ids, j["has_more"].as_bool().unwrap())
+    };
+    let (first, more) = list("/v1/products?limit=3");
+    assert_eq!((first.len(), more), (3, true));
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "id order: {first:?}");
+    let (rest, more) = list(&format!("/v1/products?limit=3&starting_after={}", first[2]));
+    assert_eq!((rest.len(), more), (1, false), "{rest:?}");
+    let (all, _) = list("/v1/products");
+    assert_eq!(all.len(), 4);
+    assert_eq!(send(ureq::delete(&url(&s, &format!("/v1/products/{}", all[0]))), None).0, 200);
+    assert!(!list("/v1/products").0.contains(&all[0]), "a deleted product is not listed");
+    let (_, _, j) = send(ureq::get(&url(&s, "/v1/products?limit=0")), None);
+    assert_eq!((j["code"].as_str(), j["param"].as_str()), (Some("invalid_parameter"), Some("limit")), "{j}");
+
+    // Jobs, newest first; each rejected row makes the job fail quickly.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = format!("{{\"urls\": [\"relative/{n}.jpg\"], \"product_id\": \"x\", \"label\": \"authentic\"}}");
+        let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("application/json", body.as_bytes())));
+        assert_eq!(st, 202, "{j}");
+        ids.push(j["id"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(1100)); // distinct creation seconds
+    }
+    let (page, more) = list("/v1/jobs?limit=2");
+    assert_eq!((page.clone(), more), (vec![ids[2].clone(), ids[1].clone()], true));
+    let (page, more) = list(&format!("/v1/jobs?limit=2&starting_after={}", ids[1]));
+    assert_eq!((page, more), (vec![ids[0].clone()], false));
+    let (_, _, j) = send(ureq::get(&url(&s, "/v1/jobs?starting_after=job-nope")), None);
+    assert_eq!((j["code"].as_str(), j["param"].as_str()), (Some("invalid_parameter"), Some("starting_after")), "{j}");
 }
 
 /// A listing photo of the coffee cup that is not a catalog image: its centre, as PNG.
@@ -658,9 +710,12 @@ fn index_job_survives_a_crash_and_resumes() {
     let manifest = make_catalog(work.path(), 40, 10);
     // Uploaded manifests need absolute paths or URLs.
     let text = std::fs::read_to_string(&manifest).unwrap().replace("img/", &format!("{}/img/", work.path().display()));
-    let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", text.as_bytes())));
-    assert_eq!(st, 202, "{j}");
+    let resp = ureq::post(&url(&s, "/v1/jobs/index")).set("Content-Type", "text/csv").send_bytes(text.as_bytes()).unwrap();
+    assert_eq!(resp.status(), 202);
+    let location = resp.header("Location").map(str::to_string);
+    let j: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
     let id = j["id"].as_str().unwrap().to_string();
+    assert_eq!(location, Some(format!("/v1/jobs/{id}")), "a 202 says where to look");
     let j = wait_job(&s, &id, |j| j["counts"]["indexed"].as_u64().unwrap_or(0) > 0);
     assert_ne!(j["status"], "done", "killed mid-run: {j}");
     s.crash_and_restart();
@@ -695,10 +750,16 @@ fn index_job_survives_a_crash_and_resumes() {
     let body = br#"{"urls": ["relative/a.jpg", "http://127.0.0.1:9/x.jpg"], "product_id": "x", "label": "authentic"}"#;
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("application/json", body)));
     assert_eq!(st, 202, "{j}");
-    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] == "done");
-    assert_eq!(j["counts"]["failed"], 2, "{j}");
+    // Nothing indexed: the job failed (it used to say "done"), and each error says its cause once.
+    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] != "queued" && j["status"] != "running");
+    assert_eq!((j["status"].as_str(), j["counts"]["failed"].as_u64()), (Some("failed"), Some(2)), "{j}");
+    assert!(j["message"].as_str().is_some_and(|m| m.contains("no item")), "{j}");
     let reasons = j["errors"].to_string();
     assert!(reasons.contains("relative path") && reasons.contains("loopback"), "{reasons}");
+    for e in j["errors"].as_array().unwrap() {
+        let (image, reason) = (e["image"].as_str().unwrap(), e["reason"].as_str().unwrap());
+        assert!(image.is_empty() || !reason.contains(image), "the item is named once, in image: {e}");
+    }
 }
 
 /// Where playwright-core is, when it and chromium are installed
@@ -785,7 +846,7 @@ fn full_queue_answers_503_with_retry_after_and_timeouts_are_503_too() {
 fn sigterm_drains_and_persists_the_index() {
     let mut s = start(None);
     let (st, _, _) = send(ureq::put(&url(&s, "/v1/products/new-one")), Some(("application/json", br#"{"label":"authentic"}"#)));
-    assert_eq!(st, 200);
+    assert_eq!(st, 201);
     let (st, _, _) = send(ureq::post(&url(&s, "/v1/products/new-one/images")), Some(("image/jpeg", &jpeg("chelsea"))));
     assert_eq!(st, 201);
     let marker = s.idx.join("vectors/efficientnet-lite0/CURRENT.json");
@@ -994,8 +1055,8 @@ fn crafted_inputs_get_clear_errors_and_the_service_stays_up() {
     );
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/jobs/index")), Some(("text/csv", manifest.as_bytes())));
     assert_eq!(st, 202, "{j}");
-    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] == "done" || j["status"] == "failed");
-    assert_eq!(j["status"], "done", "{j}");
+    let j = wait_job(&s, j["id"].as_str().unwrap(), |j| j["status"] != "queued" && j["status"] != "running");
+    assert_eq!(j["status"], "done_with_errors", "{j}");
     assert_eq!((j["counts"]["indexed"].as_u64(), j["counts"]["failed"].as_u64()), (Some(1), Some(4)), "{j}");
     let errors = j["errors"].to_string();
     assert!(errors.contains("control character"), "{errors}");
@@ -1056,11 +1117,12 @@ fn a_job_item_that_crashed_the_process_is_quarantined_on_resume() {
     }
     s.child = spawn_server(&s.idx, s.addr, &s.args);
     wait_up(s.addr);
-    let j = wait_job(&s, "job-poison", |j| j["status"] == "done" || j["status"] == "failed");
-    assert_eq!(j["status"], "done", "{j}");
+    let j = wait_job(&s, "job-poison", |j| j["status"] != "queued" && j["status"] != "running");
+    assert_eq!(j["status"], "done_with_errors", "{j}");
     assert_eq!((j["counts"]["indexed"].as_u64(), j["counts"]["failed"].as_u64()), (Some(2), Some(1)), "{j}");
     assert_eq!(j["errors"][0]["kind"], "crashed", "{j}");
-    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("astronaut"), "{j}");
+    assert!(j["errors"][0]["image"].as_str().unwrap().contains("astronaut"), "{j}");
+    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("quarantined"), "{j}");
     let (_, _, p) = send(ureq::get(&url(&s, "/v1/products/q-2")), None);
     assert_eq!(p["detail"].as_str().map(|d| d.contains("unknown product")), Some(true), "never indexed: {p}");
 }
@@ -1147,7 +1209,11 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
             let id = format!("gen-{p}");
             let label = if p % 4 == 0 { "counterfeit" } else { "authentic" };
             let body = format!("{{\"label\": \"{label}\"}}");
-            assert_eq!(send(ureq::put(&url(&s, &format!("/v1/products/{id}"))), Some(("application/json", body.as_bytes()))).0, 200);
+            assert_eq!(
+                send(ureq::put(&url(&s, &format!("/v1/products/{id}"))), Some(("application/json", body.as_bytes()))).0,
+                201,
+                "created"
+            );
             for v in 0..3 {
                 let (st, _, j) =
                     send(ureq::post(&url(&s, &format!("/v1/products/{id}/images"))), Some(("image/png", &generated_photo(p, v))));

@@ -44,6 +44,33 @@ fn products_are_grouped_and_filters_apply_inside_the_search() {
 }
 
 #[test]
+fn products_list_a_page_at_a_time_and_a_retried_delete_is_told_apart() {
+    for b in backends("pages") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&images(7, 1)).unwrap();
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = cat.products_page(&after, 3).unwrap();
+            assert!(page.items.len() <= 3, "{}", b.name());
+            seen.extend(page.items.iter().map(|p| p.product_id.clone()));
+            let Some(last) = page.items.last() else { break };
+            after.clone_from(&last.product_id);
+            if !page.has_more {
+                break;
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!((seen.len(), &seen), (7, &sorted), "every product once, in id order ({})", b.name());
+        cat.delete_product("p3").unwrap();
+        assert!(matches!(cat.delete_product("p3"), Err(CatalogError::ProductDeleted(_))), "{}", b.name());
+        let page = cat.products_page("", 10).unwrap();
+        assert_eq!((page.items.len(), page.has_more), (6, false), "{}", b.name());
+    }
+}
+
+#[test]
 fn re_adding_the_same_bytes_is_skipped() {
     for b in backends("readd") {
         let (cat, _) = b.open(opts()).unwrap();
@@ -73,7 +100,8 @@ fn deletes_hide_at_once_and_survive_reopening() {
         let again = search_products(&cat, &vector(6), &SearchRequest { k: 1, ..Default::default() }).unwrap();
         assert_eq!(again[0].product.product_id, "p6");
         assert_ne!(again[0].best.image_id, img);
-        assert!(matches!(cat.delete_product("p5"), Err(CatalogError::UnknownProduct(_))));
+        assert!(matches!(cat.delete_product("p5"), Err(CatalogError::ProductDeleted(_))), "deleted before");
+        assert!(matches!(cat.delete_product("p-never"), Err(CatalogError::UnknownProduct(_))));
         assert!(matches!(cat.delete_image(img), Err(CatalogError::UnknownImage(_))));
         assert_eq!(cat.stats().unwrap().counts.images, 56);
         cat.persist().unwrap();

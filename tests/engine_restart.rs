@@ -46,7 +46,7 @@ fn after_the_engines_restart_replicas_recover_and_start_without_a_person() {
     let env = db.env();
     let running = replica(&env);
     let body = br#"{"label": "counterfeit"}"#;
-    assert_eq!(send(ureq::put(&at(&running, "/v1/products/rocket-toy")), Some(("application/json", body))).0, 200);
+    assert_eq!(send(ureq::put(&at(&running, "/v1/products/rocket-toy")), Some(("application/json", body))).0, 201, "created");
     assert_eq!(send(ureq::post(&at(&running, "/v1/products/rocket-toy/images")), Some(("image/jpeg", &photo("rocket")))).0, 201);
     recovers(&running, "rocket-toy", "the replica before the restart");
 

@@ -209,6 +209,13 @@ fn a_catalog_with_one_photo_per_product_calibrates_itself_on_synthetic_views() {
     let t = &stats["calibration"]["thresholds"];
     assert_eq!(t["basis"], "stricter_on_views", "{stats}");
     assert!(t["likely_authentic"].as_f64().unwrap() > 1.0 && t["likely_counterfeit"].as_f64().unwrap() >= 0.95, "{stats}");
+    // The named-product threshold (#29) is fitted on the views with their product
+    // removed, never under 0.5, and in force at the stated 1 %.
+    let identity = cal.identity.as_ref().expect("a named-product threshold fitted on the views' none-cases");
+    assert!(identity.on_views && identity.n_nones == 96, "{identity:?}");
+    assert!(cfg.identity_threshold >= 0.5, "{cfg:?}");
+    assert_eq!(t["max_false_authentication"].as_f64().map(|r| (r * 1000.0).round()), Some(10.0), "{stats}");
+    assert!((t["named_product"].as_f64().unwrap() - f64::from(cfg.identity_threshold)).abs() < 1e-6, "{stats}");
 }
 
 #[test]

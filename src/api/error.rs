@@ -15,6 +15,15 @@ use crate::review::ReviewError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// One query or path parameter is at fault (`param` names it).
+    #[error("{detail}")]
+    InvalidParameter { param: &'static str, detail: String },
+    /// A JSON body that does not parse or has the wrong shape.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// A photo given by URL that could not be fetched.
+    #[error("{0}")]
+    FetchFailed(String),
     #[error("missing or invalid API key")]
     Unauthorized,
     #[error("this API key's role may not {0}")]
@@ -55,6 +64,9 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON"),
+            ApiError::FetchFailed(_) => (StatusCode::BAD_REQUEST, "fetch-failed", "Cannot fetch the photo"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
@@ -74,15 +86,24 @@ impl ApiError {
         }
     }
 
-    /// The problem document (also used for per-item errors in batch answers).
+    /// The problem document (also used for per-item errors in batch answers):
+    /// `type` a URI and `code` the same kind as a stable identifier
+    /// (`invalid_parameter`, `invalid_json`, `fetch_failed`, `image_too_large`, …),
+    /// with `param` where one parameter is at fault.
     #[must_use]
     pub fn problem(&self) -> Problem {
-        let (status, kind, title) = self.parts();
-        let kind = match self {
-            ApiError::Image(e) => format!("https://knockoff.dev/problems/invalid-image/{}", e.kind()),
-            _ => format!("https://knockoff.dev/problems/{kind}"),
+        let (status, slug, title) = self.parts();
+        let (kind, code) = match self {
+            ApiError::Image(e) => {
+                (format!("https://knockoff.dev/problems/invalid-image/{}", e.kind()), format!("image_{}", e.kind().replace('-', "_")))
+            }
+            _ => (format!("https://knockoff.dev/problems/{slug}"), slug.replace('-', "_")),
         };
-        Problem { kind, title: title.into(), status: status.as_u16(), detail: self.to_string() }
+        let param = match self {
+            ApiError::InvalidParameter { param, .. } => Some((*param).to_string()),
+            _ => None,
+        };
+        Problem { kind, code, param, title: title.into(), status: status.as_u16(), detail: self.to_string(), request_id: None }
     }
 }
 
@@ -129,7 +150,9 @@ impl From<EmbedError> for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
-            CatalogError::UnknownProduct(_) | CatalogError::UnknownImage(_) => ApiError::NotFound(e.to_string()),
+            CatalogError::UnknownProduct(_) | CatalogError::ProductDeleted(_) | CatalogError::UnknownImage(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             CatalogError::Invalid { .. } | CatalogError::Dimension { .. } => ApiError::BadRequest(e.to_string()),
             CatalogError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),

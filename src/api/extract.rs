@@ -135,9 +135,9 @@ pub async fn image_from_json(state: &AppState, j: ImageJson) -> Result<Bytes, Ap
             match res {
                 Ok(b) => Ok(Bytes::from(b)),
                 Err(crate::ingest::IngestError::Fetch { detail, source_name }) => {
-                    Err(ApiError::BadRequest(format!("cannot fetch {source_name}: {detail}")))
+                    Err(ApiError::FetchFailed(format!("cannot fetch {source_name}: {detail}")))
                 }
-                Err(e) => Err(ApiError::BadRequest(e.to_string())),
+                Err(e) => Err(ApiError::FetchFailed(e.to_string())),
             }
         }
         _ => Err(ApiError::BadRequest("give exactly one of image_base64 or url".into())),
@@ -145,7 +145,7 @@ pub async fn image_from_json(state: &AppState, j: ImageJson) -> Result<Bytes, Ap
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 /// A photo as the request gave it: bytes, or JSON naming base64 or a URL.

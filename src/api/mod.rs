@@ -6,10 +6,12 @@
 //! result out through the API's own types ([`types`]).
 
 mod auth;
+pub mod bodies;
 pub mod error;
 pub mod extract;
 mod metrics;
 pub mod openapi;
+pub mod pages;
 mod pool;
 mod router;
 mod routes;

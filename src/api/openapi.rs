@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("post", "/v1/lookup", IMAGE),
     ("post", "/v1/lookup/batch", IMAGE),
     ("get", "/v1/stats", READ),
+    ("get", "/v1/products", ADMIN),
     ("get", "/v1/products/{id}", ADMIN),
     ("put", "/v1/products/{id}", &[400, 401, 403, 413]),
     ("delete", "/v1/products/{id}", ADMIN),
@@ -56,6 +57,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("delete", "/v1/images/{id}", ADMIN),
     ("get", "/v1/images/{id}/thumbnail", &[400, 401, 403, 404]),
     ("post", "/v1/jobs/index", &[400, 401, 403, 413, 415]),
+    ("get", "/v1/jobs", ADMIN),
     ("get", "/v1/jobs/{id}", ADMIN),
     ("get", "/review", OPEN),
     ("get", "/v1/cases", &[400, 401, 403]),
@@ -72,8 +74,8 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     paths(
         ops::page, ops::healthz, ops::readyz, ops::metrics, serve, ops::stats,
         lookup::lookup, lookup::lookup_batch,
-        catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
-        jobs::submit_job, jobs::get_job,
+        catalog::list_products, catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
+        jobs::submit_job, jobs::list_jobs, jobs::get_job,
         ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::decide, cases::undo
     ),
     components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,
@@ -111,10 +113,21 @@ impl utoipa::Modify for Problems {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         for (method, path, codes) in ROUTES {
             let Some(op) = doc.paths.paths.get_mut(*path).and_then(|item| operation(item, method)) else { continue };
+            // A route that answers no 401 takes no key: it says so, over the document's default.
+            if !codes.contains(&401) {
+                op.security = Some(Vec::new());
+            }
             for (code, description) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
                 let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-                let response = ResponseBuilder::new().description(*description).content("application/problem+json", content).build();
-                op.responses.responses.insert(code.to_string(), response.into());
+                let mut response = ResponseBuilder::new().description(*description).content("application/problem+json", content);
+                if *code == 503 {
+                    let seconds = utoipa::openapi::HeaderBuilder::new()
+                        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))
+                        .description(Some("seconds to wait before retrying"))
+                        .build();
+                    response = response.header("Retry-After", seconds);
+                }
+                op.responses.responses.insert(code.to_string(), response.build().into());
             }
         }
     }
@@ -143,5 +156,37 @@ mod tests {
         let n: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, ROUTES.len(), "the document lists routes the router does not serve");
         assert!(PROBLEMS.iter().all(|(c, _)| ROUTES.iter().any(|r| r.2.contains(c))), "every listed problem is used");
+    }
+
+    /// #30: a generated client needs every body form with a named schema,
+    /// ranges that match the server, open routes marked open and the headers
+    /// a client acts on.
+    #[test]
+    fn openapi_declares_every_body_form_the_ranges_the_open_routes_and_the_headers() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let forms = |method: &str, path: &str| -> Vec<String> {
+            doc["paths"][path][method]["requestBody"]["content"].as_object().map(|c| c.keys().cloned().collect()).unwrap_or_default()
+        };
+        for path in ["/v1/lookup", "/v1/products/{id}/images"] {
+            assert_eq!(forms("post", path), ["application/json", "image/*", "multipart/form-data"], "{path}");
+            let raw = &doc["paths"][path]["post"]["requestBody"]["content"]["image/*"]["schema"]["$ref"];
+            assert_eq!(raw, "#/components/schemas/RawImage", "{path}");
+        }
+        assert_eq!(forms("post", "/v1/lookup/batch"), ["application/json", "multipart/form-data"]);
+        assert_eq!(forms("post", "/v1/jobs/index"), ["application/json", "application/x-ndjson", "text/csv"]);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["RawImage"]["format"], "binary", "{}", schemas["RawImage"]);
+        assert_eq!(schemas["JobJson"]["oneOf"].as_array().map(Vec::len), Some(2), "{}", schemas["JobJson"]);
+        let k = doc["paths"]["/v1/lookup"]["post"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "k").unwrap().clone();
+        assert_eq!((k["schema"]["minimum"].as_f64(), k["schema"]["maximum"].as_f64()), (Some(1.0), Some(100.0)), "{k}");
+        for (method, path, codes) in ROUTES {
+            let security = &doc["paths"][path][method]["security"];
+            assert_eq!(security.as_array().is_some_and(Vec::is_empty), !codes.contains(&401), "{method} {path}: {security}");
+        }
+        assert!(doc["security"].as_array().is_some_and(|s| !s.is_empty()), "keyed by default");
+        assert!(doc["paths"]["/v1/lookup"]["post"]["responses"]["503"]["headers"]["Retry-After"].is_object());
+        assert!(doc["paths"]["/v1/jobs/index"]["post"]["responses"]["202"]["headers"]["Location"].is_object());
+        let status = &schemas["JobStatus"]["enum"];
+        assert_eq!(status.as_array().map(Vec::len), Some(5), "{status}");
     }
 }

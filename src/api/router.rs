@@ -41,10 +41,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{id}/decision", post(cases::decide).delete(cases::undo))
         .route_layer(from_fn_with_state(state.clone(), require_analyst));
     let admin = Router::new()
+        .route("/v1/products", get(catalog::list_products))
         .route("/v1/products/{id}", get(catalog::get_product).put(catalog::put_product).delete(catalog::delete_product))
         .route("/v1/products/{id}/images", post(catalog::add_image))
         .route("/v1/images/{id}", delete(catalog::delete_image))
         .route("/v1/jobs/index", post(jobs::submit_job))
+        .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route_layer(from_fn_with_state(state.clone(), require_admin));
     open.merge(read)
@@ -79,7 +81,26 @@ async fn track(State(state): St, req: Request, next: axum::middleware::Next) -> 
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    resp
+    with_request_id(resp, &id).await
+}
+
+/// A problem+json answer with `request_id` added, so that a client quoting
+/// the error quotes the line in the request log too (problem bodies are small).
+async fn with_request_id(resp: Response, id: &str) -> Response {
+    let problem = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    v["request_id"] = id.into();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(serde_json::to_vec(&v).unwrap_or_default()))
 }
 
 /// The caller's key name, carried on the response for the request log.

@@ -19,6 +19,8 @@
 //! [verdict]
 //! max_false_accusation = 0.02
 //! authentic_threshold = 0.5
+//! # Photos of products the catalog does not hold that may be called likely_authentic.
+//! max_false_authentication = 0.01
 //! # Share of lookups expected to show products outside the catalog (default: the 5 % fitted with).
 //! out_of_catalog_share = 0.05
 //! [cases]
@@ -214,6 +216,7 @@ fn check_rates(v: &VerdictConfig) -> Result<(), ConfigError> {
     let rates = [
         ("max_false_accusation", Some(v.max_false_accusation)),
         ("max_missed_counterfeit", Some(v.max_missed_counterfeit)),
+        ("max_false_authentication", Some(v.max_false_authentication)),
         ("out_of_catalog_share", v.out_of_catalog_share),
     ];
     match rates.into_iter().find_map(|(key, r)| r.filter(|x| !(*x > 0.0 && *x < 1.0)).map(|value| (key, value))) {

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogStats, ImageRecord, Product};
-use crate::ingest::jobs::JobRecord;
 use crate::search;
+
+pub use super::pages::{JobAccepted, JobView};
 
 /// Whether a product's reference photos show the genuine article or a known fake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -58,7 +59,8 @@ impl From<search::VerdictKind> for Verdict {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LookupParams {
-    /// Products to return (1 to the service's `max_k`, default 5).
+    /// Products to return (1 to the service's `max_k`, 100 unless configured; default 5).
+    #[param(minimum = 1, maximum = 100, default = 5)]
     pub k: Option<usize>,
     pub brand: Option<String>,
     pub label: Option<Label>,
@@ -314,52 +316,17 @@ pub struct Problem {
     /// Stable URI naming the kind of problem, e.g. `https://knockoff.dev/problems/invalid-image/truncated`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The same kind as a stable identifier a program can switch on, e.g. `invalid_parameter`, `image_truncated`.
+    pub code: String,
+    /// The query or path parameter at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
     pub title: String,
     pub status: u16,
     pub detail: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobAccepted {
-    pub id: String,
-    /// Always `queued`.
-    pub status: String,
-}
-
-/// An indexing job.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobView {
-    pub id: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
-    pub created_at: String,
-    pub updated_at: String,
-    /// `{total, indexed, skipped, failed}`.
-    #[schema(value_type = Object)]
-    pub counts: serde_json::Value,
-    /// Per-item errors `[{image, product_id, kind, reason}]` (first 1000).
-    #[schema(value_type = Vec<Object>)]
-    pub errors: serde_json::Value,
+    /// The request's `x-request-id` (given or made), to quote in a support request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The replica (`host:pid`) that runs or ran it (shared backend).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runner: Option<String>,
-}
-
-impl From<JobRecord> for JobView {
-    fn from(j: JobRecord) -> Self {
-        JobView {
-            id: j.id,
-            status: j.status.as_str().into(),
-            created_at: j.created_at,
-            updated_at: j.updated_at,
-            counts: serde_json::to_value(j.counts).unwrap_or_default(),
-            errors: serde_json::to_value(j.errors).unwrap_or_default(),
-            message: j.message,
-            runner: j.runner,
-        }
-    }
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -14,6 +14,9 @@ pub enum CatalogError {
     Dimension { got: usize, want: usize },
     #[error("unknown product '{0}'")]
     UnknownProduct(String),
+    /// A product deleted before (a retried delete): nothing more to do.
+    #[error("product '{0}' is deleted already")]
+    ProductDeleted(String),
     #[error("unknown image {0}")]
     UnknownImage(i64),
     #[error("invalid {field}: {detail}")]

@@ -37,10 +37,10 @@ pub use error::CatalogError;
 pub use features::{copy_features, thumbnail};
 pub use projection::{FitOptions, Projection, ProjectionInfo};
 pub use shared::SharedSpec;
-pub use store::{ImageRow, JobRow, JobStatus, ProductRow, RecordStore};
+pub use store::{ImageRow, JobRow, JobStatus, JobSummary, ProductRow, RecordStore};
 pub use types::{
     check_product, check_product_id, check_product_text, is_listing_reference, CatalogOptions, CatalogStats, Filter, ImageRecord,
-    IndexParams, Label, NewImage, OpenReport, Product, StoreCounts, LISTING_MATCH_MIN, LISTING_SOURCE_PREFIX, MAX_ATTRIBUTES_BYTES,
+    IndexParams, Label, NewImage, OpenReport, Page, Product, StoreCounts, LISTING_MATCH_MIN, LISTING_SOURCE_PREFIX, MAX_ATTRIBUTES_BYTES,
     MAX_PRODUCT_ID_CHARS, MAX_TEXT_CHARS,
 };
 
@@ -190,6 +190,10 @@ impl Catalog {
     pub fn upsert_product(&self, p: &Product) -> Result<(), CatalogError> {
         types::check_product(p)?;
         self.backend.upsert_product(p)
+    }
+    /// One page of the live products, in id order, after `starting_after` (`""`: from the first).
+    pub fn products_page(&self, starting_after: &str, limit: usize) -> Result<Page<Product>, CatalogError> {
+        Ok(Page::of(self.records().products_page(starting_after, limit.saturating_add(1))?, limit))
     }
     /// Deletes a product: its images are hidden from every search at once; returns how many.
     pub fn delete_product(&self, product_id: &str) -> Result<usize, CatalogError> {

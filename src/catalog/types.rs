@@ -275,3 +275,20 @@ mod tests {
         assert!(is_listing_reference("case:12") && !is_listing_reference("shots/case-12.jpg"));
     }
 }
+
+/// One page of a list: its items, and whether more follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// From up to `limit + 1` rows fetched: the extra row only says that more follow.
+    #[must_use]
+    pub fn of(mut rows: Vec<T>, limit: usize) -> Self {
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        Page { items: rows, has_more }
+    }
+}

@@ -19,7 +19,7 @@ pub mod views;
 
 pub use cv::{cross_validate_projection, ProjectionCv};
 pub use mappings::{fit_calibration, fit_isotonic, fit_logistic, fit_logistic_weighted, fit_relative_margin};
-pub use risk::{clopper_pearson_upper, fit_risk_thresholds, RiskSample, RISK_LEVELS};
+pub use risk::{clopper_pearson_upper, fit_identity_thresholds, fit_risk_thresholds, RiskSample, RISK_LEVELS};
 pub use selfcal::{self_calibrate, Evidence, SelfCalOptions, SelfCalReport, Skipped, REVIEWS_TO_LEAD};
 pub use store::fit_and_save_calibration;
 pub(crate) use store::save_calibration;

@@ -8,7 +8,7 @@ use std::hash::Hash;
 
 use crate::catalog::Label;
 use crate::metrics::RankedLookup;
-use crate::search::calibration::{RiskThreshold, NEVER};
+use crate::search::calibration::{IdentityThresholds, RiskThreshold, NEVER};
 use crate::search::{assess, Candidate, VerdictConfig, VerdictThresholds};
 
 /// The false-accusation rates a counterfeit threshold is fitted for (an
@@ -71,6 +71,37 @@ pub fn fit_risk_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
         n_counterfeit: pos.1.len() + none.1.len(),
         on_views: false,
     })
+}
+
+/// The named-product thresholds (see [`IdentityThresholds`]) on held-out
+/// lookups: each rate bounds the share of `nones` (photos of products the
+/// catalog does not hold) whose top product is authentic with its own
+/// confidence at or above the threshold — a rate of those photos, not of all
+/// traffic, as a marketplace reads "authentic" on any one listing. `None`
+/// without nones.
+#[must_use]
+pub fn fit_identity_thresholds<K: Eq + Hash, S: std::hash::BuildHasher>(
+    positives: &[RankedLookup<K>],
+    nones: &[RankedLookup<K>],
+    label_of: &HashMap<K, Label, S>,
+    cfg: &VerdictConfig,
+) -> Option<IdentityThresholds> {
+    if nones.is_empty() {
+        return None;
+    }
+    // The top product's own confidence where it is authentic (else no `likely_authentic` to bound).
+    let named = |l: &RankedLookup<K>| -> Option<f32> {
+        let cands: Vec<Candidate<'_>> = l
+            .top
+            .iter()
+            .filter_map(|(key, sim)| Some(Candidate { product_id: "", label: *label_of.get(key)?, similarity: *sim }))
+            .collect();
+        let first = cands.first()?;
+        (first.label == Label::Authentic).then(|| assess(&cands, cfg).probabilities.confidences[0])
+    };
+    let wrong: Vec<f32> = nones.iter().map(|l| named(l).unwrap_or(0.0)).collect();
+    let right: Vec<f32> = positives.iter().filter(|l| l.top.first().is_some_and(|t| t.0 == l.truth)).filter_map(named).collect();
+    Some(IdentityThresholds { levels: risk_table([(wrong, 1.0)], &right), n_nones: nones.len(), on_views: false })
 }
 
 /// (`p_counterfeit`, `p_authentic`) per lookup.
@@ -176,6 +207,12 @@ mod tests {
     use super::*;
     use crate::search::calibration::for_risk;
 
+    /// What the lookup path makes of one held-out lookup.
+    fn probabilities_of(l: &RankedLookup<i64>, labels: &HashMap<i64, Label>, cfg: &VerdictConfig) -> crate::search::Probabilities {
+        let c: Vec<Candidate<'_>> = l.top.iter().map(|(k, s)| Candidate { product_id: "", label: labels[k], similarity: *s }).collect();
+        assess(&c, cfg).probabilities
+    }
+
     /// Authentic lookups (truth 1) where the counterfeit look-alike (2) often
     /// ranks close or first: a naive `p_counterfeit >= 0.5` rule accuses
     /// about a tenth of them.
@@ -202,14 +239,7 @@ mod tests {
         let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Counterfeit), (3, Label::Authentic)].into();
         let cfg = VerdictConfig::default();
         let rate = |lookups: &[RankedLookup<i64>], threshold: f64| {
-            let accused = lookups
-                .iter()
-                .filter(|l| {
-                    let c: Vec<Candidate<'_>> =
-                        l.top.iter().map(|(k, s)| Candidate { product_id: "", label: labels[k], similarity: *s }).collect();
-                    f64::from(assess(&c, &cfg).probabilities.p_counterfeit) >= threshold
-                })
-                .count();
+            let accused = lookups.iter().filter(|l| f64::from(probabilities_of(l, &labels, &cfg).p_counterfeit) >= threshold).count();
             accused as f64 / lookups.len() as f64
         };
         let fit_on = lookalike_lookups(3000, 7);
@@ -253,16 +283,36 @@ mod tests {
         }
         // The bound is the weighted sum of the parts' bounds at 97.5 %.
         let count = |v: &[RankedLookup<i64>]| {
-            v.iter()
-                .filter(|l| {
-                    let c: Vec<Candidate<'_>> =
-                        l.top.iter().map(|(k, s)| Candidate { product_id: "", label: labels[k], similarity: *s }).collect();
-                    f64::from(assess(&c, &cfg).probabilities.p_counterfeit) >= rare.threshold
-                })
-                .count()
+            v.iter().filter(|l| f64::from(probabilities_of(l, &labels, &cfg).p_counterfeit) >= rare.threshold).count()
         };
         let want = 0.95 * clopper_pearson_upper(count(&positives), 3000, 0.025) + 0.05 * clopper_pearson_upper(count(&nones), 3000, 0.025);
         assert!((rare.error_ucb - want).abs() < 1e-9, "{} vs {want}", rare.error_ucb);
+    }
+
+    /// #29: a one-label catalog has no counterfeit rate to fit, but photos of
+    /// products it does not hold (here: the same lookups with their product
+    /// removed, so a sibling ranks first) must still rarely be named.
+    #[test]
+    fn the_named_product_threshold_bounds_uncatalogued_photos_called_authentic() {
+        let labels: HashMap<i64, Label> = [(1, Label::Authentic), (2, Label::Authentic), (3, Label::Authentic)].into();
+        let cfg = VerdictConfig::default();
+        let nones_of = |v: &[RankedLookup<i64>]| -> Vec<RankedLookup<i64>> {
+            v.iter().map(|l| RankedLookup { truth: 1, top: l.top.iter().filter(|t| t.0 != 1).copied().collect() }).collect()
+        };
+        let (fit_on, fresh) = (lookalike_lookups(3000, 7), lookalike_lookups(3000, 99));
+        let named_rate = |v: &[RankedLookup<i64>], t: f64| {
+            let named = v.iter().filter(|l| f64::from(probabilities_of(l, &labels, &cfg).confidences[0]) >= t).count();
+            named as f64 / v.len() as f64
+        };
+        assert!(named_rate(&nones_of(&fresh), 0.5) > 0.1, "the case must defeat the naive threshold");
+        let t = fit_identity_thresholds(&fit_on, &nones_of(&fit_on), &labels, &cfg).unwrap();
+        assert_eq!(t.n_nones, 3000);
+        let at = for_risk(&t.levels, 0.01).unwrap();
+        assert!(at.error_ucb <= 0.01 && at.threshold > 0.5 && at.hits > 0, "{at:?}");
+        assert!(named_rate(&nones_of(&fresh), at.threshold) <= 0.01, "held out: {}", named_rate(&nones_of(&fresh), at.threshold));
+        assert!(t.levels.windows(2).all(|w| w[0].threshold >= w[1].threshold), "{t:?}");
+        // Nothing to fit without photos of uncatalogued products.
+        assert!(fit_identity_thresholds(&fit_on, &[], &labels, &cfg).is_none());
     }
 
     #[test]

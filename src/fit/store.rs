@@ -47,6 +47,8 @@ pub fn fit_and_save_calibration(
         projection: catalog.projection().map(|p| p.info.id.clone()),
         verdict: None,
         presence,
+        // Fitted on the replaced mapping's confidences: not carried over.
+        identity: None,
     };
     let mut cfg = VerdictConfig::default();
     cfg.apply(&cal);

@@ -22,7 +22,7 @@ use super::{
     ingest, parse_manifest, FetchOptions, IngestCounts, IngestError, IngestOptions, ItemError, ItemHook, ManifestFormat, ProgressMode,
     SourceDefaults, SourceItem,
 };
-use crate::catalog::{Catalog, CatalogError, JobStatus};
+use crate::catalog::{Catalog, CatalogError, JobStatus, JobSummary, Page};
 use crate::embed::Embedder;
 
 /// At most this many items in one job (a bigger catalog is several jobs, or `knockoff index`).
@@ -70,6 +70,22 @@ pub enum JobError {
     TooMany,
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+}
+
+impl JobStatus {
+    /// How a job whose items all ran ended: `failed` when none was indexed
+    /// (or found already there) though some were tried, `done_with_errors`
+    /// when some failed, else `done`; with a message for the first two.
+    #[must_use]
+    pub fn of_finished(c: &IngestCounts) -> (JobStatus, Option<&'static str>) {
+        if c.failed == 0 {
+            (JobStatus::Done, None)
+        } else if c.indexed + c.skipped == 0 {
+            (JobStatus::Failed, Some("no item could be indexed: see errors"))
+        } else {
+            (JobStatus::DoneWithErrors, Some("some items could not be indexed: see errors"))
+        }
+    }
 }
 
 type Live = Arc<Mutex<HashMap<String, IngestCounts>>>;
@@ -147,6 +163,15 @@ impl JobQueue {
     }
 
     /// A job's state (live counts while it runs).
+    /// One page of the stored jobs, newest first, after the job `starting_after` (`""`: from the newest).
+    pub fn page(&self, starting_after: &str, limit: usize) -> Result<Page<JobSummary>, JobError> {
+        let records = self.catalog.records();
+        if !starting_after.is_empty() && records.job(starting_after)?.is_none() {
+            return Err(JobError::Unknown(starting_after.into()));
+        }
+        Ok(Page::of(records.jobs_page(starting_after, limit.saturating_add(1))?, limit))
+    }
+
     pub fn get(&self, id: &str) -> Result<JobRecord, JobError> {
         let row = self.catalog.records().job(id)?.ok_or_else(|| JobError::Unknown(id.into()))?;
         let live = self.live.lock().get(id).cloned();
@@ -257,11 +282,20 @@ fn run_job(catalog: &Arc<Catalog>, embedder: &Embedder, settings: &JobSettings, 
     match result {
         Ok(r) => {
             let errors: Vec<_> = r.errors.iter().take(MAX_STORED_ERRORS).map(redacted).collect();
-            set(JobStatus::Done, &r.counts, &serde_json::to_string(&errors).unwrap_or_default(), None);
+            let (status, message) = JobStatus::of_finished(&r.counts);
+            set(status, &r.counts, &serde_json::to_string(&errors).unwrap_or_default(), message);
             let c = &r.counts;
             TOTALS.count(true, c);
             let secs = started.elapsed().as_secs_f64();
-            tracing::info!(job = id, indexed = c.indexed, skipped = c.skipped, failed = c.failed, secs, "job done");
+            tracing::info!(
+                job = id,
+                status = status.as_str(),
+                indexed = c.indexed,
+                skipped = c.skipped,
+                failed = c.failed,
+                secs,
+                "job done"
+            );
         }
         Err(e) => {
             set(JobStatus::Failed, &IngestCounts::default(), "[]", Some(&e.to_string()));

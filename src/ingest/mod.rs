@@ -132,7 +132,7 @@ enum Outcome {
 
 impl ItemError {
     fn new(item: SourceItem, e: &IngestError) -> Self {
-        ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.to_string() }
+        ItemError { image: item.image, product_id: item.product.product_id, kind: e.kind().into(), reason: e.cause() }
     }
 }
 
@@ -252,7 +252,10 @@ pub fn ingest(
     let known = Known { hashes: catalog.records().live_hashes()?, sources: catalog.records().live_sources()? };
     let errors: Vec<ItemError> = row_errors
         .iter()
-        .map(|e| ItemError { image: String::new(), product_id: String::new(), kind: e.kind().into(), reason: e.to_string() })
+        .map(|e| match e.item() {
+            Some(image) => ItemError { image: image.into(), product_id: String::new(), kind: e.kind().into(), reason: e.cause() },
+            None => ItemError { image: String::new(), product_id: String::new(), kind: e.kind().into(), reason: e.to_string() },
+        })
         .collect();
     let counts = IngestCounts { total: items.len() + row_errors.len(), failed: errors.len(), ..Default::default() };
     let mut progress = Progress::new(opts.progress, counts.total);

@@ -38,6 +38,26 @@ pub struct Calibration {
     /// The presence model (`p_no_match`), when one was fitted.
     #[serde(default)]
     pub presence: Option<super::Presence>,
+    /// What the top product's own probability needs before `likely_authentic`
+    /// names it, fitted on photos of products the catalog does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityThresholds>,
+}
+
+/// For each rate of photos of *uncatalogued* products an operator accepts
+/// being called `likely_authentic` (`max_false_authentication`), the lowest
+/// threshold on the top product's own probability (its `confidence`) whose
+/// rate of held-out lookups with their product removed reaching it stays
+/// under the rate (95 % upper bound): `likely_authentic` then needs positive
+/// evidence for the product, not only the absence of a counterfeit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityThresholds {
+    pub levels: Vec<RiskThreshold>,
+    /// Lookups with their product removed the choice was made on.
+    pub n_nones: usize,
+    /// Chosen on synthetic views (see [`VerdictThresholds::on_views`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_views: bool,
 }
 
 /// Verdict thresholds chosen for each error rate an operator may state, by
@@ -189,6 +209,9 @@ pub struct ThresholdsInUse {
     /// `p_authentic` needed for `likely_authentic`, at `max_missed_counterfeit`.
     pub likely_authentic: f32,
     pub max_missed_counterfeit: f32,
+    /// The top product's own probability needed for `likely_authentic`, at `max_false_authentication`.
+    pub named_product: f32,
+    pub max_false_authentication: f32,
     /// `default`, `fitted` (held-out photos or labelled queries) or `stricter_on_views`.
     pub basis: &'static str,
 }
@@ -216,6 +239,8 @@ impl ThresholdsInUse {
             max_false_accusation: v.max_false_accusation,
             likely_authentic: v.authentic_threshold,
             max_missed_counterfeit: v.max_missed_counterfeit,
+            named_product: v.identity_threshold,
+            max_false_authentication: v.max_false_authentication,
             basis: v.thresholds.as_str(),
         }
     }
@@ -227,11 +252,13 @@ impl std::fmt::Display for ThresholdsInUse {
         let at = |p: f32| if p > 1.0 { "never (too few lookups to show the rate)".to_string() } else { format!(">= {p:.2}") };
         write!(
             f,
-            "likely_counterfeit at p_counterfeit {} ({:.0}% false accusations), likely_authentic at p_authentic {} ({:.0}% counterfeits passed): {}",
+            "likely_counterfeit at p_counterfeit {} ({:.0}% false accusations), likely_authentic at p_authentic {} ({:.0}% counterfeits passed) and the product's own confidence {} ({:.0}% of uncatalogued products passed): {}",
             at(self.likely_counterfeit),
             self.max_false_accusation * 100.0,
             at(self.likely_authentic),
             self.max_missed_counterfeit * 100.0,
+            at(self.named_product),
+            self.max_false_authentication * 100.0,
             self.basis
         )
     }
@@ -290,8 +317,9 @@ pub fn verdict_config_described(
 
 impl VerdictConfig {
     /// Takes a fitted calibration: mapping, presence, floor and the thresholds
-    /// for `self.max_false_accusation` and `self.max_missed_counterfeit` (the
-    /// authentic one, and both when fitted on synthetic views, only raised; a
+    /// for `self.max_false_accusation`, `self.max_missed_counterfeit` and
+    /// `self.max_false_authentication` (the authentic and named-product ones,
+    /// and all when fitted on synthetic views, only raised; a
     /// rate stricter than every fitted level gets [`NEVER`], not the nearest level).
     pub fn apply(&mut self, cal: &Calibration) {
         self.calibration = Some(cal.mapping.clone());
@@ -304,6 +332,11 @@ impl VerdictConfig {
             self.counterfeit_threshold = if t.on_views { fitted.max(self.counterfeit_threshold) } else { fitted };
             self.authentic_threshold = at(&t.authentic, self.max_missed_counterfeit).max(self.authentic_threshold);
         }
+        // Only ever raised: "likely" never means less than "more probable than not".
+        if let Some(t) = &cal.identity {
+            let fitted = for_risk(&t.levels, f64::from(self.max_false_authentication)).map_or(NEVER, |r| r.threshold) as f32;
+            self.identity_threshold = fitted.max(self.identity_threshold);
+        }
     }
 }
 
@@ -311,11 +344,9 @@ impl VerdictConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn thresholds_fitted_on_synthetic_views_only_ever_make_a_verdict_more_cautious() {
-        let table = |t: f64| vec![RiskThreshold { max_rate: 0.02, threshold: t, errors: 0, error_ucb: 0.01, hits: 0 }];
-        let missed = |t: f64| vec![RiskThreshold { max_rate: 0.1, threshold: t, errors: 0, error_ucb: 0.05, hits: 0 }];
-        let cal = |counterfeit: f64, authentic: f64, on_views: bool| Calibration {
+    /// A calibration fitted on 100 lookups, with no thresholds.
+    fn fitted_on_100() -> Calibration {
+        Calibration {
             mapping: Mapping::Logistic { w_sim: 10.0, w_margin: 0.0, bias: -5.0 },
             model: "m".into(),
             fitted_at: String::new(),
@@ -324,6 +355,43 @@ mod tests {
             heldout_ece: std::collections::BTreeMap::new(),
             queries: Vec::new(),
             projection: None,
+            verdict: None,
+            presence: None,
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn the_named_product_threshold_is_only_ever_raised_and_survives_the_file() {
+        let levels = |t: f64| vec![RiskThreshold { max_rate: 0.01, threshold: t, errors: 0, error_ucb: 0.01, hits: 0 }];
+        let cal = |t: f64| Calibration {
+            identity: Some(IdentityThresholds { levels: levels(t), n_nones: 100, on_views: false }),
+            ..fitted_on_100()
+        };
+        let applied = |c: &Calibration, rate: f32| {
+            let mut v = VerdictConfig { max_false_authentication: rate, ..VerdictConfig::default() };
+            v.apply(c);
+            v.identity_threshold
+        };
+        assert!((applied(&cal(0.9), 0.01) - 0.9).abs() < 1e-6);
+        // Never under "more probable than not".
+        assert!((applied(&cal(0.3), 0.01) - 0.5).abs() < 1e-6);
+        // A rate stricter than every fitted level: never.
+        assert!((f64::from(applied(&cal(0.9), 0.005)) - NEVER).abs() < 1e-6);
+        let json = serde_json::to_string(&cal(0.9)).unwrap();
+        assert_eq!(serde_json::from_str::<Calibration>(&json).unwrap(), cal(0.9));
+        // A file from before the threshold reads, with the default in force.
+        let old = Calibration { identity: None, ..cal(0.9) };
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(!text.contains("identity"), "{text}");
+        assert!((applied(&serde_json::from_str(&text).unwrap(), 0.01) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn thresholds_fitted_on_synthetic_views_only_ever_make_a_verdict_more_cautious() {
+        let table = |t: f64| vec![RiskThreshold { max_rate: 0.02, threshold: t, errors: 0, error_ucb: 0.01, hits: 0 }];
+        let missed = |t: f64| vec![RiskThreshold { max_rate: 0.1, threshold: t, errors: 0, error_ucb: 0.05, hits: 0 }];
+        let cal = |counterfeit: f64, authentic: f64, on_views: bool| Calibration {
             verdict: Some(VerdictThresholds {
                 counterfeit: table(counterfeit),
                 authentic: missed(authentic),
@@ -331,7 +399,7 @@ mod tests {
                 n_counterfeit: 10,
                 on_views,
             }),
-            presence: None,
+            ..fitted_on_100()
         };
         let applied = |c: &Calibration| {
             let mut v = VerdictConfig::default();

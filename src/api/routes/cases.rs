@@ -16,7 +16,7 @@ use crate::catalog::store::{CaseQuery, CaseSort};
 use crate::review::{self, Case, DecisionInput, Page};
 
 fn case_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::BadRequest(format!("case id must be an integer, not '{id}'")))
+    id.parse().map_err(|_| ApiError::InvalidParameter { param: "id", detail: format!("case id must be an integer, not '{id}'") })
 }
 
 /// The version an `If-Match` header names (428 without one).
@@ -64,7 +64,9 @@ pub async fn list_cases(State(state): St, query: Result<ApiQuery<CaseParams>, Ap
     let sort = match p.sort.as_deref() {
         None | Some("priority") => CaseSort::Priority,
         Some("time") => CaseSort::Time,
-        Some(other) => return Err(ApiError::BadRequest(format!("sort must be 'priority' or 'time', not '{other}'"))),
+        Some(other) => {
+            return Err(ApiError::InvalidParameter { param: "sort", detail: format!("sort must be 'priority' or 'time', not '{other}'") })
+        }
     };
     let q = CaseQuery {
         status: p.status,

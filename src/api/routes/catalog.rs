@@ -6,14 +6,24 @@ use axum::response::IntoResponse;
 use axum::Json;
 
 use super::{blocking, St};
+use crate::api::bodies::{ImageUpload, RawImage};
 use crate::api::error::ApiError;
-use crate::api::extract::{ApiPath, ImageBody, JsonBody};
+use crate::api::extract::{ApiPath, ApiQuery, ImageBody, JsonBody};
+use crate::api::pages::{ListParams, ProductList};
 use crate::api::pool::Lane;
-use crate::api::types::{AddImageOut, DeletedOut, ProductIn, ProductOut};
+use crate::api::types::{AddImageOut, DeletedOut, ImageJson, ProductIn, ProductOut};
 use crate::catalog::NewImage;
 
 fn image_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::BadRequest(format!("image id must be an integer, not '{id}'")))
+    id.parse().map_err(|_| ApiError::InvalidParameter { param: "id", detail: format!("image id must be an integer, not '{id}'") })
+}
+
+/// Lists the live products, a page at a time, in id order.
+#[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ListParams), responses((status = 200, body = ProductList)))]
+pub async fn list_products(State(state): St, query: Result<ApiQuery<ListParams>, ApiError>) -> Result<Json<ProductList>, ApiError> {
+    let q = query?.0;
+    let limit = q.limit()?;
+    blocking(move || Ok(state.catalog.products_page(q.after(), limit)?.into())).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = ProductOut)))]
@@ -26,32 +36,41 @@ pub async fn get_product(State(state): St, ApiPath(id): ApiPath<String>) -> Resu
     .map(Json)
 }
 
-/// Creates or updates a product's metadata (fields not given keep their value).
-#[utoipa::path(put, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), request_body = ProductIn, responses((status = 200, body = ProductOut)))]
+/// Creates (201) or updates (200) a product's metadata (fields not given keep their value).
+#[utoipa::path(put, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), request_body = ProductIn,
+    responses((status = 200, description = "updated", body = ProductOut), (status = 201, description = "created", body = ProductOut)))]
 pub async fn put_product(
     State(state): St,
     ApiPath(id): ApiPath<String>,
     body: Result<JsonBody<ProductIn>, ApiError>,
-) -> Result<Json<ProductOut>, ApiError> {
+) -> Result<(StatusCode, Json<ProductOut>), ApiError> {
     let product = body?.0.into_product(id.clone());
     blocking(move || {
+        let existed = state.catalog.records().product(&id)?.is_some();
         state.catalog.upsert_product(&product)?;
         let p = state.catalog.records().product(&id)?.ok_or_else(|| ApiError::Internal("product vanished".into()))?;
-        Ok(ProductOut::new(p, state.catalog.records().images_of(&id)?))
+        let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+        Ok((code, Json(ProductOut::new(p, state.catalog.records().images_of(&id)?))))
     })
     .await
-    .map(Json)
 }
 
-#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)), responses((status = 200, body = DeletedOut)))]
-pub async fn delete_product(State(state): St, ApiPath(id): ApiPath<String>) -> Result<Json<DeletedOut>, ApiError> {
-    let deleted_images = blocking(move || Ok(state.catalog.delete_product(&id)?)).await?;
-    Ok(Json(DeletedOut { deleted_images }))
+/// Deletes a product and its images (200 with how many); a product deleted
+/// before answers 204, so a retried delete succeeds; one never created, 404.
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = DeletedOut), (status = 204, description = "deleted before")))]
+pub async fn delete_product(State(state): St, ApiPath(id): ApiPath<String>) -> Result<axum::response::Response, ApiError> {
+    match blocking(move || Ok(state.catalog.delete_product(&id))).await? {
+        Ok(deleted_images) => Ok(Json(DeletedOut { deleted_images }).into_response()),
+        Err(crate::catalog::CatalogError::ProductDeleted(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Adds a photo to an existing product.
 #[utoipa::path(post, path = "/v1/products/{id}/images", tag = "catalog", params(("id" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo, in any form /v1/lookup accepts."),
+    request_body(description = "The photo, in any form /v1/lookup accepts.",
+        content((RawImage = "image/*"), (ImageUpload = "multipart/form-data"), (ImageJson = "application/json"))),
     responses((status = 201, body = AddImageOut), (status = 200, description = "already indexed", body = AddImageOut)))]
 pub async fn add_image(
     State(state): St,

@@ -9,10 +9,11 @@ use axum::extract::State;
 use axum::Json;
 
 use super::{blocking, St};
+use crate::api::bodies::{BatchUpload, ImageUpload, RawImage};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiQuery, BatchBody, ImageBody};
 use crate::api::pool::Lane;
-use crate::api::types::{BatchItem, BatchRequest, BatchResponse, LookupParams, LookupResponse, QueryInfo, Timing};
+use crate::api::types::{BatchItem, BatchRequest, BatchResponse, ImageJson, LookupParams, LookupResponse, QueryInfo, Timing};
 use crate::api::AppState;
 use crate::catalog::Filter;
 use crate::review::{ListingContext, Seen};
@@ -35,7 +36,7 @@ fn take_listing(q: &mut LookupParams) -> ListingContext {
 fn search_request(state: &AppState, q: LookupParams) -> Result<SearchRequest, ApiError> {
     let k = q.k.unwrap_or(5);
     if k == 0 || k > state.config.max_k {
-        return Err(ApiError::BadRequest(format!("k must be between 1 and {}", state.config.max_k)));
+        return Err(ApiError::InvalidParameter { param: "k", detail: format!("k must be between 1 and {}", state.config.max_k) });
     }
     let filter = Filter { brand: q.brand, label: q.label.map(Into::into), category: q.category };
     Ok(SearchRequest { k, filter, ..Default::default() })
@@ -54,7 +55,8 @@ fn explain(state: &AppState, bytes: &[u8], copy: &crate::search::CopyMatch) -> R
 /// Looks up one photo: a raw image body, multipart/form-data with a file, or
 /// application/json `{"image_base64"}` / `{"url"}`.
 #[utoipa::path(post, path = "/v1/lookup", tag = "lookup", params(LookupParams),
-    request_body(content = Vec<u8>, content_type = "image/*", description = "The photo: a raw image body, multipart/form-data with a file, or application/json {\"image_base64\"} / {\"url\"} (ImageJson)."),
+    request_body(description = "The photo: a raw image body, multipart/form-data with a file, or JSON with exactly one of image_base64 and url.",
+        content((RawImage = "image/*"), (ImageUpload = "multipart/form-data"), (ImageJson = "application/json"))),
     responses((status = 200, body = LookupResponse)))]
 pub async fn lookup(
     State(state): St,
@@ -131,7 +133,8 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, wan
 /// Up to `max_batch` photos: multipart files, or JSON `{"images": [{"image_base64"|"url": ...}, ...]}`.
 /// One result or one error per item, in order.
 #[utoipa::path(post, path = "/v1/lookup/batch", tag = "lookup", params(LookupParams),
-    request_body(content = BatchRequest, description = "Up to max_batch photos (default 32), as JSON or as multipart/form-data files."),
+    request_body(description = "Up to max_batch photos (default 32), as JSON or as multipart/form-data files.",
+        content((BatchRequest = "application/json"), (BatchUpload = "multipart/form-data"))),
     responses((status = 200, description = "one result or one error per item, in order", body = BatchResponse)))]
 pub async fn lookup_batch(
     State(state): St,

@@ -10,12 +10,16 @@ use super::{args, now, RecordStore, SqlError};
 use crate::catalog::CatalogError;
 
 /// Where an indexing job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
     Running,
+    /// Every item indexed (or already there).
     Done,
+    /// Some items indexed, some failed (see the job's errors).
+    DoneWithErrors,
+    /// Nothing indexed: the manifest did not read, or every item failed.
     Failed,
 }
 
@@ -26,6 +30,7 @@ impl JobStatus {
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",
             JobStatus::Done => "done",
+            JobStatus::DoneWithErrors => "done_with_errors",
             JobStatus::Failed => "failed",
         }
     }
@@ -34,7 +39,7 @@ impl JobStatus {
 impl std::str::FromStr for JobStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Failed]
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::DoneWithErrors, JobStatus::Failed]
             .into_iter()
             .find(|j| j.as_str() == s)
             .ok_or_else(|| format!("unknown job status '{s}'"))
@@ -61,6 +66,17 @@ pub struct JobRow {
     pub quarantined: String,
     /// The runner running or last running it.
     pub runner: Option<String>,
+}
+
+/// A job as a list shows it (counts as JSON text).
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    pub id: String,
+    pub status: JobStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub counts: String,
+    pub message: Option<String>,
 }
 
 /// How long a claimed job stays with its runner without a sign of life
@@ -161,6 +177,32 @@ impl dyn RecordStore + '_ {
         })
     }
 
+    /// Up to `limit` jobs, newest first, after the job `starting_after`
+    /// (`""`: from the newest): one page of a list, without the jobs'
+    /// manifests and errors. An unknown `starting_after` gives an empty page.
+    pub fn jobs_page(&self, starting_after: &str, limit: usize) -> Result<Vec<JobSummary>, CatalogError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, status, created_at, updated_at, counts, message FROM jobs
+                 WHERE $1 = '' OR created_at < (SELECT created_at FROM jobs WHERE id = $1)
+                    OR (created_at = (SELECT created_at FROM jobs WHERE id = $1) AND id < $1)
+                 ORDER BY created_at DESC, id DESC LIMIT $2",
+                args![starting_after, limit],
+                |r| {
+                    Ok(JobSummary {
+                        id: r.string(0)?,
+                        status: r.str(1)?.parse().map_err(SqlError::Data)?,
+                        created_at: r.string(2)?,
+                        updated_at: r.string(3)?,
+                        counts: r.string(4)?,
+                        message: r.opt_string(5)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// Removes a job no runner has claimed yet; `false` when one has (or there is no such job).
     pub fn withdraw_job(&self, id: &str) -> Result<bool, CatalogError> {
         self.write(|tx| tx.execute("DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND owner IS NULL", args![id])).map(|n| n > 0)
@@ -192,7 +234,7 @@ mod tests {
 
     #[test]
     fn job_status_round_trips_through_its_name() {
-        for j in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Failed] {
+        for j in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::DoneWithErrors, JobStatus::Failed] {
             assert_eq!(j.as_str().parse::<JobStatus>(), Ok(j));
             assert_eq!(serde_json::to_value(j).unwrap(), j.as_str());
         }

@@ -34,7 +34,7 @@ pub mod sqlite;
 pub use cases::{ppm, AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use images::{ImageOwner, Products};
-pub use jobs::{job_lease, JobRow, JobStatus};
+pub use jobs::{job_lease, JobRow, JobStatus, JobSummary};
 pub use meta::IDENTITY_KEYS;
 pub(crate) use products::product_from_row;
 pub(crate) use sql::args;

@@ -66,6 +66,19 @@ impl dyn RecordStore + '_ {
         })
     }
 
+    /// Up to `limit` live products with ids after `starting_after` (`""`: from
+    /// the first), in id order: one page of a list.
+    pub fn products_page(&self, starting_after: &str, limit: usize) -> Result<Vec<Product>, CatalogError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE NOT deleted AND product_id > $1 ORDER BY product_id LIMIT $2"),
+                args![starting_after, limit],
+                product_from_row,
+            )
+        })
+    }
+
     /// Every product (deleted ones too), with its row id.
     pub fn products(&self) -> Result<Vec<(i64, Product)>, CatalogError> {
         self.read(|tx| tx.query(&format!("SELECT {PRODUCT_COLUMNS}, id FROM products"), &[], |r| Ok((r.i64(6)?, product_from_row(r)?))))
@@ -73,12 +86,15 @@ impl dyn RecordStore + '_ {
 
     /// Marks the product and all its images deleted; returns the image ids tombstoned.
     pub fn delete_product(&self, product_id: &str) -> Result<Vec<i64>, CatalogError> {
-        let found = self.write(|tx| {
-            let Some(row) =
-                tx.query_opt("SELECT id FROM products WHERE product_id = $1 AND NOT deleted", args![product_id], |r| r.i64(0))?
+        self.write(|tx| {
+            let Some((row, deleted)) =
+                tx.query_opt("SELECT id, deleted FROM products WHERE product_id = $1", args![product_id], |r| Ok((r.i64(0)?, r.bool(1)?)))?
             else {
-                return Ok(None);
+                return Ok(Err(CatalogError::UnknownProduct(product_id.into())));
             };
+            if deleted {
+                return Ok(Err(CatalogError::ProductDeleted(product_id.into())));
+            }
             let ids = tx.query(
                 "UPDATE images SET deleted = TRUE, deleted_at = CURRENT_TIMESTAMP{touch} WHERE product = $1 AND NOT deleted RETURNING id",
                 args![row],
@@ -86,9 +102,8 @@ impl dyn RecordStore + '_ {
             )?;
             tx.execute("UPDATE products SET deleted = TRUE{touch} WHERE id = $1", args![row])?;
             meta::bump_generation(tx)?;
-            Ok(Some(ids))
-        })?;
-        found.ok_or_else(|| CatalogError::UnknownProduct(product_id.into()))
+            Ok(Ok(ids))
+        })?
     }
 
     /// Live images per product: the brand's own (listing photos a decision made references are not counted).

@@ -13,9 +13,12 @@ pub(super) struct Shares {
     /// Among counterfeit listings.
     pub(super) counterfeit_none: f64,
 }
-use crate::fit::{fit_logistic, fit_logistic_weighted, fit_relative_margin, fit_risk_thresholds, save_calibration, FitError, RiskSample};
+use crate::fit::{
+    fit_identity_thresholds, fit_logistic, fit_logistic_weighted, fit_relative_margin, fit_risk_thresholds, save_calibration, FitError,
+    RiskSample,
+};
 use crate::metrics::RankedLookup;
-use crate::search::calibration::{Calibration, VerdictThresholds};
+use crate::search::calibration::{Calibration, IdentityThresholds, VerdictThresholds};
 use crate::search::{Mapping, Presence, TopOfRanking, VerdictConfig};
 
 pub(super) fn top1(lookups: &[RankedLookup<i64>]) -> f64 {
@@ -61,6 +64,7 @@ pub(super) fn mapping_fitted_on(catalog: &Catalog, mapping: Mapping, lookups: &[
         projection: catalog.projection().map(|p| p.info.id.clone()),
         verdict: None,
         presence: None,
+        identity: None,
     }
 }
 
@@ -89,25 +93,30 @@ pub(super) fn calibrate_from(
         Some(fit_presence(&positives, &Reviewed::joined(&own_nones, &reviewed.nones, times), reviewed.none_share(shares.none)));
     // The bound counts each photo once.
     let (positives, nones) = (Reviewed::joined(own, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
-    calibration.verdict = thresholds_on(catalog, &calibration, &positives, &nones, shares);
+    fit_thresholds(catalog, &mut calibration, &positives, &nones, shares, false);
     save_calibration(catalog, &calibration, None)?;
     Ok(calibration)
 }
 
-/// The verdict thresholds for `calibration` (mapping and presence fitted),
-/// on `positives` and their `nones` with the assumed shares of uncatalogued
-/// listings; `None` unless the catalog has both labels.
-pub(super) fn thresholds_on(
+/// Fits the verdict thresholds of `calibration` (mapping and presence
+/// fitted) on `positives` and their `nones`, with the assumed shares of
+/// uncatalogued listings: the counterfeit and authentic ones unless the
+/// catalog has one label, the named-product one always; `on_views` marks
+/// them as chosen on synthetic views (only ever raising the defaults).
+pub(super) fn fit_thresholds(
     catalog: &Catalog,
-    calibration: &Calibration,
+    calibration: &mut Calibration,
     positives: &[RankedLookup<i64>],
     nones: &[RankedLookup<i64>],
     shares: &Shares,
-) -> Option<VerdictThresholds> {
+    on_views: bool,
+) {
     let mut cfg = VerdictConfig::default();
     cfg.apply(calibration);
+    let labels = catalog.product_labels();
     let sample = RiskSample { positives, nones, authentic_none_share: shares.none, counterfeit_none_share: shares.counterfeit_none };
-    fit_risk_thresholds(&sample, &catalog.product_labels(), &cfg)
+    calibration.verdict = fit_risk_thresholds(&sample, &labels, &cfg).map(|t| VerdictThresholds { on_views, ..t });
+    calibration.identity = fit_identity_thresholds(positives, nones, &labels, &cfg).map(|t| IdentityThresholds { on_views, ..t });
 }
 
 /// The presence model (`p_no_match`): a weighted logistic of [`features`],

@@ -78,7 +78,7 @@ mod reviewed;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use fitted::{calibrate_from, fit_presence, mapping_fitted_on, relative_margin_mapping, thresholds_on, top1, without_truth, Shares};
+use fitted::{calibrate_from, fit_presence, fit_thresholds, mapping_fitted_on, relative_margin_mapping, top1, without_truth, Shares};
 use halves::{held_out_lookups, members};
 pub use reviewed::REVIEWS_TO_LEAD;
 use reviewed::{reviewed_lookups, Reviewed};
@@ -89,7 +89,7 @@ use super::{save_calibration, FitError};
 use crate::catalog::{Catalog, FitOptions};
 use crate::embed::Embedder;
 use crate::metrics::RankedLookup;
-use crate::search::calibration::{Calibration, VerdictThresholds};
+use crate::search::calibration::Calibration;
 
 /// Settings of [`self_calibrate`] and [`fit_index`].
 #[derive(Debug, Clone)]
@@ -383,8 +383,7 @@ fn from_views(
     calibration.presence =
         Some(fit_presence(&lookups, &Reviewed::joined(&own_nones, &reviewed.nones, times), reviewed.none_share(opts.prior_none)));
     let (positives, nones) = (Reviewed::joined(&views, &reviewed.positives, 1), Reviewed::joined(&own_nones, &reviewed.nones, 1));
-    calibration.verdict =
-        thresholds_on(catalog, &calibration, &positives, &nones, &opts.shares()).map(|t| VerdictThresholds { on_views: true, ..t });
+    fit_thresholds(catalog, &mut calibration, &positives, &nones, &opts.shares(), true);
     if let (Some(_), Some(said)) = (&calibration.verdict, calibration.queries.first_mut()) {
         said.push_str("; verdict thresholds from them only where stricter than the defaults");
     }

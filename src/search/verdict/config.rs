@@ -58,6 +58,13 @@ pub struct VerdictConfig {
     pub max_missed_counterfeit: f32,
     /// `p_authentic` needed for `likely_authentic` (at least this; raised by the fit).
     pub authentic_threshold: f32,
+    /// The rate of photos of products the catalog does not hold the operator
+    /// accepts being called `likely_authentic` (the named-product threshold is fitted to it).
+    pub max_false_authentication: f32,
+    /// The top product's own probability (its `confidence`) needed for
+    /// `likely_authentic`: positive evidence that the photo shows *that*
+    /// product (at least this; raised by the fit).
+    pub identity_threshold: f32,
     /// Lowest probability the model gives anything (and `1 − floor` the highest).
     pub floor: f32,
     /// A fitted calibration of the top product; when absent, the logistic default above is used.
@@ -88,6 +95,8 @@ impl Default for VerdictConfig {
             counterfeit_threshold: 0.95,
             max_missed_counterfeit: 0.1,
             authentic_threshold: 0.5,
+            max_false_authentication: 0.01,
+            identity_threshold: 0.5,
             floor: 0.01,
             calibration: None,
             presence: None,

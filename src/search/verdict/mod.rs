@@ -38,7 +38,12 @@
 //! `likely_authentic` when `p_authentic` reaches the authentic threshold and
 //! beats `p_counterfeit` (on a catalog with both labels that threshold is
 //! fitted so that counterfeits called `likely_authentic` stay under
-//! `max_missed_counterfeit`); `uncertain` otherwise.
+//! `max_missed_counterfeit`) *and* the top product is authentic with its own
+//! confidence at the named-product threshold (fitted so that photos of
+//! products the catalog does not hold called `likely_authentic` stay under
+//! `max_false_authentication`: in a catalog with one label, "no counterfeit"
+//! alone would call every photo that is not `no_match` authentic);
+//! `uncertain` otherwise.
 
 mod config;
 
@@ -158,6 +163,14 @@ fn needed(threshold: f32) -> String {
     }
 }
 
+/// Positive evidence for the product `likely_authentic` would name: it is
+/// the top candidate, authentic, and the photo shows *it* (its own
+/// confidence, not the authentic products' summed mass) with the probability
+/// fitted to keep photos of uncatalogued products from being called authentic.
+fn names_the_product(best: &Candidate<'_>, p: &Probabilities, cfg: &VerdictConfig) -> bool {
+    best.label == Label::Authentic && p.confidences.first().is_some_and(|c| *c >= cfg.identity_threshold)
+}
+
 fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) -> Verdict {
     let Some(best) = candidates.first() else {
         return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
@@ -179,7 +192,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
                 p.p_no_match, best.product_id, best.similarity
             ),
         )
-    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
+    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit && names_the_product(best, p, cfg) {
         (
             VerdictKind::LikelyAuthentic,
             cfg.thresholds.why(
@@ -188,6 +201,18 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
                 cfg.authentic_threshold,
                 cfg.max_missed_counterfeit,
                 "counterfeits passed as authentic",
+            ),
+        )
+    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
+        (
+            VerdictKind::Uncertain,
+            format!(
+                "looks authentic (p_authentic {:.2}) but not surely {}: its own confidence {:.2} is under the {} needed to keep photos of uncatalogued products called authentic under {:.0}%",
+                p.p_authentic,
+                best.product_id,
+                p.confidences.first().copied().unwrap_or(0.0),
+                needed(cfg.identity_threshold),
+                cfg.max_false_authentication * 100.0
             ),
         )
     } else {
@@ -315,6 +340,31 @@ mod tests {
         assert!(bounded.confidences[1] <= cfg.confidence(0.69) + 1e-6, "{bounded:?}");
         assert!(fitted.confidences[1] > bounded.confidences[1], "{fitted:?}");
         assert!((fitted.confidences[1] - fitted.confidences[0]).abs() < 1e-6, "{fitted:?}");
+    }
+
+    /// #29: in a catalog with one label, "no counterfeit" is no evidence. A
+    /// photo whose mass is spread over several authentic products (`p_authentic`
+    /// high, none of them likely) is not called authentic; the named product
+    /// must itself reach the named-product threshold, and be authentic.
+    #[test]
+    fn likely_authentic_needs_the_named_product_itself_not_only_no_counterfeit() {
+        let cfg = VerdictConfig { presence: Some(presence()), identity_threshold: 0.6, ..Default::default() };
+        let spread = [c("a", Label::Authentic, 0.80), c("b", Label::Authentic, 0.795), c("d", Label::Authentic, 0.79)];
+        let a = assess(&spread, &cfg);
+        assert!(a.probabilities.p_authentic > 0.9 && a.probabilities.confidences[0] < 0.6, "{a:?}");
+        assert_eq!(a.verdict.verdict, VerdictKind::Uncertain, "{a:?}");
+        assert!(a.verdict.reason.contains("not surely a: its own confidence"), "{}", a.verdict.reason);
+        // The same photo clearly of one product: authentic.
+        let clear = [c("a", Label::Authentic, 0.95), c("b", Label::Authentic, 0.6)];
+        assert_eq!(verdict(&clear, &cfg), VerdictKind::LikelyAuthentic);
+        // A threshold no confidence reaches (a fit that could not show the rate): never authentic.
+        assert_eq!(verdict(&clear, &VerdictConfig { identity_threshold: 1.01, ..cfg.clone() }), VerdictKind::Uncertain);
+        // A counterfeit ranked first is never named authentic, however much authentic mass follows it.
+        let low = VerdictConfig { counterfeit_threshold: 0.99, identity_threshold: 0.0, ..cfg };
+        let behind = [c("f", Label::Counterfeit, 0.80), c("a", Label::Authentic, 0.799), c("b", Label::Authentic, 0.798)];
+        let p = assess(&behind, &low);
+        assert!(p.probabilities.p_authentic > p.probabilities.p_counterfeit, "{p:?}");
+        assert_eq!(p.verdict.verdict, VerdictKind::Uncertain, "{p:?}");
     }
 
     #[test]
