@@ -5,10 +5,15 @@
 # THREADS single-threaded sessions in parallel (its bulk default); Python runs one
 # session with THREADS intra-op threads, as onnxruntime users do by default.
 #
-#   ./scripts/bench_embed.sh [N_IMAGES=400] [THREADS=2]
+# Both sides run MODEL (default efficientnet-lite0; pinned, not the service's
+# default, which is sscd-lite0 once SSCD is installed and which the Python
+# baseline does not run); the table names it, and the run stops if knockoff
+# reports another model.
+#
+#   [MODEL=efficientnet-lite0] ./scripts/bench_embed.sh [N_IMAGES=400] [THREADS=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-400}; THREADS=${2:-2}
+N=${1:-400}; THREADS=${2:-2}; MODEL=${MODEL:-efficientnet-lite0}
 DATA=../shared/data/grocery
 [ -d "$DATA" ] || { echo "bench_embed.sh needs ../shared/data/grocery" >&2; exit 1; }
 ./scripts/setup.sh >/dev/null
@@ -19,14 +24,17 @@ OUT=$(mktemp -d)
 # Three interleaved rounds; the table reports each configuration's median round.
 for round in 1 2 3; do
   for b in 1 16; do
-    ./target/release/knockoff bench-embed --threads 1 --sessions "$THREADS" --batch $b --workers 1 "${FILES[@]}" > "$OUT/rust-$b-$round.json"
-    .venv/bin/python scripts/reference_embed.py --bench --threads "$THREADS" --batch $b models/efficientnet-lite0 "${FILES[@]}" > "$OUT/py-$b-$round.json"
+    ./target/release/knockoff bench-embed --model "$MODEL" --threads 1 --sessions "$THREADS" --batch $b --workers 1 "${FILES[@]}" > "$OUT/rust-$b-$round.json"
+    .venv/bin/python scripts/reference_embed.py --bench --threads "$THREADS" --batch $b "models/$MODEL" "${FILES[@]}" > "$OUT/py-$b-$round.json"
   done
 done
-python3 - "$OUT" "$THREADS" <<'PYEOF'
+python3 - "$OUT" "$THREADS" "$MODEL" <<'PYEOF'
 import json, os, sys
-out, threads = sys.argv[1], int(sys.argv[2])
-chk = json.load(open("models/efficientnet-lite0/export-check.json"))
+out, threads, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ran = {json.load(open(f"{out}/rust-{b}-{k}.json")).get("model") for b in (1, 16) for k in (1, 2, 3)}
+if ran != {model}:
+    sys.exit(f"bench_embed.sh: knockoff ran {sorted(map(str, ran))}, not {model}: the ratios would compare different models")
+chk = json.load(open(f"models/{model}/export-check.json"))
 gflop = chk.get("gflop_per_image", 0.768)
 ghz = 0.0
 for line in open("/proc/cpuinfo"):
@@ -35,7 +43,7 @@ for line in open("/proc/cpuinfo"):
 flags = open("/proc/cpuinfo").read()
 per_cycle = 32  # fp32 FLOP/cycle/core: 2 x 256-bit FMA units (AVX2 / Zen 4 AVX-512)
 peak = threads * ghz * per_cycle
-print(f"model efficientnet-lite0 ({gflop} GFLOP/image), {threads} threads, peak estimate {peak:.0f} GFLOP/s ({threads} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle)")
+print(f"model {model} on both sides ({gflop} GFLOP/image), {threads} threads, peak estimate {peak:.0f} GFLOP/s ({threads} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle)")
 print("| batch | knockoff img/s (pipelined) | knockoff img/s (sequential, 1 thread) | Python baseline img/s | ratio (pipelined / Python) | knockoff preprocess share | Python preprocess share | knockoff GFLOP/s (% of peak) |")
 print("|---|---|---|---|---|---|---|---|")
 for b in (1, 16):

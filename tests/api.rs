@@ -1196,8 +1196,10 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
     let stop = std::sync::atomic::AtomicBool::new(false);
     let answered = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
+        // Should the main thread fail, the lookups stop with it (the scope waits for them).
+        let _stop_on_failure = StopOnDrop(&stop);
         scope.spawn(|| {
-            // Stops when told, or by itself should the main thread fail first.
+            // Stops when told, or by itself should the main thread hang.
             let give_up = Instant::now() + Duration::from_secs(1500);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < give_up {
                 let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
@@ -1246,6 +1248,15 @@ fn the_service_refits_its_calibration_as_the_catalog_grows_without_failing_a_loo
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup")), Some(("image/jpeg", &jpeg("rocket"))));
     assert_eq!(st, 200);
     assert!(j["p_no_match"].as_f64().is_some(), "{j}");
+}
+
+/// Sets its flag when dropped: on a panic too.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The value of a counter or gauge in the server's `/metrics`.

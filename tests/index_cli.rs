@@ -174,8 +174,11 @@ fn bad_rows_and_images_are_reported_never_abort_and_deletes_work() {
     assert_eq!((s["tombstones"].as_i64(), s["graph_points"].as_i64()), (Some(0), Some(15)));
     let r = search_json(&idx, &q);
     assert!(r["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "prod-002"));
+    // Deleting it again succeeds with nothing to do (a retried delete); a product never indexed fails.
     let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-002"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown product"));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("deleted already"), "{out:?}");
+    let out = knockoff(&["delete", "--index", idx.to_str().unwrap(), "--product", "prod-never"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown product"), "{out:?}");
     // A folder source: one sub-folder per product.
     let folder = work.path().join("folder");
     for p in ["shoe-a", "shoe-b"] {

@@ -327,8 +327,12 @@ pub fn restore(g: &Global, a: &RestoreArgs) -> anyhow::Result<i32> {
 pub fn delete(g: &Global, a: &DeleteArgs) -> anyhow::Result<i32> {
     let opened = open(g, &a.index.spec())?;
     if let Some(p) = &a.product {
-        let n = opened.catalog.delete_product(p)?;
-        eprintln!("deleted product {p} ({n} images)");
+        // Deleted before (a retried delete): nothing to do, and no failure.
+        match opened.catalog.delete_product(p) {
+            Ok(n) => eprintln!("deleted product {p} ({n} images)"),
+            Err(crate::catalog::CatalogError::ProductDeleted(_)) => eprintln!("product {p} was deleted already: nothing to do"),
+            Err(e) => return Err(e.into()),
+        }
     } else if let Some(id) = a.image {
         opened.catalog.delete_image(id)?;
         eprintln!("deleted image {id}");
