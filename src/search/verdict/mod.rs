@@ -179,6 +179,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
     let f = |c: Option<&Candidate<'_>>| c.map_or_else(|| "none".into(), |c| format!("{} at {:.2}", c.product_id, c.similarity));
     let evidence =
         format!("nearest counterfeit reference {}, nearest authentic {}", f(nearest(Label::Counterfeit)), f(nearest(Label::Authentic)));
+    let authentic_enough = p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit;
     let (verdict, why) = if p.p_counterfeit >= cfg.counterfeit_threshold {
         (
             VerdictKind::LikelyCounterfeit,
@@ -192,7 +193,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
                 p.p_no_match, best.product_id, best.similarity
             ),
         )
-    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit && names_the_product(best, p, cfg) {
+    } else if authentic_enough && names_the_product(best, p, cfg) {
         (
             VerdictKind::LikelyAuthentic,
             cfg.thresholds.why(
@@ -203,7 +204,7 @@ fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) 
                 "counterfeits passed as authentic",
             ),
         )
-    } else if p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit {
+    } else if authentic_enough && best.label == Label::Authentic {
         (
             VerdictKind::Uncertain,
             format!(
