@@ -22,7 +22,7 @@ fn two_replicas_share_writes_deletes_and_jobs_and_survive_a_kill() {
 
     // Added through A, found through B (replicas sync every 200 ms; the wait only catches a change that never arrives).
     let body = br#"{"label": "authentic", "brand": "Acme", "name": "Coffee"}"#;
-    assert_eq!(send(ureq::put(&at(&a, "/v1/products/coffee-cup")), Some(("application/json", body))).0, 200);
+    assert_eq!(send(ureq::put(&at(&a, "/v1/products/coffee-cup")), Some(("application/json", body))).0, 201, "created");
     let (st, _, j) = send(ureq::post(&at(&a, "/v1/products/coffee-cup/images")), Some(("image/jpeg", &photo("coffee"))));
     assert_eq!(st, 201, "{j}");
     assert_eq!(top(&a, &photo("coffee")).as_deref(), Some("coffee-cup"), "the writer reads its own write");
@@ -32,6 +32,7 @@ fn two_replicas_share_writes_deletes_and_jobs_and_survive_a_kill() {
     // Deleted through B, gone from A.
     assert_eq!(send(ureq::delete(&at(bref, "/v1/products/coffee-cup")), None).0, 200);
     until("A drops the deleted product", || top(&a, &photo("coffee")).as_deref() != Some("coffee-cup"));
+    assert_eq!(send(ureq::delete(&at(&a, "/v1/products/coffee-cup")), None).0, 204, "a retried delete, through the other replica");
 
     // A job submitted to A runs on exactly one replica; killing that one
     // mid-job leaves it to the other, which finishes it: every image once.
@@ -122,7 +123,7 @@ fn a_lost_engine_is_a_503_with_retry_after_and_the_replica_recovers_by_itself() 
     ];
     let r = replica(&env);
     let body = br#"{"label": "counterfeit"}"#;
-    assert_eq!(send(ureq::put(&at(&r, "/v1/products/rocket-toy")), Some(("application/json", body))).0, 200);
+    assert_eq!(send(ureq::put(&at(&r, "/v1/products/rocket-toy")), Some(("application/json", body))).0, 201, "created");
     assert_eq!(send(ureq::post(&at(&r, "/v1/products/rocket-toy/images")), Some(("image/jpeg", &photo("rocket")))).0, 201);
     assert_eq!(send(ureq::get(&at(&r, "/readyz")), None).0, 200);
 
