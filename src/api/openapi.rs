@@ -5,7 +5,7 @@
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::routes::{cases, catalog, jobs, lookup, ops};
+use super::routes::{cases, catalog, jobs, lookup, ops, webhooks};
 use super::types::{
     AddImageOut, BatchRequest, BatchResponse, DeletedOut, ImageJson, JobAccepted, JobView, LookupResponse, Problem, ProductIn, ProductOut,
     Ready, StatsOut,
@@ -65,6 +65,8 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/cases/{id}/photo", ADMIN),
     ("post", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 413, 422, 428]),
     ("delete", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 428]),
+    ("get", "/v1/webhooks", &[401, 403]),
+    ("post", "/v1/webhooks/{name}/enable", ADMIN),
 ];
 
 /// The `OpenAPI` document, generated from the handlers' annotations and the request/response types.
@@ -76,12 +78,13 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         lookup::lookup, lookup::lookup_batch,
         catalog::list_products, catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
         jobs::submit_job, jobs::list_jobs, jobs::get_job,
-        ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::decide, cases::undo
+        ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::decide, cases::undo,
+        webhooks::list_webhooks, webhooks::enable_webhook
     ),
     components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,
-        review::Case, review::Page, review::DecisionInput, review::Decision, DecisionRow, AuditRow)),
+        review::Case, review::Page, review::DecisionInput, review::Decision, DecisionRow, AuditRow, crate::webhooks::TargetView)),
     modifiers(&BearerAuth, &Problems),
-    tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "review"), (name = "operations"))
+    tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "review"), (name = "webhooks"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use super::auth::{self, Role};
 use super::error::ApiError;
-use super::routes::{cases, catalog, jobs, lookup, ops, St};
+use super::routes::{cases, catalog, jobs, lookup, ops, webhooks, St};
 use super::state::AppState;
 
 /// Every route, grouped by the role it needs: the group's layer checks the
@@ -48,6 +48,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/index", post(jobs::submit_job))
         .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/webhooks", get(webhooks::list_webhooks))
+        .route("/v1/webhooks/{name}/enable", post(webhooks::enable_webhook))
         .route_layer(from_fn_with_state(state.clone(), require_admin));
     open.merge(read)
         .merge(analyst)

@@ -1,5 +1,5 @@
 //! Serving: the router on a listener until SIGINT/SIGTERM, with the
-//! background refit and the review upkeep beside it; then in-flight requests finish and the
+//! background refit and the hourly upkeep (review cases, webhook events) beside it; then in-flight requests finish and the
 //! index is persisted. Connections are bounded: a client must send a
 //! request's headers within [`HEADER_READ_TIMEOUT`], and at most
 //! [`max_connections`] are open at once (the rest wait in the listen queue),
@@ -37,9 +37,14 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         loop {
             tick.tick().await;
             let st = upkeep_state.clone();
-            let done = tokio::task::spawn_blocking(move || crate::review::upkeep(&st.catalog, st.config.cases)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                let review = crate::review::upkeep(&st.catalog, st.config.cases).map_err(|e| format!("review upkeep: {e}"));
+                let events = crate::webhooks::upkeep(&st.catalog).map_err(|e| format!("webhook upkeep: {e}"));
+                review.and(events)
+            })
+            .await;
             if let Ok(Err(e)) = done {
-                tracing::warn!("review upkeep: {e}");
+                tracing::warn!("{e}");
             }
         }
     });

@@ -30,6 +30,12 @@
 //! keep_photos_days = 90
 //! # One `name:role:secret` a line, re-read on SIGHUP (keep it readable by the service alone):
 //! # api_keys_file = "/etc/knockoff/keys"
+//! # Signed webhooks (docs/webhooks.md); the secret is a Standard Webhooks whsec_ key:
+//! # [[webhooks]]
+//! # url = "https://hooks.example.com/knockoff"
+//! # secret = "whsec_..."
+//! # events = ["case.created", "case.decided", "job.finished", "catalog.refitted"]
+//! # min_p_counterfeit = 0.5
 //! [[api_keys]]
 //! name = "shop"
 //! role = "read"
@@ -58,6 +64,8 @@ pub enum ConfigError {
     Keys(#[from] KeyError),
     #[error("refusing to listen on {0} without API keys: set KNOCKOFF_API_KEYS=name:role:secret,... or bind to 127.0.0.1")]
     PublicWithoutKeys(SocketAddr),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhooks::WebhookError),
     #[error("config [verdict] {key} = {value}: a rate or share must lie strictly between 0 and 1")]
     Rate { key: &'static str, value: f32 },
 }
@@ -89,6 +97,9 @@ pub struct ConfigFile {
     pub api_keys_file: Option<PathBuf>,
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
+    /// Where events are sent, signed ([`crate::webhooks`]).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,16 +164,19 @@ impl Settings {
             check_rates(v)?;
         }
         let d = ServiceConfig::default();
+        let allow_private_urls = o.allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls);
+        let webhooks = crate::webhooks::targets(&file.webhooks, allow_private_urls)?;
         let config = ServiceConfig {
             max_body_bytes: o.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
             queue_depth: o.queue_depth.or(file.queue_depth).unwrap_or(d.queue_depth),
             max_batch: o.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
             request_timeout: o.request_timeout_ms.or(file.request_timeout_ms).map_or(d.request_timeout, Duration::from_millis),
-            allow_private_urls: o.allow_private_urls.or(file.allow_private_urls).unwrap_or(d.allow_private_urls),
+            allow_private_urls,
             verdict: file.verdict,
             refit_interval: file.refit_interval_ms.map_or(d.refit_interval, Duration::from_millis),
             copy_detection: file.copy_detection.unwrap_or(d.copy_detection),
             cases: file.cases.unwrap_or_default(),
+            webhooks,
             ..d
         };
         Ok(Settings {
@@ -244,6 +258,8 @@ pub struct ServiceConfig {
     pub copy_detection: bool,
     /// Which lookups become review cases, how long their photos are kept.
     pub cases: CasesConfig,
+    /// Where events are sent, signed.
+    pub webhooks: Vec<crate::webhooks::Target>,
 }
 
 impl Default for ServiceConfig {
@@ -260,6 +276,7 @@ impl Default for ServiceConfig {
             refit_interval: Duration::from_secs(30),
             copy_detection: true,
             cases: CasesConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The service's state, built once by [`start`]: the catalog, the model
 //! and its inference pool, the keys, the limits, the verdict settings (and
-//! their refit), the metrics and the job queue.
+//! their refit), the metrics, the job queue and the webhook senders.
 
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub struct AppState {
     pub refit: Refitter,
     pub metrics: Metrics,
     pub jobs: JobQueue,
+    /// The webhook senders (stopped when the state is dropped).
+    pub webhooks: crate::webhooks::Dispatcher,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             jobs,
             items,
             refits: [("started", r.started), ("finished", r.finished), ("loaded", r.loaded)],
+            webhooks: crate::webhooks::totals(),
             calibration_age: fitted.map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64()),
         }
     }
@@ -108,6 +111,8 @@ pub fn start(
     let job_settings = JobSettings { fetch, inference_threads: config.inference_threads };
     let (jobs, resumed) = JobQueue::start(catalog.clone(), embedder.clone(), job_settings)?;
     let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
+    let send = crate::webhooks::SendOptions { allow_private: config.allow_private_urls, ..Default::default() };
+    let webhooks = crate::webhooks::Dispatcher::start(&catalog, &config.webhooks, &send);
     let state = AppState {
         catalog,
         embedder,
@@ -118,6 +123,7 @@ pub fn start(
         refit,
         metrics: Metrics::default(),
         jobs,
+        webhooks,
     };
     state.metrics.build(state.embedder.name());
     Ok((Arc::new(state), resumed))

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::priority::{age_until, lower_priority};
+use crate::catalog::store::{EventKind, NewEvent};
 use crate::catalog::{Catalog, Label};
 use crate::embed::Embedder;
 use crate::search::calibration::{verdict_config_described, CalibrationInfo};
@@ -118,6 +119,9 @@ impl Refitter {
         fresh.fitted_at_images = if outcome == Some(false) && before >= 0 { before } else { now };
         // The labels as they were when the fit began: a relabelling during it is seen next time.
         fresh.fitted_at_labels = labels;
+        if outcome == Some(true) {
+            announce(catalog, now, fresh.info.as_ref());
+        }
         self.swap(fresh);
         self.refitting.store(false, Ordering::SeqCst);
         self.finished.fetch_add(1, Ordering::SeqCst);
@@ -151,6 +155,21 @@ impl Refitter {
             }
             None => Ran::Here(None),
         }
+    }
+}
+
+/// Records a `catalog.refitted` event (for webhooks) for a fit that ran here.
+fn announce(catalog: &Catalog, images: i64, info: Option<&CalibrationInfo>) {
+    let data = serde_json::json!({
+        "images": images,
+        "fitted_at": info.map(|i| i.fitted_at.as_str()),
+        "fitted_on": info.map(|i| i.fitted_on.as_str()),
+        "thresholds": info.map(|i| &i.thresholds),
+        "stats_url": "/v1/stats",
+    });
+    let event = NewEvent { kind: EventKind::CatalogRefitted, subject: Some("catalog".into()), risk: None, data };
+    if let Err(e) = catalog.records().emit_event(&event) {
+        tracing::warn!("refit: cannot record its event: {e}");
     }
 }
 

@@ -114,6 +114,37 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// Why a URL's host may not be connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrError {
+    /// Not now (no address, DNS failed): worth trying again.
+    Unresolved(String),
+    /// Never: the URL has no host, or its host resolves to a non-public
+    /// address and private targets are not allowed.
+    Refused(String),
+}
+
+/// The addresses to connect to for `url`, each checked by [`non_public`]
+/// unless `allow_private`: the caller connects to these and resolves no
+/// more (a second lookup could rebind to a private address).
+pub fn allowed_addrs(url: &url::Url, allow_private: bool) -> Result<Vec<SocketAddr>, AddrError> {
+    let host = url.host_str().ok_or_else(|| AddrError::Refused("URL has no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port)
+        .to_socket_addrs()
+        .map_err(|e| AddrError::Unresolved(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(AddrError::Unresolved(format!("{host} has no address")));
+    }
+    if !allow_private {
+        if let Some((a, why)) = addrs.iter().find_map(|a| non_public(a.ip()).map(|w| (a, w))) {
+            return Err(AddrError::Refused(format!("refused: {host} resolves to {} ({why}); private targets are not allowed", a.ip())));
+        }
+    }
+    Ok(addrs)
+}
+
 pub fn fetch(source: &str, opts: &FetchOptions) -> Result<Vec<u8>, IngestError> {
     let err = |detail: String| IngestError::Fetch { source_name: source.to_string(), detail };
     if !is_url(source) {
@@ -164,20 +195,11 @@ fn fetch_once(source: &str, opts: &FetchOptions, deadline: Instant) -> Result<Ve
         if !matches!(current.scheme(), "http" | "https") {
             return Err(Failure::Final(format!("unsupported URL scheme '{}'", current.scheme())));
         }
-        let host = current.host_str().ok_or_else(|| Failure::Final("URL has no host".into()))?.to_string();
-        let port = current.port_or_known_default().unwrap_or(80);
-        let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Retry(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Failure::Retry(format!("{host} has no address")));
-        }
-        if !opts.allow_private {
-            if let Some((a, why)) = addrs.iter().find_map(|a| non_public(a.ip()).map(|w| (a, w))) {
-                return Err(Failure::Final(format!("refused: {host} resolves to {} ({why}); private targets are not allowed", a.ip())));
-            }
-        }
+        let addrs = match allowed_addrs(&current, opts.allow_private) {
+            Ok(addrs) => addrs,
+            Err(AddrError::Refused(d)) => return Err(Failure::Final(d)),
+            Err(AddrError::Unresolved(d)) => return Err(Failure::Retry(d)),
+        };
         let pinned = addrs.clone();
         let agent =
             ureq::AgentBuilder::new().timeout_connect(left).timeout(left).redirects(0).resolver(move |_: &str| Ok(pinned.clone())).build();

@@ -193,11 +193,9 @@ impl JobQueue {
 }
 
 fn new_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let seed = format!("{t}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    format!("job-{}", &crate::util::sha256_hex(seed.as_bytes())[..16])
+    // Job ids keep their historical shape, `job-<16 hex>`.
+    let id = crate::util::new_id("job");
+    format!("job-{}", &id[4..20])
 }
 
 /// The items and row errors of a stored job; items that crashed the process

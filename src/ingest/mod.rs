@@ -12,7 +12,7 @@ mod queries;
 mod source;
 
 pub use error::IngestError;
-pub use fetch::{fetch, FetchOptions};
+pub use fetch::{allowed_addrs, fetch, AddrError, FetchOptions};
 pub use queries::{read_queries, Query};
 pub use source::{is_url, parse_manifest, read_source, ManifestFormat, SourceDefaults, SourceItem};
 

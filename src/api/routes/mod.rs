@@ -1,4 +1,4 @@
-//! The handlers, split by area: [`lookup`], [`catalog`], [`jobs`], [`cases`] (review), [`ops`]
+//! The handlers, split by area: [`lookup`], [`catalog`], [`jobs`], [`cases`] (review), [`webhooks`], [`ops`]
 //! (page, health, metrics, stats); the router that serves them is
 //! [`super::router`].
 
@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod jobs;
 pub mod lookup;
 pub mod ops;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -2,10 +2,11 @@
 //! once however many cases show it), its embedding, the answer it got and
 //! the catalog and calibration it was answered with; an analyst's decision
 //! on it, versioned so that two analysts cannot overwrite each other; and
-//! an audit trail of every decision and undo. The review use case that
+//! an audit trail of every decision and undo. Creating and deciding a case
+//! records its event (`case.created`, `case.decided`) in the same transaction. The review use case that
 //! reads and writes these is [`crate::review`].
 
-use super::{args, now, RecordStore, Row, SqlError, Tx};
+use super::{args, now, ppm, EventKind, NewEvent, RecordStore, Row, SqlError, Tx};
 use crate::catalog::types::LISTING_SQL;
 use crate::catalog::CatalogError;
 
@@ -146,12 +147,6 @@ pub enum Versioned {
     Missing,
 }
 
-/// A probability in millionths, as cases store it (both engines compare integers the same way).
-#[must_use]
-pub fn ppm(p: f32) -> i64 {
-    (f64::from(p.clamp(0.0, 1.0)) * 1e6).round() as i64
-}
-
 const CASE_COLUMNS: &str = "c.id, c.created_at, c.photo, c.model, c.context, c.answer, c.verdict, c.p_counterfeit, c.priority, c.brand,
     c.top_product, c.seller_id, c.catalog_generation, c.calibration, c.status, c.decision, c.decision_product, c.decision_note,
     c.decided_by, c.decided_at, c.reference_image, c.version";
@@ -229,6 +224,11 @@ fn list_clause(q: &CaseQuery) -> (String, Vec<Owned>) {
     (clause, vals)
 }
 
+/// Stored JSON text as a value (`null` if it does not parse).
+fn json_or_null(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 /// A statement argument owned by the caller's frame.
 enum Owned {
     Text(String),
@@ -247,7 +247,7 @@ impl dyn RecordStore + '_ {
                  ON CONFLICT (sha256) DO UPDATE SET bytes = COALESCE(case_photos.bytes, excluded.bytes), stored_ms = excluded.stored_ms",
                 args![c.sha256, c.photo],
             )?;
-            tx.query_one(
+            let id = tx.query_one(
                 "INSERT INTO cases(created_at, photo, embedding, model, context, answer, verdict, p_counterfeit, priority, brand,
                                    top_product, seller_id, catalog_generation, calibration)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
@@ -268,7 +268,19 @@ impl dyn RecordStore + '_ {
                     c.calibration
                 ],
                 |r| r.i64(0),
-            )
+            )?;
+            let data = serde_json::json!({
+                "case_id": id,
+                "url": format!("/v1/cases/{id}"),
+                "verdict": c.verdict,
+                "p_counterfeit": c.p_counterfeit,
+                "brand": c.brand,
+                "product_id": c.top_product,
+                "listing": json_or_null(c.context),
+            });
+            let subject = Some(format!("case:{id}"));
+            super::events::emit(tx, &NewEvent { kind: EventKind::CaseCreated, subject, risk: Some(c.p_counterfeit), data })?;
+            Ok(id)
         })
     }
 
@@ -352,6 +364,17 @@ impl dyn RecordStore + '_ {
                 "INSERT INTO case_audit(case_id, at, actor, action, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
                 args![w.case, &ts, w.actor, action, &before_json, &after_json],
             )?;
+            let data = serde_json::json!({
+                "case_id": w.case,
+                "url": format!("/v1/cases/{}", w.case),
+                "status": status,
+                "decision": d,
+                "version": before.version + 1,
+                "verdict": before.verdict,
+                "listing": json_or_null(&before.context),
+            });
+            let subject = Some(format!("case:{}", w.case));
+            super::events::emit(tx, &NewEvent { kind: EventKind::CaseDecided, subject, risk: None, data })?;
             Ok(Versioned::Written(before.version + 1))
         })
     }

@@ -185,6 +185,40 @@ const WHOLE_TABLES: &[WholeTable] = &[
             ("after", Kind::Text),
         ],
     ),
+    (
+        "events",
+        "id",
+        &[
+            ("id", Kind::Int),
+            ("event_id", Kind::Text),
+            ("type", Kind::Text),
+            ("subject", Kind::Text),
+            ("risk", Kind::Int),
+            ("body", Kind::Text),
+            ("created_ms", Kind::Int),
+        ],
+    ),
+    (
+        "webhook_targets",
+        "name",
+        &[("name", Kind::Text), ("cursor", Kind::Int), ("disabled_at", Kind::Text), ("disabled_reason", Kind::Text)],
+    ),
+    (
+        "webhook_deliveries",
+        "id",
+        &[
+            ("id", Kind::Int),
+            ("event", Kind::Int),
+            ("target", Kind::Text),
+            ("subject", Kind::Text),
+            ("status", Kind::Text),
+            ("attempts", Kind::Int),
+            ("next_ms", Kind::Int),
+            ("lease_ms", Kind::Int),
+            ("last_error", Kind::Text),
+            ("delivered_ms", Kind::Int),
+        ],
+    ),
 ];
 
 /// One stored value, owned.
@@ -265,7 +299,7 @@ pub fn whole_rows_in(tx: &mut dyn Tx, t: usize, previous: Option<&TableRows>, li
 impl dyn RecordStore + '_ {
     /// Writes rows of a table copied whole, keys kept, in one transaction (rows already there are kept).
     pub fn import_whole(&self, rows: &TableRows) -> Result<(), CatalogError> {
-        let (table, _, columns) = WHOLE_TABLES[rows.table];
+        let (table, key, columns) = WHOLE_TABLES[rows.table];
         let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
         let sql = format!(
             "INSERT INTO {table}({}) VALUES ({}) ON CONFLICT DO NOTHING",
@@ -277,7 +311,7 @@ impl dyn RecordStore + '_ {
                 let args: Vec<super::Arg<'_>> = row.iter().map(Value::arg).collect();
                 tx.execute(&sql, &args)?;
             }
-            if tx.dialect() == Dialect::Postgres && table != "case_photos" {
+            if tx.dialect() == Dialect::Postgres && key == "id" {
                 tx.batch(&format!("SELECT setval('{table}_id_seq', GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1));"))?;
             }
             Ok(())

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{args, now, RecordStore, SqlError};
+use super::{args, now, EventKind, NewEvent, RecordStore, SqlError};
 use crate::catalog::CatalogError;
 
 /// Where an indexing job stands.
@@ -33,6 +33,18 @@ impl JobStatus {
             JobStatus::DoneWithErrors => "done_with_errors",
             JobStatus::Failed => "failed",
         }
+    }
+}
+
+impl JobStatus {
+    /// Whether a job with this status has ended.
+    #[must_use]
+    pub fn ended(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::DoneWithErrors | JobStatus::Failed)
+    }
+
+    fn ended_str(s: &str) -> bool {
+        s.parse::<JobStatus>().is_ok_and(JobStatus::ended)
     }
 }
 
@@ -102,16 +114,29 @@ impl dyn RecordStore + '_ {
         .map(drop)
     }
 
-    /// Records a job's status, counts and errors (JSON text); renews its lease.
+    /// Records a job's status, counts and errors (JSON text); renews its
+    /// lease. The first time a job ends, a `job.finished` event goes with it.
     pub fn update_job(&self, id: &str, status: JobStatus, counts: &str, errors: &str, message: Option<&str>) -> Result<(), CatalogError> {
         let ts = now();
         self.write(|tx| {
+            let before = tx.query_opt("SELECT status FROM jobs WHERE id = $1", args![id], |r| r.string(0))?;
             tx.execute(
                 "UPDATE jobs SET status = $2, counts = $3, errors = $4, message = $5, updated_at = $6, lease_ms = {now_ms} + $7 WHERE id = $1",
                 args![id, status.as_str(), counts, errors, message, &ts, lease_ms()],
-            )
+            )?;
+            let ended_now = before.is_some_and(|b| !JobStatus::ended_str(&b)) && status.ended();
+            if ended_now {
+                let data = serde_json::json!({
+                    "job_id": id,
+                    "url": format!("/v1/jobs/{id}"),
+                    "status": status,
+                    "counts": serde_json::from_str::<serde_json::Value>(counts).unwrap_or_default(),
+                    "message": message,
+                });
+                super::events::emit(tx, &NewEvent { kind: EventKind::JobFinished, subject: Some(format!("job:{id}")), risk: None, data })?;
+            }
+            Ok(())
         })
-        .map(drop)
     }
 
     /// Tells the other runners that `owner` still runs job `id`.

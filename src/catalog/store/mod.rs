@@ -15,12 +15,14 @@
 //! | [`images`] | images, embeddings, thumbnails, copy features |
 //! | [`jobs`] | the indexing job queue (claims with leases: each job runs once) |
 //! | [`cases`] | review cases: a lookup's photo, answer and context, its decision, the audit trail |
+//! | [`events`] | events (a case created or decided, a job finished, a refit) and their webhook deliveries: the outbox |
 //! | [`export`] | whole rows out and in, for `knockoff migrate` and `backup` |
 //!
 //! A new record kind is a file here (its statements in the SQL both engines
 //! share, see [`sql`]) and a migration in [`schema`]'s common list.
 
 mod cases;
+mod events;
 mod export;
 mod images;
 mod jobs;
@@ -31,7 +33,8 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
-pub use cases::{ppm, AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
+pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
+pub use events::{Delivery, EventKind, NewEvent, Subscription, TargetState};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use images::{ImageOwner, Products};
 pub use jobs::{job_lease, JobRow, JobStatus, JobSummary};
@@ -89,6 +92,12 @@ impl dyn RecordStore + '_ {
         })?;
         out.ok_or_else(|| CatalogError::Engine { engine: "record store", detail: "a write returned nothing".into() })
     }
+}
+
+/// A probability in millionths, as cases and events store it (both engines compare integers the same way).
+#[must_use]
+pub fn ppm(p: f32) -> i64 {
+    (f64::from(p.clamp(0.0, 1.0)) * 1e6).round() as i64
 }
 
 fn now() -> String {

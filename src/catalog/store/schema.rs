@@ -19,6 +19,7 @@
 //!   that crashes the process is `quarantined`), `owner` and `lease_ms` say
 //!   who runs it until when.
 //! - `case_photos(sha256, bytes, stored_ms)`, `cases(…)`, `case_audit(…)`: review cases, see [`super::cases`].
+//! - `events(…)`, `webhook_targets(…)`, `webhook_deliveries(…)`: the webhook outbox, see [`super::events`].
 //!
 //! PostgreSQL adds what replicas need: `seq` on products and images (the
 //! change feed), `images.vectors_at` (the Milvus collection holding the
@@ -179,6 +180,30 @@ const COMMON: &[Step] = &[
             case_id {bigint} NOT NULL REFERENCES cases(id),
             at TEXT NOT NULL, actor TEXT, action TEXT NOT NULL, before TEXT, after TEXT);
          CREATE INDEX case_audit_case ON case_audit(case_id);",
+    ),
+    // Events and webhook deliveries ([`super::events`]): the outbox, written with the change it reports.
+    Step::Both(
+        "CREATE TABLE events (
+            id {id},
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL, subject TEXT, risk {bigint},
+            body TEXT NOT NULL,
+            created_ms {bigint} NOT NULL);
+         CREATE TABLE webhook_targets (name TEXT PRIMARY KEY, cursor {bigint} NOT NULL, disabled_at TEXT, disabled_reason TEXT);
+         CREATE TABLE webhook_deliveries (
+            id {id},
+            event {bigint} NOT NULL REFERENCES events(id),
+            target TEXT NOT NULL,
+            subject TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts {bigint} NOT NULL DEFAULT 0,
+            next_ms {bigint} NOT NULL,
+            lease_ms {bigint},
+            last_error TEXT,
+            delivered_ms {bigint},
+            UNIQUE (target, event));
+         CREATE INDEX webhook_due ON webhook_deliveries(target, status, next_ms);
+         CREATE INDEX webhook_subject ON webhook_deliveries(target, subject, event);",
     ),
 ];
 
