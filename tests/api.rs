@@ -1303,3 +1303,32 @@ fn photos_of_a_batch_whose_client_left_are_skipped() {
     assert_eq!(st, 200, "{j}");
     eprintln!("skipped {} photos of 128", metric(&s, "knockoff_queue_abandoned_total"));
 }
+
+#[test]
+fn a_post_retried_with_its_idempotency_key_is_answered_once() {
+    let s = start(None);
+    let post = |path: &str, key: &str, ctype: &str, body: &[u8]| {
+        common::send_reading(ureq::post(&url(&s, path)).set("Idempotency-Key", key), Some((ctype, body)), "idempotent-replayed")
+    };
+    let job: &[u8] = b"image,product_id,label\nnot-there.jpg,x,authentic\n";
+    let (st, replayed, first) = post("/v1/jobs/index", "job-1", "text/csv", job);
+    assert_eq!((st, replayed.as_str()), (202, ""), "{first}");
+    let (st, replayed, again) = post("/v1/jobs/index", "job-1", "text/csv", job);
+    assert_eq!((st, replayed.as_str()), (202, "true"), "{again}");
+    assert_eq!(again["id"], first["id"], "the retry gets the first answer");
+    let (_, _, jobs) = send(ureq::get(&url(&s, "/v1/jobs")), None);
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1), "one job ran: {jobs}");
+    // The same key with another request is refused; a malformed key is named.
+    let (st, _, other) = post("/v1/jobs/index", "job-1", "text/csv", b"image,product_id,label\nelse.jpg,y,authentic\n");
+    assert_eq!((st, other["code"].as_str()), (422, Some("idempotency_key_reused")), "{other}");
+    let (st, _, bad) = post("/v1/jobs/index", "a key", "text/csv", job);
+    assert_eq!((st, bad["param"].as_str()), (400, Some("Idempotency-Key")), "{bad}");
+    // A lookup that records a case: a retry returns the same case, and no second one is made.
+    let photo = jpeg("rocket");
+    let (st, _, a) = post("/v1/lookup?listing_id=L-9&seller_id=s9", "look-1", "image/jpeg", &photo);
+    let (st2, replayed, b) = post("/v1/lookup?listing_id=L-9&seller_id=s9", "look-1", "image/jpeg", &photo);
+    assert_eq!((st, st2, replayed.as_str()), (200, 200, "true"), "{a} {b}");
+    assert_eq!(a["case_id"], b["case_id"]);
+    let (_, _, cases) = send(ureq::get(&url(&s, "/v1/cases?seller_id=s9")), None);
+    assert_eq!(cases["cases"].as_array().map(Vec::len), Some(1), "{cases}");
+}

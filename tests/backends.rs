@@ -270,6 +270,29 @@ fn each_job_is_claimed_once() {
 }
 
 #[test]
+fn an_idempotency_key_replays_its_answer_refuses_another_request_and_is_freed() {
+    use knockoff::catalog::store::{Begun, StoredResponse};
+    for b in backends("idempotency") {
+        let (cat, _) = b.open(opts()).unwrap();
+        let r = cat.records();
+        assert_eq!(r.begin_idempotent("shop", "k1", "fp-a", 60_000).unwrap(), Begun::Run, "{}", b.name());
+        assert_eq!(r.begin_idempotent("shop", "k1", "fp-a", 60_000).unwrap(), Begun::Running, "the first still runs");
+        assert_eq!(r.begin_idempotent("shop", "k1", "fp-b", 60_000).unwrap(), Begun::Mismatch);
+        assert_eq!(r.begin_idempotent("other", "k1", "fp-b", 60_000).unwrap(), Begun::Run, "keys are per caller");
+        let answer = StoredResponse { status: 202, headers: r#"{"location":"/v1/jobs/j"}"#.into(), body: b"{\"id\":\"j\"}".to_vec() };
+        r.finish_idempotent("shop", "k1", Some(&answer)).unwrap();
+        assert_eq!(r.begin_idempotent("shop", "k1", "fp-a", 60_000).unwrap(), Begun::Replay(answer));
+        // A request that died frees its key at once when it can, after the stale time when it cannot.
+        assert_eq!(r.begin_idempotent("shop", "k2", "fp-c", 60_000).unwrap(), Begun::Run);
+        r.finish_idempotent("shop", "k2", None).unwrap();
+        assert_eq!(r.begin_idempotent("shop", "k2", "fp-d", 60_000).unwrap(), Begun::Run, "a freed key is new");
+        assert_eq!(r.begin_idempotent("shop", "k2", "fp-d", -1).unwrap(), Begun::Run, "a stale running key is taken over");
+        assert_eq!(r.purge_idempotency(0).unwrap(), 3);
+        assert_eq!(r.begin_idempotent("shop", "k1", "fp-b", 60_000).unwrap(), Begun::Run, "purged keys are new");
+    }
+}
+
+#[test]
 fn another_model_is_refused() {
     for b in backends("model") {
         let (cat, _) = b.open(opts()).unwrap();

@@ -45,6 +45,12 @@ pub enum ApiError {
     PreconditionRequired,
     #[error("{0}")]
     Unprocessable(String),
+    /// An `Idempotency-Key` sent before with a different request.
+    #[error("Idempotency-Key '{0}' was used for a different request (method, path, query, media type or body)")]
+    IdempotencyReused(String),
+    /// An `Idempotency-Key` whose first request is still running.
+    #[error("a request with Idempotency-Key '{0}' is still running; retry when it has answered")]
+    IdempotencyInFlight(String),
     #[error("unsupported media type {0}; send an image (image/*), multipart/form-data with a file, or JSON {{\"image_base64\": ...}}")]
     UnsupportedMedia(String),
     #[error(transparent)]
@@ -77,6 +83,8 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition-required", "If-Match required"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Unprocessable"),
+            ApiError::IdempotencyReused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused"),
+            ApiError::IdempotencyInFlight(_) => (StatusCode::CONFLICT, "idempotency-key-in-use", "Idempotency key in use"),
             ApiError::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             ApiError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Invalid image"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Service busy"),

@@ -9,6 +9,7 @@ mod auth;
 pub mod bodies;
 pub mod error;
 pub mod extract;
+mod idempotency;
 mod metrics;
 pub mod openapi;
 pub mod pages;

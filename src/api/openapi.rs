@@ -26,10 +26,10 @@ const PROBLEMS: &[(u16, &str)] = &[
     (401, "missing or wrong API key"),
     (403, "the key's role may not do this"),
     (404, "unknown product, image, job, case or route"),
-    (409, "the case changed since it was read (its current ETag in the response), or is decided already"),
+    (409, "the case changed since it was read (its current ETag in the response), or is decided already; a POST whose Idempotency-Key's first request still runs"),
     (413, "body over the limit"),
     (415, "unsupported media type"),
-    (422, "undecodable, truncated, empty or over-limit image; a decision naming a product that does not exist"),
+    (422, "undecodable, truncated, empty or over-limit image; a decision naming a product that does not exist; an Idempotency-Key sent before with another request"),
     (428, "a decision without If-Match"),
     (503, "inference queue full or timeout (Retry-After)"),
 ];
@@ -112,6 +112,18 @@ fn operation<'a>(item: &'a mut utoipa::openapi::PathItem, method: &str) -> Optio
     }
 }
 
+/// The optional `Idempotency-Key` header of every POST.
+fn idempotency_key() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some("1–255 visible ASCII characters: a retry with the same key and request gets the first answer again (kept 24 h)"))
+        .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).max_length(Some(255))))
+        .build()
+}
+
 impl utoipa::Modify for Problems {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         for (method, path, codes) in ROUTES {
@@ -120,7 +132,12 @@ impl utoipa::Modify for Problems {
             if !codes.contains(&401) {
                 op.security = Some(Vec::new());
             }
-            for (code, description) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
+            // Every POST takes an Idempotency-Key (409 while its first request runs, 422 for another request).
+            let keyed: &[u16] = if *method == "post" { &[409, 422] } else { &[] };
+            if *method == "post" {
+                op.parameters.get_or_insert_with(Vec::new).push(idempotency_key());
+            }
+            for (code, description) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c) || keyed.contains(c)) {
                 let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
                 let mut response = ResponseBuilder::new().description(*description).content("application/problem+json", content);
                 if *code == 503 {

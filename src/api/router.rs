@@ -18,7 +18,8 @@ use super::routes::{cases, catalog, jobs, lookup, ops, webhooks, St};
 use super::state::AppState;
 
 /// Every route, grouped by the role it needs: the group's layer checks the
-/// key before the handler (and its extractors) run.
+/// key before the handler (and its extractors) run; inside it, a POST with
+/// an `Idempotency-Key` is answered once ([`super::idempotency`]).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     let open = Router::new()
@@ -33,12 +34,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/lookup", post(lookup::lookup))
         .route("/v1/lookup/batch", post(lookup::lookup_batch))
         .route("/v1/images/{id}/thumbnail", get(catalog::thumbnail))
+        .route_layer(from_fn_with_state(state.clone(), super::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), require_read));
     let analyst = Router::new()
         .route("/v1/cases", get(cases::list_cases))
         .route("/v1/cases/{id}", get(cases::get_case))
         .route("/v1/cases/{id}/photo", get(cases::case_photo))
         .route("/v1/cases/{id}/decision", post(cases::decide).delete(cases::undo))
+        .route_layer(from_fn_with_state(state.clone(), super::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), require_analyst));
     let admin = Router::new()
         .route("/v1/products", get(catalog::list_products))
@@ -50,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/webhooks", get(webhooks::list_webhooks))
         .route("/v1/webhooks/{name}/enable", post(webhooks::enable_webhook))
+        .route_layer(from_fn_with_state(state.clone(), super::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), require_admin));
     open.merge(read)
         .merge(analyst)

@@ -1,5 +1,5 @@
 //! Serving: the router on a listener until SIGINT/SIGTERM, with the
-//! background refit and the hourly upkeep (review cases, webhook events) beside it; then in-flight requests finish and the
+//! background refit and the hourly upkeep (review cases, webhook events, idempotency keys) beside it; then in-flight requests finish and the
 //! index is persisted. Connections are bounded: a client must send a
 //! request's headers within [`HEADER_READ_TIMEOUT`], and at most
 //! [`max_connections`] are open at once (the rest wait in the listen queue),
@@ -40,7 +40,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             let done = tokio::task::spawn_blocking(move || {
                 let review = crate::review::upkeep(&st.catalog, st.config.cases).map_err(|e| format!("review upkeep: {e}"));
                 let events = crate::webhooks::upkeep(&st.catalog).map_err(|e| format!("webhook upkeep: {e}"));
-                review.and(events)
+                let keys = st.catalog.records().purge_idempotency(24).map_err(|e| format!("idempotency upkeep: {e}"));
+                review.and(events).and(keys.map(drop))
             })
             .await;
             if let Ok(Err(e)) = done {

@@ -159,6 +159,17 @@ impl dyn RecordStore + '_ {
     /// one still waiting, for `lease_ms`; `None`: nothing is due (or the
     /// target is disabled).
     pub fn claim_delivery(&self, target: &str, lease_ms: i64) -> Result<Option<Delivery>, CatalogError> {
+        // An idle sender only reads: the write (which every writer queues behind) is for a claim.
+        let due = self.read(|tx| {
+            tx.query_opt(
+                "SELECT 1 FROM webhook_deliveries WHERE target = $1 AND status = 'pending' AND next_ms <= {now_ms} LIMIT 1",
+                args![target],
+                |r| r.i64(0),
+            )
+        })?;
+        if due.is_none() {
+            return Ok(None);
+        }
         self.write(|tx| {
             let found = tx.query_opt(
                 "SELECT d.event, e.event_id, e.body, d.attempts, e.created_ms FROM webhook_deliveries d JOIN events e ON e.id = d.event

@@ -16,6 +16,7 @@
 //! | [`jobs`] | the indexing job queue (claims with leases: each job runs once) |
 //! | [`cases`] | review cases: a lookup's photo, answer and context, its decision, the audit trail |
 //! | [`events`] | events (a case created or decided, a job finished, a refit) and their webhook deliveries: the outbox |
+//! | [`idempotency`] | a POST's `Idempotency-Key` with its request's fingerprint and response, kept a day |
 //! | [`export`] | whole rows out and in, for `knockoff migrate` and `backup` |
 //!
 //! A new record kind is a file here (its statements in the SQL both engines
@@ -24,6 +25,7 @@
 mod cases;
 mod events;
 mod export;
+mod idempotency;
 mod images;
 mod jobs;
 mod meta;
@@ -36,6 +38,7 @@ pub mod sqlite;
 pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
 pub use events::{Delivery, EventKind, NewEvent, Subscription, TargetState};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
+pub use idempotency::{Begun, StoredResponse};
 pub use images::{ImageOwner, Products};
 pub use jobs::{job_lease, JobRow, JobStatus, JobSummary};
 pub use meta::IDENTITY_KEYS;

@@ -20,6 +20,7 @@
 //!   who runs it until when.
 //! - `case_photos(sha256, bytes, stored_ms)`, `cases(…)`, `case_audit(…)`: review cases, see [`super::cases`].
 //! - `events(…)`, `webhook_targets(…)`, `webhook_deliveries(…)`: the webhook outbox, see [`super::events`].
+//! - `idempotency(caller, key, fingerprint, status, headers, body, created_ms)`: see [`super::idempotency`].
 //!
 //! PostgreSQL adds what replicas need: `seq` on products and images (the
 //! change feed), `images.vectors_at` (the Milvus collection holding the
@@ -204,6 +205,15 @@ const COMMON: &[Step] = &[
             UNIQUE (target, event));
          CREATE INDEX webhook_due ON webhook_deliveries(target, status, next_ms);
          CREATE INDEX webhook_subject ON webhook_deliveries(target, subject, event);",
+    ),
+    // Idempotency records ([`super::idempotency`]): a POST's key, request fingerprint and response.
+    Step::Both(
+        "CREATE TABLE idempotency (
+            caller TEXT NOT NULL, key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status {bigint}, headers TEXT, body {blob},
+            created_ms {bigint} NOT NULL,
+            PRIMARY KEY (caller, key));",
     ),
 ];
 
