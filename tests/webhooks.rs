@@ -39,6 +39,16 @@ fn quick() -> SendOptions {
     SendOptions { allow_private: true, timeout: Duration::from_secs(5), retry_base: Duration::from_millis(100), ..Default::default() }
 }
 
+/// Opens `b` with three products of three images, once it answers lookups (a shared catalog
+/// on an engine that has just started may take a while to come into sync).
+fn catalog(b: &common::Backend) -> Arc<Catalog> {
+    let (cat, _) = b.open(opts()).unwrap();
+    cat.add_images(&images(3, 3)).unwrap();
+    let d = Described { vector: near(0, 1), local: None, regions: Vec::new() };
+    eventually("the catalog answers", || lookup(&cat, &d, &SearchRequest::default(), &VerdictConfig::default()).is_ok());
+    Arc::new(cat)
+}
+
 /// Records a case for a listing photo near product `p`; returns its id.
 fn record(cat: &Catalog, p: u64, seed: u64) -> i64 {
     let bytes = std::fs::read(fixture("photos/coffee.jpg")).unwrap();
@@ -70,9 +80,7 @@ fn delivered_events(r: &Receiver) -> Vec<(String, i64, String)> {
 #[test]
 fn events_reach_receivers_signed_in_order_while_another_is_down_or_gone() {
     for b in backends("webhooks") {
-        let (cat, _) = b.open(opts()).unwrap();
-        cat.add_images(&images(3, 3)).unwrap();
-        let cat = Arc::new(cat);
+        let cat = catalog(&b);
         let (down, up) = (Receiver::start(503), Receiver::start(200));
         let (ta, tb) = (target("down", &down, ALL), target("up", &up, &["case.created", "case.decided"]));
         let _senders = Dispatcher::start(&cat, &[ta.clone(), tb.clone()], &quick());
@@ -131,9 +139,7 @@ fn events_reach_receivers_signed_in_order_while_another_is_down_or_gone() {
 #[test]
 fn a_case_created_below_a_targets_risk_is_not_sent_to_it() {
     let b = backends("webhooks_risk").remove(0);
-    let (cat, _) = b.open(opts()).unwrap();
-    cat.add_images(&images(3, 3)).unwrap();
-    let cat = Arc::new(cat);
+    let cat = catalog(&b);
     let (all, risky) = (Receiver::start(200), Receiver::start(200));
     let mut high = target("risky", &risky, &["case.created", "case.decided"]);
     high.min_risk = Some(0.999);
@@ -163,10 +169,11 @@ fn a_case_created_below_a_targets_risk_is_not_sent_to_it() {
 fn two_senders_on_one_shared_store_deliver_each_event_once() {
     let Some(db) = common::SharedDb::create("webhooks_two") else { return };
     let b = common::Backend::Shared(db);
-    let (first, _) = b.open(opts()).unwrap();
-    first.add_images(&images(3, 3)).unwrap();
+    let first = catalog(&b);
     let (second, _) = b.open(opts()).unwrap();
-    let (first, second) = (Arc::new(first), Arc::new(second));
+    let second = Arc::new(second);
+    let d = Described { vector: near(0, 1), local: None, regions: Vec::new() };
+    eventually("the second replica answers", || lookup(&second, &d, &SearchRequest::default(), &VerdictConfig::default()).is_ok());
     let r = Receiver::start(200);
     let t = target("one", &r, &["case.created"]);
     let _a = Dispatcher::start(&first, std::slice::from_ref(&t), &quick());
