@@ -1332,3 +1332,62 @@ fn a_post_retried_with_its_idempotency_key_is_answered_once() {
     let (_, _, cases) = send(ureq::get(&url(&s, "/v1/cases?seller_id=s9")), None);
     assert_eq!(cases["cases"].as_array().map(Vec::len), Some(1), "{cases}");
 }
+
+#[test]
+fn a_cases_evidence_pack_unzips_its_hashes_verify_and_it_is_the_same_bytes_each_time() {
+    let s = start(None);
+    let photo = jpeg("rocket");
+    let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup?listing_id=L-7&seller_id=s7")), Some(("image/jpeg", &photo)));
+    assert_eq!(st, 200, "{j}");
+    let id = j["case_id"].as_i64().unwrap();
+    let fetch = || {
+        let resp = ureq::get(&url(&s, &format!("/v1/cases/{id}/evidence"))).call().unwrap();
+        assert_eq!(resp.content_type(), "application/zip");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).unwrap();
+        bytes
+    };
+    let pack = fetch();
+    assert_eq!(pack, fetch(), "the same case gives the same bytes");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.zip"), &pack).unwrap();
+    // Python's zipfile reads it; every file's sha256 is the one the manifest gives.
+    let check = r#"
+import hashlib, json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+m = json.loads(z.read("manifest.json"))
+for name, sha in m["files"].items():
+    assert hashlib.sha256(z.read(name)).hexdigest() == sha, name
+html = z.read("summary.html").decode()
+assert "<title>knockoff evidence: case" in html and "L-7" in html, html[:300]
+print(json.dumps({"names": sorted(z.namelist()), "case": m["case"]["id"], "listing": m["files"].get("listing.jpg")}))
+"#;
+    let out = Command::new("python3").args(["-c", check]).arg(dir.path().join("e.zip")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["case"], id);
+    assert_eq!(said["listing"], knockoff::util::sha256_hex(&photo), "the listing photo as received");
+    let names: Vec<&str> = said["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(names.contains(&"summary.html") && names.iter().any(|n| n.starts_with("references/image-")), "{names:?}");
+    let (st, _, _) = send(ureq::get(&url(&s, "/v1/cases/999/evidence")), None);
+    assert_eq!(st, 404);
+    // Its summary renders in Chromium with every picture, and prints.
+    let Some(modules) = browser() else { return };
+    let unzip = "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])";
+    let out = Command::new("python3").args(["-c", unzip]).arg(dir.path().join("e.zip")).arg(dir.path().join("x")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("node")
+        .arg(root().join("tests/e2e/evidence.mjs"))
+        .arg(dir.path().join("x/summary.html"))
+        .arg(dir.path().join("summary.pdf"))
+        .env("KNOCKOFF_E2E_MODULES", &modules)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["heading"], format!("Evidence: case {id}"), "{shown}");
+    assert!(shown["images"].as_u64().unwrap() >= 2 && shown["broken"].as_array().unwrap().is_empty(), "{shown}");
+    assert!(shown["errors"].as_array().unwrap().is_empty(), "{shown}");
+    assert!(std::fs::read(dir.path().join("summary.pdf")).unwrap().starts_with(b"%PDF"));
+}

@@ -63,6 +63,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/cases", &[400, 401, 403]),
     ("get", "/v1/cases/{id}", ADMIN),
     ("get", "/v1/cases/{id}/photo", ADMIN),
+    ("get", "/v1/cases/{id}/evidence", ADMIN),
     ("post", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 413, 422, 428]),
     ("delete", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 428]),
     ("get", "/v1/webhooks", &[401, 403]),
@@ -78,7 +79,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         lookup::lookup, lookup::lookup_batch,
         catalog::list_products, catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
         jobs::submit_job, jobs::list_jobs, jobs::get_job,
-        ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::decide, cases::undo,
+        ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::evidence, cases::decide, cases::undo,
         webhooks::list_webhooks, webhooks::enable_webhook
     ),
     components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,

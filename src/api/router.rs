@@ -40,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases", get(cases::list_cases))
         .route("/v1/cases/{id}", get(cases::get_case))
         .route("/v1/cases/{id}/photo", get(cases::case_photo))
+        .route("/v1/cases/{id}/evidence", get(cases::evidence))
         .route("/v1/cases/{id}/decision", post(cases::decide).delete(cases::undo))
         .route_layer(from_fn_with_state(state.clone(), super::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), require_analyst));

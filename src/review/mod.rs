@@ -11,8 +11,10 @@
 //! ([`priority`]).
 
 mod decide;
+mod evidence;
 
 pub use decide::{decide, repair, undo, upkeep, Decision, DecisionInput};
+pub use evidence::evidence_pack;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! Review cases (analyst role): list, read (with an `ETag`), the photo,
-//! decide (`If-Match` required) and undo. Each handler translates to one
+//! decide (`If-Match` required), undo, and the evidence pack. Each handler translates to one
 //! [`crate::review`] call.
 
 use axum::extract::State;
@@ -156,4 +156,16 @@ mod tests {
             assert!(matches!(if_match(&h), Err(ApiError::BadRequest(_))), "{bad}");
         }
     }
+}
+
+/// The case's evidence pack: a ZIP with `manifest.json` (the case, its answer, the sha256 of
+/// every file), the listing photo, the catalog references and a printable `summary.html`.
+#[utoipa::path(get, path = "/v1/cases/{id}/evidence", tag = "review", params(("id" = i64, Path)),
+    responses((status = 200, description = "the evidence pack (the same bytes for the same case)", content_type = "application/zip", body = Vec<u8>)))]
+pub async fn evidence(State(state): St, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = case_id(&id)?;
+    let zip = blocking(move || Ok(review::evidence_pack(&state.catalog, id)?)).await?;
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"case-{id}-evidence.zip\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/zip")), (header::CONTENT_DISPOSITION, disposition)], zip))
 }
