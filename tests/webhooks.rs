@@ -166,6 +166,48 @@ fn a_case_created_below_a_targets_risk_is_not_sent_to_it() {
 }
 
 #[test]
+fn a_slow_receiver_is_cut_off_and_retried_without_holding_up_another() {
+    let b = backends("webhooks_slow").remove(0);
+    let cat = catalog(&b);
+    let (slow, quick_one) = (Receiver::start(200), Receiver::start(200));
+    slow.set_delay_ms(3_000);
+    let (ts, tq) = (target("slow", &slow, &["case.created"]), target("quick", &quick_one, &["case.created"]));
+    let opts = SendOptions { timeout: Duration::from_millis(500), ..quick() };
+    let _senders = Dispatcher::start(&cat, &[ts, tq], &opts);
+    let cases: Vec<i64> = (0..3).map(|i| record(&cat, i, 400 + i)).collect();
+    eventually("the quick receiver gets every event", || delivered_events(&quick_one).len() == 3);
+    eventually("the slow one is tried again after its timeout", || slow.received().len() >= 2);
+    let state = cat.records().target_state("slow").unwrap().unwrap();
+    assert!(state.last_error.as_deref().is_some_and(|e| e.contains("timed out") || e.contains("Timeout")), "{state:?}");
+    slow.set_delay_ms(0);
+    eventually("the slow receiver gets them once it answers in time", || {
+        cat.records().target_state("slow").unwrap().is_some_and(|s| s.pending == 0 && s.delivered == 3)
+    });
+    let got = delivered_events(&slow);
+    assert!(cases.iter().all(|c| got.iter().any(|e| e.1 == *c)), "{got:?}");
+}
+
+#[test]
+fn a_target_the_address_rules_refuse_stops_the_service_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, format!("[[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"{SECRET}\"\nevents = [\"case.created\"]\n"))
+        .unwrap();
+    let out = Command::new(bin())
+        .current_dir(root())
+        .args(["serve", "--create", "--index"])
+        .arg(dir.path().join("idx"))
+        .args(["--addr", &free_addr().to_string(), "--config"])
+        .arg(&cfg)
+        .env_remove("KNOCKOFF_API_KEYS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("webhooks[0].url") && err.contains("loopback"), "{err}");
+}
+
+#[test]
 fn two_senders_on_one_shared_store_deliver_each_event_once() {
     let Some(db) = common::SharedDb::create("webhooks_two") else { return };
     let b = common::Backend::Shared(db);

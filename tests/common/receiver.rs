@@ -32,6 +32,8 @@ impl Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     log: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -39,7 +41,12 @@ impl Receiver {
     /// Starts answering `status` on a free loopback port.
     pub fn start(status: u16) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let r = Receiver { addr: listener.local_addr().unwrap(), status: Arc::new(AtomicU16::new(status)), log: Arc::default() };
+        let r = Receiver {
+            addr: listener.local_addr().unwrap(),
+            status: Arc::new(AtomicU16::new(status)),
+            delay_ms: Arc::default(),
+            log: Arc::default(),
+        };
         let me = r.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -56,6 +63,11 @@ impl Receiver {
 
     pub fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers only after `ms` from now on (a slow receiver).
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -88,6 +100,7 @@ impl Receiver {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)));
         let status = self.status.load(Ordering::SeqCst);
         self.log.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into_owned(), answered: status });
         let mut out = conn;
