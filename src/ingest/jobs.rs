@@ -165,11 +165,8 @@ impl JobQueue {
     /// A job's state (live counts while it runs).
     /// One page of the stored jobs, newest first, after the job `starting_after` (`""`: from the newest).
     pub fn page(&self, starting_after: &str, limit: usize) -> Result<Page<JobSummary>, JobError> {
-        let records = self.catalog.records();
-        if !starting_after.is_empty() && records.job(starting_after)?.is_none() {
-            return Err(JobError::Unknown(starting_after.into()));
-        }
-        Ok(Page::of(records.jobs_page(starting_after, limit.saturating_add(1))?, limit))
+        let rows = self.catalog.records().jobs_page(starting_after, limit.saturating_add(1))?;
+        Ok(Page::of(rows.ok_or_else(|| JobError::Unknown(starting_after.into()))?, limit))
     }
 
     pub fn get(&self, id: &str) -> Result<JobRecord, JobError> {

@@ -204,10 +204,15 @@ impl dyn RecordStore + '_ {
 
     /// Up to `limit` jobs, newest first, after the job `starting_after`
     /// (`""`: from the newest): one page of a list, without the jobs'
-    /// manifests and errors. An unknown `starting_after` gives an empty page.
-    pub fn jobs_page(&self, starting_after: &str, limit: usize) -> Result<Vec<JobSummary>, CatalogError> {
+    /// manifests and errors; `None` when `starting_after` names no job.
+    pub fn jobs_page(&self, starting_after: &str, limit: usize) -> Result<Option<Vec<JobSummary>>, CatalogError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|tx| {
+            if !starting_after.is_empty()
+                && tx.query_opt("SELECT 1 FROM jobs WHERE id = $1", args![starting_after], |r| r.i64(0))?.is_none()
+            {
+                return Ok(None);
+            }
             tx.query(
                 "SELECT id, status, created_at, updated_at, counts, message FROM jobs
                  WHERE $1 = '' OR created_at < (SELECT created_at FROM jobs WHERE id = $1)
@@ -225,6 +230,7 @@ impl dyn RecordStore + '_ {
                     })
                 },
             )
+            .map(Some)
         })
     }
 
