@@ -1340,6 +1340,10 @@ fn a_cases_evidence_pack_unzips_its_hashes_verify_and_it_is_the_same_bytes_each_
     let (st, _, j) = send(ureq::post(&url(&s, "/v1/lookup?listing_id=L-7&seller_id=s7")), Some(("image/jpeg", &photo)));
     assert_eq!(st, 200, "{j}");
     let id = j["case_id"].as_i64().unwrap();
+    // The answer reads as a sentence, on typed evidence.
+    assert_eq!(j["summary"], "Reuses a catalog photo of the known fake 'Rocket' (99 % sure it is a copy).", "{j}");
+    assert_eq!((j["evidence"]["copy"]["decided"].as_bool(), j["evidence"]["top"]["product_id"].as_str()), (Some(true), Some("rocket-toy")));
+    assert!(j["evidence"]["thresholds"]["counterfeit"].as_f64().is_some() && j["evidence"]["nearest_authentic"].is_object(), "{j}");
     let fetch = || {
         let resp = ureq::get(&url(&s, &format!("/v1/cases/{id}/evidence"))).call().unwrap();
         assert_eq!(resp.content_type(), "application/zip");

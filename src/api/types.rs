@@ -145,6 +145,11 @@ pub struct LookupResponse {
     /// Probability that it shows none of the catalog's products (the three sum to 1).
     pub p_no_match: f32,
     pub verdict: Verdict,
+    /// One plain sentence an analyst can act on.
+    pub summary: String,
+    /// The facts the verdict rests on: probabilities, thresholds, the top product, the nearest references, the copy.
+    pub evidence: search::Evidence,
+    /// Deprecated (read `summary` and `evidence`): the engineer's account, kept one release.
     pub reason: String,
     /// Catalog images the photo is a copy of (reuses, possibly edited), best first.
     pub copies: Vec<CopyOut>,
@@ -201,6 +206,8 @@ impl LookupResponse {
             p_authentic: lookup.p_authentic,
             p_no_match: lookup.p_no_match,
             verdict: lookup.verdict.into(),
+            summary: lookup.summary,
+            evidence: lookup.evidence,
             reason: lookup.reason,
             copies: lookup.copies.into_iter().map(CopyOut::from).collect(),
             explain: None,

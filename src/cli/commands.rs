@@ -94,7 +94,7 @@ pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
     let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict)?;
     if a.json {
         print::json(
-            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "reason": answer.reason, "copies": answer.copies }),
+            &serde_json::json!({ "image": a.image.display().to_string(), "model": opened.catalog.model(), "matches": answer.matches, "p_counterfeit": answer.p_counterfeit, "p_authentic": answer.p_authentic, "p_no_match": answer.p_no_match, "verdict": answer.verdict, "summary": answer.summary, "evidence": answer.evidence, "reason": answer.reason, "copies": answer.copies }),
         )?;
     } else {
         print::lookup(&answer);

@@ -122,7 +122,7 @@ pub fn lookup(answer: &Lookup) {
         }
         println!("  {}", [m.brand.as_deref(), m.name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" / "));
     }
-    println!("verdict: {} ({})", answer.verdict.as_str(), answer.reason);
+    println!("verdict: {}: {}", answer.verdict.as_str(), answer.summary);
 }
 
 pub fn stats(location: &str, s: &CatalogStats) {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::copy::{amend_verdict, rank_copies, CopyMatch, COPY_CANDIDATES};
+use super::summary::{Evidence, Reference};
 use super::{assess, search_ranked, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
 use crate::catalog::{Catalog, CatalogError, Label};
 use crate::embed::Described;
@@ -42,6 +43,11 @@ pub struct Lookup {
     /// Probability that the photo shows none of the catalog's products.
     pub p_no_match: f32,
     pub verdict: VerdictKind,
+    /// One plain sentence an analyst can act on ([`super::summary`]).
+    pub summary: String,
+    /// The facts the verdict rests on.
+    pub evidence: Evidence,
+    /// The engineer's account of the verdict (deprecated: read `summary` and `evidence`).
     pub reason: String,
     /// Catalog images the photo is a copy of (`p_copy` at least the model's
     /// `report_at`), best first; empty when the photo had no copy features.
@@ -93,6 +99,20 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
     let assessment = assess(&candidates, cfg);
     let verdict = amend_verdict(assessment.verdict, &copies, |p_copy| cfg.accuses_copy(p_copy, assessment.probabilities.p_counterfeit));
     let p = assessment.probabilities;
+    let references: Vec<Reference> = ranked
+        .iter()
+        .zip(&p.confidences)
+        .map(|(m, c)| Reference {
+            product_id: m.product.product_id.clone(),
+            name: m.product.name.clone(),
+            label: m.product.label,
+            image_id: m.best.image_id,
+            similarity: m.best.similarity,
+            confidence: *c,
+        })
+        .collect();
+    let copy_decided = copies.first().is_some_and(|c| c.label == Label::Counterfeit && cfg.accuses_copy(c.p_copy, p.p_counterfeit));
+    let evidence = Evidence::of(&references, [p.p_counterfeit, p.p_authentic, p.p_no_match], cfg, copies.first(), copy_decided);
     let matches = ranked
         .iter()
         .zip(p.confidences)
@@ -116,6 +136,8 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         p_authentic: p.p_authentic,
         p_no_match: p.p_no_match,
         verdict: verdict.verdict,
+        summary: super::summary(verdict.verdict, &evidence),
+        evidence,
         reason: verdict.reason,
         copies,
         copy_ranking,

@@ -19,12 +19,14 @@ pub mod copy;
 pub mod explain;
 mod lookup;
 pub mod mapping;
+pub mod summary;
 mod verdict;
 
 pub use calibration::{Calibration, VerdictThresholds};
 pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
 pub use mapping::{Mapping, TopOfRanking};
+pub use summary::{summary, Evidence};
 pub use verdict::{
     assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, Verdict, VerdictConfig, VerdictKind,
 };
