@@ -25,7 +25,7 @@ d, split = json.load(open(sys.argv[1])), sys.argv[2]
 f = lambda v: "-" if v is None else f"{v:.3f}"
 print(f"photos-{split} ({d['model']}): {d['n_copy_queries']} copies, {d['by_group']['not-a-copy']['n_queries']} non-copies; "
       f"copy_recall_at_1 {f(d['copy_recall_at_1'])}, copy_tpr_at_fpr_1pct {f(d['copy_tpr_at_fpr_1pct'])}, "
-      f"copy_auc {f(d['copy_auc'])}, copy_ece {f(d['copy_ece'])}; product recall_at_1 {f(d['recall_at_1'])}; "
+      f"copy_auc {f(d['copy_auc'])}, copy_ece {f(d['copy_ece'])}; non-copies checked in full (past the gate) {f(d['non_copies_checked_in_full'])}; product recall_at_1 {f(d['recall_at_1'])}; "
       f"lookup p50 {d['latency']['search']['p50_ms']:.1f} ms search + {d['latency']['embed']['p50_ms']:.1f} ms decode/embed/features")
 print("| edit | copies | source first | detected at 1% FPR |")
 print("|---|---|---|---|")

@@ -6,11 +6,13 @@
 # packshots (198 px) with 21 of them upscaled 6x. Prints, per edit, how many
 # were reported as copies of their source (`p_copy` >= 0.5).
 #   MODEL=sscd-lite0 ./scripts/eval_reseller_edits.sh
+#   GATE=off ./scripts/eval_reseller_edits.sh    # every photo checked in full (`search --no-copy-gate`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/eval_env.sh
 [ -x .venv/bin/python ] || ./scripts/setup.sh >/dev/null
 MODEL_ARGS=(); [ -n "${MODEL:-}" ] && MODEL_ARGS=(--model "$MODEL")
+GATE_ARGS=(); [ "${GATE:-on}" = off ] && GATE_ARGS=(--no-copy-gate)
 .venv/bin/python - "$DATA" "$WORK" <<'PYEOF'
 import csv, os, sys
 from PIL import Image, ImageOps
@@ -58,7 +60,7 @@ PYEOF
   sed "s|\$|\tidx|" "$WORK/queries.tsv"
   sed "s|\$|\tstudio-idx|" "$WORK/studio.tsv"
 } | while IFS=$'\t' read -r name product path idx; do
-  "$K" search --index "$WORK/$idx" --json "$path" 2>/dev/null \
+  "$K" search --index "$WORK/$idx" --json ${GATE_ARGS[@]+"${GATE_ARGS[@]}"} "$path" 2>/dev/null \
     | python3 -c "import json,sys; c=json.load(sys.stdin)['copies']; print('$name', int(bool(c) and c[0]['product_id']=='$product' and c[0]['p_copy']>=0.5))"
 done | python3 -c "
 import sys, collections

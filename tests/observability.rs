@@ -111,12 +111,11 @@ fn check_metrics(metrics: &str) {
     assert_eq!(value("knockoff_job_items_total{outcome=\"indexed\"}"), 12.0);
     assert!(value("knockoff_refits_total{stage=\"finished\"}") >= 1.0);
     assert!(value("knockoff_calibration_age_seconds") >= 0.0);
-    let verdicts: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("knockoff_lookup_verdicts_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(verdicts, 1.0, "one lookup, one verdict:\n{metrics}");
+    let total = |family: &str| -> f64 {
+        metrics.lines().filter(|l| l.starts_with(family)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
+    };
+    assert_eq!(total("knockoff_lookup_verdicts_total{"), 1.0, "one lookup, one verdict:\n{metrics}");
+    assert_eq!(total("knockoff_lookup_copy_checks_total{"), 1.0, "one lookup, one copy check (full or stopped at the gate):\n{metrics}");
     assert!(metrics.contains("knockoff_lookup_copies_found_total"), "{metrics}");
     assert_eq!(value("knockoff_queue_depth"), 0.0);
     assert_eq!(value("knockoff_queue_shed_total"), 0.0);

@@ -35,7 +35,7 @@ fn catalog_items() -> Vec<NewImage> {
 }
 
 fn answer(cat: &Catalog, v: &[f32]) -> Lookup {
-    let d = Described { vector: v.to_vec(), local: None, regions: Vec::new() };
+    let d = Described { vector: v.to_vec(), copy: None, regions: Vec::new() };
     lookup(cat, &d, &SearchRequest::default(), &VerdictConfig::default()).unwrap()
 }
 

@@ -44,7 +44,7 @@ fn quick() -> SendOptions {
 fn catalog(b: &common::Backend) -> Arc<Catalog> {
     let (cat, _) = b.open(opts()).unwrap();
     cat.add_images(&images(3, 3)).unwrap();
-    let d = Described { vector: near(0, 1), local: None, regions: Vec::new() };
+    let d = Described { vector: near(0, 1), copy: None, regions: Vec::new() };
     eventually("the catalog answers", || lookup(&cat, &d, &SearchRequest::default(), &VerdictConfig::default()).is_ok());
     Arc::new(cat)
 }
@@ -53,7 +53,7 @@ fn catalog(b: &common::Backend) -> Arc<Catalog> {
 fn record(cat: &Catalog, p: u64, seed: u64) -> i64 {
     let bytes = std::fs::read(fixture("photos/coffee.jpg")).unwrap();
     let v = near(p, seed);
-    let d = Described { vector: v.clone(), local: None, regions: Vec::new() };
+    let d = Described { vector: v.clone(), copy: None, regions: Vec::new() };
     let answer = lookup(cat, &d, &SearchRequest::default(), &VerdictConfig::default()).unwrap();
     let context = ListingContext { listing_id: Some(format!("l-{seed}")), seller_id: Some("s1".into()), ..Default::default() };
     let sha = knockoff::util::sha256_hex(&bytes);
@@ -214,7 +214,7 @@ fn two_senders_on_one_shared_store_deliver_each_event_once() {
     let first = catalog(&b);
     let (second, _) = b.open(opts()).unwrap();
     let second = Arc::new(second);
-    let d = Described { vector: near(0, 1), local: None, regions: Vec::new() };
+    let d = Described { vector: near(0, 1), copy: None, regions: Vec::new() };
     eventually("the second replica answers", || lookup(&second, &d, &SearchRequest::default(), &VerdictConfig::default()).is_ok());
     let r = Receiver::start(200);
     let t = target("one", &r, &["case.created"]);

@@ -5,6 +5,7 @@
 //! `knockoff_http_request_duration_seconds{method,route}`,
 //! `knockoff_embed_duration_seconds`, `knockoff_search_duration_seconds`,
 //! `knockoff_lookup_verdicts_total{verdict}`, `knockoff_lookup_copies_found_total`,
+//! `knockoff_lookup_copy_checks_total{outcome}` (`full`, or `stopped_at_gate`: the photo lined up with no candidate),
 //! `knockoff_queue_depth`, `knockoff_queue_shed_total` (503 + `Retry-After`),
 //! `knockoff_queue_abandoned_total` (queued photos whose client had gone),
 //! `knockoff_jobs_total{outcome}`, `knockoff_job_items_total{outcome}`,
@@ -97,6 +98,7 @@ pub struct Metrics {
     tombstones: Gauge,
     verdicts: Family<VerdictLabel, Counter>,
     copies: Counter,
+    copy_checks: Family<Outcome, Counter>,
     queue_depth: Gauge,
     shed: Counter,
     abandoned: Counter,
@@ -133,6 +135,12 @@ impl Default for Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("lookup_verdicts", "Lookups by verdict", verdicts.clone());
         registry.register("lookup_copies_found", "Lookups that found a copy of a catalog image", copies.clone());
+        let copy_checks = Family::<Outcome, Counter>::default();
+        registry.register(
+            "lookup_copy_checks",
+            "Lookups by how far the copy check went (full, or stopped_at_gate: the photo lined up with no candidate)",
+            copy_checks.clone(),
+        );
         registry.register("queue_depth", "Photos waiting for the inference threads", queue_depth.clone());
         registry.register("queue_shed", "Requests turned away with 503 and Retry-After: the inference queue was full", shed.clone());
         registry.register("queue_abandoned", "Queued photos skipped because their client had gone", abandoned.clone());
@@ -165,6 +173,7 @@ impl Default for Metrics {
             tombstones,
             verdicts,
             copies,
+            copy_checks,
             queue_depth,
             shed,
             abandoned,
@@ -205,10 +214,14 @@ impl Metrics {
         self.search.observe(secs);
     }
 
-    /// Counts one lookup's outcome: its verdict, and whether it found a copy.
-    pub fn lookup(&self, verdict: crate::search::VerdictKind, copy_found: bool) {
-        self.verdicts.get_or_create(&VerdictLabel { verdict: verdict.as_str() }).inc();
-        if copy_found {
+    /// Counts one lookup's outcome: its verdict, how far its copy check went, and whether it found a copy.
+    pub fn lookup(&self, answer: &crate::search::Lookup) {
+        self.verdicts.get_or_create(&VerdictLabel { verdict: answer.verdict.as_str() }).inc();
+        if let Some(gate) = answer.copy_gate {
+            let outcome = if gate.passed() { "full" } else { "stopped_at_gate" };
+            self.copy_checks.get_or_create(&Outcome { outcome }).inc();
+        }
+        if !answer.copies.is_empty() {
             self.copies.inc();
         }
     }

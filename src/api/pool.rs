@@ -73,7 +73,7 @@ impl InferencePool {
         let embedder = embedder.clone();
         Self::with_work(
             &(Arc::new(move |bytes: &[u8], name: &str, want: Want| match want {
-                Want::Vector => embedder.embed_bytes(bytes, name).map(|vector| Described { vector, local: None, regions: Vec::new() }),
+                Want::Vector => embedder.embed_bytes(bytes, name).map(|vector| Described { vector, copy: None, regions: Vec::new() }),
                 Want::Query => embedder.describe_bytes(bytes, name),
             }) as Arc<Work>),
             threads,
@@ -203,7 +203,7 @@ mod tests {
             started_tx.send(name.to_string()).ok();
             gate.recv().ok();
             log.lock().unwrap().push(name.to_string());
-            Ok(Described { vector: vec![1.0], local: None, regions: Vec::new() })
+            Ok(Described { vector: vec![1.0], copy: None, regions: Vec::new() })
         };
         (InferencePool::with_work(&(Arc::new(work) as Arc<Work>), 1, queue), ran, (started, open))
     }

@@ -223,6 +223,10 @@ pub struct SearchArgs {
     /// Print the answer as JSON, in the shape of `POST /v1/lookup` (without its `query` block).
     #[arg(long)]
     pub json: bool,
+    /// Check the photo for copies in full even when the copy check's gate
+    /// would stop it (why was this copy not found?).
+    #[arg(long)]
+    pub no_copy_gate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -288,6 +292,10 @@ pub struct EvalArgs {
     /// Write one JSON line per query here: the answer the service gives (matches, verdict, reason).
     #[arg(long)]
     pub per_query: Option<PathBuf>,
+    /// Check every photo for copies in full; the copy check's gate is only
+    /// measured (`copy_check.gate_inliers` per query): how `scripts/eval_copy_gate.sh` calibrates it.
+    #[arg(long)]
+    pub no_copy_gate: bool,
     /// Matches considered for the verdict (and recall@k uses 1 and 5).
     #[arg(short, default_value_t = 5)]
     pub k: usize,

@@ -104,7 +104,7 @@ pub fn lookup(g: &Global, a: &BenchLookupArgs) -> anyhow::Result<i32> {
                         let described = if a.no_copies {
                             embedder.embed_bytes(body, "bench").map(|vector| crate::embed::Described {
                                 vector,
-                                local: None,
+                                copy: None,
                                 regions: Vec::new(),
                             })
                         } else {

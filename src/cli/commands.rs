@@ -90,7 +90,10 @@ pub fn search(g: &Global, a: &SearchArgs) -> anyhow::Result<i32> {
         second_best: a.second,
         ..Default::default()
     };
-    let verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, None);
+    let mut verdict = crate::search::calibration::verdict_config(&opened.catalog, &opened.manifest.dir, None);
+    if a.no_copy_gate {
+        verdict.copy.gate_inliers = None;
+    }
     let answer = crate::search::lookup(&opened.catalog, &q, &req, &verdict)?;
     if a.json {
         print::json(
@@ -181,7 +184,10 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
     let queries = read_queries(&a.queries)?;
     eprintln!("[eval] looking up {} queries", queries.len());
     let stated = crate::search::VerdictConfig { out_of_catalog_share: a.out_of_catalog_share, ..Default::default() };
-    let verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
+    let mut verdict = crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
+    if a.no_copy_gate {
+        verdict.copy.gate_inliers = None;
+    }
     let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
     if let Some(budget) = a.review_budget {
         let verdicts = || crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));

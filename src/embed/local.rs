@@ -328,9 +328,10 @@ fn fast_corners(img: &Gray, t: i16) -> Vec<(usize, usize, u32)> {
                 let (dx, dy) = CIRCLE[k];
                 i16::from(px[((y as isize + dy) * w as isize + x as isize + dx) as usize])
             };
-            let s: u32 = if has_arc9(b) {
+            // Nine in a row need nine set bits: one popcount rules most pixels out.
+            let s: u32 = if b.count_ones() >= 9 && has_arc9(b) {
                 (0..16).map(|k| (ring(k) - c - i16::from(t)).max(0) as u32).sum()
-            } else if has_arc9(d) {
+            } else if d.count_ones() >= 9 && has_arc9(d) {
                 (0..16).map(|k| (c - i16::from(t) - ring(k)).max(0) as u32).sum()
             } else {
                 0

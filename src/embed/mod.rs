@@ -14,6 +14,7 @@ pub mod local;
 mod model;
 mod pipeline;
 mod preprocess;
+pub mod query;
 pub mod regions;
 mod runtime;
 mod session;

@@ -28,14 +28,29 @@ pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer)
     }
     let s = (SIDE as f32 / w.max(h) as f32).min(1.0);
     let (sw, sh) = (((w as f32 * s) as u32).max(1), ((h as f32 * s) as u32).max(1));
-    let small = super::resize_rgb(rgb, sw, sh, resizer);
-    let px = |x: u32, y: u32| {
-        let p = small.get_pixel(x, y);
-        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
+    let small;
+    let src = if (sw, sh) == (w, h) {
+        rgb
+    } else {
+        small = super::resize_rgb(rgb, sw, sh, resizer);
+        &small
     };
+    // Grey values once: every row and column below reads them.
+    let grey: Vec<f32> = src.pixels().map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect();
+    let px = |x: u32, y: u32| grey[(y * sw + x) as usize];
     let mut cells = Vec::new();
     for (y0, y1) in runs(sh, MIN_SHARE, |y| flat((0..sw).map(|x| px(x, y)), FLAT)) {
-        for (x0, x1) in runs(sw, MIN_SHARE, |x| flat((y0..y1).map(|y| px(x, y)), FLAT)) {
+        // Each column's sums over the band, row by row (the order `flat` adds in).
+        let (mut sum, mut sq) = (vec![0f32; sw as usize], vec![0f32; sw as usize]);
+        for y in y0..y1 {
+            let row = &grey[(y * sw) as usize..((y + 1) * sw) as usize];
+            for ((s, q), v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+                (*s, *q) = (*s + v, *q + v * v);
+            }
+        }
+        let n = (y1 - y0) as f32;
+        let column_flat = |x: u32| n > 0.0 && (sq[x as usize] / n - (sum[x as usize] / n).powi(2)).max(0.0).sqrt() < FLAT;
+        for (x0, x1) in runs(sw, MIN_SHARE, column_flat) {
             cells.push([x0, y0, x1 - x0, y1 - y0]);
         }
     }

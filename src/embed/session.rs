@@ -37,7 +37,8 @@ impl Default for EmbedOptions {
 #[derive(Debug, Clone)]
 pub struct Described {
     pub vector: Vec<f32>,
-    pub local: Option<super::local::LocalFeatures>,
+    /// Copy-detection features (`None` when copy detection is off).
+    pub copy: Option<super::query::QueryFeatures>,
     /// The vectors of the photo's content regions, when it has several or a border ([`super::regions`]).
     pub regions: Vec<Vec<f32>>,
 }
@@ -170,19 +171,19 @@ impl Embedder {
         Ok(self.embed_tensors(&t, 1)?.remove(0))
     }
 
-    /// Decodes one encoded query photo once, then embeds it and extracts its
-    /// copy-detection features (query scale, with mirrored descriptors) side
-    /// by side on two threads.
+    /// Decodes one encoded query photo once, then embeds it and prepares its
+    /// copy-detection features ([`super::query`]) side by side on two threads.
     pub fn describe_bytes(&self, bytes: &[u8], source_name: &str) -> Result<Described, EmbedError> {
         let img = decode_image(bytes, source_name, self.limits)?;
         let failed = |what: &str| EmbedError::Io { source_name: source_name.into(), error: std::io::Error::other(what.to_string()) };
-        let (vector, (regions, local)) = std::thread::scope(|s| {
-            // Off the model's thread: the content regions, then the local features (region by
-            // region when there are several, so each keeps a whole photo's detail).
+        let (vector, (regions, copy)) = std::thread::scope(|s| {
+            // Off the model's thread: the content regions, then the copy features
+            // (in full for a photo of regions, else the glance).
             let side = s.spawn(|| {
                 let mut r = Resizer::new();
                 let regions = super::regions::content_regions(&img.rgb, &mut r);
-                (regions.clone(), super::local::describe_query(&img.rgb, &regions, &mut r))
+                let copy = super::query::QueryFeatures::prepare(&img.rgb, &regions, &mut r);
+                (regions, copy)
             });
             let vector = self.embed_tensors(&self.pre.run(&img.rgb, &mut Resizer::new()), 1)?.into_iter().next();
             Ok::<_, EmbedError>((vector, side.join().map_err(|_| failed("feature extraction panicked"))?))
@@ -195,7 +196,7 @@ impl Embedder {
             batch.extend(self.pre.run(&image::imageops::crop_imm(&img.rgb, x, y, w, h).to_image(), &mut resizer));
         }
         let regions = self.embed_tensors(&batch, regions.len())?;
-        Ok(Described { vector, local: Some(local), regions })
+        Ok(Described { vector, copy: Some(copy), regions })
     }
 
     /// Reads a query photo and [`describe_bytes`](Self::describe_bytes) it.

@@ -21,6 +21,11 @@ pub struct CopyOutcome {
     pub coverage: f32,
     /// A continuous detection score: the copy model's log-odds (ties broken by similarity).
     pub score: f32,
+    /// Glance points the gate saw explained on a candidate (`None`: a photo
+    /// of content regions, always checked in full).
+    pub gate_inliers: Option<usize>,
+    /// Whether the photo was checked in full.
+    pub gate_passed: bool,
 }
 
 /// The copy keys of eval's report (all null when the queries have no `copy_of`).
@@ -35,6 +40,8 @@ pub struct CopyMetrics {
     pub copy_auc: Option<f64>,
     /// Calibration of the top candidate's `p_copy` against "a copy of exactly that image".
     pub copy_ece: Option<f64>,
+    /// Share of the non-copies the copy check's gate let through to the full check (its cost).
+    pub non_copies_checked_in_full: Option<f64>,
 }
 
 /// The score above which at most 1 % of the non-copies fall (`None` without non-copies).
@@ -65,6 +72,8 @@ pub fn copy_metrics(outcomes: &[&CopyOutcome], threshold: Option<f32>) -> CopyMe
         copy_tpr_at_fpr_1pct: threshold.and_then(|t| share(copies.iter().filter(|o| o.source_first && o.score > t).count())),
         copy_auc: roc_auc(&pos, &neg),
         copy_ece: Some(ece(&p, &y, 10)),
+        non_copies_checked_in_full: (!neg.is_empty())
+            .then(|| outcomes.iter().filter(|o| !o.is_copy && o.gate_passed).count() as f64 / neg.len() as f64),
     }
 }
 
@@ -73,7 +82,17 @@ mod tests {
     use super::*;
 
     fn o(is_copy: bool, source_first: bool, p_copy: f32) -> CopyOutcome {
-        CopyOutcome { is_copy, source_first, p_copy, inliers: 0, correlation: None, coverage: 0.0, score: p_copy }
+        CopyOutcome {
+            is_copy,
+            source_first,
+            p_copy,
+            inliers: 0,
+            correlation: None,
+            coverage: 0.0,
+            score: p_copy,
+            gate_inliers: Some(20),
+            gate_passed: is_copy || p_copy > 0.5,
+        }
     }
 
     #[test]
@@ -97,6 +116,7 @@ mod tests {
         assert_eq!(m.copy_tpr_at_fpr_1pct, Some(0.25), "only 0.95 is above 0.75 with its source first (0.8 names another image)");
         // AUC: pairs (copy > non-copy) of 4 × 2: 0.95 beats both, 0.6 beats 0.05, 0.8 beats both, 0.1 beats 0.05 → 6 / 8.
         assert_eq!(m.copy_auc, Some(0.75));
+        assert_eq!(m.non_copies_checked_in_full, Some(0.5), "the non-copy at 0.75 went on to the full check, the one at 0.05 did not");
         // ECE, 10 bins, one value each: [0.95 → 1], [0.6 → 1], [0.8 → 0], [0.1 → 0], [0.75 → 0], [0.05 → 0]:
         // 0.05 + 0.4 + 0.8 + 0.1 + 0.75 + 0.05 = 2.15 over 6.
         assert!((m.copy_ece.unwrap() - 2.15 / 6.0).abs() < 1e-6, "{:?}", m.copy_ece);

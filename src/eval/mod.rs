@@ -279,6 +279,11 @@ fn copy_outcome(catalog: &Catalog, q: &Query, answer: &Lookup) -> copies::CopyOu
         correlation: top.and_then(|c| c.correlation),
         coverage: top.map_or(0.0, |c| c.coverage),
         score: top.map_or(f32::MIN, |c| c.score + 1e-3 * c.similarity),
+        gate_inliers: match answer.copy_gate {
+            Some(crate::search::copy::Gate::Glance { inliers, .. }) => Some(inliers),
+            _ => None,
+        },
+        gate_passed: answer.copy_gate.is_some_and(crate::search::copy::Gate::passed),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::copy::{amend_verdict, rank_copies, CopyMatch, COPY_CANDIDATES};
+use super::copy::{amend_verdict, gate, rank_copies, CopyMatch, Gate, COPY_CANDIDATES};
 use super::summary::{Evidence, Reference};
 use super::{assess, search_ranked, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
 use crate::catalog::{Catalog, CatalogError, Label};
@@ -50,11 +50,15 @@ pub struct Lookup {
     /// The engineer's account of the verdict (deprecated: read `summary` and `evidence`).
     pub reason: String,
     /// Catalog images the photo is a copy of (`p_copy` at least the model's
-    /// `report_at`), best first; empty when the photo had no copy features.
+    /// `report_at`), best first; empty when the photo had no copy features or
+    /// the copy check's gate found no candidate worth verifying.
     pub copies: Vec<CopyMatch>,
     /// Every candidate image the copy check verified, best first (for eval).
     #[serde(skip)]
     pub copy_ranking: Vec<CopyMatch>,
+    /// What the copy check's gate saw (`None` without copy features).
+    #[serde(skip)]
+    pub copy_gate: Option<Gate>,
 }
 
 /// The probability model always weighs at least this many products, so that
@@ -87,9 +91,14 @@ const REGION_CANDIDATES: usize = 3;
 pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &VerdictConfig) -> Result<Lookup, CatalogError> {
     let wide = SearchRequest { k: req.k.max(PROBABILITY_CANDIDATES), ..req.clone() };
     let (ranked, nearest) = search_ranked(catalog, &query.vector, if req.k == 0 { req } else { &wide }, COPY_CANDIDATES)?;
-    let copy_ranking = match &query.local {
-        Some(q) => rank_copies(catalog, q, &copy_candidates(catalog, query, nearest, req)?, &cfg.copy),
-        None => Vec::new(),
+    let (copy_ranking, copy_gate) = match &query.copy {
+        Some(q) => {
+            let candidates = copy_candidates(catalog, query, nearest, req)?;
+            let seen = gate(catalog, q, &candidates, cfg.copy.gate_inliers);
+            let ranking = if seen.passed() { rank_copies(catalog, q.full(), &candidates, &cfg.copy) } else { Vec::new() };
+            (ranking, Some(seen))
+        }
+        None => (Vec::new(), None),
     };
     let copies: Vec<CopyMatch> = copy_ranking.iter().filter(|c| c.p_copy >= cfg.copy.report_at).cloned().collect();
     let candidates: Vec<Candidate<'_>> = ranked
@@ -141,5 +150,6 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         reason: verdict.reason,
         copies,
         copy_ranking,
+        copy_gate,
     })
 }

@@ -114,7 +114,7 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, wan
     })
     .await?;
     let search_s = t_search.elapsed().as_secs_f64();
-    state.metrics.lookup(answer.verdict, !answer.copies.is_empty());
+    state.metrics.lookup(&answer);
     let picture = match answer.copies.first() {
         Some(top) if want.explain => {
             let (st, top, bytes) = (state.clone(), top.clone(), bytes.clone());

@@ -9,8 +9,11 @@
 //! them. [`verify`] matches descriptors (nearest neighbour with a ratio test),
 //! fits that map by RANSAC and counts the points it explains; [`CopyModel`]
 //! turns the count into `p_copy`, a probability that the photo is a copy of
-//! that image rather than another photo of the same thing.
+//! that image rather than another photo of the same thing. [`gate`] comes
+//! first: most listing photos copy nothing, and only those whose quick glance
+//! lines up with a candidate are described and verified in full.
 
+mod gate;
 mod verify;
 
 use serde::Serialize;
@@ -21,7 +24,8 @@ use super::{Verdict, VerdictKind};
 
 use crate::catalog::{Catalog, Label, Product};
 use crate::embed::local::LocalFeatures;
-pub use verify::{photometric, verify, CopyEvidence, CopyModel};
+pub use gate::{gate, Gate};
+pub use verify::{photometric, verify, CopyEvidence, CopyModel, GATE_INLIERS};
 
 /// Verified matches needed before the pixels are compared.
 const MIN_INLIERS_FOR_PIXELS: usize = 8;

@@ -182,8 +182,28 @@ pub fn verify(query: &LocalFeatures, catalog: &LocalFeatures) -> Option<CopyEvid
     }
 }
 
+/// The most matches one map explains (direct or mirrored), as [`verify`]
+/// counts them; 0 without trying when fewer than `at_least` descriptors
+/// match, since no map can then explain `at_least` (the gate's question).
+pub fn explained(query: &LocalFeatures, catalog: &LocalFeatures, at_least: usize) -> usize {
+    [(&query.descriptors, false), (&query.mirrored, true)]
+        .into_iter()
+        .filter(|(d, _)| !d.is_empty())
+        .filter_map(|(d, mirrored)| {
+            let pairs = match_descriptors(d, &catalog.descriptors);
+            (pairs.len() >= at_least).then(|| verify_pairs(query, catalog, &pairs, mirrored)).flatten()
+        })
+        .map(|e| e.inliers)
+        .max()
+        .unwrap_or(0)
+}
+
 fn verify_one(query: &LocalFeatures, descriptors: &[Descriptor], catalog: &LocalFeatures, mirrored: bool) -> Option<CopyEvidence> {
-    let pairs = match_descriptors(descriptors, &catalog.descriptors);
+    verify_pairs(query, catalog, &match_descriptors(descriptors, &catalog.descriptors), mirrored)
+}
+
+/// Fits one map to the descriptor matches `pairs` (query index, catalog index).
+fn verify_pairs(query: &LocalFeatures, catalog: &LocalFeatures, pairs: &[(usize, usize)], mirrored: bool) -> Option<CopyEvidence> {
     let (qw, qh) = (f32::from(query.width.max(1)), f32::from(query.height.max(1)));
     let (cw, ch) = (f32::from(catalog.width.max(1)), f32::from(catalog.height.max(1)));
     // In the mirrored frame a query point sits at (qw - x, y).
@@ -335,13 +355,22 @@ pub struct CopyModel {
     pub correlation: f32,
     /// Lowest `p_copy` a lookup reports as a copy.
     pub report_at: f32,
+    /// Glance points one map must explain on some candidate before a
+    /// one-picture photo is checked in full (`super::gate`); `None`: every
+    /// photo is checked in full (the gate is still measured).
+    pub gate_inliers: Option<usize>,
 }
 
 impl Default for CopyModel {
     fn default() -> Self {
-        CopyModel { intercept: -9.53, coverage: 8.63, correlation: 3.24, report_at: 0.5 }
+        CopyModel { intercept: -9.53, coverage: 8.63, correlation: 3.24, report_at: 0.5, gate_inliers: Some(GATE_INLIERS) }
     }
 }
+
+/// The gate's threshold: the most that drops no detected copy on the copy
+/// protocols' training half and at most 1 % on the others
+/// (`scripts/eval_copy_gate.sh`; see README).
+pub const GATE_INLIERS: usize = 10;
 
 impl CopyModel {
     /// The log-odds of a copy, unclamped (the score copies are ranked by).
