@@ -293,7 +293,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub per_query: Option<PathBuf>,
     /// Check every photo for copies in full; the copy check's gate is only
-    /// measured (`copy_check.gate_inliers` per query): how `scripts/eval_copy_gate.sh` calibrates it.
+    /// measured (`copy_check.gate_inliers` per query): how `GATE=off scripts/eval_copies.sh` calibrates it.
     #[arg(long)]
     pub no_copy_gate: bool,
     /// Matches considered for the verdict (and recall@k uses 1 and 5).
