@@ -42,6 +42,11 @@ fn jpeg(img: &RgbImage) -> Vec<u8> {
     buf
 }
 
+/// The answer's copy is of the known fake, and decided the verdict.
+fn copied_fake_decided(answer: &Lookup) -> bool {
+    answer.evidence.copy.as_ref().is_some_and(|c| c.label == knockoff::catalog::Label::Counterfeit && c.decided)
+}
+
 fn look_up(opened: &knockoff::index::OpenIndex, img: &RgbImage) -> Lookup {
     look_up_with(opened, img, &VerdictConfig::default())
 }
@@ -67,7 +72,7 @@ fn an_index_built_before_copy_detection_gets_its_copy_features_from_the_thumbnai
     assert_eq!(count(&rusqlite::Connection::open(&db).unwrap()), 4, "computed once, and stored");
     let fake = image::open(&photos()[2]).unwrap().to_rgb8();
     let answer = look_up(&opened, &apply(Edit::Banner, &fake, &[], &mut Rng::new(5)).image);
-    assert!(answer.reason.contains("reuses a photo of the known-fake reference"), "{}", answer.reason);
+    assert!(copied_fake_decided(&answer), "{}: {:?}", answer.summary, answer.evidence.copy);
 }
 
 /// Another shot of the same scene, simulated: the camera moved (a keystone
@@ -164,17 +169,19 @@ fn a_second_shot_of_the_same_scene_is_not_a_copy_and_a_copied_fake_is_called_cou
     let fake = image::open(&photos()[2]).unwrap().to_rgb8();
     let banner = apply(Edit::Banner, &fake, &[], &mut Rng::new(5)).image;
     let answer = look_up(&opened, &banner);
-    assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.reason);
-    assert!(answer.reason.contains("reuses a photo of the known-fake reference"), "{}", answer.reason);
+    assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.summary);
+    assert!(copied_fake_decided(&answer), "{}: {:?}", answer.summary, answer.evidence.copy);
     // A catalog whose lookups cannot show the 2 % bound sets its counterfeit threshold
     // above 1 ("never"); the fake's own photo is still an accusation that rate allows.
     let never = VerdictConfig { counterfeit_threshold: 1.01, ..VerdictConfig::default() };
     let answer = look_up_with(&opened, &banner, &never);
-    assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.reason);
+    assert_eq!(answer.verdict, knockoff::search::VerdictKind::LikelyCounterfeit, "{}", answer.summary);
     // An authentic (official) photo reused: named as evidence to report, the verdict left to the probabilities.
     let official = image::open(&photos()[0]).unwrap().to_rgb8();
     let answer = look_up(&opened, &apply(Edit::Padding, &official, &[], &mut Rng::new(6)).image);
-    assert!(answer.reason.contains("reuses the brand's official photo"), "{}", answer.reason);
+    let copy = answer.evidence.copy.as_ref().expect("the copy is evidence");
+    assert!(copy.label == knockoff::catalog::Label::Authentic && !copy.decided, "{copy:?}");
+    assert!(answer.summary.contains("reuses the brand's own photo"), "{}", answer.summary);
 }
 
 /// A textured picture that is none of the catalog's photos (stripes and

@@ -151,34 +151,37 @@ fn cases_are_listed_by_review_worth_filtered_and_paged() {
             .map(|(i, (v, s))| record(&cat, ["coffee", "chelsea", "astronaut", "rocket"][i], v, s))
             .collect();
         let all = review::list(&cat, CaseQuery { limit: 10, ..Default::default() }, None).unwrap();
-        assert_eq!(all.cases.len(), 4, "{}", b.name());
-        assert!(all.cases.windows(2).all(|w| w[0].priority >= w[1].priority), "review worth first");
-        assert!(all.next_cursor.is_none());
-        // Pages of one, following the cursor, give the same order.
-        let mut paged = Vec::new();
-        let mut cursor: Option<String> = None;
+        assert_eq!(all.items.len(), 4, "{}", b.name());
+        assert!(all.items.windows(2).all(|w| w[0].priority >= w[1].priority), "review worth first");
+        assert!(!all.has_more);
+        // Pages of one, each starting after the last case of the one before, give the same order.
+        let mut paged: Vec<i64> = Vec::new();
         loop {
-            let page = review::list(&cat, CaseQuery { limit: 1, ..Default::default() }, cursor.as_deref()).unwrap();
-            paged.extend(page.cases.iter().map(|c| c.id));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
+            let after = paged.last().map(i64::to_string);
+            let page = review::list(&cat, CaseQuery { limit: 1, ..Default::default() }, after.as_deref()).unwrap();
+            paged.extend(page.items.iter().map(|c| c.id));
+            if !page.has_more {
+                break;
             }
         }
-        assert_eq!(paged, all.cases.iter().map(|c| c.id).collect::<Vec<_>>());
+        assert_eq!(paged, all.items.iter().map(|c| c.id).collect::<Vec<_>>());
         let newest = review::list(&cat, CaseQuery { limit: 10, sort: CaseSort::Time, ..Default::default() }, None).unwrap();
-        assert_eq!(newest.cases.iter().map(|c| c.id).collect::<Vec<_>>(), ids.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(newest.items.iter().map(|c| c.id).collect::<Vec<_>>(), ids.iter().rev().copied().collect::<Vec<_>>());
+        let newest_after = CaseQuery { limit: 10, sort: CaseSort::Time, ..Default::default() };
+        let rest = review::list(&cat, newest_after, Some(&ids[3].to_string())).unwrap();
+        assert_eq!(rest.items.iter().map(|c| c.id).collect::<Vec<_>>(), ids[..3].iter().rev().copied().collect::<Vec<_>>());
         let s1 = review::list(&cat, CaseQuery { limit: 10, seller_id: Some("s1".into()), ..Default::default() }, None).unwrap();
-        assert_eq!(s1.cases.len(), 2);
+        assert_eq!(s1.items.len(), 2);
         let fakes = CaseQuery { limit: 10, min_p_counterfeit: Some(0.5), ..Default::default() };
         let fakes = review::list(&cat, fakes, None).unwrap();
-        assert!(fakes.cases.iter().all(|c| c.p_counterfeit >= 0.5) && !fakes.cases.is_empty(), "{:?}", fakes.cases);
+        assert!(fakes.items.iter().all(|c| c.p_counterfeit >= 0.5) && !fakes.items.is_empty(), "{:?}", fakes.items);
         // Deciding moves a case out of the open queue.
         review::decide(&cat, DecodeLimits::default(), ids[0], 1, None, &input(Decision::Skip, None)).unwrap();
         let open = review::list(&cat, CaseQuery { limit: 10, status: Some("open".into()), ..Default::default() }, None).unwrap();
-        assert_eq!(open.cases.len(), 3);
+        assert_eq!(open.items.len(), 3);
         assert!(review::list(&cat, CaseQuery { limit: 0, ..Default::default() }, None).is_err());
         assert!(review::list(&cat, CaseQuery { limit: 5, ..Default::default() }, Some("garbage")).is_err());
+        assert!(review::list(&cat, CaseQuery { limit: 5, ..Default::default() }, Some("999999")).is_err(), "names no case");
     }
 }
 

@@ -174,6 +174,9 @@ impl From<ReviewError> for ApiError {
             ReviewError::UnknownCase(_) => ApiError::NotFound(e.to_string()),
             ReviewError::UnknownProduct(_) | ReviewError::Invalid { field: "product_id", .. } => ApiError::Unprocessable(e.to_string()),
             ReviewError::Invalid { field: "decision", .. } | ReviewError::NotDecided(_) => ApiError::Conflict(e.to_string()),
+            ReviewError::Invalid { field: param @ ("limit" | "starting_after"), .. } => {
+                ApiError::InvalidParameter { param, detail: e.to_string() }
+            }
             ReviewError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
             ReviewError::Stale { current, .. } => ApiError::Stale { detail: e.to_string(), etag: etag(current) },
             ReviewError::Photo(p) => p.into(),

@@ -83,7 +83,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         webhooks::list_webhooks, webhooks::enable_webhook
     ),
     components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,
-        review::Case, review::Page, review::DecisionInput, review::Decision, DecisionRow, AuditRow, crate::webhooks::TargetView)),
+        review::Case, super::pages::CaseList, review::DecisionInput, review::Decision, DecisionRow, AuditRow, crate::webhooks::TargetView)),
     modifiers(&BearerAuth, &Problems),
     tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "review"), (name = "webhooks"), (name = "operations"))
 )]

@@ -68,6 +68,20 @@ impl From<Page<Product>> for ProductList {
     }
 }
 
+/// A page of review cases, in the order asked for (most worth reviewing first, or newest first).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseList {
+    pub data: Vec<crate::review::Case>,
+    /// Whether more follow: ask again with `starting_after` = the last `id`.
+    pub has_more: bool,
+}
+
+impl From<Page<crate::review::Case>> for CaseList {
+    fn from(p: Page<crate::review::Case>) -> Self {
+        CaseList { data: p.items, has_more: p.has_more }
+    }
+}
+
 /// A page of jobs, newest first, without their per-item errors (`GET /v1/jobs/{id}` has them).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {

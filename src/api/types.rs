@@ -149,7 +149,8 @@ pub struct LookupResponse {
     pub summary: String,
     /// The facts the verdict rests on: probabilities, thresholds, the top product, the nearest references, the copy.
     pub evidence: search::Evidence,
-    /// Deprecated (read `summary` and `evidence`): the engineer's account, kept one release.
+    /// Deprecated alias of `summary` (the same string), kept one release.
+    #[schema(deprecated)]
     pub reason: String,
     /// Catalog images the photo is a copy of (reuses, possibly edited), best first.
     pub copies: Vec<CopyOut>,

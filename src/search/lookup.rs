@@ -47,7 +47,7 @@ pub struct Lookup {
     pub summary: String,
     /// The facts the verdict rests on.
     pub evidence: Evidence,
-    /// The engineer's account of the verdict (deprecated: read `summary` and `evidence`).
+    /// Deprecated alias of `summary`, kept one release (it was the engineer's account of the verdict).
     pub reason: String,
     /// Catalog images the photo is a copy of (`p_copy` at least the model's
     /// `report_at`), best first; empty when the photo had no copy features or
@@ -122,6 +122,7 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         .collect();
     let copy_decided = copies.first().is_some_and(|c| c.label == Label::Counterfeit && cfg.accuses_copy(c.p_copy, p.p_counterfeit));
     let evidence = Evidence::of(&references, [p.p_counterfeit, p.p_authentic, p.p_no_match], cfg, copies.first(), copy_decided);
+    let summary = super::summary(verdict, &evidence);
     let matches = ranked
         .iter()
         .zip(p.confidences)
@@ -144,10 +145,10 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         p_counterfeit: p.p_counterfeit,
         p_authentic: p.p_authentic,
         p_no_match: p.p_no_match,
-        verdict: verdict.verdict,
-        summary: super::summary(verdict.verdict, &evidence),
+        verdict,
+        reason: summary.clone(),
+        summary,
         evidence,
-        reason: verdict.reason,
         copies,
         copy_ranking,
         copy_gate,

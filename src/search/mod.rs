@@ -27,9 +27,7 @@ pub use copy::{CopyMatch, CopyModel, Region};
 pub use lookup::{lookup, Lookup, Match, PROBABILITY_CANDIDATES};
 pub use mapping::{Mapping, TopOfRanking};
 pub use summary::{summary, Evidence};
-pub use verdict::{
-    assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, Verdict, VerdictConfig, VerdictKind,
-};
+pub use verdict::{assess, probabilities, Assessment, Candidate, Presence, Probabilities, ThresholdBasis, VerdictConfig, VerdictKind};
 
 use crate::catalog::{Catalog, CatalogError, Filter, Product};
 

@@ -3,13 +3,14 @@
 //! compared with, the top product, the nearest authentic and counterfeit
 //! references, the copy), and `summary`, one plain sentence rendered from
 //! them and the verdict ([`summary`]) — the same function for every
-//! front-end. (`reason`, the older engineer's text, stays one release.)
+//! front-end. (`reason` repeats `summary` for one release: it was the older
+//! engineer's text.)
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{CopyMatch, VerdictConfig, VerdictKind};
+use super::{CopyMatch, ThresholdBasis, VerdictConfig, VerdictKind};
 use crate::catalog::Label;
 
 /// A catalog product the evidence names.
@@ -56,6 +57,11 @@ pub struct Thresholds {
     pub authentic: f32,
     /// The top product's own confidence needed for `likely_authentic`.
     pub named_product: f32,
+    /// Where they come from: `default` (nothing fitted on this catalog),
+    /// `fitted` (to the stated rates, on the catalog's own held-out photos) or
+    /// `stricter_on_views` (the stricter of the default and what synthetic
+    /// views of a one-photo-per-product catalog need).
+    pub basis: ThresholdBasis,
 }
 
 /// The facts a verdict rests on.
@@ -85,6 +91,7 @@ impl Evidence {
                 counterfeit: cfg.counterfeit_threshold,
                 authentic: cfg.authentic_threshold,
                 named_product: cfg.identity_threshold,
+                basis: cfg.thresholds,
             },
             top: ranked.first().cloned(),
             nearest_authentic: nearest(Label::Authentic),
@@ -159,7 +166,7 @@ mod tests {
             p_counterfeit: p[0],
             p_authentic: p[1],
             p_no_match: p[2],
-            thresholds: Thresholds { counterfeit: 0.95, authentic: 0.5, named_product: 0.7 },
+            thresholds: Thresholds { counterfeit: 0.95, authentic: 0.5, named_product: 0.7, basis: ThresholdBasis::Fitted },
             nearest_authentic: Some(if top.label == Label::Authentic { top.clone() } else { genuine }),
             nearest_counterfeit: Some(if top.label == Label::Counterfeit { top.clone() } else { fake }),
             top: Some(top),

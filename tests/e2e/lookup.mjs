@@ -22,7 +22,7 @@ try {
   await page.waitForFunction(() => [...document.querySelectorAll("tr.match img")].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 10000 });
   const result = await page.evaluate(() => ({
     verdict: document.querySelector("#verdict").textContent,
-    reason: document.querySelector("#reason").textContent,
+    summary: document.querySelector("#summary").textContent,
     rows: [...document.querySelectorAll("tr.match")].map((tr) => ({
       product: tr.querySelector(".pid").textContent,
       label: tr.children[2].textContent,

@@ -12,8 +12,9 @@ use super::{blocking, St};
 use crate::api::auth::Caller;
 use crate::api::error::{etag, ApiError};
 use crate::api::extract::{ApiPath, ApiQuery, JsonBody};
+use crate::api::pages::CaseList;
 use crate::catalog::store::{CaseQuery, CaseSort};
-use crate::review::{self, Case, DecisionInput, Page};
+use crate::review::{self, Case, DecisionInput};
 
 fn case_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError::InvalidParameter { param: "id", detail: format!("case id must be an integer, not '{id}'") })
@@ -51,15 +52,16 @@ pub struct CaseParams {
     pub min_p_counterfeit: Option<f32>,
     /// `priority` (most worth reviewing first, the default) or `time` (newest first).
     pub sort: Option<String>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    /// The `id` of the last case of the previous page (absent: the first page).
+    pub starting_after: Option<String>,
     /// Cases per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<usize>,
 }
 
 /// Lists cases, most worth reviewing first (or newest first), a page at a time.
-#[utoipa::path(get, path = "/v1/cases", tag = "review", params(CaseParams), responses((status = 200, body = Page)))]
-pub async fn list_cases(State(state): St, query: Result<ApiQuery<CaseParams>, ApiError>) -> Result<Json<Page>, ApiError> {
+#[utoipa::path(get, path = "/v1/cases", tag = "review", params(CaseParams), responses((status = 200, body = CaseList)))]
+pub async fn list_cases(State(state): St, query: Result<ApiQuery<CaseParams>, ApiError>) -> Result<Json<CaseList>, ApiError> {
     let p = query?.0;
     let sort = match p.sort.as_deref() {
         None | Some("priority") => CaseSort::Priority,
@@ -78,7 +80,7 @@ pub async fn list_cases(State(state): St, query: Result<ApiQuery<CaseParams>, Ap
         after: None,
         limit: p.limit.unwrap_or(50),
     };
-    blocking(move || Ok(review::list(&state.catalog, q, p.cursor.as_deref())?)).await.map(Json)
+    blocking(move || Ok(review::list(&state.catalog, q, p.starting_after.as_deref())?.into())).await.map(Json)
 }
 
 /// One case: its context, the answer it got, its decision and audit trail; the `ETag` a decision must send back.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::{Verdict, VerdictKind};
+use super::VerdictKind;
 
 use crate::catalog::{Catalog, Label, Product};
 use crate::embed::local::LocalFeatures;
@@ -142,25 +142,10 @@ pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64,
 /// Adds what the copies say to the verdict: a copy of a counterfeit
 /// reference at a `p_copy` that `accuses`
 /// ([`super::VerdictConfig::accuses_copy`]) makes the verdict
-/// `likely_counterfeit`; a copy of an authentic (official) photo is named as
-/// evidence to report.
-pub fn amend_verdict(v: Verdict, copies: &[CopyMatch], accuses: impl Fn(f32) -> bool) -> Verdict {
-    let Some(top) = copies.first() else { return v };
-    let what = format!("image {} of {}, p_copy {:.2}, {} matched points", top.image_id, top.product_id, top.p_copy, top.inliers);
-    match top.label {
-        Label::Counterfeit if accuses(top.p_copy) => Verdict {
-            verdict: VerdictKind::LikelyCounterfeit,
-            reason: format!("the photo reuses a photo of the known-fake reference {what} (without the copy: {})", v.reason),
-        },
-        Label::Counterfeit => {
-            Verdict { reason: format!("{}; the photo may reuse a photo of the known-fake reference {what}", v.reason), ..v }
-        }
-        Label::Authentic => Verdict {
-            reason: format!(
-                "{}; the photo reuses the brand's official photo ({what}): a listing by an unknown seller that does should be reported",
-                v.reason
-            ),
-            ..v
-        },
+/// `likely_counterfeit`; any other copy leaves it (the evidence names it).
+pub fn amend_verdict(v: VerdictKind, copies: &[CopyMatch], accuses: impl Fn(f32) -> bool) -> VerdictKind {
+    match copies.first() {
+        Some(top) if top.label == Label::Counterfeit && accuses(top.p_copy) => VerdictKind::LikelyCounterfeit,
+        _ => v,
     }
 }

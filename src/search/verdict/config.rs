@@ -151,7 +151,8 @@ impl VerdictConfig {
 }
 
 /// Where the verdict thresholds come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ThresholdBasis {
     /// The configured defaults: nothing fitted on this catalog.
     #[default]
@@ -171,18 +172,6 @@ impl ThresholdBasis {
             ThresholdBasis::Default => "default",
             ThresholdBasis::Fitted => "fitted",
             ThresholdBasis::StricterOnViews => "stricter_on_views",
-        }
-    }
-
-    /// Why `p` reaches `threshold`, for a verdict whose stated rate is `rate` of `what`.
-    pub(super) fn why(self, name: &str, p: f32, threshold: f32, rate: f32, what: &str) -> String {
-        let pct = rate * 100.0;
-        match self {
-            ThresholdBasis::Default => format!("{name} {p:.2} reaches the default {threshold:.2} (no threshold fitted on this catalog)"),
-            ThresholdBasis::Fitted => format!("{name} {p:.2} reaches the {threshold:.2} needed to keep {what} under {pct:.0}%"),
-            ThresholdBasis::StricterOnViews => format!(
-                "{name} {p:.2} reaches {threshold:.2}, the stricter of the default and what synthetic views of this catalog need to keep {what} under {pct:.0}%"
-            ),
         }
     }
 }

@@ -75,12 +75,6 @@ impl VerdictKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    pub verdict: VerdictKind,
-    pub reason: String,
-}
-
 /// One ranked product as the verdict sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate<'a> {
@@ -99,11 +93,11 @@ pub struct Probabilities {
     pub p_no_match: f32,
 }
 
-/// Probabilities and the verdict.
+/// Probabilities and the verdict (why: [`super::summary::Evidence`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     pub probabilities: Probabilities,
-    pub verdict: Verdict,
+    pub verdict: VerdictKind,
 }
 
 /// The distribution over `candidates` (sorted best first) plus "none of these".
@@ -154,15 +148,6 @@ pub fn assess(candidates: &[Candidate<'_>], cfg: &VerdictConfig) -> Assessment {
     Assessment { probabilities, verdict }
 }
 
-/// A threshold in words: above 1 no probability reaches it (too few lookups showed the rate).
-fn needed(threshold: f32) -> String {
-    if threshold > 1.0 {
-        "more than this catalog's lookups can show".into()
-    } else {
-        format!("{threshold:.2}")
-    }
-}
-
 /// Positive evidence for the product `likely_authentic` would name: it is
 /// the top candidate, authentic, and the photo shows *it* (its own
 /// confidence, not the authentic products' summed mass) with the probability
@@ -171,65 +156,19 @@ fn names_the_product(best: &Candidate<'_>, p: &Probabilities, cfg: &VerdictConfi
     best.label == Label::Authentic && p.confidences.first().is_some_and(|c| *c >= cfg.identity_threshold)
 }
 
-fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) -> Verdict {
-    let Some(best) = candidates.first() else {
-        return Verdict { verdict: VerdictKind::NoMatch, reason: "the catalog has no candidate for this photo".into() };
-    };
-    let nearest = |l: Label| candidates.iter().find(|c| c.label == l);
-    let f = |c: Option<&Candidate<'_>>| c.map_or_else(|| "none".into(), |c| format!("{} at {:.2}", c.product_id, c.similarity));
-    let evidence =
-        format!("nearest counterfeit reference {}, nearest authentic {}", f(nearest(Label::Counterfeit)), f(nearest(Label::Authentic)));
+fn decide(candidates: &[Candidate<'_>], p: &Probabilities, cfg: &VerdictConfig) -> VerdictKind {
+    let Some(best) = candidates.first() else { return VerdictKind::NoMatch };
     let authentic_enough = p.p_authentic >= cfg.authentic_threshold && p.p_authentic > p.p_counterfeit;
-    let (verdict, why) = if p.p_counterfeit >= cfg.counterfeit_threshold {
-        (
-            VerdictKind::LikelyCounterfeit,
-            cfg.thresholds.why("p_counterfeit", p.p_counterfeit, cfg.counterfeit_threshold, cfg.max_false_accusation, "false accusations"),
-        )
+    if p.p_counterfeit >= cfg.counterfeit_threshold {
+        VerdictKind::LikelyCounterfeit
     } else if p.p_no_match >= 0.5 {
-        (
-            VerdictKind::NoMatch,
-            format!(
-                "p_no_match {:.2}: best match {} at similarity {:.2} looks like no catalog product",
-                p.p_no_match, best.product_id, best.similarity
-            ),
-        )
+        VerdictKind::NoMatch
     } else if authentic_enough && names_the_product(best, p, cfg) {
-        (
-            VerdictKind::LikelyAuthentic,
-            cfg.thresholds.why(
-                "p_authentic",
-                p.p_authentic,
-                cfg.authentic_threshold,
-                cfg.max_missed_counterfeit,
-                "counterfeits passed as authentic",
-            ),
-        )
-    } else if authentic_enough && best.label == Label::Authentic {
-        (
-            VerdictKind::Uncertain,
-            format!(
-                "looks authentic (p_authentic {:.2}) but not surely {}: its own confidence {:.2} is under the {} needed to keep photos of uncatalogued products called authentic under {:.0}%",
-                p.p_authentic,
-                best.product_id,
-                p.confidences.first().copied().unwrap_or(0.0),
-                needed(cfg.identity_threshold),
-                cfg.max_false_authentication * 100.0
-            ),
-        )
+        VerdictKind::LikelyAuthentic
     } else {
-        (
-            VerdictKind::Uncertain,
-            format!(
-                "not decidable at the stated risk: p_counterfeit {:.2} (needed {}), p_authentic {:.2} (needed {}), p_no_match {:.2}",
-                p.p_counterfeit,
-                needed(cfg.counterfeit_threshold),
-                p.p_authentic,
-                needed(cfg.authentic_threshold),
-                p.p_no_match
-            ),
-        )
-    };
-    Verdict { verdict, reason: format!("{why}; {evidence}") }
+        // Not decidable at the stated risk, or authentic-looking but not surely the product it would name.
+        VerdictKind::Uncertain
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +181,7 @@ mod tests {
     }
 
     fn verdict(cands: &[Candidate<'_>], cfg: &VerdictConfig) -> VerdictKind {
-        assess(cands, cfg).verdict.verdict
+        assess(cands, cfg).verdict
     }
 
     fn presence() -> Presence {
@@ -353,8 +292,7 @@ mod tests {
         let spread = [c("a", Label::Authentic, 0.80), c("b", Label::Authentic, 0.795), c("d", Label::Authentic, 0.79)];
         let a = assess(&spread, &cfg);
         assert!(a.probabilities.p_authentic > 0.9 && a.probabilities.confidences[0] < 0.6, "{a:?}");
-        assert_eq!(a.verdict.verdict, VerdictKind::Uncertain, "{a:?}");
-        assert!(a.verdict.reason.contains("not surely a: its own confidence"), "{}", a.verdict.reason);
+        assert_eq!(a.verdict, VerdictKind::Uncertain, "{a:?}");
         // The same photo clearly of one product: authentic.
         let clear = [c("a", Label::Authentic, 0.95), c("b", Label::Authentic, 0.6)];
         assert_eq!(verdict(&clear, &cfg), VerdictKind::LikelyAuthentic);
@@ -365,7 +303,7 @@ mod tests {
         let behind = [c("f", Label::Counterfeit, 0.80), c("a", Label::Authentic, 0.799), c("b", Label::Authentic, 0.798)];
         let p = assess(&behind, &low);
         assert!(p.probabilities.p_authentic > p.probabilities.p_counterfeit, "{p:?}");
-        assert_eq!(p.verdict.verdict, VerdictKind::Uncertain, "{p:?}");
+        assert_eq!(p.verdict, VerdictKind::Uncertain, "{p:?}");
     }
 
     #[test]
@@ -382,35 +320,20 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_follow_the_thresholds_and_say_why() {
+    fn verdicts_follow_the_thresholds() {
         let cfg = VerdictConfig { presence: Some(presence()), counterfeit_threshold: 0.8, ..Default::default() };
         assert_eq!(verdict(&[], &cfg), VerdictKind::NoMatch);
         assert_eq!(verdict(&[c("a", Label::Authentic, 0.3), c("b", Label::Authentic, 0.29)], &cfg), VerdictKind::NoMatch);
         let a = assess(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &cfg);
-        assert_eq!(a.verdict.verdict, VerdictKind::LikelyCounterfeit, "{a:?}");
-        assert!(a.verdict.reason.contains("nearest counterfeit reference f at 0.95, nearest authentic a at 0.62"), "{}", a.verdict.reason);
+        assert_eq!(a.verdict, VerdictKind::LikelyCounterfeit, "{a:?}");
         assert_eq!(verdict(&[c("a", Label::Authentic, 0.95), c("f", Label::Counterfeit, 0.62)], &cfg), VerdictKind::LikelyAuthentic);
-        // The reason says where the threshold comes from.
-        let said = |basis: ThresholdBasis| {
-            assess(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &VerdictConfig { thresholds: basis, ..cfg.clone() })
-                .verdict
-                .reason
-        };
-        assert!(
-            said(ThresholdBasis::Default).contains("reaches the default 0.80 (no threshold fitted"),
-            "{}",
-            said(ThresholdBasis::Default)
-        );
-        assert!(said(ThresholdBasis::Fitted).contains("needed to keep false accusations under 2%"), "{}", said(ThresholdBasis::Fitted));
-        let views = said(ThresholdBasis::StricterOnViews);
-        assert!(views.contains("the stricter of the default and what synthetic views of this catalog need"), "{views}");
         // Authentic and counterfeit references equally close: neither reaches its threshold.
         let tie = assess(&[c("a", Label::Authentic, 0.9), c("f", Label::Counterfeit, 0.9)], &cfg);
-        assert_eq!(tie.verdict.verdict, VerdictKind::Uncertain, "{tie:?}");
-        assert!(tie.verdict.reason.starts_with("not decidable at the stated risk"), "{}", tie.verdict.reason);
-        assert!(tie.verdict.reason.contains("(needed 0.80), p_authentic 0.50 (needed 0.50)"), "{}", tie.verdict.reason);
+        assert_eq!(tie.verdict, VerdictKind::Uncertain, "{tie:?}");
+        assert!(tie.probabilities.p_counterfeit < 0.8 && (tie.probabilities.p_authentic - 0.5).abs() < 0.01, "{tie:?}");
+        // A threshold above 1 ("never": the fit could not show the rate) is reached by nothing.
         let never = assess(&[c("a", Label::Authentic, 0.95)], &VerdictConfig { authentic_threshold: 1.01, ..cfg.clone() });
-        assert!(never.verdict.reason.contains("(needed more than this catalog's lookups can show)"), "{}", never.verdict.reason);
+        assert_eq!(never.verdict, VerdictKind::Uncertain, "{never:?}");
         // A stricter threshold turns the same evidence into `uncertain`.
         let strict = VerdictConfig { counterfeit_threshold: 0.999, ..cfg.clone() };
         assert_eq!(verdict(&[c("f", Label::Counterfeit, 0.95), c("a", Label::Authentic, 0.62)], &strict), VerdictKind::Uncertain);
