@@ -60,6 +60,15 @@ pub struct LocalParams {
     pub threshold: i16,
 }
 
+impl LocalParams {
+    /// The size a `w` × `h` image is described at: longest side `max_side`, never enlarged.
+    #[must_use]
+    pub fn working_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let scale = (self.max_side as f32 / w.max(h).max(1) as f32).min(1.0);
+        (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1))
+    }
+}
+
 /// Catalog images: one scale, few points (they are stored).
 pub const CATALOG: LocalParams = LocalParams { max_side: 200, levels: 1, step: 1.25, max_points: 150, threshold: 12 };
 /// Queries: a pyramid, more points (they are thrown away after the lookup).
@@ -85,9 +94,7 @@ const FORMAT_VERSION: u8 = 1;
 impl LocalFeatures {
     /// Describes `rgb` with `params`; `mirror` also computes mirrored descriptors.
     pub fn extract(rgb: &RgbImage, params: &LocalParams, mirror: bool, resizer: &mut Resizer) -> LocalFeatures {
-        let (w, h) = rgb.dimensions();
-        let scale = (params.max_side as f32 / w.max(h).max(1) as f32).min(1.0);
-        let (ww, wh) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
+        let (ww, wh) = params.working_size(rgb.width(), rgb.height());
         let small = Resize { width: ww, height: wh, mode: ResizeMode::Squash }.apply(rgb, resizer);
         let base = Gray::from_rgb(&small);
         let mut out = LocalFeatures { width: ww as u16, height: wh as u16, ..LocalFeatures::default() };

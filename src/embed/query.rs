@@ -50,10 +50,8 @@ impl QueryFeatures {
         if !regions.is_empty() {
             return QueryFeatures::Full(describe_query(rgb, regions, resizer));
         }
-        let (w, h) = rgb.dimensions();
-        let scale = (QUERY.max_side as f32 / w.max(h).max(1) as f32).min(1.0);
-        // The same size `LocalFeatures::extract` resizes to, so describing `working` later skips that step.
-        let (ww, wh) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
+        // The size `LocalFeatures::extract` resizes to, so describing `working` later skips that step.
+        let (ww, wh) = QUERY.working_size(rgb.width(), rgb.height());
         let working = resize_rgb(rgb, ww, wh, resizer);
         let glance = LocalFeatures::extract(&working, &GLANCE, true, resizer);
         QueryFeatures::Deferred(Deferred { glance, working, full: OnceLock::new() })

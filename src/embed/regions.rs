@@ -49,7 +49,7 @@ pub fn content_regions(rgb: &RgbImage, resizer: &mut fast_image_resize::Resizer)
             }
         }
         let n = (y1 - y0) as f32;
-        let column_flat = |x: u32| n > 0.0 && (sq[x as usize] / n - (sum[x as usize] / n).powi(2)).max(0.0).sqrt() < FLAT;
+        let column_flat = |x: u32| spread_below(n, sum[x as usize], sq[x as usize], FLAT);
         for (x0, x1) in runs(sw, MIN_SHARE, column_flat) {
             cells.push([x0, y0, x1 - x0, y1 - y0]);
         }
@@ -81,6 +81,11 @@ fn flat(vals: impl Iterator<Item = f32>, max_std: f32) -> bool {
     for v in vals {
         (n, sum, sq) = (n + 1.0, sum + v, sq + v * v);
     }
+    spread_below(n, sum, sq, max_std)
+}
+
+/// Whether `n` values with this sum and sum of squares have a standard deviation under `max_std` (none: no).
+fn spread_below(n: f32, sum: f32, sq: f32, max_std: f32) -> bool {
     n > 0.0 && (sq / n - (sum / n).powi(2)).max(0.0).sqrt() < max_std
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::copy::{amend_verdict, gate, rank_copies, CopyMatch, Gate, COPY_CANDIDATES};
+use super::copy::{decides, gate, rank_copies, CopyMatch, Gate, COPY_CANDIDATES};
 use super::summary::{Evidence, Reference};
 use super::{assess, search_ranked, Candidate, ImageHit, SearchRequest, VerdictConfig, VerdictKind};
 use crate::catalog::{Catalog, CatalogError, Label};
@@ -106,8 +106,10 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
         .map(|m| Candidate { product_id: &m.product.product_id, label: m.product.label, similarity: m.best.similarity })
         .collect();
     let assessment = assess(&candidates, cfg);
-    let verdict = amend_verdict(assessment.verdict, &copies, |p_copy| cfg.accuses_copy(p_copy, assessment.probabilities.p_counterfeit));
     let p = assessment.probabilities;
+    // A copy of a known fake that accuses decides alone; otherwise the probabilities do.
+    let copy_decided = decides(&copies, cfg, p.p_counterfeit);
+    let verdict = if copy_decided { VerdictKind::LikelyCounterfeit } else { assessment.verdict };
     let references: Vec<Reference> = ranked
         .iter()
         .zip(&p.confidences)
@@ -120,7 +122,6 @@ pub fn lookup(catalog: &Catalog, query: &Described, req: &SearchRequest, cfg: &V
             confidence: *c,
         })
         .collect();
-    let copy_decided = copies.first().is_some_and(|c| c.label == Label::Counterfeit && cfg.accuses_copy(c.p_copy, p.p_counterfeit));
     let evidence = Evidence::of(&references, [p.p_counterfeit, p.p_authentic, p.p_no_match], cfg, copies.first(), copy_decided);
     let summary = super::summary(verdict, &evidence);
     let matches = ranked

@@ -20,8 +20,6 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::VerdictKind;
-
 use crate::catalog::{Catalog, Label, Product};
 use crate::embed::local::LocalFeatures;
 pub use gate::{gate, Gate};
@@ -139,13 +137,11 @@ pub fn rank_copies(catalog: &Catalog, query: &LocalFeatures, candidates: &[(i64,
     out
 }
 
-/// Adds what the copies say to the verdict: a copy of a counterfeit
-/// reference at a `p_copy` that `accuses`
-/// ([`super::VerdictConfig::accuses_copy`]) makes the verdict
-/// `likely_counterfeit`; any other copy leaves it (the evidence names it).
-pub fn amend_verdict(v: VerdictKind, copies: &[CopyMatch], accuses: impl Fn(f32) -> bool) -> VerdictKind {
-    match copies.first() {
-        Some(top) if top.label == Label::Counterfeit && accuses(top.p_copy) => VerdictKind::LikelyCounterfeit,
-        _ => v,
-    }
+/// Whether the copies alone decide the verdict: the best is of a
+/// counterfeit reference, at a `p_copy` that accuses given the photo's
+/// `p_counterfeit` ([`super::VerdictConfig::accuses_copy`]); the verdict is then
+/// `likely_counterfeit`. Any other copy leaves the verdict to the probabilities
+/// (the evidence names it).
+pub fn decides(copies: &[CopyMatch], cfg: &super::VerdictConfig, p_counterfeit: f32) -> bool {
+    copies.first().is_some_and(|c| c.label == Label::Counterfeit && cfg.accuses_copy(c.p_copy, p_counterfeit))
 }
