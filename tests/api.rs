@@ -377,6 +377,44 @@ fn review_cases_over_http_need_the_analyst_role_and_if_match_and_teach_the_next_
     assert_eq!(j["matches"][0]["product_id"], "coffee-cup", "{j}");
 }
 
+#[test]
+fn listings_that_copy_one_photo_are_one_seller_network_over_http() {
+    use knockoff::synth::copies::{apply, Edit, Rng};
+    let s = start(Some("shop:read:read-secret-123,ana:analyst:analyst-secret-1"));
+    let read = |r: ureq::Request| r.set("Authorization", "Bearer read-secret-123");
+    let ana = |r: ureq::Request| r.set("Authorization", "Bearer analyst-secret-1");
+    let photo = listing_photo();
+    let padded = apply(Edit::Padding, &image::load_from_memory(&photo).unwrap().to_rgb8(), &[], &mut Rng::new(3)).image;
+    let mut repost = std::io::Cursor::new(Vec::new());
+    padded.write_to(&mut repost, image::ImageFormat::Png).unwrap();
+    let post = |seller: &str, bytes: &[u8], kind: &str| -> i64 {
+        let (st, _, j) =
+            send(read(ureq::post(&url(&s, &format!("/v1/lookup?seller_id={seller}&listing_id=L-{seller}")))), Some((kind, bytes)));
+        assert_eq!(st, 200, "{j}");
+        j["case_id"].as_i64().expect("a case id")
+    };
+    let first = post("s1", &photo, "image/png");
+    let copy = post("s2", repost.get_ref(), "image/png");
+    let other = post("s3", &jpeg("rocket"), "image/jpeg");
+    let cluster_of = |id: i64| send(ana(ureq::get(&url(&s, &format!("/v1/cases/{id}")))), None).2["cluster_id"].as_i64();
+    eventually("the re-post joins the first listing's network", || cluster_of(copy) == Some(first));
+    eventually("the other photo is clustered, alone", || cluster_of(other) == Some(other));
+
+    assert_eq!(send(read(ureq::get(&url(&s, "/v1/clusters"))), None).0, 403);
+    let (st, _, j) = send(ana(ureq::get(&url(&s, "/v1/clusters"))), None);
+    assert_eq!((st, j["data"].as_array().map(Vec::len), &j["has_more"]), (200, Some(1), &serde_json::json!(false)), "{j}");
+    let network = &j["data"][0];
+    assert_eq!((network["id"].as_i64(), network["cases"].as_i64()), (Some(first), Some(2)), "{j}");
+    assert_eq!(network["sellers"], serde_json::json!(["s1", "s2"]));
+    assert_eq!(network["listings"][1]["listing"]["listing_id"], "L-s2");
+    assert_eq!((network["links"][0]["kind"].as_str(), network["links"][0]["b"].as_i64()), (Some("copy"), Some(copy)), "{j}");
+    let (_, _, case) = send(ana(ureq::get(&url(&s, &format!("/v1/cases/{copy}")))), None);
+    assert_eq!(case["cluster"]["id"].as_i64(), Some(first), "{case}");
+    assert_eq!(send(ana(ureq::get(&url(&s, &format!("/v1/clusters/{other}")))), None).0, 404);
+    let (st, _, j) = send(ana(ureq::get(&url(&s, "/v1/clusters?limit=0"))), None);
+    assert_eq!((st, j["param"].as_str()), (400, Some("limit")), "{j}");
+}
+
 /// Copies case 1 `n` times in the index folder's store (priorities spread out; the first `nasa` of brand Nasa).
 fn copy_case(idx: &std::path::Path, n: i64, nasa: i64) {
     use knockoff::catalog::store::Arg;

@@ -45,7 +45,16 @@ fn record(cat: &Catalog, photo: &str, v: &[f32], seller: &str) -> i64 {
     let sha = knockoff::util::sha256_hex(&bytes);
     let context = ListingContext { seller_id: Some(seller.into()), listing_id: Some(format!("l-{photo}")), ..Default::default() };
     let a = answer(cat, v);
-    let seen = Seen { photo: &bytes, sha256: &sha, embedding: v, model: "test-model", answer: &a, context: &context, calibration: None };
+    let seen = Seen {
+        photo: &bytes,
+        sha256: &sha,
+        embedding: v,
+        regions: &[],
+        model: "test-model",
+        answer: &a,
+        context: &context,
+        calibration: None,
+    };
     review::record(cat, &seen).unwrap()
 }
 
@@ -235,4 +244,90 @@ fn reviewed_cases_join_self_calibration_as_labelled_lookups() {
     let after = fitted(&cat);
     assert!(after.queries[0].contains("with 40 reviewed cases (36 of a catalogued product, 4 of none)"), "{:?}", after.queries);
     assert!(after.n_queries > before.n_queries, "{} vs {}", after.n_queries, before.n_queries);
+}
+
+/// Records `bytes` seen with vector `v` from `seller`.
+fn record_bytes(cat: &Catalog, bytes: &[u8], v: &[f32], seller: &str) -> i64 {
+    let sha = knockoff::util::sha256_hex(bytes);
+    let context = ListingContext { seller_id: Some(seller.into()), listing_id: Some(format!("l-{seller}")), ..Default::default() };
+    let a = answer(cat, v);
+    let seen = Seen {
+        photo: bytes,
+        sha256: &sha,
+        embedding: v,
+        regions: &[],
+        model: "test-model",
+        answer: &a,
+        context: &context,
+        calibration: None,
+    };
+    review::record(cat, &seen).unwrap()
+}
+
+fn edited(photo: &str, edit: knockoff::synth::copies::Edit, seed: u64) -> Vec<u8> {
+    use knockoff::synth::copies::{apply, Rng};
+    let src = image::open(fixture(&format!("photos/{photo}.jpg"))).unwrap().to_rgb8();
+    let img = apply(edit, &src, &[], &mut Rng::new(seed)).image;
+    let mut buf = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&img).unwrap();
+    buf
+}
+
+#[test]
+fn listings_that_copy_one_photo_form_one_seller_network_and_other_photos_stay_alone() {
+    use knockoff::review::clusters::{self, Clusterer};
+    use knockoff::search::copy::CopyModel;
+    use knockoff::synth::copies::Edit;
+    for b in backends("clusters") {
+        let (cat, _) = b.open(opts()).unwrap();
+        cat.add_images(&catalog_items()).unwrap();
+        let coffee = std::fs::read(fixture("photos/coffee.jpg")).unwrap();
+        // All four photos sit near one another under the model: only the copy check tells them apart.
+        let first = record_bytes(&cat, &coffee, &near(1, 50), "s1");
+        let cropped = record_bytes(&cat, &edited("coffee", Edit::Crop, 3), &near(1, 51), "s2");
+        let same = record_bytes(&cat, &coffee, &near(1, 52), "s3");
+        let other = record_bytes(&cat, &std::fs::read(fixture("photos/chelsea.jpg")).unwrap(), &near(1, 53), "s4");
+        assert_eq!(review::get(&cat, first).unwrap().cluster_id, None, "not clustered before the clusterer runs ({})", b.name());
+        let mut clusterer = Clusterer::new("test-model", CopyModel::default(), DecodeLimits::default());
+        assert_eq!(clusterer.catch_up(&cat).unwrap(), 4);
+        let cluster_of = |id: i64| review::get(&cat, id).unwrap().cluster_id;
+        assert_eq!(
+            [first, cropped, same, other].map(cluster_of),
+            [Some(first), Some(first), Some(first), Some(other)],
+            "the copies join the first listing's network, the other photo stays alone ({})",
+            b.name()
+        );
+
+        // A clusterer started later (another process taking the lease) reads the clustered cases again.
+        let mut later = Clusterer::new("test-model", CopyModel::default(), DecodeLimits::default());
+        later.reload(&cat).unwrap();
+        let padded = record_bytes(&cat, &edited("chelsea", Edit::Padding, 4), &near(1, 54), "s5");
+        assert_eq!(later.step(&cat).unwrap(), Some((padded, other)), "{}", b.name());
+
+        let page = clusters::list(&cat, 1, None).unwrap();
+        assert!(page.has_more);
+        let newest = &page.items[0];
+        assert_eq!((newest.id, newest.cases, newest.sellers.clone()), (other, 2, vec!["s4".to_string(), "s5".into()]));
+        let rest = clusters::list(&cat, 10, Some(&other.to_string())).unwrap();
+        assert!(!rest.has_more);
+        let network = &rest.items[0];
+        assert_eq!((network.id, network.cases, network.sellers.len()), (first, 3, 3), "{network:?}");
+        let kinds: Vec<_> = network.links.iter().map(|l| (l.a, l.b, l.kind)).collect();
+        assert!(kinds.contains(&(first, same, clusters::LinkKind::SamePhoto)), "{kinds:?}");
+        assert!(
+            network.links.iter().any(|l| l.b == cropped && l.kind == clusters::LinkKind::Copy && l.p_copy.unwrap() >= 0.5),
+            "{kinds:?}"
+        );
+        let shared: Vec<_> = network.photos.iter().map(|p| (p.cases.clone(), p.url.clone())).collect();
+        assert_eq!(shared[0], (vec![first, same], format!("/v1/cases/{first}/photo")));
+        assert_eq!(network.listings.iter().map(|l| l.listing.seller_id.clone().unwrap()).collect::<Vec<_>>(), ["s1", "s2", "s3"]);
+
+        // A case read alone shows its network; a case alone shows none.
+        assert_eq!(review::get(&cat, cropped).unwrap().cluster.map(|c| c.id), Some(first));
+        let alone = record_bytes(&cat, &std::fs::read(fixture("photos/rocket.jpg")).unwrap(), &vector(7), "s6");
+        later.catch_up(&cat).unwrap();
+        let read = review::get(&cat, alone).unwrap();
+        assert_eq!((read.cluster_id, read.cluster.is_none()), (Some(alone), true));
+        assert!(clusters::get(&cat, alone).unwrap().is_none());
+    }
 }

@@ -57,8 +57,16 @@ fn record(cat: &Catalog, p: u64, seed: u64) -> i64 {
     let answer = lookup(cat, &d, &SearchRequest::default(), &VerdictConfig::default()).unwrap();
     let context = ListingContext { listing_id: Some(format!("l-{seed}")), seller_id: Some("s1".into()), ..Default::default() };
     let sha = knockoff::util::sha256_hex(&bytes);
-    let seen =
-        Seen { photo: &bytes, sha256: &sha, embedding: &v, model: "test-model", answer: &answer, context: &context, calibration: None };
+    let seen = Seen {
+        photo: &bytes,
+        sha256: &sha,
+        embedding: &v,
+        regions: &[],
+        model: "test-model",
+        answer: &answer,
+        context: &context,
+        calibration: None,
+    };
     review::record(cat, &seen).unwrap()
 }
 

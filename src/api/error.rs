@@ -171,7 +171,7 @@ impl From<CatalogError> for ApiError {
 impl From<ReviewError> for ApiError {
     fn from(e: ReviewError) -> Self {
         match e {
-            ReviewError::UnknownCase(_) => ApiError::NotFound(e.to_string()),
+            ReviewError::UnknownCase(_) | ReviewError::UnknownCluster(_) => ApiError::NotFound(e.to_string()),
             ReviewError::UnknownProduct(_) | ReviewError::Invalid { field: "product_id", .. } => ApiError::Unprocessable(e.to_string()),
             ReviewError::Invalid { field: "decision", .. } | ReviewError::NotDecided(_) => ApiError::Conflict(e.to_string()),
             ReviewError::Invalid { field: param @ ("limit" | "starting_after"), .. } => {

@@ -5,7 +5,7 @@
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::routes::{cases, catalog, jobs, lookup, ops, webhooks};
+use super::routes::{cases, catalog, clusters, jobs, lookup, ops, webhooks};
 use super::types::{
     AddImageOut, BatchRequest, BatchResponse, DeletedOut, ImageJson, JobAccepted, JobView, LookupResponse, Problem, ProductIn, ProductOut,
     Ready, StatsOut,
@@ -66,6 +66,8 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/cases/{id}/evidence", ADMIN),
     ("post", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 413, 422, 428]),
     ("delete", "/v1/cases/{id}/decision", &[400, 401, 403, 404, 409, 428]),
+    ("get", "/v1/clusters", &[400, 401, 403]),
+    ("get", "/v1/clusters/{id}", ADMIN),
     ("get", "/v1/webhooks", &[401, 403]),
     ("post", "/v1/webhooks/{name}/enable", ADMIN),
 ];
@@ -80,10 +82,11 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         catalog::list_products, catalog::get_product, catalog::put_product, catalog::delete_product, catalog::add_image, catalog::delete_image, catalog::thumbnail,
         jobs::submit_job, jobs::list_jobs, jobs::get_job,
         ops::review_page, cases::list_cases, cases::get_case, cases::case_photo, cases::evidence, cases::decide, cases::undo,
+        clusters::list_clusters, clusters::get_cluster,
         webhooks::list_webhooks, webhooks::enable_webhook
     ),
     components(schemas(Problem, ImageJson, LookupResponse, BatchRequest, BatchResponse, ProductIn, ProductOut, AddImageOut, DeletedOut, JobAccepted, JobView, StatsOut, Ready,
-        review::Case, super::pages::CaseList, review::DecisionInput, review::Decision, DecisionRow, AuditRow, crate::webhooks::TargetView)),
+        review::Case, super::pages::CaseList, review::Cluster, super::pages::ClusterList, review::DecisionInput, review::Decision, DecisionRow, AuditRow, crate::webhooks::TargetView)),
     modifiers(&BearerAuth, &Problems),
     tags((name = "lookup"), (name = "catalog"), (name = "jobs"), (name = "review"), (name = "webhooks"), (name = "operations"))
 )]

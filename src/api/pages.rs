@@ -82,6 +82,20 @@ impl From<Page<crate::review::Case>> for CaseList {
     }
 }
 
+/// A page of seller networks, newest first (by their first case).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterList {
+    pub data: Vec<crate::review::Cluster>,
+    /// Whether more follow: ask again with `starting_after` = the last `id`.
+    pub has_more: bool,
+}
+
+impl From<Page<crate::review::Cluster>> for ClusterList {
+    fn from(p: Page<crate::review::Cluster>) -> Self {
+        ClusterList { data: p.items, has_more: p.has_more }
+    }
+}
+
 /// A page of jobs, newest first, without their per-item errors (`GET /v1/jobs/{id}` has them).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {

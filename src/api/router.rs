@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use super::auth::{self, Role};
 use super::error::ApiError;
-use super::routes::{cases, catalog, jobs, lookup, ops, webhooks, St};
+use super::routes::{cases, catalog, clusters, jobs, lookup, ops, webhooks, St};
 use super::state::AppState;
 
 /// Every route, grouped by the role it needs: the group's layer checks the
@@ -42,6 +42,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{id}/photo", get(cases::case_photo))
         .route("/v1/cases/{id}/evidence", get(cases::evidence))
         .route("/v1/cases/{id}/decision", post(cases::decide).delete(cases::undo))
+        .route("/v1/clusters", get(clusters::list_clusters))
+        .route("/v1/clusters/{id}", get(clusters::get_cluster))
         .route_layer(from_fn_with_state(state.clone(), super::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), require_analyst));
     let admin = Router::new()

@@ -28,6 +28,8 @@ pub struct AppState {
     pub jobs: JobQueue,
     /// The webhook senders (stopped when the state is dropped).
     pub webhooks: crate::webhooks::Dispatcher,
+    /// Joins recorded cases into seller networks, in the background.
+    pub clusters: crate::review::ClusterWorker,
 }
 
 impl AppState {
@@ -113,6 +115,8 @@ pub fn start(
     let pool = InferencePool::new(&embedder, config.inference_threads, config.queue_depth);
     let send = crate::webhooks::SendOptions { allow_private: config.allow_private_urls, ..Default::default() };
     let webhooks = crate::webhooks::Dispatcher::start(&catalog, &config.webhooks, &send);
+    let clusterer = crate::review::Clusterer::new(embedder.name(), refit.verdicts().config.copy, opts.limits);
+    let clusters = crate::review::ClusterWorker::start(catalog.clone(), clusterer);
     let state = AppState {
         catalog,
         embedder,
@@ -124,6 +128,7 @@ pub fn start(
         metrics: Metrics::default(),
         jobs,
         webhooks,
+        clusters,
     };
     state.metrics.build(state.embedder.name());
     Ok((Arc::new(state), resumed))

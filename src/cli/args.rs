@@ -324,6 +324,20 @@ pub struct EvalArgs {
     /// Share of each round's reviews drawn at random rather than by review worth (with --review-budget).
     #[arg(long, requires = "review_budget", value_parser = share)]
     pub review_audit_share: Option<f32>,
+    /// Measure seller networks instead: this many query photos are each re-posted
+    /// by --reposts other sellers with reseller edits, among the other photos
+    /// posted once; prints cluster precision and recall (`eval::networks`).
+    #[arg(long, conflicts_with_all = ["use_index", "tune", "review_budget"])]
+    pub networks: Option<usize>,
+    /// Re-posts per network (with --networks).
+    #[arg(long, default_value_t = 4, requires = "networks")]
+    pub reposts: usize,
+    /// Other photos posted once each, at most (with --networks).
+    #[arg(long, default_value_t = 400, requires = "networks")]
+    pub unrelated: usize,
+    /// Earlier cases (random vectors, no photo) recorded before the stream, to time joins at scale (with --networks).
+    #[arg(long, default_value_t = 0, requires = "networks")]
+    pub filler_cases: usize,
     #[command(flatten)]
     pub tune_args: TuneArgs,
 }

@@ -189,6 +189,17 @@ pub fn eval(g: &Global, a: &EvalArgs) -> anyhow::Result<i32> {
         verdict.copy.gate_inliers = None;
     }
     let opts = crate::eval::EvalOptions { k: a.k, verdict, concurrency: crate::embed::available_cores(), product_score: a.product_score };
+    if let Some(networks) = a.networks {
+        let o =
+            crate::eval::networks::NetworkOptions { networks, reposts: a.reposts, unrelated: a.unrelated, filler: a.filler_cases, seed: 1 };
+        let report = crate::eval::networks::measure(catalog, &embedder, &queries, &opts.verdict, &o, &mut |l| eprintln!("[eval] {l}"))?;
+        let text = serde_json::to_string_pretty(&report)?;
+        if let Some(p) = &a.json {
+            std::fs::write(p, &text)?;
+        }
+        println!("{text}");
+        return Ok(0);
+    }
     if let Some(budget) = a.review_budget {
         let verdicts = || crate::search::calibration::verdict_config(catalog, &opened.manifest.dir, Some(&stated));
         let budget = crate::eval::review_loop::Budget { per_round: budget, audit: f64::from(a.review_audit_share.unwrap_or(0.0)) };

@@ -4,6 +4,7 @@
 //! verdicts and latency. It only measures: fitting lives in [`crate::fit`].
 
 pub mod copies;
+pub mod networks;
 pub mod protocol;
 pub mod report;
 pub mod review_loop;

@@ -10,36 +10,23 @@
 //! reference, then an `uncertain` answer, each ordered by `p_counterfeit`
 //! ([`priority`]).
 
+pub mod clusters;
 mod decide;
+mod error;
 mod evidence;
+mod listing;
 
+pub use clusters::{Cluster, ClusterWorker, Clusterer};
 pub use decide::{decide, repair, undo, upkeep, Decision, DecisionInput};
+pub use error::ReviewError;
 pub use evidence::evidence_pack;
+pub use listing::{ListingContext, MAX_CONTEXT_CHARS};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::store::{AuditRow, CaseQuery, CaseRow, DecisionRow, NewCase};
 use crate::catalog::{Catalog, CatalogError, Label, Page};
 use crate::search::{Lookup, VerdictKind};
-
-/// What can go wrong in the review loop.
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    #[error("unknown case {0}")]
-    UnknownCase(i64),
-    #[error("unknown product '{0}'")]
-    UnknownProduct(String),
-    #[error("{field}: {detail}")]
-    Invalid { field: &'static str, detail: String },
-    #[error("case {case} changed since it was read: it is at version {current}; read it again and decide on what it says now")]
-    Stale { case: i64, current: i64 },
-    #[error("case {0} has no decision to undo")]
-    NotDecided(i64),
-    #[error("the case photo: {0}")]
-    Photo(#[from] crate::embed::EmbedError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-}
 
 /// When a lookup is recorded as a case (`[cases] record`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -82,64 +69,6 @@ impl Default for CasesConfig {
     }
 }
 
-/// Where a photo was seen: the marketplace listing it came from.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListingContext {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listing_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seller_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub marketplace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listing_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub price: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
-}
-
-/// The longest context field, in characters (a URL may take 2048).
-pub const MAX_CONTEXT_CHARS: usize = 500;
-
-impl ListingContext {
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        *self == ListingContext::default()
-    }
-
-    /// Checks every field: printable text of bounded length, a finite non-negative price, a 3-letter currency.
-    pub fn check(&self) -> Result<(), ReviewError> {
-        let fields = [
-            ("listing_id", &self.listing_id, MAX_CONTEXT_CHARS),
-            ("seller_id", &self.seller_id, MAX_CONTEXT_CHARS),
-            ("marketplace", &self.marketplace, MAX_CONTEXT_CHARS),
-            ("listing_url", &self.listing_url, 2048),
-            ("title", &self.title, MAX_CONTEXT_CHARS),
-            ("currency", &self.currency, 3),
-        ];
-        for (field, value, max) in fields {
-            let Some(v) = value else { continue };
-            if v.chars().count() > max || v.chars().any(char::is_control) {
-                let detail = format!("at most {max} printable characters");
-                return Err(ReviewError::Invalid { field, detail });
-            }
-        }
-        if let Some(p) = self.price {
-            if !p.is_finite() || p < 0.0 {
-                return Err(ReviewError::Invalid { field: "price", detail: "a number of at least 0".into() });
-            }
-        }
-        if self.currency.as_deref().is_some_and(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic())) {
-            return Err(ReviewError::Invalid { field: "currency", detail: "a three-letter code such as EUR".into() });
-        }
-        Ok(())
-    }
-}
-
 /// How much reviewing an answer is worth: a copy of a counterfeit reference
 /// first, then `uncertain` answers, each by `p_counterfeit` (in millionths).
 #[must_use]
@@ -154,6 +83,8 @@ pub struct Seen<'a> {
     pub photo: &'a [u8],
     pub sha256: &'a str,
     pub embedding: &'a [f32],
+    /// The vectors of its content regions (a collage's tiles, the picture inside a border), if any.
+    pub regions: &'a [Vec<f32>],
     pub model: &'a str,
     pub answer: &'a Lookup,
     pub context: &'a ListingContext,
@@ -171,6 +102,7 @@ pub fn record(catalog: &Catalog, seen: &Seen<'_>) -> Result<i64, ReviewError> {
         photo: seen.photo,
         sha256: seen.sha256,
         embedding: seen.embedding,
+        regions: seen.regions,
         model: seen.model,
         context: &context,
         answer: &answer,
@@ -212,6 +144,12 @@ pub struct Case {
     pub catalog_generation: u64,
     pub calibration: Option<String>,
     pub decision: Option<DecisionRow>,
+    /// The seller network the case is in: the id of `GET /v1/clusters/{id}`
+    /// (null until it is clustered, moments after the lookup; its own id while no other case copies its photo).
+    pub cluster_id: Option<i64>,
+    /// That network, when it holds other cases (only when one case is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
     /// Decisions and undos, oldest first (only when one case is read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<Vec<AuditRow>>,
@@ -236,6 +174,8 @@ impl From<CaseRow> for Case {
             catalog_generation: c.catalog_generation,
             calibration: c.calibration,
             decision: c.decision,
+            cluster_id: c.cluster,
+            cluster: None,
             audit: None,
         }
     }
@@ -246,6 +186,10 @@ pub fn get(catalog: &Catalog, id: i64) -> Result<Case, ReviewError> {
     let row = catalog.records().case(id)?.ok_or(ReviewError::UnknownCase(id))?;
     let mut case = Case::from(row);
     case.audit = Some(catalog.records().case_audit(id)?);
+    case.cluster = match case.cluster_id {
+        Some(c) => clusters::get(catalog, c)?,
+        None => None,
+    };
     Ok(case)
 }
 
@@ -291,19 +235,5 @@ mod tests {
         assert!(!RecordPolicy::Always.records(&listing, Some(false)));
         assert!(RecordPolicy::Always.records(&none, None));
         assert!(!RecordPolicy::Asked.records(&listing, None));
-    }
-
-    #[test]
-    fn listing_context_is_checked() {
-        let ok = ListingContext { price: Some(12.5), currency: Some("EUR".into()), ..Default::default() };
-        assert!(ok.check().is_ok());
-        for bad in [
-            ListingContext { price: Some(-1.0), ..Default::default() },
-            ListingContext { currency: Some("EURO".into()), ..Default::default() },
-            ListingContext { title: Some("a\nb".into()), ..Default::default() },
-            ListingContext { seller_id: Some("x".repeat(501)), ..Default::default() },
-        ] {
-            assert!(matches!(bad.check(), Err(ReviewError::Invalid { .. })), "{bad:?}");
-        }
     }
 }

@@ -105,7 +105,16 @@ async fn lookup_one(state: &Arc<AppState>, bytes: Bytes, req: SearchRequest, wan
             Some(context) => {
                 let calibration = verdicts.info.as_ref().map(|i| i.fitted_at.as_str());
                 let model = st.embedder.name();
-                let seen = Seen { photo: &photo, sha256: &sha, embedding: &v.vector, model, answer: &answer, context, calibration };
+                let seen = Seen {
+                    photo: &photo,
+                    sha256: &sha,
+                    embedding: &v.vector,
+                    regions: &v.regions,
+                    model,
+                    answer: &answer,
+                    context,
+                    calibration,
+                };
                 Some(crate::review::record(&st.catalog, &seen)?)
             }
             None => None,

@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod catalog;
+pub mod clusters;
 pub mod jobs;
 pub mod lookup;
 pub mod ops;

@@ -16,6 +16,8 @@ pub struct NewCase<'a> {
     pub photo: &'a [u8],
     pub sha256: &'a str,
     pub embedding: &'a [f32],
+    /// Its content regions' vectors (each as long as `embedding`).
+    pub regions: &'a [Vec<f32>],
     pub model: &'a str,
     /// The listing context (a JSON object).
     pub context: &'a str,
@@ -70,6 +72,8 @@ pub struct CaseRow {
     pub decision: Option<DecisionRow>,
     /// Bumped by every decision and undo (the `ETag`).
     pub version: i64,
+    /// The seller network it is in (`None`: not clustered yet; its own id while alone).
+    pub cluster: Option<i64>,
 }
 
 /// A case's photo (`bytes` is `None` once retention dropped it) and its model vector.
@@ -149,7 +153,7 @@ pub enum Versioned {
 
 const CASE_COLUMNS: &str = "c.id, c.created_at, c.photo, c.model, c.context, c.answer, c.verdict, c.p_counterfeit, c.priority, c.brand,
     c.top_product, c.seller_id, c.catalog_generation, c.calibration, c.status, c.decision, c.decision_product, c.decision_note,
-    c.decided_by, c.decided_at, c.reference_image, c.version";
+    c.decided_by, c.decided_at, c.reference_image, c.version, c.cluster";
 
 fn case_from_row(r: &dyn Row) -> Result<CaseRow, SqlError> {
     let decision = match r.opt_string(15)? {
@@ -183,6 +187,7 @@ fn case_from_row(r: &dyn Row) -> Result<CaseRow, SqlError> {
         status: r.string(14)?,
         decision,
         version: r.i64(21)?,
+        cluster: r.int(22)?,
     })
 }
 
@@ -240,6 +245,7 @@ impl dyn RecordStore + '_ {
     pub fn add_case(&self, c: &NewCase<'_>) -> Result<i64, CatalogError> {
         let ts = now();
         let vector = crate::util::f32s_to_le_bytes(c.embedding);
+        let regions: Option<Vec<u8>> = (!c.regions.is_empty()).then(|| crate::util::f32s_to_le_bytes(&c.regions.concat()));
         let generation = i64::try_from(c.catalog_generation).unwrap_or(i64::MAX);
         self.write(|tx| {
             tx.execute(
@@ -249,8 +255,8 @@ impl dyn RecordStore + '_ {
             )?;
             let id = tx.query_one(
                 "INSERT INTO cases(created_at, photo, embedding, model, context, answer, verdict, p_counterfeit, priority, brand,
-                                   top_product, seller_id, catalog_generation, calibration)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                                   top_product, seller_id, catalog_generation, calibration, regions)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
                 args![
                     &ts,
                     c.sha256,
@@ -265,7 +271,8 @@ impl dyn RecordStore + '_ {
                     c.top_product,
                     c.seller_id,
                     generation,
-                    c.calibration
+                    c.calibration,
+                    &regions
                 ],
                 |r| r.i64(0),
             )?;

@@ -142,7 +142,11 @@ type WholeTable = (&'static str, &'static str, &'static [(&'static str, Kind)]);
 
 /// Tables copied whole, in the order their references need.
 const WHOLE_TABLES: &[WholeTable] = &[
-    ("case_photos", "sha256", &[("sha256", Kind::Text), ("bytes", Kind::Blob), ("stored_ms", Kind::Int)]),
+    (
+        "case_photos",
+        "sha256",
+        &[("sha256", Kind::Text), ("bytes", Kind::Blob), ("stored_ms", Kind::Int), ("features", Kind::Blob), ("thumbnail", Kind::Blob)],
+    ),
     (
         "cases",
         "id",
@@ -170,7 +174,15 @@ const WHOLE_TABLES: &[WholeTable] = &[
             ("decided_at", Kind::Text),
             ("reference_image", Kind::Int),
             ("version", Kind::Int),
+            ("cluster", Kind::Int),
+            ("copied_image", Kind::Int),
+            ("regions", Kind::Blob),
         ],
+    ),
+    (
+        "case_links",
+        "id",
+        &[("id", Kind::Int), ("a", Kind::Int), ("b", Kind::Int), ("kind", Kind::Text), ("p_copy", Kind::Int), ("image_id", Kind::Int)],
     ),
     (
         "case_audit",

@@ -15,6 +15,7 @@
 //! | [`images`] | images, embeddings, thumbnails, copy features |
 //! | [`jobs`] | the indexing job queue (claims with leases: each job runs once) |
 //! | [`cases`] | review cases: a lookup's photo, answer and context, its decision, the audit trail |
+//! | [`clusters`] | seller networks: which cases copy one another, and why |
 //! | [`events`] | events (a case created or decided, a job finished, a refit) and their webhook deliveries: the outbox |
 //! | [`idempotency`] | a POST's `Idempotency-Key` with its request's fingerprint and response, kept a day |
 //! | [`export`] | whole rows out and in, for `knockoff migrate` and `backup` |
@@ -23,6 +24,7 @@
 //! share, see [`sql`]) and a migration in [`schema`]'s common list.
 
 mod cases;
+mod clusters;
 mod events;
 mod export;
 mod idempotency;
@@ -36,6 +38,7 @@ pub mod sql;
 pub mod sqlite;
 
 pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
+pub use clusters::{CaseLink, ClusterRow, ClusterWrite, LinkKind, MemberRow, Unclustered};
 pub use events::{Delivery, EventKind, NewEvent, Subscription, TargetState};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use idempotency::{Begun, StoredResponse};

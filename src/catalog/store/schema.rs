@@ -18,7 +18,8 @@
 //!   runner died, `in_flight` names the item a resumed job works on (an item
 //!   that crashes the process is `quarantined`), `owner` and `lease_ms` say
 //!   who runs it until when.
-//! - `case_photos(sha256, bytes, stored_ms)`, `cases(…)`, `case_audit(…)`: review cases, see [`super::cases`].
+//! - `case_photos(sha256, bytes, stored_ms, features, thumbnail)`, `cases(…)`, `case_audit(…)`: review cases, see [`super::cases`].
+//! - `case_links(id, a, b, kind, p_copy, image_id)` and `cases.cluster`: seller networks, see [`super::clusters`].
 //! - `events(…)`, `webhook_targets(…)`, `webhook_deliveries(…)`: the webhook outbox, see [`super::events`].
 //! - `idempotency(caller, key, fingerprint, status, headers, body, created_ms)`: see [`super::idempotency`].
 //!
@@ -214,6 +215,23 @@ const COMMON: &[Step] = &[
             status {bigint}, headers TEXT, body {blob},
             created_ms {bigint} NOT NULL,
             PRIMARY KEY (caller, key));",
+    ),
+    // Seller networks ([`super::clusters`]): a case's cluster, the counterfeit image it copies,
+    // its photo's kept copy features and thumbnail, and the links that joined cases.
+    Step::Both(
+        "ALTER TABLE case_photos ADD COLUMN features {blob};
+         ALTER TABLE case_photos ADD COLUMN thumbnail {blob};
+         ALTER TABLE cases ADD COLUMN cluster {bigint};
+         ALTER TABLE cases ADD COLUMN copied_image {bigint};
+         ALTER TABLE cases ADD COLUMN regions {blob};
+         CREATE INDEX cases_cluster ON cases(cluster);
+         CREATE INDEX cases_photo ON cases(photo);
+         CREATE INDEX cases_copied ON cases(copied_image);
+         CREATE TABLE case_links (
+            id {id},
+            a {bigint} NOT NULL, b {bigint} NOT NULL,
+            kind TEXT NOT NULL, p_copy {bigint}, image_id {bigint},
+            UNIQUE (a, b));",
     ),
 ];
 

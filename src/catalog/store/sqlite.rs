@@ -7,11 +7,11 @@
 //! use knockoff::catalog::store::{schema, sqlite::SqliteStore, Dialect};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = SqliteStore::open(dir.path()).unwrap();
-//! assert_eq!(schema::version(Dialect::Sqlite), 10);
-//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("10"));
+//! assert_eq!(schema::version(Dialect::Sqlite), 11);
+//! assert_eq!(store.as_dyn().meta("schema_version").unwrap().as_deref(), Some("11"));
 //! assert_eq!(
 //!     store.tables().unwrap(),
-//!     ["case_audit", "case_photos", "cases", "copy_features", "embeddings", "events", "idempotency", "images", "jobs", "meta", "products", "thumbnails",
+//!     ["case_audit", "case_links", "case_photos", "cases", "copy_features", "embeddings", "events", "idempotency", "images", "jobs", "meta", "products", "thumbnails",
 //!      "webhook_deliveries", "webhook_targets"]
 //! );
 //! assert_eq!(
