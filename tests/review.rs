@@ -42,11 +42,16 @@ fn answer(cat: &Catalog, v: &[f32]) -> Lookup {
 /// Records `photo` (a fixture file) seen with vector `v` from `seller`.
 fn record(cat: &Catalog, photo: &str, v: &[f32], seller: &str) -> i64 {
     let bytes = std::fs::read(fixture(&format!("photos/{photo}.jpg"))).unwrap();
-    let sha = knockoff::util::sha256_hex(&bytes);
-    let context = ListingContext { seller_id: Some(seller.into()), listing_id: Some(format!("l-{photo}")), ..Default::default() };
+    record_as(cat, &bytes, v, seller, &format!("l-{photo}"))
+}
+
+/// Records `bytes` seen with vector `v` from `seller` on listing `listing`.
+fn record_as(cat: &Catalog, bytes: &[u8], v: &[f32], seller: &str, listing: &str) -> i64 {
+    let sha = knockoff::util::sha256_hex(bytes);
+    let context = ListingContext { seller_id: Some(seller.into()), listing_id: Some(listing.into()), ..Default::default() };
     let a = answer(cat, v);
     let seen = Seen {
-        photo: &bytes,
+        photo: bytes,
         sha256: &sha,
         embedding: v,
         regions: &[],
@@ -248,20 +253,7 @@ fn reviewed_cases_join_self_calibration_as_labelled_lookups() {
 
 /// Records `bytes` seen with vector `v` from `seller`.
 fn record_bytes(cat: &Catalog, bytes: &[u8], v: &[f32], seller: &str) -> i64 {
-    let sha = knockoff::util::sha256_hex(bytes);
-    let context = ListingContext { seller_id: Some(seller.into()), listing_id: Some(format!("l-{seller}")), ..Default::default() };
-    let a = answer(cat, v);
-    let seen = Seen {
-        photo: bytes,
-        sha256: &sha,
-        embedding: v,
-        regions: &[],
-        model: "test-model",
-        answer: &a,
-        context: &context,
-        calibration: None,
-    };
-    review::record(cat, &seen).unwrap()
+    record_as(cat, bytes, v, seller, &format!("l-{seller}"))
 }
 
 fn edited(photo: &str, edit: knockoff::synth::copies::Edit, seed: u64) -> Vec<u8> {
