@@ -1417,6 +1417,7 @@ print(json.dumps({"names": sorted(z.namelist()), "case": m["case"]["id"], "listi
     assert_eq!(said["listing"], knockoff::util::sha256_hex(&photo), "the listing photo as received");
     let names: Vec<&str> = said["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
     assert!(names.contains(&"summary.html") && names.iter().any(|n| n.starts_with("references/image-")), "{names:?}");
+    assert!(names.contains(&"copy-explanation.png"), "the copy's explanation picture: {names:?}");
     let (st, _, _) = send(ureq::get(&url(&s, "/v1/cases/999/evidence")), None);
     assert_eq!(st, 404);
     // Its summary renders in Chromium with every picture, and prints.

@@ -155,6 +155,16 @@ impl From<EmbedError> for ApiError {
     }
 }
 
+impl From<crate::search::explain::ExplainError> for ApiError {
+    fn from(e: crate::search::explain::ExplainError) -> Self {
+        use crate::search::explain::ExplainError;
+        match e {
+            ExplainError::Catalog(e) => e.into(),
+            ExplainError::Draw(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
@@ -180,6 +190,7 @@ impl From<ReviewError> for ApiError {
             ReviewError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
             ReviewError::Stale { current, .. } => ApiError::Stale { detail: e.to_string(), etag: etag(current) },
             ReviewError::Photo(p) => p.into(),
+            ReviewError::Explain(x) => x.into(),
             ReviewError::Catalog(c) => c.into(),
         }
     }

@@ -19,6 +19,8 @@ pub enum ReviewError {
     NotDecided(i64),
     #[error("the case photo: {0}")]
     Photo(#[from] crate::embed::EmbedError),
+    #[error("the copy's explanation: {0}")]
+    Explain(#[from] crate::search::explain::ExplainError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }

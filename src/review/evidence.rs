@@ -1,6 +1,7 @@
 //! The evidence pack of a case, for a takedown notice: one ZIP with the
 //! listing photo as received, the catalog references it matched or copies
-//! (their stored thumbnails), a `summary.html` a person can print, and a
+//! (their stored thumbnails), the explanation picture of the copy it makes
+//! (if any), a `summary.html` a person can print, and a
 //! `manifest.json` (the case, its answer, the catalog version and
 //! calibration it was answered with, the decision, and the sha256 of every
 //! other file). The same case gives the same bytes: nothing in it depends on
@@ -12,16 +13,21 @@ use serde_json::{json, Value};
 
 use super::{get, Case, ReviewError};
 use crate::catalog::Catalog;
+use crate::embed::DecodeLimits;
 
 /// At most this many matched references go in.
 const MAX_REFERENCES: usize = 5;
 
-/// The pack for case `id`.
-pub fn evidence_pack(catalog: &Catalog, id: i64) -> Result<Vec<u8>, ReviewError> {
+/// The pack for case `id` (its photo decoded within `limits` for the copy picture).
+pub fn evidence_pack(catalog: &Catalog, limits: DecodeLimits, id: i64) -> Result<Vec<u8>, ReviewError> {
     let case = get(catalog, id)?;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(photo) = super::photo(catalog, id)? {
+        let picture = copy_picture(catalog, limits, &photo, &case.answer)?;
         files.push((format!("listing.{}", extension(&photo)), photo));
+        if let Some(png) = picture {
+            files.push(("copy-explanation.png".into(), png));
+        }
     }
     for image in referenced_images(&case.answer) {
         if let Some(thumb) = catalog.records().thumbnail(image)? {
@@ -45,6 +51,26 @@ pub fn evidence_pack(catalog: &Catalog, id: i64) -> Result<Vec<u8>, ReviewError>
     let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest)];
     entries.extend(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
     Ok(zip_stored(&entries))
+}
+
+/// The explanation picture of the answer's best copy, as `explain=true` draws
+/// it: the copy check runs again on the stored photo (matched points are not
+/// stored), against that one catalog image. `None`: no copy, or the image is gone.
+fn copy_picture(catalog: &Catalog, limits: DecodeLimits, photo: &[u8], answer: &Value) -> Result<Option<Vec<u8>>, ReviewError> {
+    let Some(best) = answer["copies"].as_array().and_then(|c| c.first()) else { return Ok(None) };
+    let Some(image_id) = best["image_id"].as_i64() else { return Ok(None) };
+    #[allow(clippy::cast_possible_truncation)]
+    let similarity = best["similarity"].as_f64().unwrap_or(0.0) as f32;
+    // A photo the service's limits no longer admit gets no picture; the pack is still made.
+    let Ok(decoded) = crate::embed::decode_image(photo, "the case photo", limits) else { return Ok(None) };
+    let mut resizer = fast_image_resize::Resizer::new();
+    let regions = crate::embed::regions::content_regions(&decoded.rgb, &mut resizer);
+    let features = crate::embed::local::describe_query(&decoded.rgb, &regions, &mut resizer);
+    let model = crate::search::copy::CopyModel::default();
+    let Some(copy) = crate::search::copy::rank_copies(catalog, &features, &[(image_id, similarity)], &model).into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(crate::search::explain::picture(catalog, &decoded.rgb, &copy)?)
 }
 
 /// Catalog images the answer names: copies first, then the matches, each once.
@@ -122,7 +148,13 @@ fn summary_html(case: &Case, files: &[(String, Vec<u8>)]) -> String {
             text(&c["inliers"])
         );
     }
-    h.push_str("</table><h2>Nearest catalog products</h2><table><tr><th>product</th><th>label</th><th>brand</th><th>confidence</th></tr>");
+    h.push_str("</table>");
+    if files.iter().any(|(n, _)| n == "copy-explanation.png") {
+        h.push_str(
+            "<p><img src=\"copy-explanation.png\" alt=\"the listing beside the catalog photo it reuses, matched points joined\"></p>",
+        );
+    }
+    h.push_str("<h2>Nearest catalog products</h2><table><tr><th>product</th><th>label</th><th>brand</th><th>confidence</th></tr>");
     for m in a["matches"].as_array().into_iter().flatten().take(MAX_REFERENCES) {
         let _ = write!(
             h,

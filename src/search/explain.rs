@@ -1,10 +1,29 @@
 //! A picture a person can check: the listing photo and the catalog image it
 //! copies side by side, the copied region boxed on the photo and the matched
-//! points joined by lines (`POST /v1/lookup?explain=true`, the web page).
+//! points joined by lines (`POST /v1/lookup?explain=true`, the web page,
+//! a case's evidence pack).
 
 use image::{imageops, Rgb, RgbImage};
 
 use super::CopyMatch;
+use crate::catalog::{Catalog, CatalogError};
+
+/// What can go wrong drawing an explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("drawing the explanation: {0}")]
+    Draw(#[from] image::ImageError),
+}
+
+/// The explanation picture (PNG) of `copy` for the (decoded) photo, beside
+/// the copied catalog image's stored thumbnail (`None`: the image has none).
+pub fn picture(catalog: &Catalog, photo: &RgbImage, copy: &CopyMatch) -> Result<Option<Vec<u8>>, ExplainError> {
+    let Some(thumb) = catalog.records().thumbnail(copy.image_id)? else { return Ok(None) };
+    let reference = image::load_from_memory(&thumb)?.to_rgb8();
+    Ok(Some(explain_png(photo, &reference, copy)?))
+}
 
 /// Height of both panels, in pixels.
 const HEIGHT: u32 = 320;

@@ -166,7 +166,8 @@ mod tests {
     responses((status = 200, description = "the evidence pack (the same bytes for the same case)", content_type = "application/zip", body = Vec<u8>)))]
 pub async fn evidence(State(state): St, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
     let id = case_id(&id)?;
-    let zip = blocking(move || Ok(review::evidence_pack(&state.catalog, id)?)).await?;
+    let limits = state.embedder.limits();
+    let zip = blocking(move || Ok(review::evidence_pack(&state.catalog, limits, id)?)).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"case-{id}-evidence.zip\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/zip")), (header::CONTENT_DISPOSITION, disposition)], zip))

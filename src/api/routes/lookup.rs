@@ -45,11 +45,9 @@ fn search_request(state: &AppState, q: LookupParams) -> Result<SearchRequest, Ap
 /// The explanation picture for the best copy, as a PNG data URL (`None` without a copy).
 fn explain(state: &AppState, bytes: &[u8], copy: &crate::search::CopyMatch) -> Result<Option<String>, ApiError> {
     use base64::Engine as _;
-    let Some(thumb) = state.catalog.records().thumbnail(copy.image_id)? else { return Ok(None) };
-    let query = crate::embed::decode_image(bytes, "upload", state.embedder.limits())?;
-    let catalog = image::load_from_memory(&thumb).map_err(|e| ApiError::Internal(format!("stored thumbnail: {e}")))?.to_rgb8();
-    let png = crate::search::explain::explain_png(&query.rgb, &catalog, copy).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))))
+    let photo = crate::embed::decode_image(bytes, "upload", state.embedder.limits())?;
+    let png = crate::search::explain::picture(&state.catalog, &photo.rgb, copy)?;
+    Ok(png.map(|png| format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))))
 }
 
 /// Looks up one photo: a raw image body, multipart/form-data with a file, or
