@@ -45,6 +45,15 @@ pub struct Deferred {
 }
 
 impl QueryFeatures {
+    /// A decoded photo's content regions and its full query description, at
+    /// once (what a copy check after the lookup — clustering, the evidence
+    /// pack's picture — describes a stored photo with).
+    pub fn describe_now(rgb: &RgbImage, resizer: &mut Resizer) -> (Vec<PixelRect>, LocalFeatures) {
+        let regions = super::regions::content_regions(rgb, resizer);
+        let features = describe_query(rgb, &regions, resizer);
+        (regions, features)
+    }
+
     /// Prepares a decoded photo whose content regions are `regions`.
     pub fn prepare(rgb: &RgbImage, regions: &[PixelRect], resizer: &mut Resizer) -> QueryFeatures {
         if !regions.is_empty() {

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::listing::ListingContext;
 use super::ReviewError;
 pub use crate::catalog::store::{CaseLink, LinkKind};
-use crate::catalog::store::{ClusterRow, ClusterWrite, MemberRow, Unclustered};
+use crate::catalog::store::{ClusterRow, ClusterWrite, KeptColumn, MemberRow, Unclustered};
 use crate::catalog::vectors::{HnswIndex, IndexParams};
 use crate::catalog::{Catalog, CatalogError, Page};
 use crate::embed::local::{LocalFeatures, LocalParams, CATALOG};
@@ -157,12 +157,12 @@ struct EarlierCases<'a>(&'a Catalog);
 impl References for EarlierCases<'_> {
     type About = ();
     fn features(&self, id: i64) -> Option<(Arc<LocalFeatures>, ())> {
-        let (features, _) = self.0.records().case_copy_features(id).ok()??;
-        Some((Arc::new(LocalFeatures::from_bytes(&features?)?), ()))
+        let features = self.0.records().case_photo_kept(id, KeptColumn::Features).ok()??;
+        Some((Arc::new(LocalFeatures::from_bytes(&features)?), ()))
     }
     fn grey(&self, id: i64) -> Option<image::GrayImage> {
-        let (_, thumbnail) = self.0.records().case_copy_features(id).ok()??;
-        Some(image::load_from_memory(&thumbnail?).ok()?.to_luma8())
+        let thumbnail = self.0.records().case_photo_kept(id, KeptColumn::Thumbnail).ok()??;
+        Some(image::load_from_memory(&thumbnail).ok()?.to_luma8())
     }
 }
 
@@ -184,8 +184,7 @@ struct Described {
 fn describe(photo: &[u8], limits: DecodeLimits) -> Option<Described> {
     let decoded = crate::embed::decode_image(photo, "case photo", limits).ok()?;
     let mut resizer = fast_image_resize::Resizer::new();
-    let regions = crate::embed::regions::content_regions(&decoded.rgb, &mut resizer);
-    let query = crate::embed::local::describe_query(&decoded.rgb, &regions, &mut resizer);
+    let (regions, query) = crate::embed::query::QueryFeatures::describe_now(&decoded.rgb, &mut resizer);
     // Kept as a catalog image is, or, for a photo of content regions (a border, a card, a collage),
     // each region as one: a later copy of the picture inside is checked against the picture, not the frame.
     let kept = if regions.is_empty() {

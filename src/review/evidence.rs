@@ -64,8 +64,7 @@ fn copy_picture(catalog: &Catalog, limits: DecodeLimits, photo: &[u8], answer: &
     // A photo the service's limits no longer admit gets no picture; the pack is still made.
     let Ok(decoded) = crate::embed::decode_image(photo, "the case photo", limits) else { return Ok(None) };
     let mut resizer = fast_image_resize::Resizer::new();
-    let regions = crate::embed::regions::content_regions(&decoded.rgb, &mut resizer);
-    let features = crate::embed::local::describe_query(&decoded.rgb, &regions, &mut resizer);
+    let (_, features) = crate::embed::query::QueryFeatures::describe_now(&decoded.rgb, &mut resizer);
     let model = crate::search::copy::CopyModel::default();
     let Some(copy) = crate::search::copy::rank_copies(catalog, &features, &[(image_id, similarity)], &model).into_iter().next() else {
         return Ok(None);

@@ -68,6 +68,13 @@ pub struct CaseLink {
     pub image_id: Option<i64>,
 }
 
+/// What a case's photo keeps for later cases' copy checks ([`RecordStore::case_photo_kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptColumn {
+    Features,
+    Thumbnail,
+}
+
 /// What clustering one case writes.
 #[derive(Debug, Clone)]
 pub struct ClusterWrite<'a> {
@@ -187,16 +194,15 @@ impl dyn RecordStore + '_ {
         })
     }
 
-    /// A clustered case's kept copy features and thumbnail (`None`: no such case).
-    #[allow(clippy::type_complexity)]
-    pub fn case_copy_features(&self, case: i64) -> Result<Option<(Option<Vec<u8>>, Option<Vec<u8>>)>, CatalogError> {
-        self.read(|tx| {
-            tx.query_opt(
-                "SELECT p.features, p.thumbnail FROM cases c JOIN case_photos p ON p.sha256 = c.photo WHERE c.id = $1",
-                args![case],
-                |r| Ok((r.opt_blob(0)?, r.opt_blob(1)?)),
-            )
-        })
+    /// One kept column of a clustered case's photo: `features` (its copy
+    /// features) or `thumbnail` (`None`: no such case, or nothing kept).
+    pub fn case_photo_kept(&self, case: i64, column: KeptColumn) -> Result<Option<Vec<u8>>, CatalogError> {
+        let col = match column {
+            KeptColumn::Features => "features",
+            KeptColumn::Thumbnail => "thumbnail",
+        };
+        let sql = format!("SELECT p.{col} FROM cases c JOIN case_photos p ON p.sha256 = c.photo WHERE c.id = $1");
+        self.read(|tx| Ok(tx.query_opt(&sql, args![case], |r| r.opt_blob(0))?.flatten()))
     }
 
     /// The oldest clustered case other than `case` showing the same photo, and

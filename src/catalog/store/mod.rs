@@ -38,7 +38,7 @@ pub mod sql;
 pub mod sqlite;
 
 pub use cases::{AuditRow, CasePhoto, CaseQuery, CaseRow, CaseSort, DecisionRow, DecisionWrite, NewCase, ReviewedCase, Versioned};
-pub use clusters::{CaseLink, ClusterRow, ClusterWrite, LinkKind, MemberRow, Unclustered};
+pub use clusters::{CaseLink, ClusterRow, ClusterWrite, KeptColumn, LinkKind, MemberRow, Unclustered};
 pub use events::{Delivery, EventKind, NewEvent, Subscription, TargetState};
 pub use export::{images_in, products_in, whole_rows_in, ImageRow, ProductRow, TableRows, WHOLE_TABLE_COUNT};
 pub use idempotency::{Begun, StoredResponse};
